@@ -1,0 +1,5 @@
+import sys
+
+from vaultd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,379 @@
+"""The daemon's state: which profile is active, the credentials held for each profile in use,
+background refresh with backoff, the one pending MFA request, and single-flight STS calls.
+
+Plain asyncio with an injected clock and provider, so it is tested without sockets or sleeps:
+tests move the clock and call `maintain()`. HTTP surfaces only ever read `current()` (which
+never blocks) or await a short bounded `wait_current()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from vaultd import refresh
+from vaultd.credentials import Credentials, iso8601, mask_key_id
+from vaultd.errors import (
+    BadMfaCode,
+    MfaRequired,
+    NoPendingMfa,
+    NoProfile,
+    StsError,
+    VaultdError,
+)
+from vaultd.resolve import Plan
+
+log = logging.getLogger("vaultd.broker")
+T = TypeVar("T")
+MFA_CODE = re.compile(r"^\d{6}$")
+# Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
+MAX_IDLE = 30.0
+SPENT_CODES = 32
+
+
+class ProviderLike(Protocol):
+    def plan(self, name: str) -> Plan: ...
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials: ...
+
+
+Blocking = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class MfaRequest:
+    profile: str
+    serial: str
+    opened: float
+
+
+@dataclass
+class Slot:
+    """Everything the broker knows about one profile in use."""
+
+    profile: str
+    plan: Plan | None = None
+    creds: Credentials | None = None
+    error: VaultdError | None = None
+    error_at: float | None = None
+    failures: int = 0
+    retry_at: float | None = None
+    task: asyncio.Task[Credentials] | None = field(default=None, repr=False)
+
+
+class Broker:
+    def __init__(
+        self,
+        provider: ProviderLike,
+        clock: Callable[[], float],
+        *,
+        rand: Callable[[], float] = random.random,
+        call_timeout: float = 30.0,
+        run_blocking: Blocking = asyncio.to_thread,
+    ) -> None:
+        self.provider = provider
+        self.clock = clock
+        self.rand = rand
+        self.call_timeout = call_timeout
+        self.run_blocking = run_blocking
+        self.active: str | None = None
+        self.slots: dict[str, Slot] = {}
+        self.mfa: MfaRequest | None = None
+        self.startup_error: VaultdError | None = None
+        self._spent: deque[tuple[str, str]] = deque(maxlen=SPENT_CODES)
+        self._wake = asyncio.Event()
+        # Strong references: the loop keeps only weak ones to tasks.
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- reading (never blocks) ------------------------------------------------------------
+    def active_slot(self) -> Slot | None:
+        return self.slots.get(self.active) if self.active else None
+
+    def current(self) -> Credentials | None:
+        """Credentials fit to serve for the active profile, or None. Starts a due refresh."""
+        slot = self.active_slot()
+        if slot is None:
+            return None
+        now = self.clock()
+        self._kick(slot, now)
+        return slot.creds if refresh.servable(slot.creds, now) else None
+
+    async def wait_current(self, timeout: float) -> Credentials | None:
+        """`current()`, but give an in-flight refresh up to `timeout` to land first."""
+        creds = self.current()
+        slot = self.active_slot()
+        if creds is None and slot is not None and slot.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(slot.task), timeout)
+            creds = self.current()
+        return creds
+
+    # -- commands ------------------------------------------------------------------------
+    async def switch(self, profile: str, mfa_code: str | None = None) -> Slot:
+        """Make `profile` the one IMDS serves and wait until it has credentials.
+
+        The switch takes effect even when it then needs MFA: the person's intent is this
+        profile, and the open MFA request says what is missing.
+        """
+        plan = await self.run_blocking(self.provider.plan, profile)
+        if mfa_code is not None:
+            self._check_code(plan.mfa_serial or "", mfa_code)
+        self.active = profile
+        slot = self._slot(profile)
+        slot.plan = plan
+        if self.mfa is not None and self.mfa.profile != profile:
+            self.mfa = None
+        self._wake.set()
+        now = self.clock()
+        if mfa_code is None and refresh.servable(slot.creds, now) and not self._due(slot, now):
+            return slot
+        await self._refresh_now(slot, mfa_code)
+        return slot
+
+    def activate(self, profile: str) -> None:
+        """Start serving `profile` in the background (daemon start-up): errors go to status."""
+        self.active = profile
+        self._kick(self._slot(profile), self.clock())
+        self._wake.set()
+
+    async def submit_mfa(self, code: str) -> Slot:
+        request = self.mfa
+        if request is None:
+            raise NoPendingMfa("no MFA code is being waited for: `vaultd status` shows why")
+        self._check_code(request.serial, code)
+        slot = self._slot(request.profile)
+        await self._refresh_now(slot, code)
+        return slot
+
+    async def refresh(self) -> Slot:
+        slot = self.active_slot()
+        if slot is None:
+            raise NoProfile("no profile is active: run `vaultd switch PROFILE`")
+        await self._refresh_now(slot, None)
+        return slot
+
+    def clear(self) -> None:
+        """Forget every credential held in memory; the caller drops the cached sessions."""
+        for slot in self.slots.values():
+            slot.creds = None
+            slot.error = None
+            slot.failures = 0
+            slot.retry_at = None
+        self.mfa = None
+
+    # -- background maintenance -------------------------------------------------------------
+    def maintain(self) -> float:
+        """Start every refresh that is due; return how long until the next one could be."""
+        now = self.clock()
+        wake_in = MAX_IDLE
+        slot = self.active_slot()
+        if slot is not None:
+            self._kick(slot, now)
+            nxt = self._next_due(slot)
+            if nxt is not None:
+                wake_in = min(wake_in, max(0.0, nxt - now))
+        return max(0.05, wake_in)
+
+    async def run(self) -> None:
+        """Maintenance loop; cancelled at shutdown."""
+        while True:
+            delay = self.maintain()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def close(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        slot = self.active_slot()
+        out: dict[str, Any] = {
+            "active": self.active,
+            "role": None,
+            "role_arn": None,
+            "region": None,
+            "state": "no_profile",
+            "message": "no profile is active: run `vaultd switch PROFILE`",
+            "credentials": None,
+            "mfa": None,
+            "last_error": None,
+            "next_retry": None,
+        }
+        if self.mfa is not None:
+            out["mfa"] = {
+                "profile": self.mfa.profile,
+                "serial": self.mfa.serial,
+                "since": iso8601(self.mfa.opened),
+                "command": "vaultd mfa CODE",
+            }
+        if slot is None:
+            if self.startup_error is not None:
+                out.update(state=self.startup_error.code, message=self.startup_error.message)
+            return out
+        if slot.plan is not None:
+            out.update(role=slot.plan.role_name, role_arn=slot.plan.role_arn, region=slot.plan.region)
+        if slot.error is not None:
+            out["last_error"] = {
+                **slot.error.to_json(),
+                "at": iso8601(slot.error_at or now),
+                "failures": slot.failures,
+            }
+        if slot.retry_at is not None:
+            out["next_retry"] = iso8601(slot.retry_at)
+        creds = slot.creds
+        if creds is not None and refresh.servable(creds, now):
+            out["credentials"] = {
+                "access_key_id": mask_key_id(creds.access_key_id),
+                "arn": creds.arn or None,
+                "issued": iso8601(creds.issued),
+                "expires": iso8601(creds.expiration),
+                "expires_in": int(creds.remaining(now)),
+                "refresh_at": iso8601(refresh.refresh_due(creds)),
+            }
+            out.update(state="ok", message=f"serving {slot.profile}")
+        elif slot.error is not None:
+            out.update(state=slot.error.code, message=slot.error.message)
+        else:
+            out.update(state="refreshing", message=f"fetching credentials for {slot.profile}")
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+    def _slot(self, profile: str) -> Slot:
+        slot = self.slots.get(profile)
+        if slot is None:
+            slot = self.slots[profile] = Slot(profile)
+        return slot
+
+    def _check_code(self, serial: str, code: str) -> None:
+        if not MFA_CODE.match(code):
+            raise BadMfaCode("an MFA code is six digits")
+        if (serial, code) in self._spent:
+            raise BadMfaCode("that code was already sent to STS: wait for the next one")
+
+    def _due(self, slot: Slot, now: float) -> bool:
+        if slot.task is not None:
+            return False
+        if slot.retry_at is not None and now < slot.retry_at:
+            return False
+        if isinstance(slot.error, MfaRequired) and not refresh.servable(slot.creds, now):
+            return False  # waiting for a person: asking STS again would not help
+        if slot.creds is None:
+            return slot.error is None or slot.retry_at is not None
+        return now >= refresh.refresh_due(slot.creds)
+
+    def _next_due(self, slot: Slot) -> float | None:
+        if slot.task is not None:
+            return None
+        if slot.retry_at is not None:
+            return slot.retry_at
+        if slot.creds is not None:
+            return refresh.refresh_due(slot.creds)
+        return None
+
+    def _kick(self, slot: Slot, now: float) -> None:
+        if self._due(slot, now):
+            self._start(slot, None)
+
+    def _start(self, slot: Slot, code: str | None) -> asyncio.Task[Credentials]:
+        task = asyncio.get_running_loop().create_task(self._refresh(slot, code))
+        slot.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here; the outcome is recorded on the slot
+
+    async def _refresh_now(self, slot: Slot, code: str | None) -> Credentials:
+        """Single-flight: join a refresh in flight, unless a code must go with this one."""
+        if slot.task is not None:
+            if code is None:
+                return await asyncio.shield(slot.task)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(slot.task)
+            if slot.task is not None:
+                await asyncio.wait([slot.task])
+        return await asyncio.shield(self._start(slot, code))
+
+    async def _refresh(self, slot: Slot, code: str | None) -> Credentials:
+        if code is not None and slot.plan is not None and slot.plan.mfa_serial:
+            self._spent.append((slot.plan.mfa_serial, code))
+        try:
+            plan, creds = await asyncio.wait_for(
+                self.run_blocking(self._fetch, slot.profile, code), self.call_timeout
+            )
+        except MfaRequired as exc:
+            self._failed(slot, exc, retry=False)
+            if slot.profile == self.active:
+                if self.mfa is None or self.mfa.profile != slot.profile:
+                    self.mfa = MfaRequest(exc.profile, exc.serial, self.clock())
+                    log.warning("MFA needed for %s: run `vaultd mfa CODE`", exc.profile)
+            raise
+        except TimeoutError:
+            exc2 = StsError(f"refreshing {slot.profile!r} took over {self.call_timeout:.0f}s")
+            self._failed(slot, exc2, retry=True)
+            raise exc2 from None
+        except VaultdError as exc:
+            self._failed(slot, exc, retry=exc.code not in ("mfa_rejected", "bad_mfa_code"))
+            raise
+        except Exception as exc:
+            # A bug, not an outage; keep the daemon alive and say so without the details.
+            log.exception("refresh of %s failed unexpectedly", slot.profile)
+            exc3 = VaultdError(f"internal error refreshing {slot.profile!r}: {type(exc).__name__}")
+            self._failed(slot, exc3, retry=True)
+            raise exc3 from None
+        finally:
+            slot.task = None
+        slot.plan, slot.creds = plan, creds
+        slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
+        if self.mfa is not None and self.mfa.profile == slot.profile:
+            self.mfa = None
+        log.info(
+            "credentials for %s refreshed (key %s, expires %s)",
+            slot.profile,
+            mask_key_id(creds.access_key_id),
+            iso8601(creds.expiration),
+        )
+        self._wake.set()
+        return creds
+
+    def _fetch(self, profile: str, code: str | None) -> tuple[Plan, Credentials]:
+        return self.provider.plan(profile), self.provider.credentials(profile, code)
+
+    def _failed(self, slot: Slot, exc: VaultdError, *, retry: bool) -> None:
+        now = self.clock()
+        slot.error, slot.error_at = exc, now
+        if isinstance(exc, MfaRequired):
+            slot.retry_at = None
+            return
+        if exc.code in ("mfa_rejected", "bad_mfa_code"):
+            # The person typed a wrong code: the MFA request stays open, nothing to retry.
+            slot.error = MfaRequired(
+                f"{exc.message}; run `vaultd mfa CODE` with a new code",
+                profile=slot.profile,
+                serial=self.mfa.serial if self.mfa else "",
+            )
+            return
+        if retry:
+            slot.failures += 1
+            slot.retry_at = now + refresh.backoff(slot.failures, self.rand)
+            log.warning(
+                "refresh of %s failed (%s); retry in %.0fs",
+                slot.profile,
+                exc.message,
+                slot.retry_at - now,
+            )
+        self._wake.set()

@@ -1,0 +1,383 @@
+"""The `vaultd` command.
+
+Exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 MFA needed and no code and
+no terminal to ask on; 4 the daemon is not running. Heavy modules (aiohttp, boto3, pydantic,
+keyring) are imported inside the commands that need them, never by the control commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from vaultd import __version__, settings
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.errors import VaultdError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MFA, EXIT_NO_DAEMON = 0, 1, 2, 3, 4
+KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
+MFA_CODE = re.compile(r"^\d{6}$")
+
+
+class Failure(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _settings(args: argparse.Namespace) -> settings.Settings:
+    return settings.load(
+        listen=getattr(args, "listen", None),
+        control_socket=getattr(args, "control_socket", None),
+        profile=getattr(args, "profile", None),
+        imds_tokens=getattr(args, "imds_tokens", None),
+    )
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(_settings(args).control_socket)
+
+
+def _tty() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _ask_code(prompt: str) -> str:
+    for _ in range(3):
+        code = getpass.getpass(prompt).strip()
+        if MFA_CODE.match(code):
+            return code
+        print("vaultd: an MFA code is six digits", file=sys.stderr)
+    raise Failure("no valid MFA code entered")
+
+
+# -- serve --------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from vaultd import daemon
+
+    level = os.environ.get("VAULTD_LOG_LEVEL", "DEBUG" if args.verbose else "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s vaultd %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # botocore narrates every request at DEBUG; its details are not ours to print.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    return daemon.serve(_settings(args), allow_cidrs=tuple(args.allow_cidr or ()))
+
+
+# -- keys ---------------------------------------------------------------------------------
+def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
+    if args.env:
+        key_id = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        if not key_id or not secret:
+            raise Failure("--env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set")
+    elif args.stdin or not sys.stdin.isatty():
+        lines = sys.stdin.read().splitlines()
+        if len(lines) < 2:
+            raise Failure("--stdin expects the access key id and the secret, one per line")
+        key_id, secret = lines[0], lines[1]
+    else:
+        key_id = input("Access key ID: ")
+        secret = getpass.getpass("Secret access key: ")
+    key_id, secret = key_id.strip(), secret.strip()
+    if not KEY_ID.match(key_id):
+        raise Failure("that does not look like an access key id (AKIA... in capitals and digits)")
+    if not secret or any(c.isspace() for c in secret):
+        raise Failure("the secret access key is empty or contains spaces")
+    return key_id, secret
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from vaultd import config
+    from vaultd.credentials import AccessKeys, mask_key_id
+    from vaultd.keystore import Keystore
+    from vaultd.secret import Secret
+
+    profiles = config.load_profiles()
+    profile = profiles.get(args.profile)
+    if profile is not None and profile.source_profile:
+        raise Failure(
+            f"profile {args.profile!r} takes its keys from {profile.source_profile!r}: "
+            f"run `vaultd add {profile.source_profile}` instead"
+        )
+    key_id, secret = _read_keys(args)
+    store = Keystore()
+    store.set_keys(args.profile, AccessKeys(key_id, Secret(secret)))
+    store.delete_session(args.profile)
+    print(f"Stored key {mask_key_id(key_id)} for profile {args.profile!r} in the keyring.")
+    if profile is None:
+        print(
+            f"Note: {config.config_path()} has no [profile {args.profile}] yet; "
+            "add one to set mfa_serial or region.",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from vaultd.keystore import Keystore
+
+    if not args.yes:
+        if not _tty():
+            raise Failure("refusing to delete keys without a terminal to confirm on: pass --yes")
+        answer = input(f"Delete the stored keys for {args.profile!r}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing deleted.")
+            return EXIT_OK
+    store = Keystore()
+    had_keys = store.delete_keys(args.profile)
+    sessions = store.delete_session(args.profile)
+    if not had_keys and not sessions:
+        raise Failure(f"nothing stored for profile {args.profile!r}")
+    print(f"Deleted the keys{' and cached session' if sessions else ''} of {args.profile!r}.")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from vaultd import config
+    from vaultd.credentials import iso8601
+    from vaultd.keystore import Keystore
+
+    profiles = config.load_profiles()
+    store = Keystore()
+    keys = set(store.profiles_with_keys())
+    active = None
+    try:
+        active = _client(args).status().get("active")
+    except (DaemonNotRunning, ControlError):
+        pass
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(profiles) | keys):
+        profile = profiles.get(name)
+        session = store.get_session(name) if name in keys else None
+        rows.append(
+            {
+                "name": name,
+                "source": (
+                    "keys" if name in keys
+                    else f"profile {profile.source_profile}" if profile and profile.source_profile
+                    else "-"
+                ),
+                "role_arn": profile.role_arn if profile else None,
+                "mfa_serial": profile.mfa_serial if profile else None,
+                "session_expires": iso8601(session.credentials.expiration) if session else None,
+                "active": name == active,
+            }
+        )
+    if args.json:
+        print(json.dumps({"profiles": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"No profiles in {config.config_path()} and no stored keys.")
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows) + 2
+    print(f"  {'PROFILE':<{width}}{'SOURCE':<22}{'SESSION':<24}ROLE")
+    for r in rows:
+        mark = "*" if r["active"] else " "
+        session = r["session_expires"] or "-"
+        print(f"{mark} {r['name']:<{width}}{r['source']:<22}{session:<24}{r['role_arn'] or '-'}")
+    return EXIT_OK
+
+
+# -- control commands ---------------------------------------------------------------------
+def _answer_mfa(client: ControlClient, error: ControlError, code: str | None) -> dict[str, Any]:
+    """Satisfy an MFA request: with the given code, else by asking on the terminal."""
+    serial = error.payload.get("mfa_serial") or "your MFA device"
+    if code is None and not _tty():
+        raise Failure(f"{error}. No terminal to ask on: run `vaultd mfa CODE`", EXIT_MFA)
+    for attempt in range(3):
+        if code is None:
+            code = _ask_code(f"MFA code for {serial}: ")
+        try:
+            return client.mfa(code)
+        except ControlError as exc:
+            if exc.code not in ("mfa_rejected", "bad_mfa_code") or not _tty() or attempt == 2:
+                raise
+            print(f"vaultd: {exc}", file=sys.stderr)
+            code = None
+    raise Failure("MFA failed")
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        status = client.switch(args.profile, args.mfa)
+    except ControlError as exc:
+        if exc.code != "mfa_required" or args.mfa is not None:
+            raise
+        status = _answer_mfa(client, exc, None)
+    _print_serving(status)
+    return EXIT_OK
+
+
+def cmd_mfa(args: argparse.Namespace) -> int:
+    client = _client(args)
+    code = args.code
+    if code is None:
+        if not _tty():
+            raise Failure("no code given and no terminal to ask on", EXIT_USAGE)
+        code = _ask_code("MFA code: ")
+    if not MFA_CODE.match(code):
+        raise Failure("an MFA code is six digits", EXIT_USAGE)
+    _print_serving(client.mfa(code))
+    return EXIT_OK
+
+
+def _print_serving(status: dict[str, Any]) -> None:
+    creds = status.get("credentials") or {}
+    what = status.get("role_arn") or status.get("active")
+    if creds:
+        print(f"Serving {status.get('active')} ({what}) until {creds.get('expires')}.")
+    else:
+        print(f"Active profile {status.get('active')}: {status.get('message')}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _client(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return EXIT_OK
+    creds = status.get("credentials")
+    lines = [
+        f"active:      {status.get('active') or '-'}",
+        f"state:       {status.get('state')} - {status.get('message')}",
+    ]
+    if status.get("role_arn"):
+        lines.append(f"role:        {status['role_arn']}")
+    if creds:
+        minutes = int(creds["expires_in"]) // 60
+        lines.append(
+            f"credentials: {creds['access_key_id']} expires {creds['expires']} "
+            f"(in {minutes} min, refresh at {creds['refresh_at']})"
+        )
+    if status.get("mfa"):
+        m = status["mfa"]
+        lines.append(f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE")
+    if status.get("last_error"):
+        err = status["last_error"]
+        lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
+    if status.get("next_retry"):
+        lines.append(f"next retry:  {status['next_retry']}")
+    for listener in status.get("listeners", []):
+        lines.append(f"listening:   {listener}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    print(f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={_settings(args).endpoint}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from vaultd import demo
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise Failure(f"the demo needs extras: pip install 'vaultd[demo]' ({exc.name} missing)")
+    return demo.run(listen=args.listen)
+
+
+# -- parser -------------------------------------------------------------------------------
+def _socket_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="control socket (default $XDG_RUNTIME_DIR/vaultd/control.sock; env VAULTD_CONTROL_SOCKET)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaultd",
+        description="Serve AWS role credentials to every SDK on this machine through IMDS.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaultd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:  # noqa: A002
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("serve", cmd_serve, "run the daemon (IMDS listener and control socket)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169; env VAULTD_LISTEN)")
+    _socket_arg(p)
+    p.add_argument("--profile", metavar="NAME", help="profile to serve at start (env VAULTD_PROFILE)")
+    p.add_argument("--imds-tokens", choices=("optional", "required"), help="require IMDSv2 tokens (default optional)")
+    p.add_argument("--allow-cidr", action="append", metavar="CIDR", help="also serve peers in CIDR (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    p = command("add", cmd_add, "store a profile's long-lived access keys in the keyring")
+    p.add_argument("profile", metavar="PROFILE")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--env", action="store_true", help="read AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    src.add_argument("--stdin", action="store_true", help="read the key id and the secret, one per line")
+
+    p = command("remove", cmd_remove, "delete a profile's stored keys and cached session")
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("list", cmd_list, "list profiles, stored keys and cached sessions")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _socket_arg(p)
+
+    p = command("switch", cmd_switch, "make PROFILE the one IMDS serves")
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--mfa", metavar="CODE", help="MFA code, if the profile needs one")
+    _socket_arg(p)
+
+    p = command("mfa", cmd_mfa, "answer the daemon's pending MFA request")
+    p.add_argument("code", metavar="CODE", nargs="?", help="six-digit code (asked for when omitted)")
+    _socket_arg(p)
+
+    p = command("status", cmd_status, "show the active profile, credentials and pending MFA")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _socket_arg(p)
+
+    p = command("env", cmd_env, "print the export line that points SDKs at vaultd")
+    p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169)")
+
+    p = command("demo", cmd_demo, "run vaultd against an embedded fake AWS (needs vaultd[demo])")
+    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9169", help="IMDS listener")
+    return parser
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"vaultd: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except DaemonNotRunning as exc:
+        _fail(str(exc), EXIT_NO_DAEMON)
+    except ControlError as exc:
+        code = EXIT_MFA if exc.code == "mfa_required" else EXIT_ERROR
+        if exc.code == "mfa_required":
+            _fail(f"{exc} (no code given)", code)
+        _fail(str(exc), code)
+    except Failure as exc:
+        _fail(str(exc), exc.exit_code)
+    except VaultdError as exc:
+        _fail(exc.message, EXIT_ERROR)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except EOFError:
+        _fail("no input", EXIT_ERROR)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The JSON control API on the Unix socket (`/v1/...`), for the `vaultd` command.
+
+Only the daemon's own user may talk to it: the socket lives in a 0700 directory, is itself
+0600, and every connection's peer uid is checked again here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import struct
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from vaultd.broker import Broker
+from vaultd.config import Profile
+from vaultd.credentials import iso8601
+from vaultd.errors import BadRequest, VaultdError
+from vaultd.keystore import Keystore
+
+log = logging.getLogger("vaultd.control")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def peer_uid(sock: Any) -> int | None:
+    """The uid of the process at the other end of a Unix socket, where the OS tells."""
+    try:
+        if sys.platform.startswith("linux"):
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return int(struct.unpack("3i", raw)[1])
+        if sys.platform == "darwin":
+            # LOCAL_PEERCRED on SOL_LOCAL (0): struct xucred {u_int version; uid_t uid; ...}
+            raw = sock.getsockopt(0, 0x001, struct.calcsize("2I") + 4 * 17)
+            return int(struct.unpack_from("2I", raw)[1])
+    except OSError:
+        return None
+    return None
+
+
+def _json(status: int, payload: dict[str, Any]) -> web.Response:
+    return web.json_response(payload, status=status)
+
+
+def _error(exc: VaultdError) -> web.Response:
+    return _json(exc.http_status, exc.to_json())
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        value = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return value
+
+
+def _required(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{key!r} must be a non-empty string")
+    return value
+
+
+def _optional(body: dict[str, Any], key: str) -> str | None:
+    return None if body.get(key) is None else _required(body, key)
+
+
+class ControlApp:
+    def __init__(
+        self,
+        broker: Broker,
+        keystore: Keystore,
+        load_profiles: Callable[[], dict[str, Profile]],
+        info: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.broker = broker
+        self.keystore = keystore
+        self.load_profiles = load_profiles
+        self.info = info
+        self.uid = os.getuid()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024)
+        app.router.add_get("/v1/status", self.status)
+        app.router.add_get("/v1/profiles", self.profiles)
+        app.router.add_post("/v1/switch", self.switch)
+        app.router.add_post("/v1/mfa", self.mfa)
+        app.router.add_post("/v1/refresh", self.refresh)
+        app.router.add_post("/v1/clear", self.clear)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        uid = peer_uid(sock) if sock is not None else None
+        if uid is not None and uid != self.uid:
+            log.warning("control connection from uid %d refused", uid)
+            return _json(403, {"error": "forbidden", "message": "another user's vaultd"})
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return _json(404, {"error": "not_found", "message": f"no such call {request.path}"})
+        except web.HTTPMethodNotAllowed:
+            return _json(405, {"error": "method_not_allowed", "message": "wrong method"})
+        except web.HTTPRequestEntityTooLarge:
+            return _json(413, {"error": "too_large", "message": "request body too large"})
+        except VaultdError as exc:
+            return _error(exc)
+        except Exception as exc:
+            log.exception("control %s failed", request.path)
+            return _json(500, {"error": "internal", "message": type(exc).__name__})
+
+    def _status(self) -> dict[str, Any]:
+        return {**self.broker.status(), **self.info()}
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(200, self._status())
+
+    async def profiles(self, request: web.Request) -> web.Response:
+        def collect() -> list[dict[str, Any]]:
+            profiles = self.load_profiles()
+            keys = set(self.keystore.profiles_with_keys())
+            rows = []
+            for name in sorted(set(profiles) | keys):
+                profile = profiles.get(name)
+                session = self.keystore.get_session(name) if name in keys else None
+                rows.append(
+                    {
+                        "name": name,
+                        "in_config": profile is not None,
+                        "source_profile": profile.source_profile if profile else None,
+                        "role_arn": profile.role_arn if profile else None,
+                        "mfa_serial": profile.mfa_serial if profile else None,
+                        "has_keys": name in keys,
+                        "session_expires": (
+                            iso8601(session.credentials.expiration) if session else None
+                        ),
+                        "active": name == self.broker.active,
+                    }
+                )
+            return rows
+
+        return _json(200, {"profiles": await asyncio.to_thread(collect)})
+
+    async def switch(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        profile = _required(body, "profile")
+        code = _optional(body, "mfa_code")
+        await self.broker.switch(profile, code)
+        log.info("switched to %s", profile)
+        return _json(200, self._status())
+
+    async def mfa(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        code = _required(body, "code")
+        await self.broker.submit_mfa(code)
+        return _json(200, self._status())
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        await self.broker.refresh()
+        return _json(200, self._status())
+
+    async def clear(self, request: web.Request) -> web.Response:
+        def drop() -> int:
+            return sum(self.keystore.delete_session(p) for p in self.keystore.profiles_with_sessions())
+
+        dropped = await asyncio.to_thread(drop)
+        self.broker.clear()
+        return _json(200, {**self._status(), "cleared_sessions": dropped})

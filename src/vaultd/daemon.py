@@ -1,0 +1,207 @@
+"""Assembling the daemon: listeners, the broker's loop, signals, and a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from vaultd import __version__, config
+from vaultd.broker import Broker
+from vaultd.control import ControlApp
+from vaultd.errors import VaultdError
+from vaultd.guards import Guard
+from vaultd.imds import ImdsApp
+from vaultd.keystore import Keystore, backend_name
+from vaultd.provider import Boto3StsFactory, Provider, StsFactory
+from vaultd.settings import Settings, ensure_private_dir
+from vaultd.tokens import Tokens
+
+log = logging.getLogger("vaultd")
+
+
+class ServeError(VaultdError):
+    code = "serve_error"
+
+
+def isolate_environment() -> None:
+    """vaultd's own boto3 must never find credentials by itself, least of all from IMDS."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    ):
+        os.environ.pop(name, None)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+def check_socket_free(path: Path) -> None:
+    """Refuse a live daemon's socket; remove one left behind by a crash."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink(missing_ok=True)
+        log.info("removed a stale control socket at %s", path)
+        return
+    except OSError as exc:
+        raise ServeError(f"cannot use the control socket {path}: {exc.strerror}") from None
+    finally:
+        probe.close()
+    raise ServeError(f"another vaultd is already running on {path} (`vaultd status` shows it)")
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sts_factory: StsFactory | None = None,
+        clock: Callable[[], float] = time.time,
+        allow_cidrs: tuple[str, ...] = (),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.keystore = Keystore()
+        self.config_path = config.config_path()
+        self.provider = Provider(
+            load_profiles=lambda: config.load_profiles(self.config_path),
+            keystore=self.keystore,
+            sts_factory=sts_factory or Boto3StsFactory(),
+            clock=clock,
+            session_duration=settings.session_duration,
+        )
+        self.broker = Broker(self.provider, clock)
+        self.guard = Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs)
+        self.imds = ImdsApp(
+            self.broker,
+            Tokens(clock),
+            self.guard,
+            tokens_required=settings.imds_tokens == "required",
+        )
+        self.control = ControlApp(self.broker, self.keystore, self.provider.load_profiles, self.info)
+        self.listeners: list[str] = []
+        self.started = clock()
+        self._runners: list[web.AppRunner] = []
+        self._socket_created = False
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "listeners": self.listeners,
+            "endpoint": self.settings.endpoint,
+            "imds_tokens": self.settings.imds_tokens,
+            "control_socket": str(self.settings.control_socket),
+            "config_file": str(self.config_path),
+            "uptime": int(self.clock() - self.started),
+        }
+
+    async def start(self) -> None:
+        sock_path = self.settings.control_socket
+        ensure_private_dir(sock_path.parent)
+        check_socket_free(sock_path)
+
+        imds_runner = web.AppRunner(
+            self.imds.app(), handle_signals=False, access_log=None, shutdown_timeout=5
+        )
+        await imds_runner.setup()
+        self._runners.append(imds_runner)
+        listen = self.settings.listen
+        site = web.TCPSite(imds_runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(
+                    f"{listen} is already in use: stop what listens there or pass --listen"
+                ) from None
+            raise ServeError(f"cannot listen on {listen}: {exc.strerror}") from None
+        bound = [s.getsockname() for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
+        port = bound[0][1] if bound else listen.port
+        self.listeners.append(f"imds http://{listen.host}:{port}/")
+
+        control_runner = web.AppRunner(
+            self.control.app(), handle_signals=False, access_log=None, shutdown_timeout=5
+        )
+        await control_runner.setup()
+        self._runners.append(control_runner)
+        old_umask = os.umask(0o177)
+        try:
+            await web.UnixSite(control_runner, str(sock_path)).start()
+        finally:
+            os.umask(old_umask)
+        self._socket_created = True
+        sock_path.chmod(0o600)
+        self.listeners.append(f"control unix:{sock_path}")
+
+        if self.settings.profile:
+            try:
+                await asyncio.to_thread(self.provider.plan, self.settings.profile)
+            except VaultdError as exc:
+                self.broker.startup_error = exc
+                log.error("%s", exc.message)
+            else:
+                self.broker.activate(self.settings.profile)
+        log.info(
+            "vaultd %s serving IMDS on %s (tokens %s), control on %s, keyring %s",
+            __version__,
+            self.listeners[0].split(" ", 1)[1],
+            self.settings.imds_tokens,
+            sock_path,
+            backend_name(),
+        )
+
+    async def stop(self) -> None:
+        await self.broker.close()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self._socket_created:
+            self.settings.control_socket.unlink(missing_ok=True)
+            self._socket_created = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        maintenance = asyncio.create_task(self.broker.run())
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+def serve(settings: Settings, allow_cidrs: tuple[str, ...] = ()) -> int:
+    isolate_environment()
+    daemon = Daemon(settings, allow_cidrs=allow_cidrs)
+    asyncio.run(daemon.run())
+    return 0

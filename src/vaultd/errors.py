@@ -1,0 +1,94 @@
+"""Errors a person can act on.
+
+Every failure that crosses a layer is a VaultdError with a stable machine-readable `code`
+(what the control API returns and `vaultd status` shows) and a one-sentence `message` that
+says what to do. Messages never contain secrets: they are built from profile names, ARNs and
+key ids only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class VaultdError(Exception):
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message}
+
+
+class ConfigError(VaultdError):
+    code = "config_error"
+    http_status = 400
+
+
+class UnknownProfile(ConfigError):
+    code = "unknown_profile"
+    http_status = 404
+
+
+class NoProfile(VaultdError):
+    code = "no_profile"
+    http_status = 409
+
+
+class NoKeys(VaultdError):
+    code = "no_keys"
+    http_status = 409
+
+
+class KeyringError(VaultdError):
+    code = "keyring_error"
+    http_status = 503
+
+
+class KeyringLocked(KeyringError):
+    code = "keyring_locked"
+
+
+class MfaRequired(VaultdError):
+    code = "mfa_required"
+    http_status = 409
+
+    def __init__(self, message: str, *, profile: str, serial: str) -> None:
+        super().__init__(message)
+        self.profile = profile
+        self.serial = serial
+
+    def to_json(self) -> dict[str, str]:
+        return {**super().to_json(), "profile": self.profile, "mfa_serial": self.serial}
+
+
+class MfaRejected(VaultdError):
+    """STS said the code was wrong; the MFA request stays open."""
+
+    code = "mfa_rejected"
+    http_status = 422
+
+
+class BadMfaCode(VaultdError):
+    """The code is malformed or was already used; STS was not asked."""
+
+    code = "bad_mfa_code"
+    http_status = 400
+
+
+class NoPendingMfa(VaultdError):
+    code = "no_pending_mfa"
+    http_status = 409
+
+
+class StsError(VaultdError):
+    code = "sts_error"
+    http_status = 502
+
+
+class BadRequest(VaultdError):
+    code = "bad_request"
+    http_status = 400

@@ -1,0 +1,70 @@
+"""Who may ask the IMDS listener for credentials. Pure checks on addresses and headers.
+
+aws-vault's lesson (#578, #723): check the Host header against DNS rebinding, but accept the
+listener's own address too so that `AWS_EC2_METADATA_SERVICE_ENDPOINT` works.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+IMDS_HOSTS = ("169.254.169.254", "[fd00:ec2::254]")
+BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+@dataclass(frozen=True)
+class Guard:
+    allowed_hosts: frozenset[str]
+    allowed_networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def for_listener(
+        cls, host: str, port: int, allow_cidrs: Iterable[str] = ()
+    ) -> Guard:
+        hosts: set[str] = set()
+        for name in (*IMDS_HOSTS, "localhost", host if ":" not in host else f"[{host}]"):
+            hosts.add(f"{name}:{port}")
+            if port == 80 or name in IMDS_HOSTS:
+                hosts.add(name)
+        for name in IMDS_HOSTS:
+            hosts.add(f"{name}:80")
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104
+            hosts.update({f"127.0.0.1:{port}", f"[::1]:{port}"})
+        nets = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
+        return cls(frozenset(h.lower() for h in hosts), nets)
+
+    def peer_refusal(self, peer: str | None) -> str | None:
+        addr = _address(peer) if peer else None
+        if addr is None:
+            return "unknown peer address"
+        if addr.is_loopback or any(addr in net for net in self.allowed_networks):
+            return None
+        return f"peer {addr} is not loopback or an allowed network"
+
+    def host_refusal(self, host: str | None) -> str | None:
+        if host is None:
+            return None  # HTTP/1.0 clients send none; the peer check still applies
+        if host.lower() in self.allowed_hosts:
+            return None
+        return "Host header is not the metadata address or this listener"
+
+    @staticmethod
+    def browser_refusal(headers: Mapping[str, str]) -> str | None:
+        for name in BROWSER_HEADERS:
+            if name in headers:
+                return f"browser requests are refused ({name} header)"
+        return None

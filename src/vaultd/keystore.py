@@ -1,0 +1,158 @@
+"""Long-lived keys and cached MFA sessions in the OS keyring.
+
+`keyring` cannot list what it holds, so the keystore keeps its own index item naming the
+profiles it has stored something for. Every value is JSON under the service name "vaultd";
+nothing here ever reaches a file of ours, a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import keyring
+import keyring.errors
+
+from vaultd.credentials import AccessKeys, Credentials
+from vaultd.errors import KeyringError, KeyringLocked
+from vaultd.secret import Secret
+
+SERVICE = "vaultd"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CachedSession:
+    mfa_serial: str | None
+    credentials: Credentials
+
+
+def backend_name() -> str:
+    backend = keyring.get_keyring()
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def _guard(action: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except keyring.errors.KeyringLocked:
+        raise KeyringLocked(
+            f"the keyring is locked ({action}): unlock it (log in to the desktop session, "
+            "or `gnome-keyring-daemon --unlock`) and try again"
+        ) from None
+    except keyring.errors.NoKeyringError:
+        raise KeyringError(
+            f"no usable keyring backend ({action}): install and start a Secret Service "
+            "(gnome-keyring, KeePassXC) or set PYTHON_KEYRING_BACKEND"
+        ) from None
+    except keyring.errors.KeyringError as exc:
+        raise KeyringError(f"the keyring refused to {action}: {type(exc).__name__}") from None
+    except Exception as exc:  # backends raise anything (dbus, OSError, ...)
+        raise KeyringError(f"the keyring failed to {action}: {type(exc).__name__}") from None
+
+
+class Keystore:
+    def __init__(self, service: str = SERVICE) -> None:
+        self.service = service
+
+    # -- raw items -----------------------------------------------------------------------
+    def _get(self, item: str) -> dict[str, Any] | None:
+        raw = _guard(f"read {item}", lambda: keyring.get_password(self.service, item))
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None  # someone else's item under our name; treat as absent
+        return value if isinstance(value, dict) else None
+
+    def _set(self, item: str, value: dict[str, Any]) -> None:
+        text = json.dumps(value, sort_keys=True)
+        _guard(f"store {item}", lambda: keyring.set_password(self.service, item, text))
+
+    def _delete(self, item: str) -> bool:
+        def call() -> bool:
+            try:
+                keyring.delete_password(self.service, item)
+            except keyring.errors.PasswordDeleteError:
+                return False
+            return True
+
+        return _guard(f"delete {item}", call)
+
+    def _index(self) -> dict[str, list[str]]:
+        value = self._get("index") or {}
+        return {kind: sorted({str(v) for v in value.get(kind, [])}) for kind in ("keys", "sessions")}
+
+    def _index_update(self, kind: str, profile: str, present: bool) -> None:
+        index = self._index()
+        names = set(index[kind])
+        (names.add if present else names.discard)(profile)
+        index[kind] = sorted(names)
+        self._set("index", dict(index))
+
+    # -- long-lived keys -----------------------------------------------------------------
+    def get_keys(self, profile: str) -> AccessKeys | None:
+        value = self._get(f"keys:{profile}")
+        if not value or "AccessKeyId" not in value or "SecretAccessKey" not in value:
+            return None
+        return AccessKeys(str(value["AccessKeyId"]), Secret(str(value["SecretAccessKey"])))
+
+    def set_keys(self, profile: str, keys: AccessKeys) -> None:
+        self._set(
+            f"keys:{profile}",
+            {"AccessKeyId": keys.access_key_id, "SecretAccessKey": keys.secret_access_key.reveal()},
+        )
+        self._index_update("keys", profile, present=True)
+
+    def delete_keys(self, profile: str) -> bool:
+        found = self._delete(f"keys:{profile}")
+        self._index_update("keys", profile, present=False)
+        return found
+
+    def profiles_with_keys(self) -> list[str]:
+        return self._index()["keys"]
+
+    # -- cached MFA sessions -------------------------------------------------------------
+    def get_session(self, profile: str) -> CachedSession | None:
+        value = self._get(f"session:{profile}")
+        try:
+            assert value is not None
+            creds = Credentials(
+                access_key_id=str(value["AccessKeyId"]),
+                secret_access_key=Secret(str(value["SecretAccessKey"])),
+                session_token=Secret(str(value["SessionToken"])),
+                expiration=float(value["Expiration"]),
+                issued=float(value["Issued"]),
+                arn=str(value.get("Arn", "")),
+            )
+        except (AssertionError, KeyError, TypeError, ValueError):
+            return None
+        serial = value.get("MfaSerial")
+        return CachedSession(str(serial) if serial else None, creds)
+
+    def set_session(self, profile: str, session: CachedSession) -> None:
+        creds = session.credentials
+        self._set(
+            f"session:{profile}",
+            {
+                "MfaSerial": session.mfa_serial,
+                "AccessKeyId": creds.access_key_id,
+                "SecretAccessKey": creds.secret_access_key.reveal(),
+                "SessionToken": creds.session_token.reveal(),
+                "Expiration": creds.expiration,
+                "Issued": creds.issued,
+                "Arn": creds.arn,
+            },
+        )
+        self._index_update("sessions", profile, present=True)
+
+    def delete_session(self, profile: str) -> bool:
+        found = self._delete(f"session:{profile}")
+        self._index_update("sessions", profile, present=False)
+        return found
+
+    def profiles_with_sessions(self) -> list[str]:
+        return self._index()["sessions"]

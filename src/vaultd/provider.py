@@ -1,0 +1,187 @@
+"""Turning a profile into credentials: stored keys -> GetSessionToken (MFA) -> AssumeRole chain.
+
+Everything here is synchronous and blocking (keyring and boto3 both are); the broker runs it
+in a worker thread. STS clients come from an injected factory that is always handed explicit
+credentials, so vaultd's own calls can never fall back to the default chain and ask IMDS,
+which is to say vaultd itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from vaultd import resolve
+from vaultd.config import Profile
+from vaultd.credentials import AccessKeys, Credentials, Source, mask_key_id
+from vaultd.errors import MfaRejected, MfaRequired, NoKeys, StsError, VaultdError
+from vaultd.keystore import CachedSession, Keystore
+from vaultd.secret import Secret
+
+# A cached session with less left than this is not worth a role call; ask for a new one.
+MIN_SESSION_LEFT = 5 * 60
+DEFAULT_SESSION_DURATION = 12 * 3600
+
+Clock = Callable[[], float]
+
+
+class StsFactory(Protocol):
+    def __call__(self, source: Source, region: str) -> Any: ...
+
+
+class Boto3StsFactory:
+    """STS clients on one shared botocore session, endpoint chosen by botocore's own config."""
+
+    def __init__(self) -> None:
+        import botocore.config
+        import botocore.session
+
+        self._lock = threading.Lock()
+        self._session = botocore.session.get_session()
+        # Short, bounded calls: a refresh that hangs helps nobody, the broker retries.
+        self._config = botocore.config.Config(
+            connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2}
+        )
+
+    def __call__(self, source: Source, region: str) -> Any:
+        token = source.session_token.reveal() if isinstance(source, Credentials) else None
+        with self._lock:  # botocore sessions are not safe to create clients from in parallel
+            return self._session.create_client(
+                "sts",
+                region_name=region,
+                aws_access_key_id=source.access_key_id,
+                aws_secret_access_key=source.secret_access_key.reveal(),
+                aws_session_token=token,
+                config=self._config,
+            )
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _to_credentials(raw: Mapping[str, Any], issued: float, arn: str = "") -> Credentials:
+    return Credentials(
+        access_key_id=str(raw["AccessKeyId"]),
+        secret_access_key=Secret(str(raw["SecretAccessKey"])),
+        session_token=Secret(str(raw["SessionToken"])),
+        expiration=_epoch(raw["Expiration"]),
+        issued=issued,
+        arn=arn,
+    )
+
+
+def _sts_failure(exc: Exception, doing: str) -> VaultdError:
+    """Map a botocore failure to an error a person can act on, without echoing secrets."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+    )
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")).strip()
+        if "MultiFactorAuthentication" in message or "MFA" in message:
+            return MfaRejected(f"STS rejected the MFA code ({doing}): wait for the next code")
+        if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
+            return StsError(f"STS rejected the credentials used to {doing} ({code})")
+        detail = f": {message}" if message else ""
+        return StsError(f"STS refused to {doing} ({code}){detail}")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return StsError(f"cannot reach STS to {doing}: {type(exc).__name__}")
+    if isinstance(exc, BotoCoreError):
+        return StsError(f"STS call failed ({doing}): {type(exc).__name__}")
+    return StsError(f"STS call failed ({doing}): {type(exc).__name__}")
+
+
+class Provider:
+    def __init__(
+        self,
+        *,
+        load_profiles: Callable[[], dict[str, Profile]],
+        keystore: Keystore,
+        sts_factory: StsFactory,
+        clock: Clock,
+        session_duration: int = DEFAULT_SESSION_DURATION,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.load_profiles = load_profiles
+        self.keystore = keystore
+        self.sts_factory = sts_factory
+        self.clock = clock
+        self.session_duration = session_duration
+        env = os.environ if env is None else env
+        self.env_region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+
+    def plan(self, name: str) -> resolve.Plan:
+        return resolve.plan(self.load_profiles(), name, env_region=self.env_region)
+
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        """Fresh credentials for `name`; raises MfaRequired when a code is needed and absent."""
+        plan = self.plan(name)
+        keys = self.keystore.get_keys(plan.root)
+        if keys is None:
+            raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
+        source: Source = keys
+        if plan.session:
+            source = self._session(plan, keys, mfa_code)
+        for step in plan.roles:
+            source = self._assume(step, source, plan.region)
+        assert isinstance(source, Credentials)  # noqa: S101 - plan guarantees a session or a role
+        return source
+
+    def cached_session(self, plan: resolve.Plan) -> CachedSession | None:
+        cached = self.keystore.get_session(plan.root)
+        if cached is None or cached.mfa_serial != plan.mfa_serial:
+            return None
+        if cached.credentials.remaining(self.clock()) <= MIN_SESSION_LEFT:
+            return None
+        return cached
+
+    def _session(self, plan: resolve.Plan, keys: AccessKeys, code: str | None) -> Credentials:
+        cached = self.cached_session(plan)
+        if cached is not None:
+            return cached.credentials
+        params: dict[str, Any] = {"DurationSeconds": self.session_duration}
+        if plan.mfa_serial is not None:
+            if code is None:
+                raise MfaRequired(
+                    f"profile {plan.target!r} needs an MFA code for {plan.mfa_serial}: "
+                    "run `vaultd mfa CODE`",
+                    profile=plan.target,
+                    serial=plan.mfa_serial,
+                )
+            params.update(SerialNumber=plan.mfa_serial, TokenCode=code)
+        doing = f"get a session for {plan.root!r} with key {mask_key_id(keys.access_key_id)}"
+        try:
+            issued = self.clock()
+            raw = self.sts_factory(keys, plan.region).get_session_token(**params)["Credentials"]
+        except Exception as exc:
+            raise _sts_failure(exc, doing) from None
+        creds = _to_credentials(raw, issued)
+        self.keystore.set_session(plan.root, CachedSession(plan.mfa_serial, creds))
+        return creds
+
+    def _assume(self, step: resolve.RoleStep, source: Source, region: str) -> Credentials:
+        params: dict[str, Any] = {
+            "RoleArn": step.role_arn,
+            "RoleSessionName": step.session_name,
+            "DurationSeconds": step.duration,
+        }
+        if step.external_id:
+            params["ExternalId"] = step.external_id
+        try:
+            issued = self.clock()
+            response = self.sts_factory(source, region).assume_role(**params)
+        except Exception as exc:
+            raise _sts_failure(exc, f"assume {step.role_arn} for {step.profile!r}") from None
+        arn = str(response.get("AssumedRoleUser", {}).get("Arn", ""))
+        return _to_credentials(response["Credentials"], issued, arn)

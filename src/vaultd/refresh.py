@@ -1,0 +1,37 @@
+"""When to refresh, when to retry, and what is still fit to serve. Pure arithmetic on epochs.
+
+SDKs treat credentials with < 15 minutes left as due (botocore) and cap or distrust anything
+shorter, so vaultd renews while 30 minutes remain and never serves a set that is about to lapse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vaultd.credentials import Credentials
+
+REFRESH_BEFORE = 30 * 60
+# Below this, a set is not served at all: no SDK can use it for a meaningful call.
+SERVE_MIN_LEFT = 60
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 5 * 60.0
+
+
+def refresh_due(creds: Credentials) -> float:
+    """The moment to start renewing: 30 minutes before expiry, or at half-life if shorter."""
+    lead = min(REFRESH_BEFORE, creds.lifetime / 2)
+    return creds.expiration - lead
+
+
+def servable(creds: Credentials | None, now: float) -> bool:
+    return creds is not None and creds.remaining(now) > SERVE_MIN_LEFT
+
+
+def backoff(failures: int, rand: Callable[[], float]) -> float:
+    """Delay before retry number `failures` (1-based): exponential, capped, jittered.
+
+    The jitter keeps half of the step fixed so retries never collapse to zero, and spreads
+    the rest so that many daemons coming back from one outage do not call STS in step.
+    """
+    step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, failures - 1))
+    return step / 2 + rand() * step / 2

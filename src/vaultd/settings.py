@@ -1,0 +1,152 @@
+"""vaultd's own settings: flags > VAULTD_* environment > ~/.config/vaultd/config.toml > defaults.
+
+Standard library only, because the control client needs the socket path and must start in
+tens of milliseconds (DESIGN.md places settings in `config`; they live here so that `vaultd
+status` does not pay for pydantic).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from vaultd.errors import ConfigError
+
+DEFAULT_PORT = 9169
+DEFAULT_HOST = "127.0.0.1"
+TokenMode = Literal["optional", "required"]
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """`HOST:PORT`, `[V6]:PORT` or a bare `PORT`."""
+        host, sep, port_text = text.strip().rpartition(":")
+        if not sep:
+            host, port_text = DEFAULT_HOST, text.strip()
+        host = host.strip("[]") or DEFAULT_HOST
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ConfigError(f"listen address {text!r} is not HOST:PORT") from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"listen port {port} is out of range 0-65535")
+        return cls(host, port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: Listen
+    control_socket: Path
+    profile: str | None
+    imds_tokens: TokenMode
+    # How long a cached MFA session (GetSessionToken) lasts.
+    session_duration: int = 12 * 3600
+
+    @property
+    def endpoint(self) -> str:
+        # The trailing slash matters: Debian's AWS CLI v2 glues the path on without one.
+        host = "127.0.0.1" if self.listen.host in ("0.0.0.0", "") else self.listen.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.listen.port}/"
+
+
+def default_socket_path(env: Mapping[str, str]) -> Path:
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "vaultd" / "control.sock"
+    # No per-user runtime dir (macOS, containers): a per-user directory under the temp dir,
+    # which `ensure_private_dir` refuses to use unless we own it and nobody else can enter.
+    return Path(tempfile.gettempdir()) / f"vaultd-{os.getuid()}" / "control.sock"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` as 0700, or check that an existing one is ours and private."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise ConfigError(f"cannot create the control directory {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path} exists and is not a directory")
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"{path} belongs to another user; set VAULTD_CONTROL_SOCKET elsewhere")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def config_file(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "vaultd" / "config.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load(
+    env: Mapping[str, str] | None = None,
+    *,
+    listen: str | None = None,
+    control_socket: str | None = None,
+    profile: str | None = None,
+    imds_tokens: str | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    path = config_file(env)
+    toml = _read_toml(path)
+
+    def pick(flag: str | None, var: str, key: str) -> str | None:
+        if flag is not None:
+            return flag
+        if env.get(var):
+            return env[var]
+        value = toml.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str | int):
+            raise ConfigError(f"{path}: {key} must be a string")
+        return str(value)
+
+    listen_text = pick(listen, "VAULTD_LISTEN", "listen")
+    socket_text = pick(control_socket, "VAULTD_CONTROL_SOCKET", "control_socket")
+    tokens = pick(imds_tokens, "VAULTD_IMDS_TOKENS", "imds_tokens") or "optional"
+    if tokens not in ("optional", "required"):
+        raise ConfigError(f"imds_tokens must be 'optional' or 'required', not {tokens!r}")
+    hours = pick(None, "VAULTD_SESSION_HOURS", "session_hours")
+    try:
+        session_duration = int(float(hours) * 3600) if hours else 12 * 3600
+    except ValueError:
+        raise ConfigError(f"session_hours must be a number, not {hours!r}") from None
+    if not 900 <= session_duration <= 129600:
+        raise ConfigError("session_hours must be between 0.25 and 36 (STS's limits)")
+    return Settings(
+        listen=Listen.parse(listen_text) if listen_text else Listen(DEFAULT_HOST, DEFAULT_PORT),
+        control_socket=Path(socket_text).expanduser() if socket_text else default_socket_path(env),
+        profile=pick(profile, "VAULTD_PROFILE", "profile"),
+        imds_tokens="required" if tokens == "required" else "optional",
+        session_duration=session_duration,
+    )
