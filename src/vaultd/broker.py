@@ -104,13 +104,13 @@ class Broker:
         self._kick(slot, now)
         return slot.creds if refresh.servable(slot.creds, now) else None
 
-    async def wait_current(self, timeout: float) -> Credentials | None:
+    async def wait_current(self, within: float) -> Credentials | None:
         """`current()`, but give an in-flight refresh up to `timeout` to land first."""
         creds = self.current()
         slot = self.active_slot()
         if creds is None and slot is not None and slot.task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(slot.task), timeout)
+                await asyncio.wait_for(asyncio.shield(slot.task), within)
             creds = self.current()
         return creds
 
@@ -222,7 +222,9 @@ class Broker:
                 out.update(state=self.startup_error.code, message=self.startup_error.message)
             return out
         if slot.plan is not None:
-            out.update(role=slot.plan.role_name, role_arn=slot.plan.role_arn, region=slot.plan.region)
+            out.update(
+                role=slot.plan.role_name, role_arn=slot.plan.role_arn, region=slot.plan.region
+            )
         if slot.error is not None:
             out["last_error"] = {
                 **slot.error.to_json(),
@@ -306,21 +308,23 @@ class Broker:
                 await asyncio.shield(slot.task)
             if slot.task is not None:
                 await asyncio.wait([slot.task])
-        return await asyncio.shield(self._start(slot, code))
+        creds: Credentials = await asyncio.shield(self._start(slot, code))
+        return creds
 
     async def _refresh(self, slot: Slot, code: str | None) -> Credentials:
         if code is not None and slot.plan is not None and slot.plan.mfa_serial:
             self._spent.append((slot.plan.mfa_serial, code))
         try:
-            plan, creds = await asyncio.wait_for(
+            result: tuple[Plan, Credentials] = await asyncio.wait_for(
                 self.run_blocking(self._fetch, slot.profile, code), self.call_timeout
             )
         except MfaRequired as exc:
             self._failed(slot, exc, retry=False)
-            if slot.profile == self.active:
-                if self.mfa is None or self.mfa.profile != slot.profile:
-                    self.mfa = MfaRequest(exc.profile, exc.serial, self.clock())
-                    log.warning("MFA needed for %s: run `vaultd mfa CODE`", exc.profile)
+            if slot.profile == self.active and (
+                self.mfa is None or self.mfa.profile != slot.profile
+            ):
+                self.mfa = MfaRequest(exc.profile, exc.serial, self.clock())
+                log.warning("MFA needed for %s: run `vaultd mfa CODE`", exc.profile)
             raise
         except TimeoutError:
             exc2 = StsError(f"refreshing {slot.profile!r} took over {self.call_timeout:.0f}s")
@@ -337,6 +341,7 @@ class Broker:
             raise exc3 from None
         finally:
             slot.task = None
+        plan, creds = result
         slot.plan, slot.creds = plan, creds
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.mfa is not None and self.mfa.profile == slot.profile:

@@ -8,6 +8,7 @@ keyring) are imported inside the commands that need them, never by the control c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -152,25 +153,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = Keystore()
     keys = set(store.profiles_with_keys())
     active = None
-    try:
+    with contextlib.suppress(DaemonNotRunning, ControlError):
         active = _client(args).status().get("active")
-    except (DaemonNotRunning, ControlError):
-        pass
     rows: list[dict[str, Any]] = []
     for name in sorted(set(profiles) | keys):
         profile = profiles.get(name)
-        session = store.get_session(name) if name in keys else None
+        cached = store.get_session(name) if name in keys else None
         rows.append(
             {
                 "name": name,
                 "source": (
-                    "keys" if name in keys
-                    else f"profile {profile.source_profile}" if profile and profile.source_profile
+                    "keys"
+                    if name in keys
+                    else f"profile {profile.source_profile}"
+                    if profile and profile.source_profile
                     else "-"
                 ),
                 "role_arn": profile.role_arn if profile else None,
                 "mfa_serial": profile.mfa_serial if profile else None,
-                "session_expires": iso8601(session.credentials.expiration) if session else None,
+                "session_expires": iso8601(cached.credentials.expiration) if cached else None,
                 "active": name == active,
             }
         )
@@ -262,7 +263,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     if status.get("mfa"):
         m = status["mfa"]
-        lines.append(f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE")
+        lines.append(
+            f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE"
+        )
     if status.get("last_error"):
         err = status["last_error"]
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
@@ -283,7 +286,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from vaultd import demo
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise Failure(f"the demo needs extras: pip install 'vaultd[demo]' ({exc.name} missing)")
+        raise Failure(
+            f"the demo needs extras: pip install 'vaultd[demo]' ({exc.name} missing)"
+        ) from None
     return demo.run(listen=args.listen)
 
 
@@ -292,7 +297,8 @@ def _socket_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--control-socket",
         metavar="PATH",
-        help="control socket (default $XDG_RUNTIME_DIR/vaultd/control.sock; env VAULTD_CONTROL_SOCKET)",
+        help="control socket (default $XDG_RUNTIME_DIR/vaultd/control.sock; "
+        "env VAULTD_CONTROL_SOCKET)",
     )
 
 
@@ -304,24 +310,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaultd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:  # noqa: A002
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
 
     p = command("serve", cmd_serve, "run the daemon (IMDS listener and control socket)")
-    p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169; env VAULTD_LISTEN)")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="IMDS listener (default 127.0.0.1:9169; env VAULTD_LISTEN)",
+    )
     _socket_arg(p)
-    p.add_argument("--profile", metavar="NAME", help="profile to serve at start (env VAULTD_PROFILE)")
-    p.add_argument("--imds-tokens", choices=("optional", "required"), help="require IMDSv2 tokens (default optional)")
-    p.add_argument("--allow-cidr", action="append", metavar="CIDR", help="also serve peers in CIDR (repeatable)")
+    p.add_argument(
+        "--profile", metavar="NAME", help="profile to serve at start (env VAULTD_PROFILE)"
+    )
+    p.add_argument(
+        "--imds-tokens",
+        choices=("optional", "required"),
+        help="require IMDSv2 tokens (default optional)",
+    )
+    p.add_argument(
+        "--allow-cidr",
+        action="append",
+        metavar="CIDR",
+        help="also serve peers in CIDR (repeatable)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     p = command("add", cmd_add, "store a profile's long-lived access keys in the keyring")
     p.add_argument("profile", metavar="PROFILE")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--env", action="store_true", help="read AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    src.add_argument("--stdin", action="store_true", help="read the key id and the secret, one per line")
+    src.add_argument(
+        "--env", action="store_true", help="read AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )
+    src.add_argument(
+        "--stdin", action="store_true", help="read the key id and the secret, one per line"
+    )
 
     p = command("remove", cmd_remove, "delete a profile's stored keys and cached session")
     p.add_argument("profile", metavar="PROFILE")
@@ -337,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     _socket_arg(p)
 
     p = command("mfa", cmd_mfa, "answer the daemon's pending MFA request")
-    p.add_argument("code", metavar="CODE", nargs="?", help="six-digit code (asked for when omitted)")
+    p.add_argument(
+        "code", metavar="CODE", nargs="?", help="six-digit code (asked for when omitted)"
+    )
     _socket_arg(p)
 
     p = command("status", cmd_status, "show the active profile, credentials and pending MFA")

@@ -64,7 +64,8 @@ class ControlClient:
             raise DaemonNotRunning(self.path) from None
         except TimeoutError:
             raise ControlError(
-                504, {"error": "timeout", "message": f"vaultd did not answer in {self.timeout:.0f}s"}
+                504,
+                {"error": "timeout", "message": f"vaultd did not answer in {self.timeout:.0f}s"},
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ControlError(

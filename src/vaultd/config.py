@@ -155,6 +155,4 @@ def get_profile(profiles: Mapping[str, Profile], name: str, path: Path | None = 
     except KeyError:
         where = path or config_path()
         known = ", ".join(sorted(profiles)) or "none"
-        raise UnknownProfile(
-            f"no profile {name!r} in {where} (profiles: {known})"
-        ) from None
+        raise UnknownProfile(f"no profile {name!r} in {where} (profiles: {known})") from None

@@ -171,7 +171,9 @@ class ControlApp:
 
     async def clear(self, request: web.Request) -> web.Response:
         def drop() -> int:
-            return sum(self.keystore.delete_session(p) for p in self.keystore.profiles_with_sessions())
+            return sum(
+                self.keystore.delete_session(p) for p in self.keystore.profiles_with_sessions()
+            )
 
         dropped = await asyncio.to_thread(drop)
         self.broker.clear()

@@ -70,6 +70,13 @@ def check_socket_free(path: Path) -> None:
     raise ServeError(f"another vaultd is already running on {path} (`vaultd status` shows it)")
 
 
+def _bound_port(site: web.TCPSite, fallback: int) -> int:
+    """The port actually bound, which differs from the one asked for when that was 0."""
+    server = site._server  # aiohttp keeps the asyncio server private
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else fallback
+
+
 class Daemon:
     def __init__(
         self,
@@ -98,7 +105,9 @@ class Daemon:
             self.guard,
             tokens_required=settings.imds_tokens == "required",
         )
-        self.control = ControlApp(self.broker, self.keystore, self.provider.load_profiles, self.info)
+        self.control = ControlApp(
+            self.broker, self.keystore, self.provider.load_profiles, self.info
+        )
         self.listeners: list[str] = []
         self.started = clock()
         self._runners: list[web.AppRunner] = []
@@ -137,8 +146,7 @@ class Daemon:
                     f"{listen} is already in use: stop what listens there or pass --listen"
                 ) from None
             raise ServeError(f"cannot listen on {listen}: {exc.strerror}") from None
-        bound = [s.getsockname() for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
-        port = bound[0][1] if bound else listen.port
+        port = _bound_port(site, listen.port)
         self.listeners.append(f"imds http://{listen.host}:{port}/")
 
         control_runner = web.AppRunner(
@@ -160,7 +168,7 @@ class Daemon:
                 await asyncio.to_thread(self.provider.plan, self.settings.profile)
             except VaultdError as exc:
                 self.broker.startup_error = exc
-                log.error("%s", exc.message)
+                log.error("%s", exc.message)  # noqa: TRY400 - a config mistake, not a bug
             else:
                 self.broker.activate(self.settings.profile)
         log.info(

@@ -39,8 +39,7 @@ role_arn = {ROLE_ARN}
 """
 
 CHECK = (
-    "import boto3; print(boto3.client('sts', region_name='eu-west-1')"
-    ".get_caller_identity()['Arn'])"
+    "import boto3; print(boto3.client('sts', region_name='eu-west-1').get_caller_identity()['Arn'])"
 )
 
 
@@ -143,9 +142,7 @@ def run(listen: str = "127.0.0.1:9169") -> int:
 
         (workdir / "aws").mkdir()
         (workdir / "aws" / "config").write_text(CONFIG)
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VAULTD_"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VAULTD_"))}
         env.update(
             AWS_CONFIG_FILE=str(workdir / "aws" / "config"),
             AWS_SHARED_CREDENTIALS_FILE=str(workdir / "aws" / "credentials"),
@@ -159,9 +156,7 @@ def run(listen: str = "127.0.0.1:9169") -> int:
         _vaultd(env, "add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
         print(f"Stored the demo user's key in a throwaway keyring under {workdir}")
 
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "vaultd", "serve"], env=env, text=True
-        )
+        daemon = subprocess.Popen([sys.executable, "-m", "vaultd", "serve"], env=env, text=True)
         status = _wait_for_daemon(env, daemon)
         imds = status["endpoint"]
         print(_vaultd(env, "switch", "master", "--mfa", DEMO_CODE).strip())

@@ -32,9 +32,7 @@ class Guard:
     allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
-    def for_listener(
-        cls, host: str, port: int, allow_cidrs: Iterable[str] = ()
-    ) -> Guard:
+    def for_listener(cls, host: str, port: int, allow_cidrs: Iterable[str] = ()) -> Guard:
         hosts: set[str] = set()
         for name in (*IMDS_HOSTS, "localhost", host if ":" not in host else f"[{host}]"):
             hosts.add(f"{name}:{port}")

@@ -19,7 +19,7 @@ from vaultd.guards import Guard
 from vaultd.tokens import Tokens, parse_ttl
 
 log = logging.getLogger("vaultd.imds")
-TOKEN_HEADER: Final = "X-aws-ec2-metadata-token"
+TOKEN_HEADER: Final = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
 TTL_HEADER: Final = "X-aws-ec2-metadata-token-ttl-seconds"
 BASE_HEADERS: Final = {"Server": "EC2ws", "Accept-Ranges": "none"}
 # How long a request may wait for a refresh already under way (SDK timeouts are ~1 s).
@@ -32,7 +32,9 @@ class _Prepared:
     body: bytes = b""
 
 
-def _reply(status: int, body: bytes, content_type: str = metadata.TEXT, **extra: str) -> web.Response:
+def _reply(
+    status: int, body: bytes, content_type: str = metadata.TEXT, **extra: str
+) -> web.Response:
     return web.Response(
         status=status, body=body, content_type=content_type, headers={**BASE_HEADERS, **extra}
     )

@@ -84,7 +84,9 @@ class Keystore:
 
     def _index(self) -> dict[str, list[str]]:
         value = self._get("index") or {}
-        return {kind: sorted({str(v) for v in value.get(kind, [])}) for kind in ("keys", "sessions")}
+        return {
+            kind: sorted({str(v) for v in value.get(kind, [])}) for kind in ("keys", "sessions")
+        }
 
     def _index_update(self, kind: str, profile: str, present: bool) -> None:
         index = self._index()
@@ -118,8 +120,9 @@ class Keystore:
     # -- cached MFA sessions -------------------------------------------------------------
     def get_session(self, profile: str) -> CachedSession | None:
         value = self._get(f"session:{profile}")
+        if value is None:
+            return None
         try:
-            assert value is not None
             creds = Credentials(
                 access_key_id=str(value["AccessKeyId"]),
                 secret_access_key=Secret(str(value["SecretAccessKey"])),
@@ -128,7 +131,7 @@ class Keystore:
                 issued=float(value["Issued"]),
                 arn=str(value.get("Arn", "")),
             )
-        except (AssertionError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return None
         serial = value.get("MfaSerial")
         return CachedSession(str(serial) if serial else None, creds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -18,12 +18,38 @@ from vaultd.credentials import Credentials, iso8601
 
 TEXT: Final = "text/plain"
 HTML: Final = "text/html"
-VERSIONS: Final = (
-    "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 2008-02-01 2008-09-01 "
-    "2009-04-04 2011-01-01 2011-05-01 2012-01-12 2014-02-25 2014-11-05 2015-10-20 2016-04-19 "
-    "2016-06-30 2016-09-02 2018-03-28 2018-08-17 2018-09-24 2019-10-01 2020-10-27 2021-01-03 "
-    "2021-03-23 2021-07-15 2022-09-24 2023-11-30 2024-04-11 latest"
-).split()
+VERSIONS: Final[tuple[str, ...]] = (
+    "1.0",
+    "2007-01-19",
+    "2007-03-01",
+    "2007-08-29",
+    "2007-10-10",
+    "2007-12-15",
+    "2008-02-01",
+    "2008-09-01",
+    "2009-04-04",
+    "2011-01-01",
+    "2011-05-01",
+    "2012-01-12",
+    "2014-02-25",
+    "2014-11-05",
+    "2015-10-20",
+    "2016-04-19",
+    "2016-06-30",
+    "2016-09-02",
+    "2018-03-28",
+    "2018-08-17",
+    "2018-09-24",
+    "2019-10-01",
+    "2020-10-27",
+    "2021-01-03",
+    "2021-03-23",
+    "2021-07-15",
+    "2022-09-24",
+    "2023-11-30",
+    "2024-04-11",
+    "latest",
+)
 DEFAULT_ACCOUNT: Final = "000000000000"
 
 
@@ -152,7 +178,7 @@ class Instance:
         )
 
 
-def _listing(names: list[str]) -> Reply:
+def _listing(names: Sequence[str]) -> Reply:
     return Reply(200, "\n".join(names).encode("utf-8"))
 
 

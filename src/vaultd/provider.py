@@ -14,6 +14,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+import botocore.config
+import botocore.session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
 from vaultd import resolve
 from vaultd.config import Profile
 from vaultd.credentials import AccessKeys, Credentials, Source, mask_key_id
@@ -36,9 +45,6 @@ class Boto3StsFactory:
     """STS clients on one shared botocore session, endpoint chosen by botocore's own config."""
 
     def __init__(self) -> None:
-        import botocore.config
-        import botocore.session
-
         self._lock = threading.Lock()
         self._session = botocore.session.get_session()
         # Short, bounded calls: a refresh that hangs helps nobody, the broker retries.
@@ -78,13 +84,6 @@ def _to_credentials(raw: Mapping[str, Any], issued: float, arn: str = "") -> Cre
 
 def _sts_failure(exc: Exception, doing: str) -> VaultdError:
     """Map a botocore failure to an error a person can act on, without echoing secrets."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-    )
-
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))

@@ -34,4 +34,4 @@ def backoff(failures: int, rand: Callable[[], float]) -> float:
     the rest so that many daemons coming back from one outage do not call STS in step.
     """
     step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, failures - 1))
-    return step / 2 + rand() * step / 2
+    return float(step / 2 + rand() * step / 2)
