@@ -11,6 +11,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from vaultd.guards import Guard
 from vaultd.imds import ImdsApp
 from vaultd.keystore import Keystore, backend_name
 from vaultd.provider import Boto3StsFactory, Provider, StsFactory
-from vaultd.settings import Settings, ensure_private_dir
+from vaultd.settings import Listen, Settings, ensure_private_dir
 from vaultd.tokens import Tokens
 
 log = logging.getLogger("vaultd")
@@ -98,6 +99,7 @@ class Daemon:
             session_duration=settings.session_duration,
         )
         self.broker = Broker(self.provider, clock)
+        self.allow_cidrs = allow_cidrs
         self.guard = Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs)
         self.imds = ImdsApp(
             self.broker,
@@ -109,6 +111,7 @@ class Daemon:
             self.broker, self.keystore, self.provider.load_profiles, self.info
         )
         self.listeners: list[str] = []
+        self.endpoint = settings.endpoint
         self.started = clock()
         self._runners: list[web.AppRunner] = []
         self._socket_created = False
@@ -118,7 +121,7 @@ class Daemon:
             "version": __version__,
             "pid": os.getpid(),
             "listeners": self.listeners,
-            "endpoint": self.settings.endpoint,
+            "endpoint": self.endpoint,
             "imds_tokens": self.settings.imds_tokens,
             "control_socket": str(self.settings.control_socket),
             "config_file": str(self.config_path),
@@ -147,7 +150,10 @@ class Daemon:
                 ) from None
             raise ServeError(f"cannot listen on {listen}: {exc.strerror}") from None
         port = _bound_port(site, listen.port)
-        self.listeners.append(f"imds http://{listen.host}:{port}/")
+        self.endpoint = replace(self.settings, listen=Listen(listen.host, port)).endpoint
+        # The Host check must name the port actually bound (it differs when asked for 0).
+        self.imds.guard = Guard.for_listener(listen.host, port, self.allow_cidrs)
+        self.listeners.append(f"imds {self.endpoint}")
 
         control_runner = web.AppRunner(
             self.control.app(), handle_signals=False, access_log=None, shutdown_timeout=5

@@ -1,0 +1,68 @@
+"""Shared fixtures. Every test runs with a private HOME, XDG dirs, AWS config and a file
+keyring under its own temporary directory: nothing touches the real keyring or ~/.aws."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from keyrings.alt.file import PlaintextKeyring
+
+from tests.helpers import FakeClock
+
+README_CONFIG = """\
+[profile identity]
+mfa_serial = arn:aws:iam::111122223333:mfa/elmerfudd
+
+[profile master]
+source_profile = identity
+mfa_serial = arn:aws:iam::111122223333:mfa/elmerfudd
+role_arn = arn:aws:iam::222233334444:role/DeveloperRole
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "VAULTD_", "XDG_", "PYTHON_KEYRING")) or name.lower().endswith(
+            "_proxy"
+        ):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    # Unix socket paths are limited to ~104 bytes; pytest's tmp paths can be longer.
+    runtime = Path(tempfile.mkdtemp(prefix="vd-"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdgconfig"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    monkeypatch.setenv("NO_PROXY", "*")
+    backend = PlaintextKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    assert Path(backend.file_path).is_relative_to(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        keyring.set_keyring(previous)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def aws_config(isolated: Path) -> Path:
+    path = isolated / "home" / ".aws" / "config"
+    path.write_text(README_CONFIG)
+    return path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -1,0 +1,131 @@
+"""Real parts for end-to-end tests: a moto server as STS/IAM, `vaultd` as subprocesses, and
+SDK clients as subprocesses that find credentials only through IMDS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+BOTO3_WHOAMI = """
+import json, boto3
+session = boto3.session.Session(region_name="us-east-1")
+creds = session.get_credentials()
+arn = session.client("sts").get_caller_identity()["Arn"]
+print(json.dumps({"method": creds.method, "access_key": creds.access_key, "arn": arn}))
+"""
+
+
+def reset_moto(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        response.read()
+
+
+def vaultd_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The test's isolated environment (set by the autouse fixture), for subprocesses."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def client_env(endpoint: str, moto: str, home: Path) -> dict[str, str]:
+    """What an SDK process sees: the IMDS endpoint, STS at moto, and no credentials at all."""
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint,
+        "AWS_ENDPOINT_URL_STS": moto,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "NO_PROXY": "*",
+    }
+
+
+def run_vaultd(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vaultd", *args],
+        env=vaultd_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def boto3_whoami(env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", BOTO3_WHOAMI], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def awscli_whoami(env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "awscli", "sts", "get-caller-identity", "--region", "us-east-1", "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+@dataclass
+class Daemon:
+    """`vaultd serve` as a subprocess, its stderr kept in a file for inspection."""
+
+    log_path: Path
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[str] | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    _log: IO[str] | None = None
+
+    def start(self, timeout: float = 30) -> Daemon:
+        self._log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vaultd", "serve", "--listen", "127.0.0.1:0", *self.args],
+            env=vaultd_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited early:\n{self.log()}")
+            done = run_vaultd("status", "--json")
+            if done.returncode == 0:
+                self.status = json.loads(done.stdout)
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"daemon did not start:\n{self.log()}")
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.status["endpoint"])
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        code = self.proc.wait(timeout=15)
+        if self._log is not None:
+            self._log.close()
+        self.proc = None
+        return code

@@ -1,0 +1,78 @@
+"""Small test doubles shared by several modules."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vaultd.credentials import Credentials
+from vaultd.errors import MfaRejected, MfaRequired, VaultdError
+from vaultd.resolve import Plan
+from vaultd.secret import Secret
+
+START = 1_800_000_000.0  # 2027-01-15, a fixed "now" for the fake clock
+
+
+class FakeClock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_creds(issued: float, lifetime: float = 3600, n: int = 0) -> Credentials:
+    return Credentials(
+        access_key_id=f"ASIATESTKEY{n:09d}",
+        secret_access_key=Secret(f"secret-{n}-" + "x" * 30),
+        session_token=Secret(f"token-{n}-" + "y" * 60),
+        expiration=issued + lifetime,
+        issued=issued,
+        arn="arn:aws:sts::222233334444:assumed-role/DeveloperRole/vaultd-test",
+    )
+
+
+def make_plan(name: str = "master", serial: str | None = "arn:aws:iam::111122223333:mfa/e") -> Plan:
+    return Plan(
+        target=name,
+        root="identity",
+        session=True,
+        mfa_serial=serial,
+        roles=(),
+        region="eu-west-1",
+        role_name="DeveloperRole" if name == "master" else name,
+    )
+
+
+@dataclass
+class FakeProvider:
+    """Scripted provider: counts calls; can fail, demand MFA, or block until released."""
+
+    clock: Callable[[], float]
+    lifetime: float = 3600
+    needs_mfa: bool = False
+    valid_code: str = "123456"
+    failure: VaultdError | None = None
+    calls: list[tuple[str, str | None]] = field(default_factory=list)
+    gate: threading.Event | None = None
+
+    def plan(self, name: str) -> Plan:
+        return make_plan(name)
+
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        self.calls.append((name, mfa_code))
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.failure is not None:
+            raise self.failure
+        if self.needs_mfa:
+            if mfa_code is None:
+                raise MfaRequired("needs MFA", profile=name, serial=make_plan(name).mfa_serial or "")
+            if mfa_code != self.valid_code:
+                raise MfaRejected("STS rejected the MFA code")
+            self.needs_mfa = False
+        return make_creds(self.clock(), self.lifetime, n=len(self.calls))

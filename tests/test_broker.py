@@ -1,0 +1,242 @@
+"""Broker lifecycle rules, driven by a fake clock and a scripted provider: no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from tests.helpers import FakeClock, FakeProvider
+from vaultd import refresh
+from vaultd.broker import Broker
+from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
+
+
+def make(clock: FakeClock, **kw: object) -> tuple[Broker, FakeProvider]:
+    provider = FakeProvider(clock, **kw)  # type: ignore[arg-type]
+    return Broker(provider, clock, rand=lambda: 0.5), provider
+
+
+async def settle(broker: Broker) -> None:
+    """Let background refresh tasks finish (they run the provider in a thread)."""
+    for _ in range(200):
+        pending = [s.task for s in broker.slots.values() if s.task is not None]
+        if not pending:
+            return
+        await asyncio.wait(pending)
+
+
+async def test_no_profile_serves_nothing(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    assert broker.current() is None
+    assert broker.status()["state"] == "no_profile"
+    assert provider.calls == []
+
+
+async def test_switch_fetches_and_serves(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    creds = broker.current()
+    assert creds is not None
+    assert creds.remaining(clock()) == 3600
+    assert broker.status()["state"] == "ok"
+    assert provider.calls == [("master", None)]
+
+
+async def test_refresh_starts_when_thirty_minutes_remain(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    first = broker.current()
+    clock.advance(29 * 60)  # 31 minutes left: not yet
+    assert broker.current() is first
+    await settle(broker)
+    assert len(provider.calls) == 1
+    clock.advance(60)  # exactly 30 minutes left: due
+    assert broker.current() is first  # the old set is still served while the new one comes
+    await settle(broker)
+    second = broker.current()
+    assert second is not None and second is not first
+    assert len(provider.calls) == 2
+    assert second.remaining(clock()) >= 20 * 60
+
+
+async def test_short_lifetimes_refresh_at_half_life(clock: FakeClock) -> None:
+    broker, provider = make(clock, lifetime=900)
+    await broker.switch("master")
+    creds = broker.current()
+    assert creds is not None
+    assert refresh.refresh_due(creds) == creds.issued + 450
+    clock.advance(449)
+    broker.maintain()
+    await settle(broker)
+    assert len(provider.calls) == 1
+    clock.advance(1)
+    broker.maintain()
+    await settle(broker)
+    assert len(provider.calls) == 2
+
+
+async def test_served_credentials_keep_twenty_minutes_while_sts_answers(clock: FakeClock) -> None:
+    broker, _ = make(clock)
+    await broker.switch("master")
+    least = float("inf")
+    for _ in range(6 * 60):  # six hours, minute by minute, with the maintenance loop
+        clock.advance(60)
+        broker.maintain()
+        await settle(broker)
+        creds = broker.current()
+        assert creds is not None
+        least = min(least, creds.remaining(clock()))
+    assert least >= 20 * 60
+
+
+async def test_one_sts_call_for_many_concurrent_callers(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    broker.activate("master")
+    provider.gate = threading.Event()
+    waits = [broker.wait_current(2.0) for _ in range(200)]
+    gather = asyncio.gather(*waits)
+    await asyncio.sleep(0)
+    provider.gate.set()
+    results = await gather
+    assert all(r is not None for r in results)
+    assert len({id(r) for r in results}) == 1
+    assert len(provider.calls) == 1
+
+
+async def test_failures_back_off_and_old_credentials_are_served_until_expiry(
+    clock: FakeClock,
+) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    held = broker.current()
+    assert held is not None
+    provider.failure = StsError("cannot reach STS")
+    clock.advance(31 * 60)  # due
+    broker.maintain()
+    await settle(broker)
+    status = broker.status()
+    assert status["last_error"]["error"] == "sts_error"
+    assert status["next_retry"] is not None
+    assert broker.current() is held
+    delays = []
+    for _ in range(12):
+        slot = broker.active_slot()
+        assert slot is not None and slot.retry_at is not None
+        delays.append(slot.retry_at - clock())
+        clock.now = slot.retry_at - 0.01
+        broker.maintain()  # not yet: no call before the retry time
+        calls = len(provider.calls)
+        await settle(broker)
+        assert len(provider.calls) == calls
+        clock.now = slot.retry_at
+        broker.maintain()
+        await settle(broker)
+    assert delays == sorted(delays)
+    assert delays[0] == pytest.approx(0.75)  # 1 s step, jitter at its middle
+    assert max(delays) <= refresh.BACKOFF_MAX
+    # Until the very end the old set is served; after that, nothing.
+    clock.now = held.expiration - refresh.SERVE_MIN_LEFT - 1
+    assert broker.current() is held
+    clock.now = held.expiration
+    assert broker.current() is None
+    # STS comes back: the next retry recovers without help.
+    provider.failure = None
+    slot = broker.active_slot()
+    assert slot is not None and slot.retry_at is not None
+    clock.now = max(clock.now, slot.retry_at)
+    broker.maintain()
+    await settle(broker)
+    assert broker.current() is not None
+    assert broker.status()["state"] == "ok"
+
+
+async def test_backoff_is_jittered_and_bounded() -> None:
+    assert refresh.backoff(1, lambda: 0.0) == 0.5
+    assert refresh.backoff(1, lambda: 1.0) == 1.0
+    assert refresh.backoff(3, lambda: 0.0) == 2.0
+    assert refresh.backoff(50, lambda: 1.0) == refresh.BACKOFF_MAX
+
+
+async def test_after_sleep_first_request_answers_at_once_and_one_refresh_starts(
+    clock: FakeClock,
+) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    clock.advance(8 * 3600)  # the laptop slept through expiry
+    answers = [broker.current() for _ in range(50)]
+    assert answers == [None] * 50  # expired: never served, and no waiting
+    await settle(broker)
+    assert len(provider.calls) == 2  # one refresh, not fifty
+    assert broker.current() is not None
+
+
+async def test_mfa_request_opens_and_code_satisfies_it(clock: FakeClock) -> None:
+    broker, provider = make(clock, needs_mfa=True)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    assert broker.active == "master"
+    status = broker.status()
+    assert status["state"] == "mfa_required"
+    assert status["mfa"]["profile"] == "master"
+    assert broker.current() is None
+    # Waiting for a person: the loop does not keep calling the provider.
+    calls = len(provider.calls)
+    clock.advance(3600)
+    broker.maintain()
+    await settle(broker)
+    assert len(provider.calls) == calls
+    await broker.submit_mfa("123456")
+    assert broker.current() is not None
+    assert broker.status()["mfa"] is None
+
+
+async def test_wrong_code_is_reported_and_request_stays_open(clock: FakeClock) -> None:
+    broker, _ = make(clock, needs_mfa=True)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRejected):
+        await broker.submit_mfa("000000")
+    assert broker.status()["mfa"] is not None
+    assert broker.status()["state"] == "mfa_required"
+    with pytest.raises(BadMfaCode, match="already"):
+        await broker.submit_mfa("000000")  # never sent twice
+    with pytest.raises(BadMfaCode, match="six digits"):
+        await broker.submit_mfa("12345")
+    await broker.submit_mfa("123456")
+    assert broker.current() is not None
+
+
+async def test_mfa_without_request_is_refused(clock: FakeClock) -> None:
+    broker, _ = make(clock)
+    with pytest.raises(NoPendingMfa):
+        await broker.submit_mfa("123456")
+
+
+async def test_switch_with_code_needs_no_second_step(clock: FakeClock) -> None:
+    broker, provider = make(clock, needs_mfa=True)
+    await broker.switch("master", "123456")
+    assert broker.current() is not None
+    assert provider.calls == [("master", "123456")]
+
+
+async def test_status_never_contains_secrets(clock: FakeClock) -> None:
+    broker, _ = make(clock)
+    await broker.switch("master")
+    creds = broker.current()
+    assert creds is not None
+    text = repr(broker.status()) + repr(creds) + str(creds)
+    assert creds.secret_access_key.reveal() not in text
+    assert creds.session_token.reveal() not in text
+    assert creds.access_key_id not in repr(broker.status())  # only its last four characters
+
+
+async def test_close_cancels_refreshes_in_flight(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    provider.gate = threading.Event()
+    broker.activate("master")
+    await asyncio.sleep(0)
+    await broker.close()
+    provider.gate.set()
+    assert all(t.done() for t in broker._tasks)

@@ -1,0 +1,216 @@
+"""End to end: moto as STS/IAM, `vaultd serve` as a subprocess, boto3 and the AWS CLI as
+subprocesses that find credentials only through IMDS."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.e2e import Daemon, awscli_whoami, boto3_whoami, client_env, reset_moto, run_vaultd
+from vaultd.demo import seed_accounts
+
+pytestmark = pytest.mark.e2e
+ROLE_ARN_PREFIX = "arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    reset_moto(moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)
+    return moto_server
+
+
+@pytest.fixture
+def user_keys(moto: str, aws_config: Path) -> tuple[str, str]:
+    """A real IAM user and access key in moto, stored with `vaultd add identity --stdin`."""
+    key_id, secret = seed_accounts(moto)
+    done = run_vaultd("add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
+    assert done.returncode == 0, done.stderr
+    return key_id, secret
+
+
+@pytest.fixture
+def daemon(isolated: Path) -> Iterator[Daemon]:
+    d = Daemon(isolated / "daemon.log")
+    yield d
+    d.stop()
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_role_credentials_reach_boto3_and_the_cli(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    daemon.start()
+    done = run_vaultd("switch", "master", "--mfa", "123456")
+    assert done.returncode == 0, done.stderr
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+
+    seen = boto3_whoami(env)
+    assert seen["method"] == "iam-role"
+    assert seen["arn"].startswith(ROLE_ARN_PREFIX)
+    assert awscli_whoami(env)["Arn"].startswith(ROLE_ARN_PREFIX)
+
+    # IMDSv2 only, as on an instance with HttpTokens=required.
+    v2 = boto3_whoami({**env, "AWS_EC2_METADATA_V1_DISABLED": "true"})
+    assert v2["arn"].startswith(ROLE_ARN_PREFIX)
+
+    # identity: the session credentials the daemon holds for it, no role.
+    done = run_vaultd("switch", "identity")
+    assert done.returncode == 0, done.stderr
+    seen = boto3_whoami(env)
+    held = _held_session_key()
+    assert seen["access_key"] == held
+    assert not seen["arn"].startswith(ROLE_ARN_PREFIX)
+    assert awscli_whoami(env)["Arn"] == seen["arn"]
+
+
+def _held_session_key() -> str:
+    raw = keyring.get_password("vaultd", "session:identity")
+    assert raw is not None
+    return str(json.loads(raw)["AccessKeyId"])
+
+
+def test_restart_needs_no_code_and_secrets_stay_in_the_keyring(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    key_id, secret = user_keys
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    served = boto3_whoami(env)
+    assert daemon.stop() == 0
+
+    daemon.start()
+    done = run_vaultd("switch", "master")  # no code, no terminal: the cached session suffices
+    assert done.returncode == 0, done.stderr
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert boto3_whoami(env)["arn"].startswith(ROLE_ARN_PREFIX)
+    assert run_vaultd("status").returncode == 0
+    daemon.stop()
+
+    keyring_file = Path(keyring.get_keyring().file_path).resolve()
+    session_raw = keyring.get_password("vaultd", "session:identity")
+    assert session_raw is not None
+    session_secret = json.loads(session_raw)["SecretAccessKey"]
+    secrets = [secret, session_secret, "123456"]
+    for path in isolated.rglob("*"):
+        if path.is_file() and path.resolve() != keyring_file and "client" not in path.parts:
+            text = path.read_bytes().decode("utf-8", "replace")
+            for value in secrets:
+                assert value not in text, f"a secret leaked into {path}"
+    log = daemon.log()
+    assert key_id not in log
+    assert served["access_key"] not in log
+    assert "Traceback" not in log
+
+
+def test_mfa_pending_answers_at_once_and_mfa_command_completes(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    daemon.start()
+    done = run_vaultd("switch", "master")
+    assert done.returncode == 3
+    assert "vaultd mfa" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+    started = time.monotonic()
+    status, body = http_get(daemon.endpoint + "latest/meta-data/iam/security-credentials/DeveloperRole")
+    elapsed = time.monotonic() - started
+    assert status == 200
+    document = json.loads(body)
+    assert document["Code"] != "Success"
+    assert "vaultd mfa" in document["Message"]
+    assert elapsed < 1.0
+    assert http_get(daemon.endpoint + "latest/meta-data/iam/security-credentials/") == (200, "DeveloperRole")
+
+    status_out = json.loads(run_vaultd("status", "--json").stdout)
+    assert status_out["state"] == "mfa_required"
+    assert status_out["mfa"]["serial"].endswith(":mfa/elmerfudd")
+
+    done = run_vaultd("mfa", "123456")
+    assert done.returncode == 0, done.stderr
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert boto3_whoami(env)["arn"].startswith(ROLE_ARN_PREFIX)
+
+
+def test_bad_input_gets_one_line_errors_and_the_daemon_keeps_running(
+    user_keys: tuple[str, str], daemon: Daemon, isolated: Path, aws_config: Path
+) -> None:
+    done = run_vaultd("status")
+    assert done.returncode == 4
+    assert "vaultd serve" in done.stderr
+
+    daemon.start()
+    done = run_vaultd("switch", "nosuch")
+    assert done.returncode == 1
+    assert "nosuch" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+    second = run_vaultd("serve", "--listen", "127.0.0.1:0", timeout=30)
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert "Traceback" not in second.stderr
+
+    # A busy IMDS port, with a socket of its own so the control socket is not the problem.
+    busy_port = int(daemon.endpoint.rsplit(":", 1)[1].strip("/"))
+    third = run_vaultd(
+        "serve", "--listen", f"127.0.0.1:{busy_port}", "--control-socket", str(isolated / "s.sock")
+    )
+    assert third.returncode == 1
+    assert "already in use" in third.stderr
+    assert "Traceback" not in third.stderr
+
+    # Garbage on the control socket.
+    sock_path = daemon.status["control_socket"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(sock_path)
+        body = b"{not json"
+        sock.sendall(
+            b"POST /v1/switch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        reply = sock.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 400")
+    assert '"error": "bad_request"' in reply
+
+    # A config that stops parsing mid-flight is a one-line error too.
+    aws_config.write_text("[profile master\nrole_arn = nope\n")
+    done = run_vaultd("switch", "master")
+    assert done.returncode == 1
+    assert "not valid INI" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+    aws_config.write_text("[profile a]\nsource_profile = b\n[profile b]\nsource_profile = a\n")
+    done = run_vaultd("switch", "a")
+    assert done.returncode == 1
+    assert "loop" in done.stderr
+
+    assert run_vaultd("status").returncode == 0
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert "Traceback" not in daemon.log()
