@@ -24,7 +24,7 @@ print(json.dumps({"method": creds.method, "access_key": creds.access_key, "arn":
 
 def reset_moto(endpoint: str) -> None:
     request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
 
 
@@ -49,7 +49,9 @@ def client_env(endpoint: str, moto: str, home: Path) -> dict[str, str]:
     }
 
 
-def run_vaultd(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_vaultd(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vaultd", *args],
         env=vaultd_env(),
@@ -63,7 +65,12 @@ def run_vaultd(*args: str, stdin: str | None = None, timeout: float = 60) -> sub
 
 def boto3_whoami(env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", BOTO3_WHOAMI], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", BOTO3_WHOAMI],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
@@ -71,7 +78,17 @@ def boto3_whoami(env: dict[str, str]) -> dict[str, Any]:
 
 def awscli_whoami(env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "awscli", "sts", "get-caller-identity", "--region", "us-east-1", "--output", "json"],
+        [
+            sys.executable,
+            "-m",
+            "awscli",
+            "sts",
+            "get-caller-identity",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -71,7 +71,9 @@ class FakeProvider:
             raise self.failure
         if self.needs_mfa:
             if mfa_code is None:
-                raise MfaRequired("needs MFA", profile=name, serial=make_plan(name).mfa_serial or "")
+                raise MfaRequired(
+                    "needs MFA", profile=name, serial=make_plan(name).mfa_serial or ""
+                )
             if mfa_code != self.valid_code:
                 raise MfaRejected("STS rejected the MFA code")
             self.needs_mfa = False

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import keyring
 import pytest
@@ -57,7 +58,7 @@ def daemon(isolated: Path) -> Iterator[Daemon]:
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -114,7 +115,7 @@ def test_restart_needs_no_code_and_secrets_stay_in_the_keyring(
     assert run_vaultd("status").returncode == 0
     daemon.stop()
 
-    keyring_file = Path(keyring.get_keyring().file_path).resolve()
+    keyring_file = Path(cast(Any, keyring.get_keyring()).file_path).resolve()
     session_raw = keyring.get_password("vaultd", "session:identity")
     assert session_raw is not None
     session_secret = json.loads(session_raw)["SecretAccessKey"]
@@ -140,14 +141,19 @@ def test_mfa_pending_answers_at_once_and_mfa_command_completes(
     assert len(done.stderr.strip().splitlines()) == 1
 
     started = time.monotonic()
-    status, body = http_get(daemon.endpoint + "latest/meta-data/iam/security-credentials/DeveloperRole")
+    status, body = http_get(
+        daemon.endpoint + "latest/meta-data/iam/security-credentials/DeveloperRole"
+    )
     elapsed = time.monotonic() - started
     assert status == 200
     document = json.loads(body)
     assert document["Code"] != "Success"
     assert "vaultd mfa" in document["Message"]
     assert elapsed < 1.0
-    assert http_get(daemon.endpoint + "latest/meta-data/iam/security-credentials/") == (200, "DeveloperRole")
+    assert http_get(daemon.endpoint + "latest/meta-data/iam/security-credentials/") == (
+        200,
+        "DeveloperRole",
+    )
 
     status_out = json.loads(run_vaultd("status", "--json").stdout)
     assert status_out["state"] == "mfa_required"

@@ -60,7 +60,7 @@ def factory() -> Iterator[RecordingFactory]:
 
 def make_provider(clock: FakeClock, factory: RecordingFactory) -> Provider:
     return Provider(
-        load_profiles=lambda: config.load_profiles(),
+        load_profiles=config.load_profiles,
         keystore=Keystore(),
         sts_factory=factory,
         clock=clock,
@@ -165,7 +165,9 @@ def test_rejected_keys_are_named_without_the_secret(
     assert USER_KEY.access_key_id not in info.value.message
 
 
-def test_no_keys_says_what_to_run(aws_config: Path, clock: FakeClock, factory: RecordingFactory) -> None:
+def test_no_keys_says_what_to_run(
+    aws_config: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
     with pytest.raises(NoKeys, match="vaultd add identity"):
         make_provider(clock, factory).credentials("master", "123456")
 

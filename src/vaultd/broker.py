@@ -244,6 +244,13 @@ class Broker:
                 "refresh_at": iso8601(refresh.refresh_due(creds)),
             }
             out.update(state="ok", message=f"serving {slot.profile}")
+        elif isinstance(slot.error, MfaRequired):
+            serial = self.mfa.serial if self.mfa else slot.error.serial
+            out.update(
+                state=slot.error.code,
+                message=f"waiting for an MFA code for {slot.profile} ({serial}): "
+                "run `vaultd mfa CODE`",
+            )
         elif slot.error is not None:
             out.update(state=slot.error.code, message=slot.error.message)
         else:

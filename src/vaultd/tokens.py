@@ -21,6 +21,8 @@ MAX_TTL = 21600
 MAX_TOKEN_LENGTH = 100
 _TTL = re.compile(r"^[0-9]{1,6}$")
 _MAC_BYTES = 24
+# 8 bytes of expiry + the MAC, base64url without padding: exactly 43 characters.
+_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
 def parse_ttl(value: str | None) -> int | None:
@@ -41,15 +43,15 @@ class Tokens:
 
     def issue(self, ttl: int) -> str:
         expiry = (int(self.clock()) + ttl).to_bytes(8, "big")
-        return base64.urlsafe_b64encode(expiry + self._mac(expiry)).decode("ascii")
+        return base64.urlsafe_b64encode(expiry + self._mac(expiry)).decode("ascii").rstrip("=")
 
     def remaining(self, token: str) -> int | None:
         """Seconds the token has left, or None when it is not one of ours or has expired."""
-        if len(token) > MAX_TOKEN_LENGTH:
+        if len(token) > MAX_TOKEN_LENGTH or not _SHAPE.match(token):
             return None
         try:
-            raw = base64.urlsafe_b64decode(token.encode("ascii"))
-        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raw = base64.urlsafe_b64decode(token + "=")
+        except (binascii.Error, ValueError):
             return None
         if len(raw) != 8 + _MAC_BYTES:
             return None

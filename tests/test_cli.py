@@ -1,0 +1,121 @@
+"""The command line: exit codes, one-line errors, and a control client that starts light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keyring
+import pytest
+
+from tests.e2e import run_vaultd
+from vaultd.cli import build_parser, main
+from vaultd.keystore import Keystore
+
+
+def test_control_commands_import_no_heavy_modules() -> None:
+    code = (
+        "import sys, vaultd.cli, vaultd.client\n"
+        "heavy = ('boto3', 'botocore', 'aiohttp', 'pydantic', 'keyring')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_no_daemon_is_exit_4_for_every_control_command() -> None:
+    for args in (["status"], ["switch", "master"], ["mfa", "123456"], ["status", "--json"]):
+        done = run_vaultd(*args)
+        assert done.returncode == 4, args
+        assert done.stderr.startswith("vaultd: vaultd is not running")
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_usage_errors_are_exit_2() -> None:
+    assert run_vaultd().returncode == 2
+    assert run_vaultd("frobnicate").returncode == 2
+    assert run_vaultd("serve", "--imds-tokens", "sometimes").returncode == 2
+    done = run_vaultd("mfa")  # no code and no terminal
+    assert done.returncode == 2
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for name in ("serve", "add", "remove", "list", "switch", "mfa", "status", "env", "demo"):
+        assert name in out
+
+
+def test_env_prints_the_export_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["env"]) == 0
+    assert (
+        capsys.readouterr().out
+        == "export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9169/\n"
+    )
+    monkeypatch.setenv("VAULTD_LISTEN", "127.0.0.1:9300")
+    assert main(["env"]) == 0
+    assert capsys.readouterr().out.strip().endswith("http://127.0.0.1:9300/")
+
+
+def test_add_list_remove(aws_config: Path) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    done = run_vaultd("add", "identity", "--stdin", stdin=f"AKIAIOSFODNN7EXAMPLE\n{secret}\n")
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout + done.stderr
+    keys = Keystore().get_keys("identity")
+    assert keys is not None and keys.secret_access_key.reveal() == secret
+
+    listing = json.loads(run_vaultd("list", "--json").stdout)["profiles"]
+    rows = {r["name"]: r for r in listing}
+    assert rows["identity"]["source"] == "keys"
+    assert rows["master"]["source"] == "profile identity"
+    table = run_vaultd("list").stdout
+    assert "identity" in table and secret not in table
+
+    done = run_vaultd("add", "master", "--stdin", stdin=f"AKIAIOSFODNN7EXAMPLE\n{secret}\n")
+    assert done.returncode == 1 and "vaultd add identity" in done.stderr
+
+    done = run_vaultd("remove", "identity")  # no terminal, no --yes
+    assert done.returncode == 1 and "--yes" in done.stderr
+    done = run_vaultd("remove", "identity", "--yes")
+    assert done.returncode == 0
+    assert keyring.get_password("vaultd", "keys:identity") is None
+    done = run_vaultd("remove", "identity", "--yes")
+    assert done.returncode == 1 and "nothing stored" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("stdin", "fragment"),
+    [
+        ("", "one per line"),
+        ("AKIAIOSFODNN7EXAMPLE\n", "one per line"),
+        ("not a key\nsecret\n", "access key id"),
+        ("AKIAIOSFODNN7EXAMPLE\nhas space\n", "spaces"),
+    ],
+)
+def test_add_rejects_bad_keys(aws_config: Path, stdin: str, fragment: str) -> None:
+    done = run_vaultd("add", "identity", "--stdin", stdin=stdin)
+    assert done.returncode == 1
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_add_from_env(aws_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s" * 40)
+    assert main(["add", "identity", "--env"]) == 0
+    keys = Keystore().get_keys("identity")
+    assert keys is not None and keys.access_key_id == "AKIAIOSFODNN7EXAMPLE"
+
+
+def test_malformed_config_is_one_line(isolated: Path) -> None:
+    (isolated / "home" / ".aws" / "config").write_text("[profile x\n")
+    done = run_vaultd("list")
+    assert done.returncode == 1
+    assert "not valid INI" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,153 @@
+"""Reading ~/.aws/config and vaultd's own settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import README_CONFIG
+from vaultd import config, resolve, settings
+from vaultd.errors import ConfigError, UnknownProfile
+
+
+def test_readme_profiles_parse() -> None:
+    profiles = config.parse_profiles(README_CONFIG)
+    assert set(profiles) == {"identity", "master"}
+    assert profiles["master"].source_profile == "identity"
+    assert profiles["master"].role_name == "DeveloperRole"
+    assert profiles["identity"].role_name == "identity"
+
+
+def test_default_is_a_profile_and_nothing_is_inherited() -> None:
+    profiles = config.parse_profiles(
+        "[default]\nregion = eu-west-1\nmfa_serial = arn:aws:iam::111122223333:mfa/x\n"
+        "[profile other]\noutput = json\nsso_start_url = https://x\n"
+        "[sso-session s]\nsso_region = x\n"
+    )
+    assert profiles["default"].region == "eu-west-1"
+    assert profiles["other"].mfa_serial is None  # aws-vault would inherit it; botocore does not
+    assert profiles["other"].region is None
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[profile a]\nrole_arn = not-an-arn\n", "profile 'a': role_arn is not a role ARN"),
+        ("[profile a]\nduration_seconds = 60\n", "profile 'a': duration_seconds must be between"),
+        ("[profile a]\nduration_seconds = soon\n", "whole number"),
+        ("[profile a]\nmfa_serial = 123\n", "mfa_serial is not an MFA device ARN"),
+        ("[profile a]\nrole_session_name = has space\n", "role_session_name"),
+        ("[profile a\nx = 1\n", "not valid INI"),
+        ("role_arn = orphan\n", "not valid INI"),
+    ],
+)
+def test_bad_config_names_profile_and_key(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse_profiles(text, "cfg")
+    assert fragment in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_missing_file_is_no_profiles(tmp_path: Path) -> None:
+    assert config.load_profiles(tmp_path / "none") == {}
+
+
+def test_unknown_profile_lists_known_ones() -> None:
+    profiles = config.parse_profiles(README_CONFIG)
+    with pytest.raises(UnknownProfile, match="identity, master"):
+        config.get_profile(profiles, "nope")
+
+
+def test_config_path_honours_env(tmp_path: Path) -> None:
+    assert config.config_path({"AWS_CONFIG_FILE": str(tmp_path / "c")}) == tmp_path / "c"
+    assert config.config_path({"HOME": str(tmp_path)}) == tmp_path / ".aws" / "config"
+
+
+# -- resolution ------------------------------------------------------------------------------
+def test_plan_for_readme_master() -> None:
+    plan = resolve.plan(config.parse_profiles(README_CONFIG), "master", user="elmer")
+    assert plan.root == "identity"
+    assert plan.session and plan.mfa_serial == "arn:aws:iam::111122223333:mfa/elmerfudd"
+    assert [s.role_arn for s in plan.roles] == ["arn:aws:iam::222233334444:role/DeveloperRole"]
+    assert plan.roles[0].session_name == "vaultd-elmer"
+    assert plan.roles[0].duration == 3600
+    assert plan.region == "us-east-1"
+
+
+def test_role_chain_order_and_region() -> None:
+    text = (
+        "[profile user]\nregion = eu-north-1\n"
+        "[profile a]\nsource_profile = user\nrole_arn = arn:aws:iam::111111111111:role/A\n"
+        "[profile b]\nsource_profile = a\nrole_arn = arn:aws:iam::222222222222:role/B\n"
+        "duration_seconds = 900\n"
+    )
+    plan = resolve.plan(config.parse_profiles(text), "b")
+    assert [s.profile for s in plan.roles] == ["a", "b"]
+    assert plan.roles[1].duration == 900
+    assert plan.region == "eu-north-1"
+    assert not plan.session  # no MFA and a role: no GetSessionToken needed
+    assert plan.role_name == "B"
+
+
+def test_loops_and_missing_sources_are_named() -> None:
+    text = (
+        "[profile a]\nsource_profile = b\n[profile b]\nsource_profile = c\n"
+        "[profile c]\nsource_profile = a\n"
+    )
+    with pytest.raises(ConfigError, match="a -> b -> c -> a"):
+        resolve.plan(config.parse_profiles(text), "a")
+    with pytest.raises(ConfigError, match="'ghost' is not a profile"):
+        resolve.plan(config.parse_profiles("[profile a]\nsource_profile = ghost\n"), "a")
+    with pytest.raises(ConfigError, match="needs a source_profile"):
+        resolve.plan(
+            config.parse_profiles("[profile a]\nrole_arn = arn:aws:iam::111111111111:role/A\n"), "a"
+        )
+
+
+def test_session_name_is_valid_for_sts() -> None:
+    name = resolve.default_session_name("Jöhn Doe/admin" * 10)
+    assert config.SESSION_NAME.match(name)
+
+
+# -- vaultd settings -------------------------------------------------------------------------
+def test_settings_precedence(tmp_path: Path) -> None:
+    toml = tmp_path / "vaultd" / "config.toml"
+    toml.parent.mkdir()
+    toml.write_text('listen = "127.0.0.1:7000"\nprofile = "from-toml"\nimds_tokens = "required"\n')
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "XDG_RUNTIME_DIR": "/run/user/1"}
+    s = settings.load(env)
+    assert (s.listen.port, s.profile, s.imds_tokens) == (7000, "from-toml", "required")
+    assert s.control_socket == Path("/run/user/1/vaultd/control.sock")
+    s = settings.load({**env, "VAULTD_LISTEN": "127.0.0.1:8000", "VAULTD_PROFILE": "env"})
+    assert (s.listen.port, s.profile) == (8000, "env")
+    s = settings.load({**env, "VAULTD_LISTEN": "127.0.0.1:8000"}, listen="9000", profile="flag")
+    assert (s.listen.port, s.profile) == (9000, "flag")
+    assert s.endpoint == "http://127.0.0.1:9000/"
+
+
+def test_settings_defaults_and_errors(tmp_path: Path) -> None:
+    s = settings.load({"HOME": str(tmp_path)})
+    assert str(s.listen) == "127.0.0.1:9169" and s.imds_tokens == "optional"
+    assert s.control_socket.name == "control.sock"
+    for bad in (
+        {"VAULTD_LISTEN": "host:port"},
+        {"VAULTD_LISTEN": "1:99999"},
+        {"VAULTD_IMDS_TOKENS": "maybe"},
+    ):
+        with pytest.raises(ConfigError):
+            settings.load({"HOME": str(tmp_path), **bad})
+    toml = tmp_path / "c" / "vaultd" / "config.toml"
+    toml.parent.mkdir(parents=True)
+    toml.write_text("listen = [")
+    with pytest.raises(ConfigError, match=r"config\.toml"):
+        settings.load({"XDG_CONFIG_HOME": str(tmp_path / "c")})
+
+
+def test_private_dir_is_made_private(tmp_path: Path) -> None:
+    d = tmp_path / "run" / "vaultd"
+    settings.ensure_private_dir(d)
+    assert d.stat().st_mode & 0o777 == 0o700
+    d.chmod(0o755)
+    settings.ensure_private_dir(d)
+    assert d.stat().st_mode & 0o777 == 0o700

@@ -1,0 +1,80 @@
+"""The keystore against a real file keyring in the test's temp dir, and a broken one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import keyring
+import keyring.backend
+import keyring.errors
+import pytest
+
+from tests.helpers import make_creds
+from vaultd.credentials import AccessKeys
+from vaultd.errors import KeyringError, KeyringLocked
+from vaultd.keystore import CachedSession, Keystore
+from vaultd.secret import Secret
+
+
+def test_keys_and_sessions_round_trip_with_an_index() -> None:
+    store = Keystore()
+    store.set_keys("identity", AccessKeys("AKIAEXAMPLE000000001", Secret("secret")))
+    store.set_keys("other", AccessKeys("AKIAEXAMPLE000000002", Secret("secret2")))
+    assert store.profiles_with_keys() == ["identity", "other"]
+    keys = store.get_keys("identity")
+    assert keys is not None and keys.secret_access_key.reveal() == "secret"
+    creds = make_creds(1_000.0)
+    store.set_session("identity", CachedSession("arn:aws:iam::1:mfa/x", creds))
+    cached = store.get_session("identity")
+    assert cached is not None and cached.credentials == creds
+    assert store.profiles_with_sessions() == ["identity"]
+    assert store.delete_keys("identity") and not store.delete_keys("identity")
+    assert store.profiles_with_keys() == ["other"]
+    assert store.delete_session("identity")
+    assert store.get_session("identity") is None
+
+
+def test_foreign_values_are_ignored() -> None:
+    keyring.set_password("vaultd", "keys:x", "not json")
+    keyring.set_password("vaultd", "session:x", '{"AccessKeyId": 1}')
+    assert Keystore().get_keys("x") is None
+    assert Keystore().get_session("x") is None
+
+
+class LockedKeyring(keyring.backend.KeyringBackend):
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise keyring.errors.KeyringLocked("locked")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise keyring.errors.KeyringLocked("locked")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise keyring.errors.KeyringLocked("locked")
+
+
+class BrokenKeyring(LockedKeyring):
+    def get_password(self, service: str, username: str) -> str | None:
+        raise RuntimeError("dbus exploded with secret=hunter2")
+
+
+@pytest.fixture
+def swap_keyring() -> Iterator[None]:
+    previous = keyring.get_keyring()
+    yield
+    keyring.set_keyring(previous)
+
+
+@pytest.mark.usefixtures("swap_keyring")
+def test_locked_and_broken_keyrings_are_named_errors() -> None:
+    keyring.set_keyring(LockedKeyring())
+    with pytest.raises(KeyringLocked, match="unlock"):
+        Keystore().get_keys("identity")
+    keyring.set_keyring(BrokenKeyring())
+    with pytest.raises(KeyringError) as info:
+        Keystore().get_keys("identity")
+    assert "hunter2" not in info.value.message

@@ -1,0 +1,42 @@
+"""IMDSv2 token math."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.helpers import FakeClock
+from vaultd.tokens import Tokens, parse_ttl
+
+
+def test_ttl_parsing() -> None:
+    assert parse_ttl("1") == 1 and parse_ttl("21600") == 21600
+    for bad in (None, "", "0", "21601", "-1", "+5", "1.5", "abc", "1e3", "0x10", "9999999"):
+        assert parse_ttl(bad) is None, bad
+
+
+def test_tokens_expire_and_do_not_cross_processes(clock: FakeClock) -> None:
+    tokens = Tokens(clock)
+    token = tokens.issue(10)
+    assert tokens.remaining(token) == 10
+    clock.advance(9)
+    assert tokens.remaining(token) == 1
+    clock.advance(1)
+    assert tokens.remaining(token) is None
+    assert Tokens(clock).remaining(tokens.issue(10)) is None  # a restarted daemon
+    assert Tokens(clock, key=b"other").remaining(tokens.issue(10)) is None
+
+
+def test_tampered_tokens_are_refused(clock: FakeClock) -> None:
+    tokens = Tokens(clock)
+    token = tokens.issue(100)
+    flipped = token[:3] + ("A" if token[3] != "A" else "B") + token[4:]
+    assert tokens.remaining(flipped) is None
+    assert tokens.remaining(token + "AAAA") is None
+    assert tokens.remaining("x" * 500) is None
+
+
+@given(st.text(max_size=120))
+def test_arbitrary_strings_are_never_valid(text: str) -> None:
+    tokens = Tokens(FakeClock(), key=b"k" * 32)
+    assert tokens.remaining(text) is None
