@@ -126,6 +126,7 @@ class Daemon:
             "control_socket": str(self.settings.control_socket),
             "config_file": str(self.config_path),
             "uptime": int(self.clock() - self.started),
+            "sts_calls": self.provider.sts_calls,
         }
 
     async def start(self) -> None:

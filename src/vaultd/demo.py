@@ -127,46 +127,88 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(listen: str = "127.0.0.1:9169") -> int:
-    from moto.server import ThreadedMotoServer
+class Sandbox:
+    """Moto, a throwaway keyring and config, and `vaultd serve`, all under one temp dir.
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    workdir = Path(tempfile.mkdtemp(prefix="vaultd-demo-"))
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    daemon: subprocess.Popen[str] | None = None
-    try:
-        moto.start()
-        host, port = moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        key_id, secret = seed_accounts(endpoint)
+    Used by `vaultd demo` and by the benchmark; `close()` removes every trace.
+    """
 
-        (workdir / "aws").mkdir()
-        (workdir / "aws" / "config").write_text(CONFIG)
+    def __init__(self, listen: str = "127.0.0.1:9169", quiet_daemon: bool = False) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.listen = listen
+        self.quiet_daemon = quiet_daemon
+        self.workdir = Path(tempfile.mkdtemp(prefix="vaultd-demo-"))
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.daemon: subprocess.Popen[str] | None = None
+        self.sts_endpoint = ""
+        self.imds_endpoint = ""
+        self.env: dict[str, str] = {}
+
+    def start(self) -> Sandbox:
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.sts_endpoint = f"http://{host}:{port}"
+        key_id, secret = seed_accounts(self.sts_endpoint)
+        work = self.workdir
+        (work / "aws").mkdir()
+        (work / "aws" / "config").write_text(CONFIG)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VAULTD_"))}
         env.update(
-            AWS_CONFIG_FILE=str(workdir / "aws" / "config"),
-            AWS_SHARED_CREDENTIALS_FILE=str(workdir / "aws" / "credentials"),
-            AWS_ENDPOINT_URL=endpoint,
+            AWS_CONFIG_FILE=str(work / "aws" / "config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(work / "aws" / "credentials"),
+            AWS_ENDPOINT_URL=self.sts_endpoint,
             PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring",
-            XDG_DATA_HOME=str(workdir / "data"),
-            XDG_CONFIG_HOME=str(workdir / "config"),
-            VAULTD_CONTROL_SOCKET=str(workdir / "run" / "control.sock"),
-            VAULTD_LISTEN=listen,
+            XDG_DATA_HOME=str(work / "data"),
+            XDG_CONFIG_HOME=str(work / "config"),
+            VAULTD_CONTROL_SOCKET=str(work / "run" / "control.sock"),
+            VAULTD_LISTEN=self.listen,
         )
+        self.env = env
         _vaultd(env, "add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
-        print(f"Stored the demo user's key in a throwaway keyring under {workdir}")
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "vaultd", "serve"],
+            env=env,
+            text=True,
+            stderr=subprocess.DEVNULL if self.quiet_daemon else None,
+        )
+        self.imds_endpoint = str(_wait_for_daemon(env, self.daemon)["endpoint"])
+        return self
 
-        daemon = subprocess.Popen([sys.executable, "-m", "vaultd", "serve"], env=env, text=True)
-        status = _wait_for_daemon(env, daemon)
-        imds = status["endpoint"]
-        print(_vaultd(env, "switch", "master", "--mfa", DEMO_CODE).strip())
+    def vaultd(self, *args: str) -> str:
+        return _vaultd(self.env, *args)
 
-        client_env = {k: v for k, v in env.items() if not k.startswith(("PYTHON_KEYRING", "XDG_"))}
-        client_env.update(AWS_EC2_METADATA_SERVICE_ENDPOINT=imds, AWS_CONFIG_FILE=os.devnull)
-        client_env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    def client_env(self) -> dict[str, str]:
+        """An SDK's view: IMDS and the fake STS, and no credentials or keyring anywhere."""
+        env = {k: v for k, v in self.env.items() if not k.startswith(("PYTHON_KEYRING", "XDG_"))}
+        env.update(
+            AWS_EC2_METADATA_SERVICE_ENDPOINT=self.imds_endpoint,
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        )
+        return env
+
+    def close(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+        self.moto.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run(listen: str = "127.0.0.1:9169") -> int:
+    sandbox = Sandbox(listen)
+    try:
+        sandbox.start()
+        print(f"Stored the demo user's key in a throwaway keyring under {sandbox.workdir}")
+        print(sandbox.vaultd("switch", "master", "--mfa", DEMO_CODE).strip())
         seen = subprocess.run(
             [sys.executable, "-c", CHECK],
-            env=client_env,
+            env=sandbox.client_env(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -175,11 +217,11 @@ def run(listen: str = "127.0.0.1:9169") -> int:
         print(f"Checked: boto3 through IMDS is {seen.stdout.strip() or seen.stderr.strip()}")
         print(
             "\nvaultd is serving the DeveloperRole in the demo's fake AWS. In another terminal:\n\n"
-            f"  export AWS_EC2_METADATA_SERVICE_ENDPOINT={imds}\n"
-            f"  export AWS_ENDPOINT_URL={endpoint}\n"
+            f"  export AWS_EC2_METADATA_SERVICE_ENDPOINT={sandbox.imds_endpoint}\n"
+            f"  export AWS_ENDPOINT_URL={sandbox.sts_endpoint}\n"
             "  export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null\n"
             "  aws sts get-caller-identity\n\n"
-            f"  VAULTD_CONTROL_SOCKET={env['VAULTD_CONTROL_SOCKET']} vaultd status\n\n"
+            f"  VAULTD_CONTROL_SOCKET={sandbox.env['VAULTD_CONTROL_SOCKET']} vaultd status\n\n"
             "Ready. Press Ctrl-C to stop; the demo leaves nothing behind.",
             flush=True,
         )
@@ -188,14 +230,10 @@ def run(listen: str = "127.0.0.1:9169") -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+    except RuntimeError as exc:
+        print(f"vaultd: demo failed: {exc}", file=sys.stderr)
+        return 1
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-        moto.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        print("Demo stopped; removed", workdir, flush=True)
+        sandbox.close()
+        print("Demo stopped; removed", sandbox.workdir, flush=True)
     return 0

@@ -117,6 +117,8 @@ class Provider:
         self.sts_factory = sts_factory
         self.clock = clock
         self.session_duration = session_duration
+        # STS calls made so far: shown in status, and what the benchmark reads.
+        self.sts_calls = 0
         env = os.environ if env is None else env
         self.env_region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
 
@@ -162,6 +164,7 @@ class Provider:
         doing = f"get a session for {plan.root!r} with key {mask_key_id(keys.access_key_id)}"
         try:
             issued = self.clock()
+            self.sts_calls += 1
             raw = self.sts_factory(keys, plan.region).get_session_token(**params)["Credentials"]
         except Exception as exc:
             raise _sts_failure(exc, doing) from None
@@ -179,6 +182,7 @@ class Provider:
             params["ExternalId"] = step.external_id
         try:
             issued = self.clock()
+            self.sts_calls += 1
             response = self.sts_factory(source, region).assume_role(**params)
         except Exception as exc:
             raise _sts_failure(exc, f"assume {step.role_arn} for {step.profile!r}") from None
