@@ -220,3 +220,96 @@ def test_bad_input_gets_one_line_errors_and_the_daemon_keeps_running(
     assert run_vaultd("status").returncode == 0
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "Traceback" not in daemon.log()
+
+
+def _run_on_tty(args: list[str], answer: str, prompt: str, timeout: float = 60) -> tuple[int, str]:
+    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal; answer one prompt."""
+    import os
+    import pty
+    import select
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
+    output = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and prompt.encode() in output:
+            os.write(fd, answer.encode() + b"\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_switch_asks_for_the_code_on_a_terminal(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    daemon.start()
+    code, output = _run_on_tty(["switch", "master"], "123456", "MFA code for")
+    assert code == 0, output
+    assert "Serving master" in output
+    assert "123456" not in output  # the prompt does not echo
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert boto3_whoami(env)["arn"].startswith(ROLE_ARN_PREFIX)
+
+
+def test_missing_keys_are_explained(daemon: Daemon, aws_config: Path) -> None:
+    daemon.start()
+    done = run_vaultd("switch", "master", "--mfa", "123456")
+    assert done.returncode == 1
+    assert "vaultd add identity" in done.stderr
+    status = json.loads(run_vaultd("status", "--json").stdout)
+    assert status["state"] == "no_keys"
+    assert "vaultd add identity" in status["message"]
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() != 0,
+    reason="needs root to connect as another uid",
+)
+def test_control_socket_refuses_other_users(daemon: Daemon, aws_config: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 that another user can run")
+    daemon.start()
+    sock = Path(daemon.status["control_socket"])
+    # Defeat the file permissions on purpose: the uid check must hold on its own.
+    sock.parent.parent.chmod(0o755)
+    sock.parent.chmod(0o755)
+    sock.chmod(0o666)
+    probe = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+        "s.sendall(b'GET /v1/status HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+        "print(s.recv(4096).decode().splitlines()[0])\n"
+    )
+    done = subprocess.run(
+        [python, "-c", probe, str(sock)],
+        user=65534,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("HTTP/1.1 403"), done.stdout
+    assert os.getuid() == 0

@@ -210,3 +210,22 @@ def test_external_id_and_session_name_are_sent(
     # No MFA and a role: the long-lived key assumes the role directly, no session needed.
     assert factory.sources == [USER_KEY.access_key_id]
     assert creds.lifetime == 1800
+
+
+def test_revoked_cached_session_is_dropped_and_mfa_asked_again(
+    aws_config: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    from vaultd.keystore import CachedSession
+
+    store = Keystore()
+    store.set_keys("identity", USER_KEY)
+    session = Credentials(
+        "ASIAREVOKED000000001", Secret("c" * 40), Secret("t" * 80), clock() + 7200, clock()
+    )
+    store.set_session("identity", CachedSession(SERIAL, session))
+    factory.stubber.add_client_error(
+        "assume_role", service_error_code="ExpiredToken", http_status_code=403
+    )
+    with pytest.raises(MfaRequired):
+        make_provider(clock, factory).credentials("master")
+    assert store.get_session("identity") is None

@@ -88,6 +88,10 @@ class StsError(VaultdError):
     code = "sts_error"
     http_status = 502
 
+    def __init__(self, message: str, sts_code: str | None = None) -> None:
+        super().__init__(message)
+        self.sts_code = sts_code
+
 
 class BadRequest(VaultdError):
     code = "bad_request"

@@ -33,6 +33,7 @@ from vaultd.secret import Secret
 # A cached session with less left than this is not worth a role call; ask for a new one.
 MIN_SESSION_LEFT = 5 * 60
 DEFAULT_SESSION_DURATION = 12 * 3600
+STALE_SESSION_CODES = frozenset({"ExpiredToken", "InvalidClientTokenId", "ExpiredTokenException"})
 
 Clock = Callable[[], float]
 
@@ -91,9 +92,9 @@ def _sts_failure(exc: Exception, doing: str) -> VaultdError:
         if "MultiFactorAuthentication" in message or "MFA" in message:
             return MfaRejected(f"STS rejected the MFA code ({doing}): wait for the next code")
         if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
-            return StsError(f"STS rejected the credentials used to {doing} ({code})")
+            return StsError(f"STS rejected the credentials used to {doing} ({code})", code)
         detail = f": {message}" if message else ""
-        return StsError(f"STS refused to {doing} ({code}){detail}")
+        return StsError(f"STS refused to {doing} ({code}){detail}", code)
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
         return StsError(f"cannot reach STS to {doing}: {type(exc).__name__}")
     if isinstance(exc, BotoCoreError):
@@ -132,10 +133,19 @@ class Provider:
         if keys is None:
             raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
         source: Source = keys
+        from_cache = False
         if plan.session:
-            source = self._session(plan, keys, mfa_code)
-        for step in plan.roles:
-            source = self._assume(step, source, plan.region)
+            source, from_cache = self._session(plan, keys, mfa_code)
+        for n, step in enumerate(plan.roles):
+            try:
+                source = self._assume(step, source, plan.region)
+            except StsError as exc:
+                if n == 0 and from_cache and exc.sts_code in STALE_SESSION_CODES:
+                    # The cached session was revoked or expired early (keys rotated,
+                    # sessions revoked): forget it and start over, once, without it.
+                    self.keystore.delete_session(plan.root)
+                    return self.credentials(name, mfa_code)
+                raise
         assert isinstance(source, Credentials)  # noqa: S101 - plan guarantees a session or a role
         return source
 
@@ -147,10 +157,12 @@ class Provider:
             return None
         return cached
 
-    def _session(self, plan: resolve.Plan, keys: AccessKeys, code: str | None) -> Credentials:
+    def _session(
+        self, plan: resolve.Plan, keys: AccessKeys, code: str | None
+    ) -> tuple[Credentials, bool]:
         cached = self.cached_session(plan)
         if cached is not None:
-            return cached.credentials
+            return cached.credentials, True
         params: dict[str, Any] = {"DurationSeconds": self.session_duration}
         if plan.mfa_serial is not None:
             if code is None:
@@ -170,7 +182,7 @@ class Provider:
             raise _sts_failure(exc, doing) from None
         creds = _to_credentials(raw, issued)
         self.keystore.set_session(plan.root, CachedSession(plan.mfa_serial, creds))
-        return creds
+        return creds, False
 
     def _assume(self, step: resolve.RoleStep, source: Source, region: str) -> Credentials:
         params: dict[str, Any] = {
