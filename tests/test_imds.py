@@ -5,29 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientSession
 
 from tests.helpers import FakeClock, FakeProvider
 from vaultd.broker import Broker
 from vaultd.errors import MfaRequired
 from vaultd.guards import Guard
-from vaultd.imds import ImdsApp
+from vaultd.imds import ImdsApp, ImdsOptions
 from vaultd.tokens import Tokens
 
 CREDS = "/latest/meta-data/iam/security-credentials/"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-AioClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
 class Imds:
-    def __init__(self, client: TestClient[Any, Any], imds: ImdsApp, provider: FakeProvider) -> None:
-        self.client, self.imds, self.provider = client, imds, provider
+    def __init__(
+        self, client: ClientSession, port: int, imds: ImdsApp, provider: FakeProvider
+    ) -> None:
+        self.client, self.port, self.imds, self.provider = client, port, imds, provider
 
     async def token(self, ttl: str = "21600") -> str:
         r = await self.client.put(
@@ -38,24 +40,31 @@ class Imds:
 
 
 @pytest.fixture
-async def make_imds(aiohttp_client: AioClient, clock: FakeClock) -> Callable[..., Awaitable[Imds]]:
+async def make_imds(clock: FakeClock) -> AsyncIterator[Callable[..., Awaitable[Imds]]]:
+    """Start ImdsApp on a real loopback port, the way the daemon does."""
+    started: list[tuple[ImdsApp, ClientSession]] = []
+
     async def build(
-        active: str | None = "master", required: bool = False, **provider_kw: Any
+        active: str | None = "master", options: ImdsOptions | None = None, **provider_kw: Any
     ) -> Imds:
         provider = FakeProvider(clock, **provider_kw)
         broker = Broker(provider, clock)
-        imds = ImdsApp(
-            broker, Tokens(clock), Guard.for_listener("127.0.0.1", 1), tokens_required=required
-        )
-        client = await aiohttp_client(imds.app())
-        assert client.port is not None
-        imds.guard = Guard.for_listener("127.0.0.1", client.port)
+        imds = ImdsApp(broker, Tokens(clock), Guard.for_listener("127.0.0.1", 1), options)
+        listener = await imds.start("127.0.0.1", 0)
+        port = int(listener.sockets[0].getsockname()[1])
+        imds.guard = Guard.for_listener("127.0.0.1", port)
+        client = ClientSession(base_url=f"http://127.0.0.1:{port}")
+        started.append((imds, client))
         if active is not None:
             with contextlib.suppress(MfaRequired):  # a profile needing MFA still becomes active
                 await broker.switch(active)
-        return Imds(client, imds, provider)
+        return Imds(client, port, imds, provider)
 
-    return build
+    yield build
+    for imds, client in started:
+        await client.close()
+        await imds.shutdown()
+        await imds.broker.close()
 
 
 async def test_token_put_echoes_ttl(make_imds: Callable[..., Awaitable[Imds]]) -> None:
@@ -112,7 +121,7 @@ async def test_token_validation(
 async def test_required_mode_refuses_tokenless_gets(
     make_imds: Callable[..., Awaitable[Imds]],
 ) -> None:
-    imds = await make_imds(required=True)
+    imds = await make_imds(options=ImdsOptions(tokens_required=True))
     for path in ("/", CREDS, "/latest/meta-data/instance-id", "/latest/user-data"):
         r = await imds.client.get(path)
         assert r.status == 401, path
@@ -239,7 +248,7 @@ async def test_metadata_hosts_are_accepted(make_imds: Callable[..., Awaitable[Im
         "169.254.169.254",
         "169.254.169.254:80",
         "[fd00:ec2::254]",
-        f"localhost:{imds.client.port}",
+        f"localhost:{imds.port}",
     ):
         r = await imds.client.get(CREDS, headers={"Host": host})
         assert r.status == 200, host
@@ -272,3 +281,53 @@ async def test_concurrent_fetches_make_one_sts_call(
     keys = await asyncio.gather(*(fetch() for _ in range(200)))
     assert len(set(keys)) == 1
     assert len(imds.provider.calls) == 1
+
+
+async def test_owner_check_refuses_other_uids(make_imds: Callable[..., Awaitable[Imds]]) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the owner check reads /proc/net/tcp (Linux)")
+    imds = await make_imds(options=ImdsOptions(allow_uids=frozenset({os.getuid() + 4242})))
+    r = await imds.client.get(CREDS)
+    assert r.status == 403
+    assert f"uid {os.getuid()}" in await r.text()
+
+
+async def test_extended_path_when_enabled(make_imds: Callable[..., Awaitable[Imds]]) -> None:
+    imds = await make_imds(options=ImdsOptions(serve_extended=True))
+    ext = "/latest/meta-data/iam/security-credentials-extended/"
+    assert await (await imds.client.get(ext)).text() == "DeveloperRole"
+    doc = json.loads(await (await imds.client.get(ext + "DeveloperRole")).text())
+    legacy = json.loads(await (await imds.client.get(CREDS + "DeveloperRole")).text())
+    assert doc.pop("AccountId") == "222233334444"
+    assert doc == legacy
+
+
+async def test_connection_cap_and_request_deadline(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    imds = await make_imds(options=ImdsOptions(max_connections=4, request_deadline=0.3))
+    opened = [await asyncio.open_connection("127.0.0.1", imds.port) for _ in range(4)]
+    # A fifth connection over the cap gets a 503 and is closed at once.
+    reader, writer = await asyncio.open_connection("127.0.0.1", imds.port)
+    assert (await asyncio.wait_for(reader.read(), 2)).startswith(b"HTTP/1.1 503")
+    writer.close()
+    # A slow client (headers never finished) and idle ones are closed after the deadline.
+    reader, writer = opened[0]
+    writer.write(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    for r, _ in opened:
+        assert await asyncio.wait_for(r.read(), 3) == b""
+    for _, w in opened:
+        w.close()
+    # The daemon still serves afterwards.
+    assert (await imds.client.get(CREDS)).status == 200
+
+
+async def test_oversized_headers_are_refused(make_imds: Callable[..., Awaitable[Imds]]) -> None:
+    imds = await make_imds()
+    r = await imds.client.get(CREDS, headers={"X-Big": "a" * 20000})
+    assert r.status in (400, 431)
+    many = {f"X-H{i}": "v" for i in range(100)}
+    r = await imds.client.get(CREDS, headers=many)
+    assert r.status in (400, 431)
+    assert (await imds.client.get(CREDS)).status == 200

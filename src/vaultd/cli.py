@@ -60,6 +60,7 @@ def _ask_code(prompt: str) -> str:
 
 # -- serve --------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
     import logging
 
     from vaultd import daemon
@@ -72,7 +73,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # botocore narrates every request at DEBUG; its details are not ours to print.
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    return daemon.serve(_settings(args), allow_cidrs=tuple(args.allow_cidr or ()))
+    from vaultd.imds import ImdsOptions
+
+    options = ImdsOptions()
+    if args.no_uid_check:
+        logging.getLogger("vaultd").warning(
+            "--no-uid-check: every local user's processes can now read your credentials"
+        )
+    options = ImdsOptions(
+        uid_check=options.uid_check and not args.no_uid_check,
+        allow_uids=options.allow_uids | frozenset(args.allow_uid or ()),
+        serve_extended=args.imds_extended,
+    )
+    try:
+        for cidr in args.allow_cidr or ():
+            ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise Failure(f"--allow-cidr: {exc}", EXIT_USAGE) from None
+    return daemon.serve(_settings(args), tuple(args.allow_cidr or ()), options)
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -337,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="CIDR",
         help="also serve peers in CIDR (repeatable)",
+    )
+    p.add_argument(
+        "--allow-uid",
+        action="append",
+        type=int,
+        metavar="UID",
+        help="also serve loopback clients owned by UID (repeatable; Linux owner check)",
+    )
+    p.add_argument(
+        "--no-uid-check",
+        action="store_true",
+        help="DANGEROUS: serve loopback clients of any user (turns off the Linux owner check)",
+    )
+    p.add_argument(
+        "--imds-extended",
+        action="store_true",
+        help="also serve iam/security-credentials-extended/ (with AccountId)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

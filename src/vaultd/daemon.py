@@ -22,7 +22,7 @@ from vaultd.broker import Broker
 from vaultd.control import ControlApp
 from vaultd.errors import VaultdError
 from vaultd.guards import Guard
-from vaultd.imds import ImdsApp
+from vaultd.imds import ImdsApp, ImdsOptions
 from vaultd.keystore import Keystore, backend_name
 from vaultd.provider import Boto3StsFactory, Provider, StsFactory
 from vaultd.settings import Listen, Settings, ensure_private_dir
@@ -71,13 +71,6 @@ def check_socket_free(path: Path) -> None:
     raise ServeError(f"another vaultd is already running on {path} (`vaultd status` shows it)")
 
 
-def _bound_port(site: web.TCPSite, fallback: int) -> int:
-    """The port actually bound, which differs from the one asked for when that was 0."""
-    server = site._server  # aiohttp keeps the asyncio server private
-    sockets = getattr(server, "sockets", None) or []
-    return int(sockets[0].getsockname()[1]) if sockets else fallback
-
-
 class Daemon:
     def __init__(
         self,
@@ -86,6 +79,7 @@ class Daemon:
         sts_factory: StsFactory | None = None,
         clock: Callable[[], float] = time.time,
         allow_cidrs: tuple[str, ...] = (),
+        imds_options: ImdsOptions | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -101,11 +95,12 @@ class Daemon:
         self.broker = Broker(self.provider, clock)
         self.allow_cidrs = allow_cidrs
         self.guard = Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs)
+        options = imds_options or ImdsOptions()
         self.imds = ImdsApp(
             self.broker,
             Tokens(clock),
             self.guard,
-            tokens_required=settings.imds_tokens == "required",
+            replace(options, tokens_required=settings.imds_tokens == "required"),
         )
         self.control = ControlApp(
             self.broker, self.keystore, self.provider.load_profiles, self.info
@@ -134,15 +129,9 @@ class Daemon:
         ensure_private_dir(sock_path.parent)
         check_socket_free(sock_path)
 
-        imds_runner = web.AppRunner(
-            self.imds.app(), handle_signals=False, access_log=None, shutdown_timeout=5
-        )
-        await imds_runner.setup()
-        self._runners.append(imds_runner)
         listen = self.settings.listen
-        site = web.TCPSite(imds_runner, listen.host, listen.port, reuse_address=True)
         try:
-            await site.start()
+            listener = await self.imds.start(listen.host, listen.port)
         except OSError as exc:
             await self.stop()
             if exc.errno == errno.EADDRINUSE:
@@ -150,7 +139,8 @@ class Daemon:
                     f"{listen} is already in use: stop what listens there or pass --listen"
                 ) from None
             raise ServeError(f"cannot listen on {listen}: {exc.strerror}") from None
-        port = _bound_port(site, listen.port)
+        sockets = listener.sockets
+        port = int(sockets[0].getsockname()[1]) if sockets else listen.port
         self.endpoint = replace(self.settings, listen=Listen(listen.host, port)).endpoint
         # The Host check must name the port actually bound (it differs when asked for 0).
         self.imds.guard = Guard.for_listener(listen.host, port, self.allow_cidrs)
@@ -188,6 +178,7 @@ class Daemon:
         )
 
     async def stop(self) -> None:
+        await self.imds.shutdown()
         await self.broker.close()
         for runner in reversed(self._runners):
             await runner.cleanup()
@@ -215,8 +206,12 @@ class Daemon:
                 loop.remove_signal_handler(sig)
 
 
-def serve(settings: Settings, allow_cidrs: tuple[str, ...] = ()) -> int:
+def serve(
+    settings: Settings,
+    allow_cidrs: tuple[str, ...] = (),
+    imds_options: ImdsOptions | None = None,
+) -> int:
     isolate_environment()
-    daemon = Daemon(settings, allow_cidrs=allow_cidrs)
+    daemon = Daemon(settings, allow_cidrs=allow_cidrs, imds_options=imds_options)
     asyncio.run(daemon.run())
     return 0

@@ -45,6 +45,11 @@ class Guard:
         nets = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
         return cls(frozenset(h.lower() for h in hosts), nets)
 
+    @staticmethod
+    def is_loopback(peer: str) -> bool:
+        addr = _address(peer)
+        return addr is not None and addr.is_loopback
+
     def peer_refusal(self, peer: str | None) -> str | None:
         addr = _address(peer) if peer else None
         if addr is None:

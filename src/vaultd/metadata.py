@@ -87,18 +87,20 @@ class Reply:
 NOT_FOUND: Final = Reply(404, error_page(404, "Not Found"), HTML)
 
 
-def credentials_body(creds: Credentials) -> bytes:
-    return imds_json(
-        {
-            "Code": "Success",
-            "LastUpdated": iso8601(creds.issued),
-            "Type": "AWS-HMAC",
-            "AccessKeyId": creds.access_key_id,
-            "SecretAccessKey": creds.secret_access_key.reveal(),
-            "Token": creds.session_token.reveal(),
-            "Expiration": iso8601(creds.expiration),
-        }
-    )
+def credentials_body(creds: Credentials, account_id: str | None = None) -> bytes:
+    """The credentials document; with `account_id`, the "extended" form (spec 2.1)."""
+    fields: dict[str, object] = {
+        "Code": "Success",
+        "LastUpdated": iso8601(creds.issued),
+        "Type": "AWS-HMAC",
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.reveal(),
+        "Token": creds.session_token.reveal(),
+        "Expiration": iso8601(creds.expiration),
+    }
+    if account_id is not None:
+        fields["AccountId"] = account_id
+    return imds_json(fields)
 
 
 def unavailable_body(message: str, now: float) -> bytes:
@@ -187,11 +189,20 @@ def normalise(path: str) -> list[str]:
     return [part for part in path.split("/") if part]
 
 
-def route(segments: list[str], instance: Instance | None, role_body: bytes | None) -> Reply:
+def route(
+    segments: list[str],
+    instance: Instance | None,
+    role_body: bytes | None,
+    *,
+    extended: bool = False,
+    extended_body: bytes | None = None,
+) -> Reply:
     """Answer a GET for `segments` (already split by `normalise`).
 
     `instance` is None when no profile is active: the instance then has no role attached and
     the IAM paths are 404, as on EC2. `role_body` is the prepared credentials document.
+    The "extended" credentials path answers 404, as real IMDS does today, unless `extended`
+    (clients try it first and fall back on 404).
     """
     if not segments:
         return _listing(VERSIONS)
@@ -202,6 +213,12 @@ def route(segments: list[str], instance: Instance | None, role_body: bytes | Non
         return _listing(["dynamic", "meta-data"])
     head, tail = rest[0], rest[1:]
     if head == "meta-data":
+        if (
+            extended
+            and instance is not None
+            and tail[:2] == ["iam", "security-credentials-extended"]
+        ):
+            return _credentials(tail[2:], instance, extended_body)
         return _meta_data(tail, instance, role_body)
     if head == "dynamic":
         return _dynamic(tail, instance)
@@ -262,10 +279,14 @@ def _iam(path: list[str], inst: Instance, role_body: bytes | None) -> Reply:
         return Reply(200, inst.iam_info())
     if path[0] != "security-credentials":
         return NOT_FOUND  # includes security-credentials-extended: clients fall back on 404
-    if len(path) == 1:
+    return _credentials(path[1:], inst, role_body)
+
+
+def _credentials(path: list[str], inst: Instance, body: bytes | None) -> Reply:
+    if not path:
         return Reply(200, inst.role_name.encode("utf-8"))
-    if len(path) == 2 and path[1] == inst.role_name and role_body is not None:
-        return Reply(200, role_body)
+    if len(path) == 1 and path[0] == inst.role_name and body is not None:
+        return Reply(200, body)
     return NOT_FOUND
 
 
