@@ -12,8 +12,11 @@ from pathlib import Path
 import keyring
 import pytest
 from keyrings.alt.file import PlaintextKeyring
+from moto.server import ThreadedMotoServer
 
+from tests.e2e import Daemon, reset_moto, run_vaultd
 from tests.helpers import FakeClock
+from vaultd.demo import seed_accounts
 
 README_CONFIG = """\
 [profile identity]
@@ -66,3 +69,36 @@ def aws_config(isolated: Path) -> Path:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# -- end-to-end parts: started only by the tests that ask for them ------------------------
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    reset_moto(moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)
+    return moto_server
+
+
+@pytest.fixture
+def user_keys(moto: str, aws_config: Path) -> tuple[str, str]:
+    """A real IAM user and access key in moto, stored with `vaultd add identity --stdin`."""
+    key_id, secret = seed_accounts(moto)
+    done = run_vaultd("add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
+    assert done.returncode == 0, done.stderr
+    return key_id, secret
+
+
+@pytest.fixture
+def daemon(isolated: Path) -> Iterator[Daemon]:
+    d = Daemon(isolated / "daemon.log")
+    yield d
+    d.stop()

@@ -8,51 +8,16 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import keyring
 import pytest
-from moto.server import ThreadedMotoServer
 
-from tests.e2e import Daemon, awscli_whoami, boto3_whoami, client_env, reset_moto, run_vaultd
-from vaultd.demo import seed_accounts
+from tests.e2e import Daemon, awscli_whoami, boto3_whoami, client_env, run_vaultd
 
 pytestmark = pytest.mark.e2e
 ROLE_ARN_PREFIX = "arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    reset_moto(moto_server)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)
-    return moto_server
-
-
-@pytest.fixture
-def user_keys(moto: str, aws_config: Path) -> tuple[str, str]:
-    """A real IAM user and access key in moto, stored with `vaultd add identity --stdin`."""
-    key_id, secret = seed_accounts(moto)
-    done = run_vaultd("add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
-    assert done.returncode == 0, done.stderr
-    return key_id, secret
-
-
-@pytest.fixture
-def daemon(isolated: Path) -> Iterator[Daemon]:
-    d = Daemon(isolated / "daemon.log")
-    yield d
-    d.stop()
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from vaultd import metadata
@@ -95,6 +96,15 @@ class _Connection(RequestHandler):
             self.vd_timer.cancel()
             self.vd_timer = None
         super().connection_lost(exc)
+
+    def log_exception(self, *args: object, **kwargs: object) -> None:
+        # Malformed HTTP is the client's problem: one line at debug, not a traceback.
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            first = (exc.message or type(exc).__name__).splitlines()[0]
+            log.debug("bad HTTP from a client (%d): %s", exc.code, first)
+            return
+        super().log_exception(*args, **kwargs)
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()

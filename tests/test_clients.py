@@ -1,0 +1,102 @@
+"""Real SDK clients against the real daemon, in both token modes.
+
+Each client is a separate process that knows only AWS_EC2_METADATA_SERVICE_ENDPOINT (and
+where the fake STS is): boto3's default chain (also IMDSv2-only), botocore's region
+provider, the AWS CLI v1, and the AWS SDK for JavaScript v3. Each must receive exactly the
+access key the daemon is serving.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import Daemon, client_env, run_vaultd
+
+pytestmark = pytest.mark.e2e
+JS_DIR = Path(__file__).parent / "js"
+BOTOCORE_REGION = """
+import botocore.session, botocore.utils
+print(botocore.utils.IMDSRegionProvider(botocore.session.get_session()).provide())
+"""
+BOTO3_CREDS = """
+import json, boto3
+c = boto3.session.Session().get_credentials()
+print(json.dumps({"method": c.method, "key": c.access_key}))
+"""
+
+
+def served(endpoint: str) -> dict[str, Any]:
+    """What the daemon is serving right now, read the way an SDK would (IMDSv2)."""
+    put = urllib.request.Request(
+        endpoint + "latest/api/token",
+        method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+    )
+    with urllib.request.urlopen(put, timeout=5) as r:
+        token = r.read().decode()
+    headers = {"X-aws-ec2-metadata-token": token}
+    base = endpoint + "latest/meta-data/iam/security-credentials/"
+    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as r:
+        role = r.read().decode()
+    with urllib.request.urlopen(
+        urllib.request.Request(base + role, headers=headers), timeout=5
+    ) as r:
+        return dict(json.loads(r.read()))
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=90, check=False, cwd=cwd
+    )
+    assert done.returncode == 0, f"{cmd[:3]} failed: {done.stderr}"
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("mode", ["optional", "required"])
+def test_every_client_gets_the_served_key(
+    mode: str,
+    user_keys: tuple[str, str],
+    moto: str,
+    isolated: Path,
+) -> None:
+    d = Daemon(isolated / "daemon.log", ("--imds-tokens", mode))
+    try:
+        d.start()
+        assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+        expected = served(d.endpoint)
+        key = expected["AccessKeyId"]
+        env = client_env(d.endpoint, moto, isolated / "client")
+        v2_only = {**env, "AWS_EC2_METADATA_V1_DISABLED": "true"}
+
+        for variant in (env, v2_only):
+            got = json.loads(run([sys.executable, "-c", BOTO3_CREDS], variant))
+            assert got == {"method": "iam-role", "key": key}
+
+        # The README's region is unset for master: us-east-1 + "a".
+        assert run([sys.executable, "-c", BOTOCORE_REGION], env) == "us-east-1"
+
+        listing = run([sys.executable, "-m", "awscli", "configure", "list"], env)
+        assert f"****************{key[-4:]}" in listing
+        assert "iam-role" in listing
+
+        node = shutil.which("node")
+        if node is None or not (JS_DIR / "node_modules").is_dir():
+            pytest.skip("node or tests/js/node_modules missing: run `npm ci` in tests/js")
+        client = str(JS_DIR / "imds-client.mjs")
+        got = json.loads(run([node, client, "instance"], env, JS_DIR))
+        assert got["accessKeyId"] == key
+        assert got["expiration"].replace(".000Z", "Z") == expected["Expiration"]
+        got = json.loads(run([node, client, "chain"], v2_only, JS_DIR))
+        assert got["accessKeyId"] == key
+        assert json.loads(run([node, client, "region"], env, JS_DIR)) == {"region": "us-east-1"}
+        assert "Traceback" not in d.log()
+    finally:
+        d.stop()
