@@ -100,3 +100,29 @@ def test_every_client_gets_the_served_key(
         assert "Traceback" not in d.log()
     finally:
         d.stop()
+
+
+def test_two_hundred_parallel_fetches_cost_one_sts_call(
+    user_keys: tuple[str, str], moto: str, isolated: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = Daemon(isolated / "first.log")
+    try:
+        first.start()
+        assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    finally:
+        first.stop()
+    # A fresh daemon that starts on master from the cached session: its first AssumeRole is
+    # the only STS call, however many clients arrive at once.
+    d = Daemon(isolated / "daemon.log", ("--profile", "master"))
+    try:
+        d.start()
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            results = list(pool.map(lambda _: served(d.endpoint), range(200)))
+        assert all(r["Code"] == "Success" for r in results)
+        assert len({r["AccessKeyId"] for r in results}) == 1
+        status = json.loads(run_vaultd("status", "--json").stdout)
+        assert status["sts_calls"] == 1
+    finally:
+        d.stop()
