@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vaultd.credentials import Credentials
 from vaultd.errors import MfaRejected, MfaRequired, VaultdError
@@ -59,9 +59,15 @@ class FakeProvider:
     failure: VaultdError | None = None
     calls: list[tuple[str, str | None]] = field(default_factory=list)
     gate: threading.Event | None = None
+    # When set, credentials say they were minted from an MFA session ending then.
+    session_ends: float | None = None
+    auto_code: bool = False
 
     def plan(self, name: str) -> Plan:
         return make_plan(name)
+
+    def has_auto_code(self, plan: Plan) -> bool:
+        return self.auto_code
 
     def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
         self.calls.append((name, mfa_code))
@@ -77,4 +83,19 @@ class FakeProvider:
             if mfa_code != self.valid_code:
                 raise MfaRejected("STS rejected the MFA code")
             self.needs_mfa = False
-        return make_creds(self.clock(), self.lifetime, n=len(self.calls))
+        if mfa_code is not None and self.session_ends is not None:
+            self.session_ends = self.clock() + 12 * 3600  # a new session
+        creds = make_creds(self.clock(), self.lifetime, n=len(self.calls))
+        return replace(creds, source_expiration=self.session_ends)
+
+
+@dataclass
+class RecordingAnnouncer:
+    statuses: list[str] = field(default_factory=list)
+    requests: list[tuple[str, bool]] = field(default_factory=list)
+
+    def status(self, text: str) -> None:
+        self.statuses.append(text)
+
+    def mfa_needed(self, profile: str, serial: str, early: bool) -> None:
+        self.requests.append((profile, early))

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.helpers import FakeClock, FakeProvider
+from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer
 from vaultd import refresh
 from vaultd.broker import Broker
 from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
@@ -240,3 +240,65 @@ async def test_close_cancels_refreshes_in_flight(clock: FakeClock) -> None:
     await broker.close()
     provider.gate.set()
     assert all(t.done() for t in broker._tasks)
+
+
+async def test_mfa_needed_while_old_credentials_last_does_not_spin(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    provider.needs_mfa = True  # the session ran out: the next refresh needs a person
+    clock.advance(31 * 60)
+    broker.maintain()
+    await settle(broker)
+    assert broker.status()["mfa"] is not None
+    calls = len(provider.calls)
+    for _ in range(100):
+        assert broker.maintain() >= 1.0  # sleeps, not a busy loop
+        await settle(broker)
+    assert len(provider.calls) == calls
+    assert broker.current() is not None  # the old set is still served until it lapses
+
+
+async def test_early_mfa_request_before_the_session_ends(clock: FakeClock) -> None:
+    announcer = RecordingAnnouncer()
+    provider = FakeProvider(clock, session_ends=clock() + 2 * 3600)
+    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
+    await broker.switch("master")
+    ask_at = refresh.mfa_request_due(clock() + 2 * 3600)
+    assert ask_at == clock() + 2 * 3600 - 20 * 60
+    while clock.now + 300 < ask_at:  # the daemon's loop, five minutes at a time
+        clock.advance(300)
+        broker.maintain()
+        await settle(broker)
+    clock.now = ask_at - 1
+    assert broker.maintain() <= 1
+    assert broker.mfa is None
+    clock.now = ask_at
+    broker.maintain()
+    status = broker.status()
+    assert status["mfa"]["early"] is True
+    assert status["state"] == "ok"  # still serving while the person is asked
+    assert announcer.requests == [("master", True)]
+    broker.maintain()
+    assert announcer.requests == [("master", True)]  # asked once
+    await broker.submit_mfa("123456")
+    assert broker.mfa is None
+    creds = broker.current()
+    assert creds is not None and creds.source_expiration == clock() + 12 * 3600
+    assert announcer.statuses[-1] == "serving master"
+
+
+async def test_no_early_request_when_codes_come_by_themselves(clock: FakeClock) -> None:
+    provider = FakeProvider(clock, session_ends=clock() + 3600, auto_code=True)
+    broker = Broker(provider, clock)
+    await broker.switch("master")
+    clock.advance(3000)
+    broker.maintain()
+    assert broker.mfa is None
+
+
+async def test_person_needed_is_announced(clock: FakeClock) -> None:
+    announcer = RecordingAnnouncer()
+    broker = Broker(FakeProvider(clock, needs_mfa=True), clock, announcer=announcer)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    assert announcer.requests == [("master", False)]

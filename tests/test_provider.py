@@ -4,6 +4,8 @@ MFA parameters were sent or answer a wrong code the way STS does."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,202 @@ def test_revoked_cached_session_is_dropped_and_mfa_asked_again(
     with pytest.raises(MfaRequired):
         make_provider(clock, factory).credentials("master")
     assert store.get_session("identity") is None
+
+
+def write_config(isolated: Path, text: str) -> None:
+    (isolated / "home" / ".aws" / "config").write_text(text)
+
+
+def fake_tool(bin_dir: Path, name: str, script: str) -> Path:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
+def session_response(
+    factory: RecordingFactory, clock: FakeClock, code: str, n: int = 7
+) -> dict[str, Any]:
+    creds = sts_credentials(n, in_(clock, 43200))
+    factory.stubber.add_response(
+        "get_session_token",
+        {"Credentials": creds},
+        {"DurationSeconds": 43200, "SerialNumber": SERIAL, "TokenCode": code},
+    )
+    return creds
+
+
+def test_mfa_process_supplies_the_code(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    write_config(
+        isolated, f"[profile identity]\nmfa_serial = {SERIAL}\nmfa_process = echo 'code: 654321'\n"
+    )
+    Keystore().set_keys("identity", USER_KEY)
+    session_response(factory, clock, "654321")
+    creds = make_provider(clock, factory).credentials("identity")
+    assert creds.access_key_id == "ASIASTUB000000000007"
+
+
+def test_ykman_on_path_supplies_the_code(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args_file = isolated / "ykman-args"
+    fake_tool(isolated / "bin", "ykman", f'echo "$@" > {args_file}\necho 246810\n')
+    monkeypatch.setenv("PATH", f"{isolated / 'bin'}:{os.environ['PATH']}")
+    write_config(isolated, f"[profile identity]\nmfa_serial = {SERIAL}\nmfa_ykman = true\n")
+    Keystore().set_keys("identity", USER_KEY)
+    session_response(factory, clock, "246810")
+    make_provider(clock, factory).credentials("identity")
+    assert args_file.read_text().split() == ["oath", "accounts", "code", "--single", SERIAL]
+
+
+def test_ykman_setting_and_failures_fall_back_to_the_person(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(isolated, f"[profile identity]\nmfa_serial = {SERIAL}\n")
+    Keystore().set_keys("identity", USER_KEY)
+    monkeypatch.setenv("PATH", str(isolated / "empty"))
+    provider = make_provider(clock, factory)
+    provider.ykman_default = True
+    with pytest.raises(MfaRequired, match="ykman is not installed"):
+        provider.credentials("identity")
+    fake_tool(isolated / "bin", "ykman", "echo 'Error: no YubiKey detected' >&2\nexit 2\n")
+    monkeypatch.setenv("PATH", str(isolated / "bin"))
+    with pytest.raises(MfaRequired, match="no YubiKey detected"):
+        provider.credentials("identity")
+    assert factory.sources == []
+
+
+def test_a_repeated_automatic_code_is_never_sent_twice(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    write_config(
+        isolated, f"[profile identity]\nmfa_serial = {SERIAL}\nmfa_process = echo 111111\n"
+    )
+    Keystore().set_keys("identity", USER_KEY)
+    session_response(factory, clock, "111111")
+    pauses: list[float] = []
+    provider = make_provider(clock, factory)
+    provider.sleep = pauses.append
+    provider.credentials("identity")
+    Keystore().delete_session("identity")
+    with pytest.raises(MfaRequired, match="already used"):
+        provider.credentials("identity")
+    assert len(pauses) == 2  # asked three times in all, pausing between
+
+
+def test_long_role_is_assumed_with_mfa_directly_and_cached(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    write_config(
+        isolated,
+        f"[profile identity]\nmfa_serial = {SERIAL}\n"
+        f"[profile long]\nsource_profile = identity\nmfa_serial = {SERIAL}\n"
+        f"role_arn = {ROLE}\nduration_seconds = 7200\nrole_session_name = me\n",
+    )
+    Keystore().set_keys("identity", USER_KEY)
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(8, in_(clock, 7200))},
+        {
+            "RoleArn": ROLE,
+            "RoleSessionName": "me",
+            "DurationSeconds": 7200,
+            "SerialNumber": SERIAL,
+            "TokenCode": "135790",
+        },
+    )
+    provider = make_provider(clock, factory)
+    creds = provider.credentials("long", "135790")
+    assert factory.sources == [USER_KEY.access_key_id]  # no GetSessionToken before it
+    assert creds.source_expiration == creds.expiration
+    again = provider.credentials("long")  # from the keyring, no STS call, no code
+    assert again.access_key_id == creds.access_key_id
+    assert len(factory.sources) == 1
+
+
+def test_chain_order_with_two_roles(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    write_config(
+        isolated,
+        f"[profile identity]\nmfa_serial = {SERIAL}\n"
+        f"[profile a]\nsource_profile = identity\nrole_arn = arn:aws:iam::111111111111:role/A\n"
+        f"role_session_name = ss\n"
+        f"[profile b]\nsource_profile = a\nrole_arn = arn:aws:iam::222222222222:role/B\n"
+        f"role_session_name = ss\nexternal_id = xb\n",
+    )
+    Keystore().set_keys("identity", USER_KEY)
+    session = session_response(factory, clock, "123456", n=10)
+    role_a = sts_credentials(11, in_(clock, 3600))
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": role_a},
+        {
+            "RoleArn": "arn:aws:iam::111111111111:role/A",
+            "RoleSessionName": "ss",
+            "DurationSeconds": 3600,
+        },
+    )
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(12, in_(clock, 3600))},
+        {
+            "RoleArn": "arn:aws:iam::222222222222:role/B",
+            "RoleSessionName": "ss",
+            "DurationSeconds": 3600,
+            "ExternalId": "xb",
+        },
+    )
+    creds = make_provider(clock, factory).credentials("b", "123456")
+    assert factory.sources == [
+        USER_KEY.access_key_id,
+        session["AccessKeyId"],
+        role_a["AccessKeyId"],
+    ]
+    assert creds.access_key_id == "ASIASTUB000000000012"
+    assert creds.source_expiration == clock() + 43200
+
+
+def test_credential_process_feeds_the_chain(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    document = json.dumps(
+        {
+            "Version": 1,
+            "AccessKeyId": "ASIAFROMPROCESS00001",
+            "SecretAccessKey": "p" * 40,
+            "SessionToken": "q" * 60,
+            "Expiration": "2099-01-01T00:00:00Z",
+        }
+    )
+    write_config(
+        isolated,
+        f"[profile sso]\ncredential_process = echo '{document}'\n"
+        f"[profile role]\nsource_profile = sso\nrole_arn = {ROLE}\nrole_session_name = ss\n",
+    )
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(13, in_(clock, 3600))},
+        {"RoleArn": ROLE, "RoleSessionName": "ss", "DurationSeconds": 3600},
+    )
+    provider = make_provider(clock, factory)
+    provider.credentials("role")
+    assert factory.sources == ["ASIAFROMPROCESS00001"]
+    served = provider.credentials("sso")  # temporary already: served as they are
+    assert served.access_key_id == "ASIAFROMPROCESS00001"
+
+
+def test_broken_credential_process_is_a_clear_error(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    from vaultd.codes import SourceFailed
+
+    write_config(isolated, "[profile sso]\ncredential_process = echo not-json\n")
+    with pytest.raises(SourceFailed, match="Version 1 JSON"):
+        make_provider(clock, factory).credentials("sso")
+    write_config(isolated, "[profile sso]\ncredential_process = exit 3\n")
+    with pytest.raises(SourceFailed, match="status 3"):
+        make_provider(clock, factory).credentials("sso")

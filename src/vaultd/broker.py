@@ -41,6 +41,20 @@ SPENT_CODES = 32
 class ProviderLike(Protocol):
     def plan(self, name: str) -> Plan: ...
     def credentials(self, name: str, mfa_code: str | None = None) -> Credentials: ...
+    def has_auto_code(self, plan: Plan) -> bool: ...
+
+
+class AnnouncerLike(Protocol):
+    def status(self, text: str) -> None: ...
+    def mfa_needed(self, profile: str, serial: str, early: bool) -> None: ...
+
+
+class _Silent:
+    def status(self, text: str) -> None:
+        pass
+
+    def mfa_needed(self, profile: str, serial: str, early: bool) -> None:
+        pass
 
 
 Blocking = Callable[..., Awaitable[Any]]
@@ -51,6 +65,9 @@ class MfaRequest:
     profile: str
     serial: str
     opened: float
+    # Opened ahead of time: credentials are still served, the session is about to end.
+    early: bool = False
+    session_ends: float | None = None
 
 
 @dataclass
@@ -74,14 +91,16 @@ class Broker:
         clock: Callable[[], float],
         *,
         rand: Callable[[], float] = random.random,
-        call_timeout: float = 30.0,
+        call_timeout: float = 120.0,
         run_blocking: Blocking = asyncio.to_thread,
+        announcer: AnnouncerLike | None = None,
     ) -> None:
         self.provider = provider
         self.clock = clock
         self.rand = rand
         self.call_timeout = call_timeout
         self.run_blocking = run_blocking
+        self.announcer: AnnouncerLike = announcer or _Silent()
         self.active: str | None = None
         self.slots: dict[str, Slot] = {}
         self.mfa: MfaRequest | None = None
@@ -128,7 +147,7 @@ class Broker:
         slot = self._slot(profile)
         slot.plan = plan
         if self.mfa is not None and self.mfa.profile != profile:
-            self.mfa = None
+            self._close_mfa()
         self._wake.set()
         now = self.clock()
         if mfa_code is None and refresh.servable(slot.creds, now) and not self._due(slot, now):
@@ -158,14 +177,19 @@ class Broker:
         await self._refresh_now(slot, None)
         return slot
 
-    def clear(self) -> None:
-        """Forget every credential held in memory; the caller drops the cached sessions."""
+    def clear(self, profiles: list[str] | None = None) -> None:
+        """Forget credentials held in memory (all, or those built on `profiles`); the
+        caller drops the cached sessions in the keyring."""
         for slot in self.slots.values():
+            if profiles is not None and not (
+                slot.profile in profiles or (slot.plan is not None and slot.plan.root in profiles)
+            ):
+                continue
             slot.creds = None
             slot.error = None
             slot.failures = 0
             slot.retry_at = None
-        self.mfa = None
+        self._close_mfa()
 
     # -- background maintenance -------------------------------------------------------------
     def maintain(self) -> float:
@@ -178,7 +202,38 @@ class Broker:
             nxt = self._next_due(slot)
             if nxt is not None:
                 wake_in = min(wake_in, max(0.0, nxt - now))
+            ask_at = self._early_mfa_due(slot)
+            if ask_at is not None:
+                if now >= ask_at:
+                    serial = slot.plan.mfa_serial if slot.plan else None
+                    self._open_mfa(slot.profile, serial or "", early=True)
+                else:
+                    wake_in = min(wake_in, ask_at - now)
         return max(0.05, wake_in)
+
+    def _early_mfa_due(self, slot: Slot) -> float | None:
+        """When to ask for a code so the MFA session is renewed before it runs out."""
+        creds, plan = slot.creds, slot.plan
+        if creds is None or creds.source_expiration is None or plan is None:
+            return None
+        if self.mfa is not None or plan.mfa_serial is None or self.provider.has_auto_code(plan):
+            return None  # already asked, no MFA, or a code source renews it without anyone
+        return refresh.mfa_request_due(creds.source_expiration)
+
+    def _open_mfa(self, profile: str, serial: str, *, early: bool) -> None:
+        slot = self.slots.get(profile)
+        ends = slot.creds.source_expiration if slot and slot.creds else None
+        self.mfa = MfaRequest(profile, serial, self.clock(), early=early, session_ends=ends)
+        if early:
+            log.warning("the MFA session for %s ends soon: run `vaultd mfa CODE`", profile)
+        else:
+            log.warning("MFA needed for %s: run `vaultd mfa CODE`", profile)
+        self.announcer.mfa_needed(profile, serial, early)
+
+    def _close_mfa(self) -> None:
+        if self.mfa is not None:
+            self.mfa = None
+            self.announcer.status(f"serving {self.active}" if self.active else "idle")
 
     async def run(self) -> None:
         """Maintenance loop; cancelled at shutdown."""
@@ -215,6 +270,8 @@ class Broker:
                 "profile": self.mfa.profile,
                 "serial": self.mfa.serial,
                 "since": iso8601(self.mfa.opened),
+                "early": self.mfa.early,
+                "session_ends": iso8601(self.mfa.session_ends) if self.mfa.session_ends else None,
                 "command": "vaultd mfa CODE",
             }
         if slot is None:
@@ -271,18 +328,16 @@ class Broker:
             raise BadMfaCode("that code was already sent to STS: wait for the next one")
 
     def _due(self, slot: Slot, now: float) -> bool:
-        if slot.task is not None:
-            return False
-        if slot.retry_at is not None and now < slot.retry_at:
-            return False
-        if isinstance(slot.error, MfaRequired) and not refresh.servable(slot.creds, now):
-            return False  # waiting for a person: asking STS again would not help
+        if slot.task is not None or isinstance(slot.error, MfaRequired):
+            return False  # in flight, or waiting for a person: asking again would not help
+        if slot.retry_at is not None:
+            return now >= slot.retry_at  # a failed refresh is retried until it succeeds
         if slot.creds is None:
-            return slot.error is None or slot.retry_at is not None
+            return slot.error is None
         return now >= refresh.refresh_due(slot.creds)
 
     def _next_due(self, slot: Slot) -> float | None:
-        if slot.task is not None:
+        if slot.task is not None or isinstance(slot.error, MfaRequired):
             return None
         if slot.retry_at is not None:
             return slot.retry_at
@@ -328,10 +383,9 @@ class Broker:
         except MfaRequired as exc:
             self._failed(slot, exc, retry=False)
             if slot.profile == self.active and (
-                self.mfa is None or self.mfa.profile != slot.profile
+                self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early
             ):
-                self.mfa = MfaRequest(exc.profile, exc.serial, self.clock())
-                log.warning("MFA needed for %s: run `vaultd mfa CODE`", exc.profile)
+                self._open_mfa(exc.profile, exc.serial, early=False)
             raise
         except TimeoutError:
             exc2 = StsError(f"refreshing {slot.profile!r} took over {self.call_timeout:.0f}s")
@@ -352,7 +406,7 @@ class Broker:
         slot.plan, slot.creds = plan, creds
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.mfa is not None and self.mfa.profile == slot.profile:
-            self.mfa = None
+            self._close_mfa()
         log.info(
             "credentials for %s refreshed (key %s, expires %s)",
             slot.profile,

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -241,6 +242,8 @@ def cmd_switch(args: argparse.Namespace) -> int:
 
 def cmd_mfa(args: argparse.Namespace) -> int:
     client = _client(args)
+    if args.watch:
+        return _watch_mfa(client, args.interval)
     code = args.code
     if code is None:
         if not _tty():
@@ -249,6 +252,54 @@ def cmd_mfa(args: argparse.Namespace) -> int:
     if not MFA_CODE.match(code):
         raise Failure("an MFA code is six digits", EXIT_USAGE)
     _print_serving(client.mfa(code))
+    return EXIT_OK
+
+
+def _watch_mfa(client: ControlClient, interval: float) -> int:
+    """Wait for MFA requests and prompt for each as it comes (a terminal left open)."""
+    if not _tty():
+        raise Failure("--watch needs a terminal to ask on", EXIT_USAGE)
+    print("Waiting for MFA requests (Ctrl-C to stop)...", file=sys.stderr)
+    asked_for: str | None = None
+    try:
+        while True:
+            status = client.status()
+            request = status.get("mfa")
+            if request and request.get("since") != asked_for:
+                why = "the session ends soon" if request.get("early") else "a code is needed"
+                print(f"{request['profile']}: {why}.", file=sys.stderr)
+                try:
+                    code = _ask_code(f"MFA code for {request['serial']}: ")
+                    _print_serving(client.mfa(code))
+                except (ControlError, Failure) as exc:
+                    print(f"vaultd: {exc}", file=sys.stderr)
+                    continue  # ask again while the request stays open
+                asked_for = request.get("since")
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    _print_serving(_client(args).call("POST", "/v1/refresh"))
+    return EXIT_OK
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    body = {"profile": args.profile} if args.profile else {}
+    try:
+        result = _client(args).call("POST", "/v1/clear", body)
+        dropped = int(result.get("cleared_sessions", 0))
+    except DaemonNotRunning:
+        # No daemon holds anything in memory: clearing the keyring is all there is to do.
+        from vaultd import config
+        from vaultd.control import sessions_to_clear
+        from vaultd.keystore import Keystore
+
+        store = Keystore()
+        names = sessions_to_clear(store, config.load_profiles, args.profile)
+        dropped = sum(store.delete_session(n) for n in names)
+    print(f"Cleared {dropped} cached session{'s' if dropped != 1 else ''}.")
     return EXIT_OK
 
 
@@ -402,6 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "code", metavar="CODE", nargs="?", help="six-digit code (asked for when omitted)"
     )
+    p.add_argument("--watch", action="store_true", help="keep waiting and ask for each request")
+    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    _socket_arg(p)
+
+    p = command("refresh", cmd_refresh, "fetch new credentials for the active profile now")
+    _socket_arg(p)
+
+    p = command("clear", cmd_clear, "drop cached MFA sessions (all, or one profile's)")
+    p.add_argument("profile", metavar="PROFILE", nargs="?")
     _socket_arg(p)
 
     p = command("status", cmd_status, "show the active profile, credentials and pending MFA")

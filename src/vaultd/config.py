@@ -29,6 +29,7 @@ KNOWN_KEYS = (
     "region",
     "sts_regional_endpoints",
     "mfa_process",
+    "mfa_ykman",
     "credential_process",
 )
 
@@ -46,6 +47,7 @@ class Profile(BaseModel):
     region: str | None = None
     sts_regional_endpoints: str | None = None
     mfa_process: str | None = None
+    mfa_ykman: bool | None = None
     credential_process: str | None = None
 
     @field_validator("role_arn")
@@ -114,6 +116,8 @@ def _describe(exc: ValidationError, name: str) -> str:
     message = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "int_parsing":
         message = "must be a whole number of seconds"
+    elif first["type"] == "bool_parsing":
+        message = "must be true or false"
     return f"profile {name!r}: {key} {message}"
 
 

@@ -23,6 +23,7 @@ from vaultd.config import Profile
 from vaultd.credentials import iso8601
 from vaultd.errors import BadRequest, VaultdError
 from vaultd.keystore import Keystore
+from vaultd.resolve import chain_of
 
 log = logging.getLogger("vaultd.control")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -172,11 +173,22 @@ class ControlApp:
         return _json(200, self._status())
 
     async def clear(self, request: web.Request) -> web.Response:
-        def drop() -> int:
-            return sum(
-                self.keystore.delete_session(p) for p in self.keystore.profiles_with_sessions()
-            )
+        body = await _body(request)
+        profile = _optional(body, "profile")
 
-        dropped = await asyncio.to_thread(drop)
-        self.broker.clear()
+        def drop() -> tuple[list[str], int]:
+            names = sessions_to_clear(self.keystore, self.load_profiles, profile)
+            return names, sum(self.keystore.delete_session(n) for n in names)
+
+        names, dropped = await asyncio.to_thread(drop)
+        self.broker.clear(names if profile else None)
         return _json(200, {**self._status(), "cleared_sessions": dropped})
+
+
+def sessions_to_clear(
+    keystore: Keystore, load_profiles: Callable[[], dict[str, Profile]], profile: str | None
+) -> list[str]:
+    """Every cached session, or those one profile's credentials are built on."""
+    if profile is None:
+        return keystore.profiles_with_sessions()
+    return sorted({p.name for p in chain_of(load_profiles(), profile)})

@@ -37,6 +37,9 @@ class Credentials:
     issued: float
     # What these credentials are, for status and the IMDS identity document.
     arn: str = ""
+    # When the MFA'd credentials these were minted from lapse: after that, renewing them
+    # needs a new code. None when no MFA session is involved.
+    source_expiration: float | None = None
 
     @property
     def lifetime(self) -> float:

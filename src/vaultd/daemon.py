@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -24,11 +23,14 @@ from vaultd.errors import VaultdError
 from vaultd.guards import Guard
 from vaultd.imds import ImdsApp, ImdsOptions
 from vaultd.keystore import Keystore, backend_name
+from vaultd.notify import Announcer, sd_notify, watchdog_interval
 from vaultd.provider import Boto3StsFactory, Provider, StsFactory
 from vaultd.settings import Listen, Settings, ensure_private_dir
 from vaultd.tokens import Tokens
 
 log = logging.getLogger("vaultd")
+# Keyring calls in the daemon give up after this: nobody may be there to answer a prompt.
+KEYRING_TIMEOUT = 10.0
 
 
 class ServeError(VaultdError):
@@ -83,7 +85,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.keystore = Keystore()
+        self.keystore = Keystore(timeout=KEYRING_TIMEOUT)
         self.config_path = config.config_path()
         self.provider = Provider(
             load_profiles=lambda: config.load_profiles(self.config_path),
@@ -91,8 +93,10 @@ class Daemon:
             sts_factory=sts_factory or Boto3StsFactory(),
             clock=clock,
             session_duration=settings.session_duration,
+            ykman_default=settings.mfa_ykman,
         )
-        self.broker = Broker(self.provider, clock)
+        self.announcer = Announcer(desktop=settings.notify)
+        self.broker = Broker(self.provider, clock, announcer=self.announcer)
         self.allow_cidrs = allow_cidrs
         self.guard = Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs)
         options = imds_options or ImdsOptions()
@@ -193,17 +197,29 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
-        maintenance = asyncio.create_task(self.broker.run())
+        # Ready once the listeners are bound, not once credentials arrive (that may need MFA).
+        sd_notify(f"READY=1\nSTATUS={self.broker.status()['message']}")
+        background = [asyncio.create_task(self.broker.run())]
+        interval = watchdog_interval()
+        if interval is not None:
+            background.append(asyncio.create_task(_watchdog(interval)))
         try:
             await stop.wait()
             log.info("stopping")
+            sd_notify("STOPPING=1")
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 def serve(

@@ -8,6 +8,7 @@ nothing here ever reaches a file of ours, a log line or an exception message.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,9 +35,43 @@ def backend_name() -> str:
     return f"{type(backend).__module__}.{type(backend).__name__}"
 
 
-def _guard(action: str, call: Callable[[], T]) -> T:
-    try:
+def _with_deadline(action: str, call: Callable[[], T], timeout: float | None) -> T:
+    """Run a keyring call, giving up after `timeout` seconds.
+
+    A locked Secret Service may sit waiting for an unlock prompt that nobody sees (a
+    headless login, an SSH session). The call's thread is left behind in that case; the
+    daemon reports the keyring as unresponsive and keeps serving what it holds.
+    """
+    if timeout is None:
         return call()
+    box: list[T] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="vaultd-keyring", daemon=True).start()
+    if not done.wait(timeout):
+        raise KeyringLocked(
+            f"the keyring did not answer within {timeout:.0f}s ({action}): it may be locked "
+            "and waiting for an unlock prompt; unlock it and run `vaultd refresh`"
+        )
+    if failure:
+        raise failure[0]
+    return box[0]
+
+
+def _guard(action: str, call: Callable[[], T], timeout: float | None = None) -> T:
+    try:
+        return _with_deadline(action, call, timeout)
+    except KeyringError:
+        raise  # already ours (the deadline); not to be re-wrapped below
     except keyring.errors.KeyringLocked:
         raise KeyringLocked(
             f"the keyring is locked ({action}): unlock it (log in to the desktop session, "
@@ -54,12 +89,14 @@ def _guard(action: str, call: Callable[[], T]) -> T:
 
 
 class Keystore:
-    def __init__(self, service: str = SERVICE) -> None:
+    def __init__(self, service: str = SERVICE, timeout: float | None = None) -> None:
         self.service = service
+        # None: wait as long as it takes (a person at the CLI can answer an unlock prompt).
+        self.timeout = timeout
 
     # -- raw items -----------------------------------------------------------------------
     def _get(self, item: str) -> dict[str, Any] | None:
-        raw = _guard(f"read {item}", lambda: keyring.get_password(self.service, item))
+        raw = _guard(f"read {item}", lambda: keyring.get_password(self.service, item), self.timeout)
         if raw is None:
             return None
         try:
@@ -70,7 +107,9 @@ class Keystore:
 
     def _set(self, item: str, value: dict[str, Any]) -> None:
         text = json.dumps(value, sort_keys=True)
-        _guard(f"store {item}", lambda: keyring.set_password(self.service, item, text))
+        _guard(
+            f"store {item}", lambda: keyring.set_password(self.service, item, text), self.timeout
+        )
 
     def _delete(self, item: str) -> bool:
         def call() -> bool:
@@ -80,7 +119,7 @@ class Keystore:
                 return False
             return True
 
-        return _guard(f"delete {item}", call)
+        return _guard(f"delete {item}", call, self.timeout)
 
     def _index(self) -> dict[str, list[str]]:
         value = self._get("index") or {}

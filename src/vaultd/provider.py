@@ -8,9 +8,13 @@ which is to say vaultd itself.
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,16 +27,19 @@ from botocore.exceptions import (
     EndpointConnectionError,
 )
 
-from vaultd import resolve
+from vaultd import codes, refresh, resolve
 from vaultd.config import Profile
-from vaultd.credentials import AccessKeys, Credentials, Source, mask_key_id
+from vaultd.credentials import Credentials, Source, mask_key_id
 from vaultd.errors import MfaRejected, MfaRequired, NoKeys, StsError, VaultdError
 from vaultd.keystore import CachedSession, Keystore
 from vaultd.secret import Secret
 
-# A cached session with less left than this is not worth a role call; ask for a new one.
-MIN_SESSION_LEFT = 5 * 60
+MIN_SESSION_LEFT = refresh.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
+# An automatic code source that repeats its last code is asked again after a pause.
+AUTO_CODE_ATTEMPTS = 3
+AUTO_CODE_WAIT = 10.0
+log = logging.getLogger("vaultd.provider")
 STALE_SESSION_CODES = frozenset({"ExpiredToken", "InvalidClientTokenId", "ExpiredTokenException"})
 
 Clock = Callable[[], float]
@@ -112,33 +119,49 @@ class Provider:
         clock: Clock,
         session_duration: int = DEFAULT_SESSION_DURATION,
         env: Mapping[str, str] | None = None,
+        ykman_default: bool = False,
+        runner: codes.Runner = subprocess.run,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.load_profiles = load_profiles
         self.keystore = keystore
         self.sts_factory = sts_factory
         self.clock = clock
         self.session_duration = session_duration
-        # STS calls made so far: shown in status, and what the benchmark reads.
-        self.sts_calls = 0
         env = os.environ if env is None else env
         self.env_region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        self.ykman_default = ykman_default
+        self.runner = runner
+        self.sleep = sleep
+        # STS calls made so far: shown in status, and what the benchmark reads.
+        self.sts_calls = 0
+        # The last code each automatic source gave per device: never sent twice.
+        self._last_auto_code: dict[str, str] = {}
 
     def plan(self, name: str) -> resolve.Plan:
         return resolve.plan(self.load_profiles(), name, env_region=self.env_region)
 
     def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
-        """Fresh credentials for `name`; raises MfaRequired when a code is needed and absent."""
+        """Fresh credentials for `name`; raises MfaRequired when a code is needed and absent.
+
+        A code that is given is always used for a new MFA session: the person typed it
+        to renew, perhaps before the cached session ran out.
+        """
         plan = self.plan(name)
-        keys = self.keystore.get_keys(plan.root)
-        if keys is None:
-            raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
-        source: Source = keys
+        source = self._root_keys(plan)
         from_cache = False
+        source_expiration: float | None = None
         if plan.session:
-            source, from_cache = self._session(plan, keys, mfa_code)
+            source, from_cache = self._session(plan, source, mfa_code)
+            if plan.mfa_serial is not None:
+                source_expiration = source.expiration
         for n, step in enumerate(plan.roles):
             try:
-                source = self._assume(step, source, plan.region)
+                if step.mfa_serial is not None:
+                    source, from_cache = self._assume_with_mfa(plan, step, source, mfa_code)
+                    source_expiration = source.expiration
+                else:
+                    source = self._assume(step, source, plan.region)
             except StsError as exc:
                 if n == 0 and from_cache and exc.sts_code in STALE_SESSION_CODES:
                     # The cached session was revoked or expired early (keys rotated,
@@ -146,33 +169,76 @@ class Provider:
                     self.keystore.delete_session(plan.root)
                     return self.credentials(name, mfa_code)
                 raise
-        assert isinstance(source, Credentials)  # noqa: S101 - plan guarantees a session or a role
-        return source
+        if not isinstance(source, Credentials):
+            raise NoKeys(f"profile {name!r} resolves to long-lived keys, which vaultd never serves")
+        return replace(source, source_expiration=source_expiration)
 
-    def cached_session(self, plan: resolve.Plan) -> CachedSession | None:
-        cached = self.keystore.get_session(plan.root)
+    def _root_keys(self, plan: resolve.Plan) -> Source:
+        if plan.credential_process:
+            return codes.credentials_from_process(
+                plan.credential_process, self.clock(), self.runner
+            )
+        keys = self.keystore.get_keys(plan.root)
+        if keys is None:
+            raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
+        return keys
+
+    def cached_session(self, plan: resolve.Plan, item: str | None = None) -> CachedSession | None:
+        cached = self.keystore.get_session(item or plan.root)
         if cached is None or cached.mfa_serial != plan.mfa_serial:
             return None
         if cached.credentials.remaining(self.clock()) <= MIN_SESSION_LEFT:
             return None
         return cached
 
+    def has_auto_code(self, plan: resolve.Plan) -> bool:
+        return bool(plan.mfa_process) or (
+            plan.mfa_ykman if plan.mfa_ykman is not None else self.ykman_default
+        )
+
+    def _code(self, plan: resolve.Plan, given: str | None) -> str:
+        """The code to send: the person's, else an automatic source's, else ask for one."""
+        serial = plan.mfa_serial or ""
+        if given is not None:
+            return given
+        failure = ""
+        if self.has_auto_code(plan):
+            try:
+                return self._auto_code(plan, serial)
+            except codes.SourceFailed as exc:
+                log.warning("automatic MFA code for %s failed: %s", plan.target, exc.message)
+                failure = f" ({exc.message})"
+        raise MfaRequired(
+            f"profile {plan.target!r} needs an MFA code for {serial}{failure}: "
+            "run `vaultd mfa CODE`",
+            profile=plan.target,
+            serial=serial,
+        )
+
+    def _auto_code(self, plan: resolve.Plan, serial: str) -> str:
+        for attempt in range(AUTO_CODE_ATTEMPTS):
+            if plan.mfa_process:
+                code = codes.mfa_code_from_process(plan.mfa_process, self.runner)
+            else:
+                code = codes.mfa_code_from_ykman(serial, self.runner)
+            if code != self._last_auto_code.get(serial):
+                self._last_auto_code[serial] = code
+                return code
+            if attempt + 1 < AUTO_CODE_ATTEMPTS:
+                self.sleep(AUTO_CODE_WAIT)  # TOTP codes change every 30 s
+        raise codes.SourceFailed("the code source kept printing the code already used")
+
     def _session(
-        self, plan: resolve.Plan, keys: AccessKeys, code: str | None
+        self, plan: resolve.Plan, keys: Source, code: str | None
     ) -> tuple[Credentials, bool]:
-        cached = self.cached_session(plan)
+        if isinstance(keys, Credentials):
+            return keys, False  # temporary credentials from credential_process: already a session
+        cached = self.cached_session(plan) if code is None else None
         if cached is not None:
             return cached.credentials, True
         params: dict[str, Any] = {"DurationSeconds": self.session_duration}
         if plan.mfa_serial is not None:
-            if code is None:
-                raise MfaRequired(
-                    f"profile {plan.target!r} needs an MFA code for {plan.mfa_serial}: "
-                    "run `vaultd mfa CODE`",
-                    profile=plan.target,
-                    serial=plan.mfa_serial,
-                )
-            params.update(SerialNumber=plan.mfa_serial, TokenCode=code)
+            params.update(SerialNumber=plan.mfa_serial, TokenCode=self._code(plan, code))
         doing = f"get a session for {plan.root!r} with key {mask_key_id(keys.access_key_id)}"
         try:
             issued = self.clock()
@@ -184,7 +250,20 @@ class Provider:
         self.keystore.set_session(plan.root, CachedSession(plan.mfa_serial, creds))
         return creds, False
 
-    def _assume(self, step: resolve.RoleStep, source: Source, region: str) -> Credentials:
+    def _assume_with_mfa(
+        self, plan: resolve.Plan, step: resolve.RoleStep, keys: Source, code: str | None
+    ) -> tuple[Credentials, bool]:
+        """A role over one hour, assumed from the long-lived keys with the code itself."""
+        cached = self.cached_session(plan, step.profile) if code is None else None
+        if cached is not None:
+            return cached.credentials, True
+        creds = self._assume(step, keys, plan.region, self._code(plan, code))
+        self.keystore.set_session(step.profile, CachedSession(plan.mfa_serial, creds))
+        return creds, False
+
+    def _assume(
+        self, step: resolve.RoleStep, source: Source, region: str, code: str | None = None
+    ) -> Credentials:
         params: dict[str, Any] = {
             "RoleArn": step.role_arn,
             "RoleSessionName": step.session_name,
@@ -192,6 +271,8 @@ class Provider:
         }
         if step.external_id:
             params["ExternalId"] = step.external_id
+        if code is not None and step.mfa_serial is not None:
+            params.update(SerialNumber=step.mfa_serial, TokenCode=code)
         try:
             issued = self.clock()
             self.sts_calls += 1

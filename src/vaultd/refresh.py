@@ -13,6 +13,10 @@ from vaultd.credentials import Credentials
 REFRESH_BEFORE = 30 * 60
 # Below this, a set is not served at all: no SDK can use it for a meaningful call.
 SERVE_MIN_LEFT = 60
+# A session with less left than this is not used for a role call; a new one is needed.
+MIN_SESSION_LEFT = 5 * 60
+# Open the MFA request this long before the session stops being usable.
+MFA_EARLY = 15 * 60
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 5 * 60.0
 
@@ -21,6 +25,11 @@ def refresh_due(creds: Credentials) -> float:
     """The moment to start renewing: 30 minutes before expiry, or at half-life if shorter."""
     lead = min(REFRESH_BEFORE, creds.lifetime / 2)
     return creds.expiration - lead
+
+
+def mfa_request_due(source_expiration: float) -> float:
+    """When to ask for a code so the MFA session can be renewed without a gap."""
+    return source_expiration - MIN_SESSION_LEFT - MFA_EARLY
 
 
 def servable(creds: Credentials | None, now: float) -> bool:

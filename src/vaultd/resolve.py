@@ -7,6 +7,11 @@ profile whose long-lived keys are in the keystore. The plan is then:
    later role calls and daemon restarts need no code); without MFA, a plain GetSessionToken
    only when the target has no role, so that IMDS never hands out long-lived keys;
 2. AssumeRole for each `role_arn` from the root upwards, each with the previous credentials.
+
+aws-vault's exception, kept here: AWS treats AssumeRole from session credentials as role
+chaining, capped at one hour. When the first role asks for more (`duration_seconds` > 3600)
+and the chain has an MFA device, GetSessionToken is skipped and that role is assumed from the
+long-lived keys with the MFA code itself; its credentials are then what gets cached.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vaultd.config import Profile, get_profile
 from vaultd.errors import ConfigError
 
 DEFAULT_ROLE_DURATION = 3600
 DEFAULT_REGION = "us-east-1"
+ROLE_CHAINING_MAX = 3600
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class RoleStep:
     session_name: str
     duration: int
     external_id: str | None
+    # Set when this role is assumed with the MFA code directly (no session before it).
+    mfa_serial: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,11 @@ class Plan:
     roles: tuple[RoleStep, ...]
     region: str
     role_name: str
+    # Where codes can come from without a person: a command, or a YubiKey through ykman.
+    mfa_process: str | None = None
+    mfa_ykman: bool | None = None
+    # The root's keys come from this command instead of the keystore.
+    credential_process: str | None = None
 
     @property
     def role_arn(self) -> str | None:
@@ -94,7 +107,7 @@ def plan(
     # The device that authenticates the session: the root's, else the first one named on
     # the way down (a role that demands MFA from a user profile that does not declare it).
     serial = root.mfa_serial or next((p.mfa_serial for p in chain if p.mfa_serial), None)
-    roles = tuple(
+    roles = [
         RoleStep(
             profile=p.name,
             role_arn=p.role_arn,
@@ -104,14 +117,26 @@ def plan(
         )
         for p in reversed(chain)
         if p.role_arn is not None
-    )
+    ]
+    direct_mfa = serial is not None and bool(roles) and roles[0].duration > ROLE_CHAINING_MAX
+    if direct_mfa:
+        roles[0] = replace(roles[0], mfa_serial=serial)
+    for step in roles[1:]:
+        if step.duration > ROLE_CHAINING_MAX:
+            raise ConfigError(
+                f"profile {step.profile!r}: duration_seconds {step.duration} is over one hour, "
+                "which AWS refuses for a role assumed from another role"
+            )
     region = next((p.region for p in chain if p.region), None) or env_region or DEFAULT_REGION
     return Plan(
         target=name,
         root=root.name,
-        session=serial is not None or not roles,
+        session=(serial is not None and not direct_mfa) or not roles,
         mfa_serial=serial,
-        roles=roles,
+        roles=tuple(roles),
         region=region,
         role_name=chain[0].role_name,
+        mfa_process=next((p.mfa_process for p in chain if p.mfa_process), None),
+        mfa_ykman=next((p.mfa_ykman for p in chain if p.mfa_ykman is not None), None),
+        credential_process=root.credential_process,
     )

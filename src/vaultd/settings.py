@@ -56,6 +56,10 @@ class Settings:
     imds_tokens: TokenMode
     # How long a cached MFA session (GetSessionToken) lasts.
     session_duration: int = 12 * 3600
+    # Ask a YubiKey (ykman) for codes for every profile with an MFA device.
+    mfa_ykman: bool = False
+    # Desktop notifications when a code is needed.
+    notify: bool = True
 
     @property
     def endpoint(self) -> str:
@@ -107,6 +111,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _flag(value: str | None, name: str, *, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
 def load(
     env: Mapping[str, str] | None = None,
     *,
@@ -127,6 +142,8 @@ def load(
         value = toml.get(key)
         if value is None:
             return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
         if not isinstance(value, str | int):
             raise ConfigError(f"{path}: {key} must be a string")
         return str(value)
@@ -144,6 +161,8 @@ def load(
     if not 900 <= session_duration <= 129600:
         raise ConfigError("session_hours must be between 0.25 and 36 (STS's limits)")
     return Settings(
+        mfa_ykman=_flag(pick(None, "VAULTD_MFA_YKMAN", "mfa_ykman"), "mfa_ykman", default=False),
+        notify=_flag(pick(None, "VAULTD_NOTIFY", "notify"), "notify", default=True),
         listen=Listen.parse(listen_text) if listen_text else Listen(DEFAULT_HOST, DEFAULT_PORT),
         control_socket=Path(socket_text).expanduser() if socket_text else default_socket_path(env),
         profile=pick(profile, "VAULTD_PROFILE", "profile"),
