@@ -146,3 +146,47 @@ class Daemon:
             self._log.close()
         self.proc = None
         return code
+
+
+def run_on_tty(
+    args: list[str],
+    answer: str,
+    prompt: str,
+    *,
+    interrupt_after: str | None = None,
+    timeout: float = 60,
+) -> tuple[int, str]:
+    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal and answer one
+    prompt; optionally press Ctrl-C once `interrupt_after` has been printed."""
+    import pty
+    import select
+    import signal
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
+    output = b""
+    answered = interrupted = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and prompt.encode() in output:
+            os.write(fd, answer.encode() + b"\n")
+            answered = True
+        if answered and interrupt_after and not interrupted and interrupt_after.encode() in output:
+            os.kill(pid, signal.SIGINT)
+            interrupted = True
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")

@@ -14,7 +14,7 @@ from typing import Any, cast
 import keyring
 import pytest
 
-from tests.e2e import Daemon, awscli_whoami, boto3_whoami, client_env, run_vaultd
+from tests.e2e import Daemon, awscli_whoami, boto3_whoami, client_env, run_on_tty, run_vaultd
 
 pytestmark = pytest.mark.e2e
 ROLE_ARN_PREFIX = "arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
@@ -187,43 +187,11 @@ def test_bad_input_gets_one_line_errors_and_the_daemon_keeps_running(
     assert "Traceback" not in daemon.log()
 
 
-def _run_on_tty(args: list[str], answer: str, prompt: str, timeout: float = 60) -> tuple[int, str]:
-    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal; answer one prompt."""
-    import os
-    import pty
-    import select
-    import sys
-
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
-    output = b""
-    answered = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-        if not answered and prompt.encode() in output:
-            os.write(fd, answer.encode() + b"\n")
-            answered = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
-
-
 def test_switch_asks_for_the_code_on_a_terminal(
     user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
 ) -> None:
     daemon.start()
-    code, output = _run_on_tty(["switch", "master"], "123456", "MFA code for")
+    code, output = run_on_tty(["switch", "master"], "123456", "MFA code for")
     assert code == 0, output
     assert "Serving master" in output
     assert "123456" not in output  # the prompt does not echo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import keyring
@@ -9,10 +10,13 @@ import keyring.backend
 import keyring.errors
 import pytest
 
-from tests.helpers import make_creds
+from tests.helpers import FakeClock, make_creds
+from vaultd import config
+from vaultd.broker import Broker
 from vaultd.credentials import AccessKeys
 from vaultd.errors import KeyringError, KeyringLocked
 from vaultd.keystore import CachedSession, Keystore
+from vaultd.provider import Provider
 from vaultd.secret import Secret
 
 
@@ -78,3 +82,42 @@ def test_locked_and_broken_keyrings_are_named_errors() -> None:
     with pytest.raises(KeyringError) as info:
         Keystore().get_keys("identity")
     assert "hunter2" not in info.value.message
+
+
+class HangingKeyring(LockedKeyring):
+    """A Secret Service waiting for an unlock prompt nobody will answer."""
+
+    release = threading.Event()
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.release.wait(30)
+        return None
+
+
+@pytest.mark.usefixtures("swap_keyring")
+def test_a_hanging_keyring_is_reported_not_waited_on() -> None:
+    keyring.set_keyring(HangingKeyring())
+    try:
+        with pytest.raises(KeyringLocked, match="did not answer within"):
+            Keystore(timeout=0.2).get_keys("identity")
+    finally:
+        HangingKeyring.release.set()
+
+
+@pytest.mark.usefixtures("swap_keyring")
+async def test_daemon_state_names_a_locked_keyring(clock: FakeClock) -> None:
+    keyring.set_keyring(LockedKeyring())
+    provider = Provider(
+        load_profiles=lambda: config.parse_profiles("[profile identity]\n"),
+        keystore=Keystore(timeout=1),
+        sts_factory=lambda source, region: None,
+        clock=clock,
+        env={},
+    )
+    broker = Broker(provider, clock)
+    with pytest.raises(KeyringLocked):
+        await broker.switch("identity")
+    status = broker.status()
+    assert status["state"] == "keyring_locked"
+    assert "unlock" in status["message"]
+    assert status["next_retry"] is not None
