@@ -121,3 +121,13 @@ async def test_daemon_state_names_a_locked_keyring(clock: FakeClock) -> None:
     assert status["state"] == "keyring_locked"
     assert "unlock" in status["message"]
     assert status["next_retry"] is not None
+
+
+@pytest.mark.usefixtures("swap_keyring")
+def test_no_backend_says_what_to_install() -> None:
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
+    with pytest.raises(KeyringError, match="Secret Service") as info:
+        Keystore().get_keys("identity")
+    assert info.value.code == "keyring_error"
