@@ -119,3 +119,28 @@ def test_malformed_config_is_one_line(isolated: Path) -> None:
     done = run_vaultd("list")
     assert done.returncode == 1
     assert "not valid INI" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_network_print_shows_every_file_and_command() -> None:
+    done = run_vaultd("network", "install", "--print", "--port", "9300")
+    assert done.returncode == 0
+    out = done.stdout
+    assert "/etc/vaultd/imds-redirect.nft" in out
+    assert "redirect to :9300" in out
+    assert "ip addr replace 169.254.169.254/32 dev lo" in out
+    assert "systemctl enable --now vaultd-network.service" in out
+    done = run_vaultd("network", "uninstall", "--print")
+    assert "nft delete table ip vaultd" not in done.stdout  # the unit's ExecStop does that
+    assert "systemctl disable --now vaultd-network.service" in done.stdout
+
+
+def test_network_macos_plan() -> None:
+    from vaultd import network
+
+    change = network.install(9169, platform="darwin")
+    text = change.describe()
+    assert "rdr pass on lo0 inet proto tcp from any to 169.254.169.254 port 80" in text
+    assert "pfctl -a com.apple/vaultd" in text
+    assert "ifconfig lo0 alias 169.254.169.254" in text
+    undo = network.uninstall(platform="darwin").describe()
+    assert "ifconfig lo0 -alias 169.254.169.254" in undo

@@ -331,3 +331,10 @@ async def test_oversized_headers_are_refused(make_imds: Callable[..., Awaitable[
     r = await imds.client.get(CREDS, headers=many)
     assert r.status in (400, 431)
     assert (await imds.client.get(CREDS)).status == 200
+
+
+def test_redirected_peers_are_local_only_behind_a_loopback_listener() -> None:
+    assert Guard.for_listener("127.0.0.1", 9169).peer_refusal("169.254.169.254") is None
+    assert Guard.for_listener("0.0.0.0", 9169).peer_refusal("169.254.169.254") is not None  # noqa: S104
+    assert Guard.is_local("169.254.169.254")
+    assert not Guard.is_local("10.0.0.1")

@@ -351,6 +351,32 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_network(args: argparse.Namespace) -> int:
+    from vaultd import network
+
+    port = args.port or _settings(args).listen.port
+    change = network.install(port) if args.action == "install" else network.uninstall()
+    if args.print:
+        print(change.describe())
+        return EXIT_OK
+    if os.geteuid() != 0:
+        raise Failure(
+            f"`vaultd network {args.action}` changes the system's network setup and needs root: "
+            f"run it with sudo, or see what it does with --print"
+        )
+    problems = network.apply(change)
+    for problem in problems:
+        print(f"vaultd: {problem}", file=sys.stderr)
+    if problems:
+        raise Failure(f"network {args.action} did not complete ({len(problems)} problem(s) above)")
+    if args.action == "install":
+        print(f"169.254.169.254:80 now reaches 127.0.0.1:{port}. Any process of yours can ask it")
+        print("for credentials; vaultd's guards (Host, owner uid) decide who gets them.")
+    else:
+        print("Removed the 169.254.169.254 alias and redirect.")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from vaultd import demo
@@ -470,6 +496,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("env", cmd_env, "print the export line that points SDKs at vaultd")
     p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169)")
+
+    p = command(
+        "network", cmd_network, "the one root step: answer on 169.254.169.254:80 (see --print)"
+    )
+    p.add_argument("action", choices=("install", "uninstall"))
+    p.add_argument(
+        "--print", action="store_true", help="show the files and commands, change nothing"
+    )
+    p.add_argument("--port", type=int, help="the listener's port (default from --listen settings)")
 
     p = command("demo", cmd_demo, "run vaultd against an embedded fake AWS (needs vaultd[demo])")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9169", help="IMDS listener")

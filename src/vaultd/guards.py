@@ -11,6 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 IMDS_HOSTS = ("169.254.169.254", "[fd00:ec2::254]")
+IMDS_ADDRESSES = (
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+)
 BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -30,6 +34,9 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class Guard:
     allowed_hosts: frozenset[str]
     allowed_networks: tuple[Network, ...] = ()
+    # Only a loopback listener can trust a peer of 169.254.169.254 to be this machine:
+    # on 0.0.0.0, a LAN neighbour could send from that link-local address.
+    listener_loopback: bool = True
 
     @classmethod
     def for_listener(cls, host: str, port: int, allow_cidrs: Iterable[str] = ()) -> Guard:
@@ -43,18 +50,24 @@ class Guard:
         if host in ("0.0.0.0", "::", ""):  # noqa: S104
             hosts.update({f"127.0.0.1:{port}", f"[::1]:{port}"})
         nets = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
-        return cls(frozenset(h.lower() for h in hosts), nets)
+        bound = _address(host)
+        loopback = bound is not None and bound.is_loopback
+        return cls(frozenset(h.lower() for h in hosts), nets, loopback)
 
     @staticmethod
-    def is_loopback(peer: str) -> bool:
+    def is_local(peer: str) -> bool:
+        """Loopback, or the metadata address itself: with 169.254.169.254 on `lo` and a
+        redirect to our loopback listener, local clients arrive from that address."""
         addr = _address(peer)
-        return addr is not None and addr.is_loopback
+        return addr is not None and (addr.is_loopback or addr in IMDS_ADDRESSES)
 
     def peer_refusal(self, peer: str | None) -> str | None:
         addr = _address(peer) if peer else None
         if addr is None:
             return "unknown peer address"
         if addr.is_loopback or any(addr in net for net in self.allowed_networks):
+            return None
+        if self.listener_loopback and addr in IMDS_ADDRESSES:
             return None
         return f"peer {addr} is not loopback or an allowed network"
 

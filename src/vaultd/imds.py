@@ -206,7 +206,7 @@ class ImdsApp:
         return _reply(403, f"Forbidden: {reason}".encode(), metadata.TEXT)
 
     def _owner_refusal(self, peer: tuple[str, int] | None, conn: _Connection | None) -> str | None:
-        if not self.options.uid_check or peer is None or not self.guard.is_loopback(peer[0]):
+        if not self.options.uid_check or peer is None or not self.guard.is_local(peer[0]):
             return None  # peers allowed by CIDR are other hosts or containers: no /proc entry
         if conn is not None and conn.vd_owner is not False:
             return conn.vd_owner if isinstance(conn.vd_owner, str) else None
