@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -351,6 +352,44 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from vaultd import service
+
+    plan = service.plan(args.action, socket_activation=args.socket)
+    if args.print:
+        print(plan.describe())
+        return EXIT_OK
+    if os.geteuid() == 0 and args.action != "status":
+        print("vaultd: note: installing a per-user service as root", file=sys.stderr)
+    for directory in plan.mkdir:
+        directory.mkdir(parents=True, exist_ok=True)
+    for path, text in plan.write.items():
+        path.write_text(text)
+        print(f"Wrote {path}")
+    failed = 0
+    for cmd in plan.run:
+        try:
+            done = subprocess.run(cmd, check=False, timeout=60)
+        except FileNotFoundError:
+            raise Failure(f"{cmd[0]} not found: is this a systemd or launchd system?") from None
+        except subprocess.TimeoutExpired:
+            raise Failure(f"{' '.join(cmd)} did not finish within 60 s") from None
+        if done.returncode != 0 and args.action != "status":
+            failed += 1
+            print(
+                f"vaultd: `{' '.join(cmd)}` exited with status {done.returncode}", file=sys.stderr
+            )
+        elif done.returncode != 0:
+            return EXIT_ERROR
+    for path in plan.remove:
+        if path.exists():
+            path.unlink()
+            print(f"Removed {path}")
+    if failed:
+        raise Failure(f"service {args.action} did not complete")
+    return EXIT_OK
+
+
 def cmd_network(args: argparse.Namespace) -> int:
     from vaultd import network
 
@@ -496,6 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("env", cmd_env, "print the export line that points SDKs at vaultd")
     p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169)")
+
+    p = command("service", cmd_service, "run vaultd at login (systemd user unit / LaunchAgent)")
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument(
+        "--print", action="store_true", help="show the files and commands, change nothing"
+    )
+    p.add_argument("--socket", action="store_true", help="use systemd socket activation")
 
     p = command(
         "network", cmd_network, "the one root step: answer on 169.254.169.254:80 (see --print)"

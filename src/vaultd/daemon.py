@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vaultd import __version__, config
+from vaultd import __version__, activation, config
 from vaultd.broker import Broker
 from vaultd.control import ControlApp
 from vaultd.errors import VaultdError
@@ -114,6 +114,7 @@ class Daemon:
         self.started = clock()
         self._runners: list[web.AppRunner] = []
         self._socket_created = False
+        self.control_path = settings.control_socket
 
     def info(self) -> dict[str, Any]:
         return {
@@ -122,20 +123,24 @@ class Daemon:
             "listeners": self.listeners,
             "endpoint": self.endpoint,
             "imds_tokens": self.settings.imds_tokens,
-            "control_socket": str(self.settings.control_socket),
+            "control_socket": str(self.control_path),
             "config_file": str(self.config_path),
             "uptime": int(self.clock() - self.started),
             "sts_calls": self.provider.sts_calls,
         }
 
     async def start(self) -> None:
-        sock_path = self.settings.control_socket
-        ensure_private_dir(sock_path.parent)
-        check_socket_free(sock_path)
+        handed = activation.inherited()
+        await self._start_imds(handed.get("imds"))
+        await self._start_control(handed.get("control"))
 
+    async def _start_imds(self, sock: socket.socket | None) -> None:
         listen = self.settings.listen
         try:
-            listener = await self.imds.start(listen.host, listen.port)
+            if sock is not None:
+                listener = await self.imds.start(sock=sock)
+            else:
+                listener = await self.imds.start(listen.host, listen.port)
         except OSError as exc:
             await self.stop()
             if exc.errno == errno.EADDRINUSE:
@@ -143,18 +148,30 @@ class Daemon:
                     f"{listen} is already in use: stop what listens there or pass --listen"
                 ) from None
             raise ServeError(f"cannot listen on {listen}: {exc.strerror}") from None
-        sockets = listener.sockets
-        port = int(sockets[0].getsockname()[1]) if sockets else listen.port
-        self.endpoint = replace(self.settings, listen=Listen(listen.host, port)).endpoint
-        # The Host check must name the port actually bound (it differs when asked for 0).
-        self.imds.guard = Guard.for_listener(listen.host, port, self.allow_cidrs)
-        self.listeners.append(f"imds {self.endpoint}")
+        bound = (
+            listener.sockets[0].getsockname() if listener.sockets else (listen.host, listen.port)
+        )
+        host, port = str(bound[0]), int(bound[1])
+        self.endpoint = replace(self.settings, listen=Listen(host, port)).endpoint
+        # The Host check must name the address actually bound (port 0, or systemd's socket).
+        self.imds.guard = Guard.for_listener(host, port, self.allow_cidrs)
+        self.listeners.append(f"imds {self.endpoint}" + (" (socket-activated)" if sock else ""))
 
+    async def _start_control(self, sock: socket.socket | None) -> None:
         control_runner = web.AppRunner(
             self.control.app(), handle_signals=False, access_log=None, shutdown_timeout=5
         )
         await control_runner.setup()
         self._runners.append(control_runner)
+        if sock is not None:
+            # systemd made the socket (0600 in a 0700 directory) and removes it; not ours to.
+            await web.SockSite(control_runner, sock).start()
+            self.control_path = Path(str(sock.getsockname()))
+            self.listeners.append(f"control unix:{self.control_path} (socket-activated)")
+            return
+        sock_path = self.settings.control_socket
+        ensure_private_dir(sock_path.parent)
+        check_socket_free(sock_path)
         old_umask = os.umask(0o177)
         try:
             await web.UnixSite(control_runner, str(sock_path)).start()
@@ -164,6 +181,7 @@ class Daemon:
         sock_path.chmod(0o600)
         self.listeners.append(f"control unix:{sock_path}")
 
+    async def _activate_profile(self) -> None:
         if self.settings.profile:
             try:
                 await asyncio.to_thread(self.provider.plan, self.settings.profile)
@@ -175,9 +193,9 @@ class Daemon:
         log.info(
             "vaultd %s serving IMDS on %s (tokens %s), control on %s, keyring %s",
             __version__,
-            self.listeners[0].split(" ", 1)[1],
+            self.endpoint,
             self.settings.imds_tokens,
-            sock_path,
+            self.control_path,
             backend_name(),
         )
 
@@ -197,6 +215,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        await self._activate_profile()
         # Ready once the listeners are bound, not once credentials arrive (that may need MFA).
         sd_notify(f"READY=1\nSTATUS={self.broker.status()['message']}")
         background = [asyncio.create_task(self.broker.run())]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,9 +73,10 @@ def default_socket_path(env: Mapping[str, str]) -> Path:
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime:
         return Path(runtime) / "vaultd" / "control.sock"
-    # No per-user runtime dir (macOS, containers): a per-user directory under the temp dir,
-    # which `ensure_private_dir` refuses to use unless we own it and nobody else can enter.
-    return Path(tempfile.gettempdir()) / f"vaultd-{os.getuid()}" / "control.sock"
+    # No per-user runtime dir (macOS, containers): a per-user directory in /tmp, which
+    # `ensure_private_dir` refuses unless we own it and nobody else can enter. Not $TMPDIR:
+    # launchd agents and login shells see different values of it on macOS.
+    return Path("/tmp") / f"vaultd-{os.getuid()}" / "control.sock"  # noqa: S108
 
 
 def ensure_private_dir(path: Path) -> None:
