@@ -338,3 +338,24 @@ def test_redirected_peers_are_local_only_behind_a_loopback_listener() -> None:
     assert Guard.for_listener("0.0.0.0", 9169).peer_refusal("169.254.169.254") is not None  # noqa: S104
     assert Guard.is_local("169.254.169.254")
     assert not Guard.is_local("10.0.0.1")
+
+
+async def test_docker_desktop_relay_endpoint(make_imds: Callable[..., Awaitable[Imds]]) -> None:
+    from vaultd.imds import RELAY_PATH
+    from vaultd.relay import http_fetch
+
+    token = "t" * 32
+    imds = await make_imds(options=ImdsOptions(relay_token=token))
+    desktop = {"Host": f"host.docker.internal:{imds.port}"}
+    r = await imds.client.get(RELAY_PATH, headers={**desktop, "Authorization": "wrong"})
+    assert r.status == 403
+    r = await imds.client.get(RELAY_PATH, headers=desktop)
+    assert r.status == 403
+    r = await imds.client.get(RELAY_PATH, headers={**desktop, "Authorization": token})
+    doc = await r.json()
+    assert (r.status, doc["Profile"], doc["RoleName"]) == (200, "master", "DeveloperRole")
+    fetched = await asyncio.to_thread(http_fetch(f"http://127.0.0.1:{imds.port}", token))
+    assert fetched["AccessKeyId"] == doc["AccessKeyId"]
+    # Without a configured token the path is just another 404.
+    plain = await make_imds()
+    assert (await plain.client.get(RELAY_PATH, headers={"Authorization": token})).status == 404

@@ -86,6 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uid_check=options.uid_check and not args.no_uid_check,
         allow_uids=options.allow_uids | frozenset(args.allow_uid or ()),
         serve_extended=args.imds_extended,
+        relay_token=_read_token(args.relay_token_file) if args.relay_token_file else None,
     )
     try:
         for cidr in args.allow_cidr or ():
@@ -352,6 +353,52 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_token(path: str) -> str:
+    try:
+        token = open(path, encoding="utf-8").read().strip()  # noqa: SIM115
+    except OSError as exc:
+        raise Failure(f"cannot read the relay token {path}: {exc.strerror}") from None
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise Failure(f"the relay token in {path} must be 16+ characters with no spaces")
+    return token
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    import asyncio
+    import ipaddress
+    import logging
+
+    from vaultd import relay
+    from vaultd.settings import Listen
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s vaultd-relay %(levelname)s %(message)s"
+    )
+    if not args.allow_cidr:
+        raise Failure(
+            "name the containers' network with --allow-cidr (e.g. 169.254.169.0/24)", EXIT_USAGE
+        )
+    try:
+        for cidr in args.allow_cidr:
+            ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise Failure(f"--allow-cidr: {exc}", EXIT_USAGE) from None
+    listen = Listen.parse(args.listen)
+    if args.upstream:
+        if not args.token_file:
+            raise Failure("--upstream needs --token-file", EXIT_USAGE)
+        fetch = relay.http_fetch(args.upstream, _read_token(args.token_file))
+    else:
+        fetch = relay.socket_fetch(_settings(args).control_socket)
+    try:
+        asyncio.run(
+            relay.run_relay(fetch, listen.host, listen.port, tuple(args.allow_cidr), args.interval)
+        )
+    except OSError as exc:
+        raise Failure(f"cannot listen on {listen}: {exc.strerror}") from None
+    return EXIT_OK
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from vaultd import service
 
@@ -489,6 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also serve iam/security-credentials-extended/ (with AccountId)",
     )
+    p.add_argument(
+        "--relay-token-file",
+        metavar="FILE",
+        help="let `vaultd relay --upstream` fetch credentials with the token in FILE",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     p = command("add", cmd_add, "store a profile's long-lived access keys in the keyring")
@@ -535,6 +587,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("env", cmd_env, "print the export line that points SDKs at vaultd")
     p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169)")
+
+    p = command(
+        "relay", cmd_relay, "serve IMDS to containers, with credentials from the host's vaultd"
+    )
+    p.add_argument(
+        "--listen",
+        default="169.254.169.254:80",
+        metavar="HOST:PORT",
+        help="default 169.254.169.254:80",
+    )
+    p.add_argument(
+        "--allow-cidr", action="append", metavar="CIDR", help="the containers' network (repeatable)"
+    )
+    _socket_arg(p)
+    p.add_argument("--upstream", metavar="URL", help="the host's vaultd over HTTP (Docker Desktop)")
+    p.add_argument("--token-file", metavar="FILE", help="the token for --upstream")
+    p.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between checks with the host"
+    )
 
     p = command("service", cmd_service, "run vaultd at login (systemd user unit / LaunchAgent)")
     p.add_argument("action", choices=("install", "uninstall", "status"))

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vaultd import metadata
 from vaultd.broker import Broker
 from vaultd.config import Profile
 from vaultd.credentials import iso8601
@@ -99,6 +100,7 @@ class ControlApp:
         app.router.add_post("/v1/mfa", self.mfa)
         app.router.add_post("/v1/refresh", self.refresh)
         app.router.add_post("/v1/clear", self.clear)
+        app.router.add_get("/v1/credentials", self.credentials)
         return app
 
     @web.middleware
@@ -171,6 +173,16 @@ class ControlApp:
     async def refresh(self, request: web.Request) -> web.Response:
         await self.broker.refresh()
         return _json(200, self._status())
+
+    async def credentials(self, request: web.Request) -> web.Response:
+        """The active profile's temporary credentials, for `vaultd relay` (never long-lived
+        keys). Only this user can reach the socket, and they could ask IMDS anyway."""
+        creds = await self.broker.wait_current(2.0)
+        slot = self.broker.active_slot()
+        if creds is None or slot is None or slot.plan is None:
+            status = self.broker.status()
+            return _json(503, {"error": status["state"], "message": status["message"]})
+        return _json(200, metadata.relay_document(slot.plan, creds))
 
     async def clear(self, request: web.Request) -> web.Response:
         body = await _body(request)

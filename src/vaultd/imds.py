@@ -10,6 +10,7 @@ logged per request at the default level.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import socket
@@ -32,6 +33,7 @@ log = logging.getLogger("vaultd.imds")
 TOKEN_HEADER: Final = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
 TTL_HEADER: Final = "X-aws-ec2-metadata-token-ttl-seconds"
 BASE_HEADERS: Final = {"Server": "EC2ws", "Accept-Ranges": "none"}
+RELAY_PATH: Final = "/vaultd-relay/v1/credentials"
 # How long a request may wait for a refresh already under way (SDK timeouts are ~1 s).
 WAIT_FOR_REFRESH: Final = 0.5
 REFUSED_OVER_CAP: Final = (
@@ -47,6 +49,8 @@ class ImdsOptions:
     uid_check: bool = sys.platform.startswith("linux")
     allow_uids: frozenset[int] = field(default_factory=lambda: frozenset({os.getuid()}))
     serve_extended: bool = False
+    # Docker Desktop relays fetch from this path with this token (see `vaultd relay`).
+    relay_token: str | None = None
     max_connections: int = 256
     # A connection that completes no request in this long is closed (slow or idle clients).
     request_deadline: float = 10.0
@@ -225,6 +229,8 @@ class ImdsApp:
         transport = request.transport
         peername = transport.get_extra_info("peername") if transport else None
         peer = (str(peername[0]), int(peername[1])) if peername else None
+        if request.path == RELAY_PATH and self.options.relay_token:
+            return await self._relay(request, peer)
         refusal = (
             self.guard.peer_refusal(peer[0] if peer else None)
             or self.guard.host_refusal(request.headers.get("Host"))
@@ -245,6 +251,20 @@ class ImdsApp:
             return _error(401, "Unauthorized")
         reply = await self._route(segments)
         return _reply(reply.status, reply.body, reply.content_type)
+
+    async def _relay(self, request: web.BaseRequest, peer: tuple[str, int] | None) -> web.Response:
+        """Credentials for a relay in Docker Desktop's VM, which reaches this listener as
+        host.docker.internal: no Host check, the token is the guard."""
+        refusal = self.guard.peer_refusal(peer[0] if peer else None)
+        given = request.headers.get("Authorization", "")
+        expected = self.options.relay_token or ""
+        if refusal or not hmac.compare_digest(given.encode(), expected.encode()):
+            return self._refuse(request, refusal or "bad relay token")
+        creds = await self.broker.wait_current(WAIT_FOR_REFRESH)
+        slot = self.broker.active_slot()
+        if creds is None or slot is None or slot.plan is None:
+            return web.json_response({"error": "unavailable"}, status=503)
+        return web.json_response(metadata.relay_document(slot.plan, creds))
 
     def _token(self, request: web.BaseRequest, version: str) -> web.Response:
         if request.method != "PUT":

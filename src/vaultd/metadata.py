@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from vaultd.credentials import Credentials, iso8601
 
@@ -101,6 +101,33 @@ def credentials_body(creds: Credentials, account_id: str | None = None) -> bytes
     if account_id is not None:
         fields["AccountId"] = account_id
     return imds_json(fields)
+
+
+class PlanLike(Protocol):
+    @property
+    def target(self) -> str: ...
+    @property
+    def role_name(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def role_arn(self) -> str | None: ...
+
+
+def relay_document(plan: PlanLike, creds: Credentials) -> dict[str, object]:
+    """What `vaultd relay` gets from the host daemon: the active profile and its set."""
+    return {
+        "Profile": plan.target,
+        "RoleName": plan.role_name,
+        "RoleArn": plan.role_arn,
+        "Region": plan.region,
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.reveal(),
+        "Token": creds.session_token.reveal(),
+        "Expiration": iso8601(creds.expiration),
+        "LastUpdated": iso8601(creds.issued),
+        "Arn": creds.arn,
+    }
 
 
 def unavailable_body(message: str, now: float) -> bytes:

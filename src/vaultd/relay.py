@@ -1,0 +1,176 @@
+"""`vaultd relay`: IMDS for containers on a docker network, fed by the host's daemon.
+
+The relay holds no long-lived keys and never sees an MFA code: it asks the host's daemon
+for the active profile's temporary credentials, over the host's control socket bind-mounted
+into the container (Linux), or over HTTP to the host's IMDS listener with a shared token
+(Docker Desktop, where Unix sockets do not cross into the VM). It serves them with the same
+IMDS surface as the daemon, through a Broker of its own, so refresh timing, backoff and
+single-flight are the same; `vaultd switch` on the host changes what containers see within
+one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+import json
+import logging
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vaultd import resolve
+from vaultd.broker import Broker
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.credentials import Credentials
+from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
+from vaultd.guards import Guard
+from vaultd.imds import RELAY_PATH, ImdsApp, ImdsOptions
+from vaultd.secret import Secret
+from vaultd.tokens import Tokens
+
+log = logging.getLogger("vaultd.relay")
+POLL_INTERVAL = 10.0
+Fetch = Callable[[], dict[str, Any]]
+
+
+def socket_fetch(path: Path) -> Fetch:
+    client = ControlClient(path, timeout=10)
+
+    def fetch() -> dict[str, Any]:
+        try:
+            return client.call("GET", "/v1/credentials")
+        except DaemonNotRunning:
+            raise StsError(f"the host's vaultd is not running (no daemon on {path})") from None
+        except ControlError as exc:
+            if exc.code == "no_profile":
+                raise NoProfile(str(exc)) from None
+            raise StsError(f"the host's vaultd has no credentials: {exc}") from None
+
+    return fetch
+
+
+def http_fetch(upstream: str, token: str) -> Fetch:
+    if not upstream.startswith(("http://", "https://")):
+        raise ConfigError(f"--upstream must be an http(s) URL, not {upstream!r}")
+    url = upstream.rstrip("/") + RELAY_PATH
+
+    def fetch() -> dict[str, Any]:
+        request = urllib.request.Request(url, headers={"Authorization": token})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            raise StsError(f"the host's vaultd answered {exc.code} at {url}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise StsError(f"cannot reach the host's vaultd at {url}: {exc}") from None
+
+    return fetch
+
+
+def _epoch(text: str) -> float:
+    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+class RelayProvider:
+    """A provider whose "STS" is the host daemon; the profile is whatever the host serves."""
+
+    def __init__(self, fetch: Fetch, clock: Callable[[], float]) -> None:
+        self.fetch = fetch
+        self.clock = clock
+        self.last: dict[str, Any] = {}
+
+    def poll(self) -> dict[str, Any]:
+        self.last = self.fetch()
+        return self.last
+
+    def plan(self, name: str) -> resolve.Plan:
+        doc = self.last if self.last.get("Profile") == name else {}
+        arn = doc.get("RoleArn")
+        # Never executed here: it only names the role and region the host reported.
+        roles = (resolve.RoleStep(name, str(arn), "relay", 3600, None),) if arn else ()
+        return resolve.Plan(
+            target=name,
+            root=name,
+            session=False,
+            mfa_serial=None,
+            roles=roles,
+            region=str(doc.get("Region") or resolve.DEFAULT_REGION),
+            role_name=str(doc.get("RoleName") or name),
+        )
+
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        doc = self.poll()
+        if doc.get("Profile") != name:
+            raise StsError(f"the host now serves {doc.get('Profile')!r}, not {name!r}")
+        return Credentials(
+            access_key_id=str(doc["AccessKeyId"]),
+            secret_access_key=Secret(str(doc["SecretAccessKey"])),
+            session_token=Secret(str(doc["Token"])),
+            expiration=_epoch(str(doc["Expiration"])),
+            issued=_epoch(str(doc["LastUpdated"])),
+            arn=str(doc.get("Arn") or ""),
+        )
+
+    def has_auto_code(self, plan: resolve.Plan) -> bool:
+        return False
+
+
+async def follow_host(broker: Broker, provider: RelayProvider, interval: float) -> None:
+    """Switch when the host does; the broker refreshes on its own schedule in between."""
+    while True:
+        try:
+            doc = await asyncio.to_thread(provider.poll)
+        except VaultdError as exc:
+            log.warning("%s", exc.message)
+        else:
+            profile = doc.get("Profile")
+            current = broker.active_slot()
+            if profile and profile != broker.active:
+                log.info("the host serves %s now", profile)
+                try:
+                    await broker.switch(str(profile))
+                except VaultdError as exc:
+                    log.warning("%s", exc.message)
+            elif (
+                current is not None
+                and current.creds is not None
+                and doc.get("AccessKeyId") != current.creds.access_key_id
+            ):
+                with contextlib.suppress(VaultdError):
+                    await broker.refresh()  # the host renewed: pick the new set up now
+        await asyncio.sleep(interval)
+
+
+async def run_relay(
+    fetch: Fetch, host: str, port: int, allow_cidrs: tuple[str, ...], interval: float
+) -> None:
+    clock = time.time
+    provider = RelayProvider(fetch, clock)
+    broker = Broker(provider, clock)
+    guard = Guard.for_listener(host, port, allow_cidrs)
+    # Peers are containers: there is no local owner to check.
+    imds = ImdsApp(broker, Tokens(clock), guard, ImdsOptions(uid_check=False))
+    await imds.start(host, port)
+    log.info("relaying the host's credentials on %s:%d to %s", host, port, ", ".join(allow_cidrs))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [
+        asyncio.create_task(broker.run()),
+        asyncio.create_task(follow_host(broker, provider, interval)),
+    ]
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await imds.shutdown()
+        await broker.close()
