@@ -246,3 +246,27 @@ def test_control_socket_refuses_other_users(daemon: Daemon, aws_config: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("HTTP/1.1 403"), done.stdout
     assert os.getuid() == 0
+
+
+def test_doctor_explains_each_link(
+    user_keys: tuple[str, str], daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = run_vaultd("doctor")
+    assert done.returncode == 1
+    assert "[FAIL] daemon: not running: `vaultd serve`" in done.stdout
+    assert "[  ok] keys: identity: stored" in done.stdout
+
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", daemon.endpoint)
+    done = run_vaultd("doctor")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout
+    assert any(line.startswith("[  ok] config:") for line in lines)
+    assert any(
+        line.startswith("[  ok] keyring: keyrings.alt.file.PlaintextKeyring") for line in lines
+    )
+    assert any(line.startswith("[  ok] daemon: pid") for line in lines)
+    assert any(line.startswith("[  ok] shell:") for line in lines)
+    assert any(line.startswith("[  ok] fetch: botocore got role DeveloperRole") for line in lines)
+    assert all(len(line) < 300 for line in lines)

@@ -463,6 +463,12 @@ def cmd_network(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from vaultd import doctor
+
+    return doctor.run()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from vaultd import demo
@@ -622,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--print", action="store_true", help="show the files and commands, change nothing"
     )
     p.add_argument("--port", type=int, help="the listener's port (default from --listen settings)")
+
+    command("doctor", cmd_doctor, "check config, keyring, daemon, network and a real fetch")
 
     p = command("demo", cmd_demo, "run vaultd against an embedded fake AWS (needs vaultd[demo])")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9169", help="IMDS listener")

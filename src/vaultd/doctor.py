@@ -1,0 +1,159 @@
+"""`vaultd doctor`: every link in the chain from config to an SDK, one line each with a fix."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.utils import InstanceMetadataFetcher
+
+from vaultd import config, settings
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.errors import VaultdError
+from vaultd.keystore import Keystore, backend_name
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str
+    topic: str
+    message: str
+
+    def line(self) -> str:
+        return f"[{self.level:>4}] {self.topic}: {self.message}"
+
+
+def _config() -> tuple[Finding, dict[str, config.Profile]]:
+    path = config.config_path()
+    if not path.exists():
+        return Finding(WARN, "config", f"{path} does not exist: create it with your profiles"), {}
+    try:
+        profiles = config.load_profiles(path)
+    except VaultdError as exc:
+        return Finding(FAIL, "config", f"{exc.message}: fix that line"), {}
+    return Finding(OK, "config", f"{path} has {len(profiles)} profile(s)"), profiles
+
+
+def _keyring(profiles: dict[str, config.Profile]) -> Iterator[Finding]:
+    store = Keystore(timeout=5)
+    try:
+        stored = set(store.profiles_with_keys())
+    except VaultdError as exc:
+        yield Finding(FAIL, "keyring", f"{backend_name()}: {exc.message}")
+        return
+    yield Finding(OK, "keyring", f"{backend_name()} is usable ({len(stored)} profile(s) with keys)")
+    sources = {p.source_profile for p in profiles.values() if p.source_profile}
+    for name in sorted(sources):
+        root = profiles.get(name)
+        if root is None or root.source_profile or root.credential_process:
+            continue
+        if name in stored:
+            yield Finding(OK, "keys", f"{name}: stored")
+        else:
+            yield Finding(FAIL, "keys", f"{name}: no keys stored: run `vaultd add {name}`")
+
+
+def _daemon(conf: settings.Settings) -> tuple[Finding, dict[str, Any] | None]:
+    try:
+        status = ControlClient(conf.control_socket, timeout=5).status()
+    except DaemonNotRunning:
+        return Finding(
+            FAIL, "daemon", "not running: `vaultd serve`, or `vaultd service install`"
+        ), None
+    except ControlError as exc:
+        return Finding(FAIL, "daemon", f"answers badly: {exc}"), None
+    listeners = ", ".join(status.get("listeners", []))
+    state = f"{status.get('state')} ({status.get('message')})"
+    level = OK if status.get("state") == "ok" else WARN
+    return Finding(level, "daemon", f"pid {status.get('pid')}, {listeners}; {state}"), status
+
+
+def _link_local(run: Callable[..., Any]) -> Iterator[Finding]:
+    if sys.platform.startswith("linux"):
+        argv = ["ip", "-o", "addr", "show", "dev", "lo"]
+    elif sys.platform == "darwin":
+        argv = ["ifconfig", "lo0"]
+    else:
+        return
+    try:
+        shown = run(argv, capture_output=True, text=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        shown = ""
+    if "169.254.169.254" in shown:
+        yield Finding(OK, "network", "169.254.169.254 is on the loopback interface")
+    else:
+        yield Finding(
+            WARN,
+            "network",
+            "169.254.169.254 is not on lo: only SDKs that read "
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT find vaultd (`sudo vaultd network install`)",
+        )
+        return
+    try:
+        with socket.create_connection(("169.254.169.254", 80), timeout=1) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n")
+            head = sock.recv(4096).decode("latin-1")
+    except OSError as exc:
+        yield Finding(FAIL, "network", f"nothing answers on 169.254.169.254:80 ({exc.strerror})")
+        return
+    server = "EC2ws" if "Server: EC2ws" in head else "something else"
+    yield Finding(
+        OK if server == "EC2ws" else FAIL, "network", f"169.254.169.254:80 answers as {server}"
+    )
+
+
+def _endpoint(conf: settings.Settings, status: dict[str, Any] | None) -> Iterator[Finding]:
+    current = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    expected = str(status["endpoint"]) if status else conf.endpoint
+    if current is None:
+        yield Finding(
+            WARN, "shell", 'AWS_EC2_METADATA_SERVICE_ENDPOINT is unset: eval "$(vaultd env)"'
+        )
+    elif current.rstrip("/") != expected.rstrip("/"):
+        yield Finding(
+            FAIL, "shell", f"AWS_EC2_METADATA_SERVICE_ENDPOINT={current}, vaultd is at {expected}"
+        )
+    elif not current.endswith("/"):
+        yield Finding(WARN, "shell", "the endpoint lacks its trailing /, which some CLIs need")
+    else:
+        yield Finding(OK, "shell", f"AWS_EC2_METADATA_SERVICE_ENDPOINT={current}")
+
+
+def _fetch(endpoint: str) -> Finding:
+    fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1, base_url=endpoint)
+    try:
+        creds = fetcher.retrieve_iam_role_credentials()
+    except Exception as exc:  # botocore raises many kinds; the name is enough here
+        return Finding(FAIL, "fetch", f"botocore's IMDS fetcher failed: {type(exc).__name__}")
+    if not creds:
+        return Finding(FAIL, "fetch", "botocore got no credentials: `vaultd status` says why")
+    return Finding(
+        OK,
+        "fetch",
+        f"botocore got role {creds.get('role_name')} (key ****{creds['access_key'][-4:]}, "
+        f"expires {creds['expiry_time']})",
+    )
+
+
+def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
+    conf = settings.load()
+    findings: list[Finding] = []
+    found, profiles = _config()
+    findings.append(found)
+    findings += list(_keyring(profiles))
+    daemon, status = _daemon(conf)
+    findings.append(daemon)
+    findings += list(_link_local(run_cmd))
+    findings += list(_endpoint(conf, status))
+    if status is not None:
+        findings.append(_fetch(str(status["endpoint"])))
+    for finding in findings:
+        print(finding.line())
+    return 1 if any(f.level == FAIL for f in findings) else 0
