@@ -131,3 +131,11 @@ def test_no_backend_says_what_to_install() -> None:
     with pytest.raises(KeyringError, match="Secret Service") as info:
         Keystore().get_keys("identity")
     assert info.value.code == "keyring_error"
+
+
+def test_an_accidental_plaintext_keyring_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")
+    with pytest.raises(KeyringError, match="plain file"):
+        Keystore().set_keys("identity", AccessKeys("AKIAEXAMPLE000000001", Secret("s")))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    Keystore().set_keys("identity", AccessKeys("AKIAEXAMPLE000000001", Secret("s")))

@@ -8,8 +8,9 @@ nothing here ever reaches a file of ours, a log line or an exception message.
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +29,22 @@ T = TypeVar("T")
 class CachedSession:
     mfa_serial: str | None
     credentials: Credentials
+
+
+def refuse_plaintext(env: Mapping[str, str] | None = None) -> None:
+    """Refuse a keyring that keeps secrets in a plain file unless it was chosen on purpose.
+
+    keyring picks the best backend it finds; on a headless machine with keyrings.alt
+    installed (vaultd's demo and test extras bring it) that is a plaintext file, which
+    would break vaultd's promise. Choosing it with PYTHON_KEYRING_BACKEND is deliberate.
+    """
+    env = os.environ if env is None else env
+    name = backend_name()
+    if "plaintext" in name.lower() and not env.get("PYTHON_KEYRING_BACKEND"):
+        raise KeyringError(
+            f"the only keyring found ({name}) keeps secrets in a plain file: start a Secret "
+            "Service (gnome-keyring, KeePassXC) or set PYTHON_KEYRING_BACKEND to accept it"
+        )
 
 
 def backend_name() -> str:
@@ -96,6 +113,7 @@ class Keystore:
 
     # -- raw items -----------------------------------------------------------------------
     def _get(self, item: str) -> dict[str, Any] | None:
+        refuse_plaintext()
         raw = _guard(f"read {item}", lambda: keyring.get_password(self.service, item), self.timeout)
         if raw is None:
             return None
@@ -106,6 +124,7 @@ class Keystore:
         return value if isinstance(value, dict) else None
 
     def _set(self, item: str, value: dict[str, Any]) -> None:
+        refuse_plaintext()
         text = json.dumps(value, sort_keys=True)
         _guard(
             f"store {item}", lambda: keyring.set_password(self.service, item, text), self.timeout
