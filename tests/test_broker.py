@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer
+from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan
 from vaultd import refresh
 from vaultd.broker import Broker
 from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
@@ -93,7 +93,7 @@ async def test_served_credentials_keep_twenty_minutes_while_sts_answers(clock: F
 
 async def test_one_sts_call_for_many_concurrent_callers(clock: FakeClock) -> None:
     broker, provider = make(clock)
-    broker.activate("master")
+    broker.activate("master", make_plan())
     provider.gate = threading.Event()
     waits = [broker.wait_current(2.0) for _ in range(200)]
     gather = asyncio.gather(*waits)
@@ -235,7 +235,7 @@ async def test_status_never_contains_secrets(clock: FakeClock) -> None:
 async def test_close_cancels_refreshes_in_flight(clock: FakeClock) -> None:
     broker, provider = make(clock)
     provider.gate = threading.Event()
-    broker.activate("master")
+    broker.activate("master", make_plan())
     await asyncio.sleep(0)
     await broker.close()
     provider.gate.set()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 
-from tests.helpers import FakeClock, FakeProvider
+from tests.helpers import FakeClock, FakeProvider, make_plan
 from vaultd.broker import Broker
 from vaultd.errors import MfaRequired
 from vaultd.guards import Guard
@@ -269,7 +269,7 @@ async def test_concurrent_fetches_make_one_sts_call(
     make_imds: Callable[..., Awaitable[Imds]],
 ) -> None:
     imds = await make_imds(active=None)
-    imds.imds.broker.activate("master")
+    imds.imds.broker.activate("master", make_plan())
 
     async def fetch() -> str:
         token = await imds.token()

@@ -81,6 +81,10 @@ class Slot:
     error_at: float | None = None
     failures: int = 0
     retry_at: float | None = None
+    # `vaultd exec` children holding credentials of this profile: kept fresh while > 0.
+    holders: int = 0
+    # Someone asked for this profile directly (exec, export): a needed code opens a request.
+    requested: bool = False
     task: asyncio.Task[Credentials] | None = field(default=None, repr=False)
 
 
@@ -116,22 +120,11 @@ class Broker:
 
     def current(self) -> Credentials | None:
         """Credentials fit to serve for the active profile, or None. Starts a due refresh."""
-        slot = self.active_slot()
-        if slot is None:
-            return None
-        now = self.clock()
-        self._kick(slot, now)
-        return slot.creds if refresh.servable(slot.creds, now) else None
+        return self.current_for(self.active) if self.active else None
 
     async def wait_current(self, within: float) -> Credentials | None:
-        """`current()`, but give an in-flight refresh up to `timeout` to land first."""
-        creds = self.current()
-        slot = self.active_slot()
-        if creds is None and slot is not None and slot.task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(slot.task), within)
-            creds = self.current()
-        return creds
+        """`current()`, but give an in-flight refresh up to `within` seconds to land first."""
+        return await self.wait_for(self.active, within) if self.active else None
 
     # -- commands ------------------------------------------------------------------------
     async def switch(self, profile: str, mfa_code: str | None = None) -> Slot:
@@ -155,10 +148,56 @@ class Broker:
         await self._refresh_now(slot, mfa_code)
         return slot
 
-    def activate(self, profile: str) -> None:
-        """Start serving `profile` in the background (daemon start-up): errors go to status."""
+    async def ensure(self, profile: str, mfa_code: str | None = None) -> Credentials:
+        """Credentials for `profile` without making it the active one (`vaultd exec`,
+        `vaultd export`): served from memory while fresh, fetched otherwise."""
+        plan = await self.run_blocking(self.provider.plan, profile)
+        if mfa_code is not None:
+            self._check_code(plan.mfa_serial or "", mfa_code)
+        slot = self._slot(profile)
+        slot.plan = plan
+        slot.requested = True
+        now = self.clock()
+        held = slot.creds
+        fresh = held is not None and refresh.servable(held, now) and not self._due(slot, now)
+        if mfa_code is None and held is not None and fresh:
+            return held
+        return await self._refresh_now(slot, mfa_code)
+
+    def current_for(self, profile: str) -> Credentials | None:
+        """Like `current()`, for any profile in use."""
+        slot = self.slots.get(profile)
+        if slot is None:
+            return None
+        now = self.clock()
+        self._kick(slot, now)
+        return slot.creds if refresh.servable(slot.creds, now) else None
+
+    async def wait_for(self, profile: str, within: float) -> Credentials | None:
+        creds = self.current_for(profile)
+        slot = self.slots.get(profile)
+        if creds is None and slot is not None and slot.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(slot.task), within)
+            creds = self.current_for(profile)
+        return creds
+
+    def hold(self, profile: str) -> None:
+        self._slot(profile).holders += 1
+        self._wake.set()
+
+    def release(self, profile: str) -> None:
+        slot = self.slots.get(profile)
+        if slot is not None and slot.holders > 0:
+            slot.holders -= 1
+
+    def activate(self, profile: str, plan: Plan) -> None:
+        """Start serving `profile` in the background (daemon start-up): errors go to status.
+        The plan comes first so IMDS names the role while the first refresh runs."""
         self.active = profile
-        self._kick(self._slot(profile), self.clock())
+        slot = self._slot(profile)
+        slot.plan = plan
+        self._kick(slot, self.clock())
         self._wake.set()
 
     async def submit_mfa(self, code: str) -> Slot:
@@ -170,9 +209,11 @@ class Broker:
         await self._refresh_now(slot, code)
         return slot
 
-    async def refresh(self) -> Slot:
-        slot = self.active_slot()
+    async def refresh(self, profile: str | None = None) -> Slot:
+        slot = self.slots.get(profile) if profile else self.active_slot()
         if slot is None:
+            if profile:
+                raise NoProfile(f"{profile!r} is not in use: nothing to refresh")
             raise NoProfile("no profile is active: run `vaultd switch PROFILE`")
         await self._refresh_now(slot, None)
         return slot
@@ -192,12 +233,15 @@ class Broker:
         self._close_mfa()
 
     # -- background maintenance -------------------------------------------------------------
+    def in_use(self) -> list[Slot]:
+        """The active profile's slot and those `vaultd exec` children hold."""
+        return [s for s in self.slots.values() if s.profile == self.active or s.holders > 0]
+
     def maintain(self) -> float:
         """Start every refresh that is due; return how long until the next one could be."""
         now = self.clock()
         wake_in = MAX_IDLE
-        slot = self.active_slot()
-        if slot is not None:
+        for slot in self.in_use():
             self._kick(slot, now)
             nxt = self._next_due(slot)
             if nxt is not None:
@@ -382,9 +426,8 @@ class Broker:
             )
         except MfaRequired as exc:
             self._failed(slot, exc, retry=False)
-            if slot.profile == self.active and (
-                self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early
-            ):
+            wanted = slot.profile == self.active or slot.holders > 0 or slot.requested
+            if wanted and (self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early):
                 self._open_mfa(exc.profile, exc.serial, early=False)
             raise
         except TimeoutError:

@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -282,8 +283,151 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
         return EXIT_OK
 
 
+CLEARED_FOR_CHILD = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+def _with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Make a control call; if it needs an MFA code, get one (terminal) and call again."""
+    try:
+        return call()
+    except ControlError as exc:
+        if exc.code != "mfa_required":
+            raise
+        _answer_mfa(client, exc, None)
+    return call()
+
+
+def _credentials_for(
+    client: ControlClient, profile: str, mfa_code: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"profile": profile}
+    if mfa_code is not None:
+        body["mfa_code"] = mfa_code
+    return _with_mfa(client, lambda: client.call("POST", "/v1/credentials", body))
+
+
+def _run_child(command: list[str], env: dict[str, str]) -> int:
+    """Run the child, pass our signals on to it, and return its exit status."""
+    import signal
+
+    try:
+        child = subprocess.Popen(command, env=env)
+    except FileNotFoundError:
+        raise Failure(f"{command[0]}: command not found", 127) from None
+    except PermissionError:
+        raise Failure(f"{command[0]}: permission denied", 126) from None
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {}
+    for name in FORWARDED_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if not command:
+        command = [os.environ.get("SHELL") or "/bin/sh"]
+    if os.environ.get("VAULTD_PROFILE") and not args.allow_nested:
+        raise Failure(
+            f"already inside `vaultd exec {os.environ['VAULTD_PROFILE']}`: "
+            "exit that shell first, or pass --allow-nested"
+        )
+    client = _client(args)
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_FOR_CHILD}
+    env["VAULTD_PROFILE"] = args.profile
+    if args.env:
+        doc = _credentials_for(client, args.profile, args.mfa)
+        env.update(
+            AWS_ACCESS_KEY_ID=doc["AccessKeyId"],
+            AWS_SECRET_ACCESS_KEY=doc["SecretAccessKey"],
+            AWS_SESSION_TOKEN=doc["Token"],
+            AWS_CREDENTIAL_EXPIRATION=doc["Expiration"],
+        )
+        if doc.get("Region"):
+            env.update(AWS_REGION=doc["Region"], AWS_DEFAULT_REGION=doc["Region"])
+        return _run_child(command, env)
+    body: dict[str, Any] = {"profile": args.profile}
+    if args.mfa:
+        body["mfa_code"] = args.mfa
+    grant = _with_mfa(client, lambda: client.call("POST", "/v1/exec-tokens", body))
+    env.update(
+        AWS_CONTAINER_CREDENTIALS_FULL_URI=grant["url"],
+        AWS_CONTAINER_AUTHORIZATION_TOKEN=grant["token"],
+    )
+    if grant.get("region"):
+        env.update(AWS_REGION=grant["region"], AWS_DEFAULT_REGION=grant["region"])
+    try:
+        return _run_child(command, env)
+    finally:
+        with contextlib.suppress(DaemonNotRunning, ControlError):
+            client.call("DELETE", f"/v1/exec-tokens/{grant['id']}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    client = _client(args)
+    doc = _credentials_for(client, args.profile)
+    values = {
+        "AWS_ACCESS_KEY_ID": doc["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": doc["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": doc["Token"],
+        "AWS_CREDENTIAL_EXPIRATION": doc["Expiration"],
+    }
+    if doc.get("Region"):
+        values.update(AWS_REGION=doc["Region"], AWS_DEFAULT_REGION=doc["Region"])
+    if args.format == "json":
+        # The credential_process format (Version 1), so SDKs can run `vaultd export` directly.
+        print(
+            json.dumps(
+                {
+                    "Version": 1,
+                    "AccessKeyId": doc["AccessKeyId"],
+                    "SecretAccessKey": doc["SecretAccessKey"],
+                    "SessionToken": doc["Token"],
+                    "Expiration": doc["Expiration"],
+                }
+            )
+        )
+    elif args.format == "ini":
+        print(f"[{args.profile}]")
+        print(f"aws_access_key_id = {doc['AccessKeyId']}")
+        print(f"aws_secret_access_key = {doc['SecretAccessKey']}")
+        print(f"aws_session_token = {doc['Token']}")
+        print(f"aws_credential_expiration = {doc['Expiration']}")
+        if doc.get("Region"):
+            print(f"region = {doc['Region']}")
+    else:
+        prefix = "export " if args.format == "export" else ""
+        for key, value in values.items():
+            print(f"{prefix}{key}={shlex.quote(value)}")
+    return EXIT_OK
+
+
 def cmd_refresh(args: argparse.Namespace) -> int:
-    _print_serving(_client(args).call("POST", "/v1/refresh"))
+    body = {"profile": args.profile} if args.profile else {}
+    _print_serving(_client(args).call("POST", "/v1/refresh", body))
     return EXIT_OK
 
 
@@ -580,7 +724,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     _socket_arg(p)
 
-    p = command("refresh", cmd_refresh, "fetch new credentials for the active profile now")
+    p = command(
+        "exec", cmd_exec, "run a command with PROFILE's credentials, kept fresh by the daemon"
+    )
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--mfa", metavar="CODE", help="MFA code, if the profile needs one")
+    p.add_argument("--env", action="store_true", help="put plain credentials in the environment")
+    p.add_argument("--allow-nested", action="store_true", help="allow running inside another exec")
+    p.add_argument("command", nargs="*", metavar="-- CMD [ARGS...]", help="default: $SHELL")
+    _socket_arg(p)
+
+    p = command("export", cmd_export, "print PROFILE's temporary credentials")
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--format", choices=("env", "export", "json", "ini"), default="env")
+    _socket_arg(p)
+
+    p = command(
+        "refresh", cmd_refresh, "fetch new credentials now (the active profile, or PROFILE)"
+    )
+    p.add_argument("profile", metavar="PROFILE", nargs="?")
     _socket_arg(p)
 
     p = command("clear", cmd_clear, "drop cached MFA sessions (all, or one profile's)")
@@ -642,7 +804,19 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` is the command for `vaultd exec`, options included. (argparse
+    # mishandles `--` inside subcommands, so it is split off here.)
+    trailing: list[str] | None = None
+    if "--" in words:
+        cut = words.index("--")
+        words, trailing = words[:cut], words[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(words)
+    if trailing is not None:
+        if args.func is not cmd_exec:
+            parser.error("`--` is only for `vaultd exec PROFILE -- CMD`")
+        args.command = [*args.command, *trailing]
     try:
         result: int = args.func(args)
     except DaemonNotRunning as exc:

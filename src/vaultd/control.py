@@ -22,6 +22,8 @@ from vaultd import metadata
 from vaultd.broker import Broker
 from vaultd.config import Profile
 from vaultd.credentials import iso8601
+from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
+from vaultd.ecs import Grants
 from vaultd.errors import BadRequest, VaultdError
 from vaultd.keystore import Keystore
 from vaultd.resolve import chain_of
@@ -85,7 +87,12 @@ class ControlApp:
         keystore: Keystore,
         load_profiles: Callable[[], dict[str, Profile]],
         info: Callable[[], dict[str, Any]],
+        *,
+        grants: Grants | None = None,
+        endpoint: Callable[[], str] = lambda: "http://127.0.0.1:9169/",
     ) -> None:
+        self.grants = grants
+        self.endpoint = endpoint
         self.broker = broker
         self.keystore = keystore
         self.load_profiles = load_profiles
@@ -101,6 +108,9 @@ class ControlApp:
         app.router.add_post("/v1/refresh", self.refresh)
         app.router.add_post("/v1/clear", self.clear)
         app.router.add_get("/v1/credentials", self.credentials)
+        app.router.add_post("/v1/credentials", self.profile_credentials)
+        app.router.add_post("/v1/exec-tokens", self.exec_token)
+        app.router.add_delete("/v1/exec-tokens/{id}", self.revoke_exec_token)
         return app
 
     @web.middleware
@@ -125,7 +135,8 @@ class ControlApp:
             return _json(500, {"error": "internal", "message": type(exc).__name__})
 
     def _status(self) -> dict[str, Any]:
-        return {**self.broker.status(), **self.info()}
+        grants = self.grants.by_profile() if self.grants else {}
+        return {**self.broker.status(), **self.info(), "exec_tokens": grants}
 
     async def status(self, request: web.Request) -> web.Response:
         return _json(200, self._status())
@@ -171,18 +182,59 @@ class ControlApp:
         return _json(200, self._status())
 
     async def refresh(self, request: web.Request) -> web.Response:
-        await self.broker.refresh()
+        body = await _body(request)
+        await self.broker.refresh(_optional(body, "profile"))
         return _json(200, self._status())
 
+    async def profile_credentials(self, request: web.Request) -> web.Response:
+        """One profile's temporary credentials, for `vaultd export` and `exec --env`."""
+        body = await _body(request)
+        profile = _required(body, "profile")
+        creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
+        plan = self.broker.slots[profile].plan
+        if plan is None:  # ensure() always sets it; kept for the type checker
+            raise BadRequest(f"no plan for {profile!r}")
+        return _json(200, metadata.relay_document(plan, creds))
+
     async def credentials(self, request: web.Request) -> web.Response:
-        """The active profile's temporary credentials, for `vaultd relay` (never long-lived
-        keys). Only this user can reach the socket, and they could ask IMDS anyway."""
+        """The active profile's temporary credentials (never long-lived keys), for `vaultd
+        relay`. Only this user can reach the socket, and they could ask IMDS anyway."""
         creds = await self.broker.wait_current(2.0)
         slot = self.broker.active_slot()
         if creds is None or slot is None or slot.plan is None:
             status = self.broker.status()
             return _json(503, {"error": status["state"], "message": status["message"]})
         return _json(200, metadata.relay_document(slot.plan, creds))
+
+    async def exec_token(self, request: web.Request) -> web.Response:
+        if self.grants is None:
+            raise BadRequest("this daemon serves no exec tokens")
+        body = await _body(request)
+        profile = _required(body, "profile")
+        await self.broker.ensure(profile, _optional(body, "mfa_code"))
+        grant, token = self.grants.issue(profile)
+        self.broker.hold(profile)
+        plan = self.broker.slots[profile].plan
+        log.info("exec token %s issued for %s", grant.id, profile)
+        return _json(
+            200,
+            {
+                "id": grant.id,
+                "token": token,
+                "url": self.endpoint() + ECS_PREFIX.lstrip("/") + "v1/credentials",
+                "profile": profile,
+                "region": plan.region if plan else None,
+                "role_arn": plan.role_arn if plan else None,
+            },
+        )
+
+    async def revoke_exec_token(self, request: web.Request) -> web.Response:
+        grant = self.grants.revoke(request.match_info["id"]) if self.grants else None
+        if grant is None:
+            return _json(404, {"error": "not_found", "message": "no such exec token"})
+        self.broker.release(grant.profile)
+        log.info("exec token %s for %s revoked", grant.id, grant.profile)
+        return _json(200, {"revoked": grant.id})
 
     async def clear(self, request: web.Request) -> web.Response:
         body = await _body(request)

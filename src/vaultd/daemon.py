@@ -19,6 +19,7 @@ from aiohttp import web
 from vaultd import __version__, activation, config
 from vaultd.broker import Broker
 from vaultd.control import ControlApp
+from vaultd.ecs import EcsApp, Grants
 from vaultd.errors import VaultdError
 from vaultd.guards import Guard
 from vaultd.imds import ImdsApp, ImdsOptions
@@ -100,14 +101,21 @@ class Daemon:
         self.allow_cidrs = allow_cidrs
         self.guard = Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs)
         options = imds_options or ImdsOptions()
+        self.grants = Grants(clock)
         self.imds = ImdsApp(
             self.broker,
             Tokens(clock),
             self.guard,
             replace(options, tokens_required=settings.imds_tokens == "required"),
+            ecs=EcsApp(self.broker, self.grants),
         )
         self.control = ControlApp(
-            self.broker, self.keystore, self.provider.load_profiles, self.info
+            self.broker,
+            self.keystore,
+            self.provider.load_profiles,
+            self.info,
+            grants=self.grants,
+            endpoint=lambda: self.endpoint,
         )
         self.listeners: list[str] = []
         self.endpoint = settings.endpoint
@@ -184,12 +192,12 @@ class Daemon:
     async def _activate_profile(self) -> None:
         if self.settings.profile:
             try:
-                await asyncio.to_thread(self.provider.plan, self.settings.profile)
+                plan = await asyncio.to_thread(self.provider.plan, self.settings.profile)
             except VaultdError as exc:
                 self.broker.startup_error = exc
                 log.error("%s", exc.message)  # noqa: TRY400 - a config mistake, not a bug
             else:
-                self.broker.activate(self.settings.profile)
+                self.broker.activate(self.settings.profile, plan)
         log.info(
             "vaultd %s serving IMDS on %s (tokens %s), control on %s, keyring %s",
             __version__,

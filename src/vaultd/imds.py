@@ -25,6 +25,8 @@ from aiohttp.web_protocol import RequestHandler
 from vaultd import metadata
 from vaultd.broker import Broker
 from vaultd.credentials import Credentials, iso8601
+from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
+from vaultd.ecs import EcsApp
 from vaultd.guards import Guard
 from vaultd.peer_owner import owner_of
 from vaultd.tokens import Tokens, parse_ttl
@@ -138,7 +140,9 @@ class ImdsApp:
         tokens: Tokens,
         guard: Guard,
         options: ImdsOptions | None = None,
+        ecs: EcsApp | None = None,
     ) -> None:
+        self.ecs = ecs
         self.broker = broker
         self.tokens = tokens
         self.guard = guard
@@ -239,6 +243,8 @@ class ImdsApp:
         )
         if refusal:
             return self._refuse(request, refusal)
+        if self.ecs is not None and request.path.startswith(ECS_PREFIX):
+            return await self.ecs.handle(request)
         segments = metadata.normalise(request.path)
         if len(segments) == 3 and segments[1:] == ["api", "token"]:
             return self._token(request, segments[0])

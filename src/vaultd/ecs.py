@@ -1,0 +1,99 @@
+"""The container-credentials surface for `vaultd exec` children (imds-protocol.md §3.9).
+
+Each exec gets a grant: a random token bound to one profile, handed to the child as
+AWS_CONTAINER_AUTHORIZATION_TOKEN and revoked when the child exits. Grants live in memory
+only, so a daemon restart revokes them all. The token is `<id>.<secret>`; the id finds the
+grant and the secret is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from vaultd.broker import Broker
+from vaultd.credentials import iso8601
+
+PATH_PREFIX: Final = "/vaultd-ecs/"
+WAIT_FOR_REFRESH: Final = 1.0
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    secret: str
+    profile: str
+    created: float
+
+
+class Grants:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._grants: dict[str, Grant] = {}
+
+    def issue(self, profile: str) -> tuple[Grant, str]:
+        grant = Grant(secrets.token_hex(8), secrets.token_urlsafe(32), profile, self.clock())
+        self._grants[grant.id] = grant
+        return grant, f"{grant.id}.{grant.secret}"
+
+    def check(self, token: str | None) -> Grant | None:
+        gid, _, secret = (token or "").partition(".")
+        grant = self._grants.get(gid)
+        # Compare against something even for unknown ids, so timing says nothing.
+        expected = grant.secret if grant else "x" * 43
+        ok = hmac.compare_digest(secret.encode(), expected.encode())
+        return grant if ok and grant is not None else None
+
+    def revoke(self, gid: str) -> Grant | None:
+        return self._grants.pop(gid, None)
+
+    def count(self, profile: str | None = None) -> int:
+        return sum(1 for g in self._grants.values() if profile in (None, g.profile))
+
+    def by_profile(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for grant in self._grants.values():
+            counts[grant.profile] = counts.get(grant.profile, 0) + 1
+        return counts
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"Code": code, "Message": message}),
+        content_type="application/json",
+    )
+
+
+class EcsApp:
+    def __init__(self, broker: Broker, grants: Grants) -> None:
+        self.broker = broker
+        self.grants = grants
+
+    async def handle(self, request: web.BaseRequest) -> web.Response:
+        if request.method not in ("GET", "HEAD"):
+            return _error(405, "MethodNotAllowed", "use GET")
+        grant = self.grants.check(request.headers.get("Authorization"))
+        if grant is None:
+            return _error(403, "AccessDenied", "invalid Authorization token")
+        creds = await self.broker.wait_for(grant.profile, WAIT_FOR_REFRESH)
+        slot = self.broker.slots.get(grant.profile)
+        if creds is None or slot is None:
+            reason = slot.error.message if slot is not None and slot.error else "not ready yet"
+            return _error(503, "CredentialsUnavailable", f"{grant.profile}: {reason}")
+        body = {
+            "AccessKeyId": creds.access_key_id,
+            "SecretAccessKey": creds.secret_access_key.reveal(),
+            "Token": creds.session_token.reveal(),
+            "Expiration": iso8601(creds.expiration),
+        }
+        role_arn = slot.plan.role_arn if slot.plan else None
+        if role_arn:
+            body["RoleArn"] = role_arn
+        return web.json_response(body)
