@@ -425,6 +425,74 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _duration(text: str) -> int:
+    """`3600`, `90m`, `1h`, `1h30m` -> seconds."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 3600, 90m or 1h")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if not 900 <= total <= 43200:
+        raise argparse.ArgumentTypeError("the console session must last 15 minutes to 12 hours")
+    return total
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from vaultd import console
+
+    client = _client(args)
+    body: dict[str, Any] = {"duration": args.duration}
+    if args.profile:
+        body["profile"] = args.profile
+    doc = _with_mfa(client, lambda: client.call("POST", "/v1/console-credentials", body))
+    region = args.region or doc.get("Region")
+    partition = console.partition_of(doc.get("RoleArn") or doc.get("Arn"), region)
+    federation = (
+        args.federation_url
+        or os.environ.get("VAULTD_FEDERATION_URL")
+        or console.HOSTS[partition][0]
+    )
+    # SessionDuration is accepted only for role credentials; federation sets keep their own.
+    token = console.signin_token(federation, doc, args.duration if doc.get("IsRole") else None)
+    url = console.login_url(federation, token, console.destination(partition, region))
+    if args.print or not webbrowser.open(url):
+        print(url)
+    return EXIT_OK
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from vaultd import config, resolve, rotate
+    from vaultd.credentials import mask_key_id
+    from vaultd.keystore import Keystore
+    from vaultd.provider import Boto3StsFactory
+
+    plan = resolve.plan(config.load_profiles(), args.profile)
+    code = args.mfa
+    if code is None and plan.mfa_serial is not None:
+        if not _tty():
+            raise Failure(
+                f"rotating needs an MFA code for {plan.mfa_serial}: pass --mfa CODE", EXIT_MFA
+            )
+        code = _ask_code(f"MFA code for {plan.mfa_serial}: ")
+    print(f"Rotating the key of {plan.root!r} (takes a few seconds)...", file=sys.stderr)
+    done = rotate.rotate(
+        args.profile,
+        keystore=Keystore(),
+        load_profiles=config.load_profiles,
+        clients=Boto3StsFactory().client,
+        mfa_code=code,
+    )
+    with contextlib.suppress(DaemonNotRunning, ControlError):
+        _client(args).call("POST", "/v1/clear", {"profile": done.profile})
+    print(
+        f"Rotated {done.profile} (IAM user {done.user}): {mask_key_id(done.old)} -> "
+        f"{mask_key_id(done.new)}; the old key is deleted."
+    )
+    return EXIT_OK
+
+
 def cmd_refresh(args: argparse.Namespace) -> int:
     body = {"profile": args.profile} if args.profile else {}
     _print_serving(_client(args).call("POST", "/v1/refresh", body))
@@ -737,6 +805,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "print PROFILE's temporary credentials")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--format", choices=("env", "export", "json", "ini"), default="env")
+    _socket_arg(p)
+
+    p = command(
+        "rotate", cmd_rotate, "replace PROFILE's root access key (create, verify, store, delete)"
+    )
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--mfa", metavar="CODE", help="MFA code for the root profile's device")
+    _socket_arg(p)
+
+    p = command("login", cmd_login, "open the AWS console as PROFILE (default: the active one)")
+    p.add_argument("profile", metavar="PROFILE", nargs="?")
+    p.add_argument(
+        "--print", action="store_true", help="print the sign-in URL instead of opening it"
+    )
+    p.add_argument("--duration", type=_duration, default=3600, help="console session, e.g. 1h, 90m")
+    p.add_argument("--region", help="open the console in this region")
+    p.add_argument("--federation-url", help=argparse.SUPPRESS)
     _socket_arg(p)
 
     p = command(

@@ -21,7 +21,7 @@ from aiohttp import web
 from vaultd import metadata
 from vaultd.broker import Broker
 from vaultd.config import Profile
-from vaultd.credentials import iso8601
+from vaultd.credentials import Credentials, iso8601
 from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.ecs import Grants
 from vaultd.errors import BadRequest, VaultdError
@@ -90,7 +90,9 @@ class ControlApp:
         *,
         grants: Grants | None = None,
         endpoint: Callable[[], str] = lambda: "http://127.0.0.1:9169/",
+        federate: Callable[[str, int], Credentials] | None = None,
     ) -> None:
+        self.federate = federate
         self.grants = grants
         self.endpoint = endpoint
         self.broker = broker
@@ -109,6 +111,7 @@ class ControlApp:
         app.router.add_post("/v1/clear", self.clear)
         app.router.add_get("/v1/credentials", self.credentials)
         app.router.add_post("/v1/credentials", self.profile_credentials)
+        app.router.add_post("/v1/console-credentials", self.console_credentials)
         app.router.add_post("/v1/exec-tokens", self.exec_token)
         app.router.add_delete("/v1/exec-tokens/{id}", self.revoke_exec_token)
         return app
@@ -205,6 +208,25 @@ class ControlApp:
             status = self.broker.status()
             return _json(503, {"error": status["state"], "message": status["message"]})
         return _json(200, metadata.relay_document(slot.plan, creds))
+
+    async def console_credentials(self, request: web.Request) -> web.Response:
+        """Credentials for a console sign-in: the role's own set, or for a profile with no
+        role a GetFederationToken set (role session credentials cannot federate)."""
+        body = await _body(request)
+        profile = _optional(body, "profile") or self.broker.active
+        if profile is None:
+            raise BadRequest("no profile given and none is active")
+        duration = body.get("duration", 3600)
+        if not isinstance(duration, int) or not 900 <= duration <= 43200:
+            raise BadRequest("duration must be whole seconds between 900 and 43200")
+        plan = await asyncio.to_thread(self.broker.provider.plan, profile)
+        if plan.roles:
+            creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
+        elif self.federate is not None:
+            creds = await asyncio.to_thread(self.federate, profile, duration)
+        else:
+            raise BadRequest("this daemon cannot federate")
+        return _json(200, {**metadata.relay_document(plan, creds), "IsRole": bool(plan.roles)})
 
     async def exec_token(self, request: web.Request) -> web.Response:
         if self.grants is None:

@@ -116,6 +116,7 @@ class Daemon:
             self.info,
             grants=self.grants,
             endpoint=lambda: self.endpoint,
+            federate=self.provider.federation_token,
         )
         self.listeners: list[str] = []
         self.endpoint = settings.endpoint

@@ -61,10 +61,13 @@ class Boto3StsFactory:
         )
 
     def __call__(self, source: Source, region: str) -> Any:
+        return self.client("sts", source, region)
+
+    def client(self, service: str, source: Source, region: str) -> Any:
         token = source.session_token.reveal() if isinstance(source, Credentials) else None
         with self._lock:  # botocore sessions are not safe to create clients from in parallel
             return self._session.create_client(
-                "sts",
+                service,
                 region_name=region,
                 aws_access_key_id=source.access_key_id,
                 aws_secret_access_key=source.secret_access_key.reveal(),
@@ -79,7 +82,7 @@ def _epoch(value: Any) -> float:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def _to_credentials(raw: Mapping[str, Any], issued: float, arn: str = "") -> Credentials:
+def to_credentials(raw: Mapping[str, Any], issued: float, arn: str = "") -> Credentials:
     return Credentials(
         access_key_id=str(raw["AccessKeyId"]),
         secret_access_key=Secret(str(raw["SecretAccessKey"])),
@@ -90,7 +93,7 @@ def _to_credentials(raw: Mapping[str, Any], issued: float, arn: str = "") -> Cre
     )
 
 
-def _sts_failure(exc: Exception, doing: str) -> VaultdError:
+def sts_failure(exc: Exception, doing: str) -> VaultdError:
     """Map a botocore failure to an error a person can act on, without echoing secrets."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -191,6 +194,26 @@ class Provider:
             return None
         return cached
 
+    def federation_token(self, name: str, duration: int) -> Credentials:
+        """Console credentials for a profile without a role: GetFederationToken with the
+        root's long-lived keys (it accepts no MFA and no session credentials)."""
+        plan = self.plan(name)
+        keys = self._root_keys(plan)
+        if isinstance(keys, Credentials):
+            raise StsError(f"profile {name!r} has only temporary credentials: nothing to federate")
+        policy = (
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+        )
+        try:
+            issued = self.clock()
+            self.sts_calls += 1
+            raw = self.sts_factory(keys, plan.region).get_federation_token(
+                Name=resolve.default_session_name()[:32], Policy=policy, DurationSeconds=duration
+            )["Credentials"]
+        except Exception as exc:
+            raise sts_failure(exc, f"get a console session for {name!r}") from None
+        return to_credentials(raw, issued)
+
     def has_auto_code(self, plan: resolve.Plan) -> bool:
         return bool(plan.mfa_process) or (
             plan.mfa_ykman if plan.mfa_ykman is not None else self.ykman_default
@@ -245,8 +268,8 @@ class Provider:
             self.sts_calls += 1
             raw = self.sts_factory(keys, plan.region).get_session_token(**params)["Credentials"]
         except Exception as exc:
-            raise _sts_failure(exc, doing) from None
-        creds = _to_credentials(raw, issued)
+            raise sts_failure(exc, doing) from None
+        creds = to_credentials(raw, issued)
         self.keystore.set_session(plan.root, CachedSession(plan.mfa_serial, creds))
         return creds, False
 
@@ -278,6 +301,6 @@ class Provider:
             self.sts_calls += 1
             response = self.sts_factory(source, region).assume_role(**params)
         except Exception as exc:
-            raise _sts_failure(exc, f"assume {step.role_arn} for {step.profile!r}") from None
+            raise sts_failure(exc, f"assume {step.role_arn} for {step.profile!r}") from None
         arn = str(response.get("AssumedRoleUser", {}).get("Arn", ""))
-        return _to_credentials(response["Credentials"], issued, arn)
+        return to_credentials(response["Credentials"], issued, arn)

@@ -1,0 +1,140 @@
+"""`vaultd rotate PROFILE`: replace the root profile's access key without ever losing one.
+
+Order matters: create the new key, prove it works, store it, drop the sessions built on
+the old one, and only then delete the old key. At every step the keyring holds a key that
+works, and a failure says exactly which key exists where.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vaultd import config, resolve
+from vaultd.credentials import AccessKeys, Credentials, Source, mask_key_id
+from vaultd.errors import NoKeys, VaultdError
+from vaultd.keystore import Keystore
+from vaultd.provider import sts_failure, to_credentials
+from vaultd.secret import Secret
+
+Clients = Callable[[str, Source, str], Any]
+VERIFY_TIMEOUT = 30.0
+VERIFY_PAUSE = 2.0
+
+
+class RotateError(VaultdError):
+    code = "rotate_failed"
+
+
+@dataclass(frozen=True)
+class Rotated:
+    profile: str
+    user: str
+    old: str
+    new: str
+    dropped_sessions: list[str]
+
+
+def _session(
+    keys: AccessKeys,
+    plan: resolve.Plan,
+    code: str | None,
+    clients: Clients,
+    clock: Callable[[], float],
+) -> Source:
+    """A fresh MFA'd session for the IAM calls when the root has a device, else the keys."""
+    if plan.mfa_serial is None:
+        return keys
+    if code is None:
+        raise RotateError(f"rotating {plan.root!r} needs an MFA code: pass --mfa CODE")
+    try:
+        issued = clock()
+        raw = clients("sts", keys, plan.region).get_session_token(
+            SerialNumber=plan.mfa_serial, TokenCode=code, DurationSeconds=900
+        )["Credentials"]
+    except Exception as exc:
+        raise sts_failure(exc, f"get an MFA session for {plan.root!r}") from None
+    creds: Credentials = to_credentials(raw, issued)
+    return creds
+
+
+def _works(new: AccessKeys, region: str, clients: Clients) -> bool:
+    try:
+        clients("sts", new, region).get_caller_identity()
+    except Exception:  # IAM is eventually consistent: a fresh key may not work yet
+        return False
+    return True
+
+
+def rotate(
+    profile: str,
+    *,
+    keystore: Keystore,
+    load_profiles: Callable[[], dict[str, config.Profile]],
+    clients: Clients,
+    mfa_code: str | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    verify_timeout: float = VERIFY_TIMEOUT,
+) -> Rotated:
+    profiles = load_profiles()
+    plan = resolve.plan(profiles, profile)
+    root = plan.root
+    old = keystore.get_keys(root)
+    if old is None:
+        raise NoKeys(f"no keys stored for profile {root!r}: run `vaultd add {root}`")
+    session = _session(old, plan, mfa_code, clients, clock)
+    iam = clients("iam", session, plan.region)
+    try:
+        user = str(iam.get_access_key_last_used(AccessKeyId=old.access_key_id)["UserName"])
+        made = iam.create_access_key(UserName=user)["AccessKey"]
+    except Exception as exc:
+        raise RotateError(
+            f"could not create a new key for {root!r}: {type(exc).__name__}; "
+            f"nothing changed, the keyring still holds {mask_key_id(old.access_key_id)}"
+        ) from None
+    new = AccessKeys(str(made["AccessKeyId"]), Secret(str(made["SecretAccessKey"])))
+    old_id, new_id = old.access_key_id, new.access_key_id
+
+    deadline = clock() + verify_timeout
+    while not _works(new, plan.region, clients):
+        if clock() >= deadline:
+            _discard(iam, user, new_id)
+            raise RotateError(
+                f"the new key {mask_key_id(new_id)} did not work within {verify_timeout:.0f}s "
+                f"and was deleted; the keyring still holds {mask_key_id(old_id)}, which works"
+            )
+        sleep(VERIFY_PAUSE)
+
+    try:
+        keystore.set_keys(root, new)
+    except VaultdError as exc:
+        _discard(iam, user, new_id)
+        raise RotateError(
+            f"could not store the new key ({exc.message}); it was deleted, and the keyring "
+            f"still holds {mask_key_id(old_id)}, which works"
+        ) from None
+
+    built_on_root = sorted(
+        name for name in profiles if resolve.chain_of(profiles, name)[-1].name == root
+    )
+    dropped = [name for name in built_on_root if keystore.delete_session(name)]
+
+    try:
+        iam.delete_access_key(UserName=user, AccessKeyId=old_id)
+    except Exception as exc:
+        raise RotateError(
+            f"the new key {mask_key_id(new_id)} is stored and works, but the old key "
+            f"{old_id} still exists for IAM user {user} ({type(exc).__name__}): delete it "
+            f"with `aws iam delete-access-key --user-name {user} --access-key-id {old_id}`"
+        ) from None
+    return Rotated(root, user, old_id, new_id, dropped)
+
+
+def _discard(iam: Any, user: str, key_id: str) -> None:
+    try:
+        iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+    except Exception:  # best effort: the message already names the key
+        return
