@@ -73,8 +73,9 @@ def test_add_list_remove(aws_config: Path) -> None:
 
     listing = json.loads(run_vaultd("list", "--json").stdout)["profiles"]
     rows = {r["name"]: r for r in listing}
-    assert rows["identity"]["source"] == "keys"
-    assert rows["master"]["source"] == "profile identity"
+    assert rows["identity"]["source"] == "stored keys"
+    assert rows["master"]["source"] == "via identity"
+    assert rows["master"]["exec_tokens"] == 0
     table = run_vaultd("list").stdout
     assert "identity" in table and secret not in table
 

@@ -75,6 +75,11 @@ def test_exec_gives_the_child_its_own_role_kept_fresh_and_revoked_after(
     status = json.loads(run_vaultd("status", "--json").stdout)
     assert status["active"] == "identity"
     assert status["exec_tokens"] == {"master": 1}
+    rows = {r["name"]: r for r in json.loads(run_vaultd("list", "--json").stdout)["profiles"]}
+    assert rows["master"]["exec_tokens"] == 1 and rows["identity"]["active"]
+    assert rows["identity"]["session_left_seconds"] > 11 * 3600
+    table = run_vaultd("list").stdout
+    assert "* identity" in table and "left" in table
     listing = urllib.request.urlopen(
         daemon.endpoint + "latest/meta-data/iam/security-credentials/", timeout=5
     ).read()

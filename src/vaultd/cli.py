@@ -166,6 +166,13 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _left(seconds: float) -> str:
+    if seconds <= 0:
+        return "expired"
+    hours, minutes = divmod(int(seconds) // 60, 60)
+    return f"{hours}h{minutes:02d}m left" if hours else f"{minutes}m left"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from vaultd import config
     from vaultd.credentials import iso8601
@@ -174,41 +181,54 @@ def cmd_list(args: argparse.Namespace) -> int:
     profiles = config.load_profiles()
     store = Keystore()
     keys = set(store.profiles_with_keys())
-    active = None
+    sessions = set(store.profiles_with_sessions())
+    status: dict[str, Any] = {}
     with contextlib.suppress(DaemonNotRunning, ControlError):
-        active = _client(args).status().get("active")
+        status = _client(args).status()
+    tokens = status.get("exec_tokens") or {}
+    now = time.time()
     rows: list[dict[str, Any]] = []
     for name in sorted(set(profiles) | keys):
         profile = profiles.get(name)
-        cached = store.get_session(name) if name in keys else None
+        cached = store.get_session(name) if name in sessions else None
+        if name in keys:
+            source = "stored keys"
+        elif profile and profile.credential_process:
+            source = "credential_process"
+        elif profile and profile.source_profile:
+            source = f"via {profile.source_profile}"
+        else:
+            source = "-"
+        left = cached.credentials.expiration - now if cached else None
         rows.append(
             {
                 "name": name,
-                "source": (
-                    "keys"
-                    if name in keys
-                    else f"profile {profile.source_profile}"
-                    if profile and profile.source_profile
-                    else "-"
-                ),
+                "source": source,
                 "role_arn": profile.role_arn if profile else None,
                 "mfa_serial": profile.mfa_serial if profile else None,
                 "session_expires": iso8601(cached.credentials.expiration) if cached else None,
-                "active": name == active,
+                "session_left_seconds": int(left) if left is not None else None,
+                "active": name == status.get("active"),
+                "exec_tokens": int(tokens.get(name, 0)),
             }
         )
     if args.json:
-        print(json.dumps({"profiles": rows}, indent=2))
+        print(json.dumps({"profiles": rows, "daemon_running": bool(status)}, indent=2))
         return EXIT_OK
     if not rows:
         print(f"No profiles in {config.config_path()} and no stored keys.")
         return EXIT_OK
     width = max(len(r["name"]) for r in rows) + 2
-    print(f"  {'PROFILE':<{width}}{'SOURCE':<22}{'SESSION':<24}ROLE")
+    print(f"  {'PROFILE':<{width}}{'SOURCE':<20}{'MFA SESSION':<16}{'EXEC':<6}ROLE")
     for r in rows:
         mark = "*" if r["active"] else " "
-        session = r["session_expires"] or "-"
-        print(f"{mark} {r['name']:<{width}}{r['source']:<22}{session:<24}{r['role_arn'] or '-'}")
+        left_text = _left(r["session_left_seconds"]) if r["session_expires"] else "-"
+        print(
+            f"{mark} {r['name']:<{width}}{r['source']:<20}{left_text:<16}"
+            f"{r['exec_tokens'] or '-'!s:<6}{r['role_arn'] or '-'}"
+        )
+    if not status:
+        print("(vaultd is not running: no active profile or exec tokens to show)")
     return EXIT_OK
 
 
