@@ -63,40 +63,22 @@ def run_vaultd(
     )
 
 
-def boto3_whoami(env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", BOTO3_WHOAMI],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a client process that must succeed and print one JSON document."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
+
+
+def boto3_whoami(env: dict[str, str]) -> dict[str, Any]:
+    return run_json([sys.executable, "-c", BOTO3_WHOAMI], env)
+
+
+AWSCLI_WHOAMI = ["-m", "awscli", "sts", "get-caller-identity", "--region", "us-east-1"]
 
 
 def awscli_whoami(env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "awscli",
-            "sts",
-            "get-caller-identity",
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
+    return run_json([sys.executable, *AWSCLI_WHOAMI, "--output", "json"], env)
 
 
 @dataclass

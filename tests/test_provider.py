@@ -70,6 +70,17 @@ def make_provider(clock: FakeClock, factory: RecordingFactory) -> Provider:
     )
 
 
+def store_with_session(clock: FakeClock, key_id: str) -> Keystore:
+    """The user's keys plus a cached MFA session with two hours left."""
+    from vaultd.keystore import CachedSession
+
+    store = Keystore()
+    store.set_keys("identity", USER_KEY)
+    session = Credentials(key_id, Secret("c" * 40), Secret("t" * 80), clock() + 7200, clock())
+    store.set_session("identity", CachedSession(SERIAL, session))
+    return store
+
+
 def in_(clock: FakeClock, seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(clock() + seconds, tz=dt.UTC)
 
@@ -106,14 +117,7 @@ def test_mfa_session_then_role_in_order(
 def test_cached_session_needs_no_code(
     aws_config: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:
-    from vaultd.keystore import CachedSession
-
-    store = Keystore()
-    store.set_keys("identity", USER_KEY)
-    session = Credentials(
-        "ASIACACHED0000000001", Secret("c" * 40), Secret("t" * 80), clock() + 7200, clock()
-    )
-    store.set_session("identity", CachedSession(SERIAL, session))
+    store_with_session(clock, "ASIACACHED0000000001")
     factory.stubber.add_response(
         "assume_role",
         {"Credentials": sts_credentials(3, in_(clock, 3600))},
@@ -217,14 +221,7 @@ def test_external_id_and_session_name_are_sent(
 def test_revoked_cached_session_is_dropped_and_mfa_asked_again(
     aws_config: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:
-    from vaultd.keystore import CachedSession
-
-    store = Keystore()
-    store.set_keys("identity", USER_KEY)
-    session = Credentials(
-        "ASIAREVOKED000000001", Secret("c" * 40), Secret("t" * 80), clock() + 7200, clock()
-    )
-    store.set_session("identity", CachedSession(SERIAL, session))
+    store = store_with_session(clock, "ASIAREVOKED000000001")
     factory.stubber.add_client_error(
         "assume_role", service_error_code="ExpiredToken", http_status_code=403
     )
