@@ -574,6 +574,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
     if status.get("next_retry"):
         lines.append(f"next retry:  {status['next_retry']}")
+    tokens = status.get("exec_tokens") or {}
+    if tokens:
+        held = ", ".join(f"{name} ({count})" for name, count in sorted(tokens.items()))
+        lines.append(f"exec:        {held}")
     for listener in status.get("listeners", []):
         lines.append(f"listening:   {listener}")
     print("\n".join(lines))
