@@ -29,6 +29,7 @@ from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.ecs import EcsApp
 from vaultd.guards import Guard
 from vaultd.peer_owner import owner_of
+from vaultd.resolve import Plan
 from vaultd.tokens import Tokens, parse_ttl
 
 log = logging.getLogger("vaultd.imds")
@@ -62,7 +63,9 @@ class ImdsOptions:
 
 @dataclass
 class _Prepared:
+    plan: Plan | None = None
     creds: Credentials | None = None
+    instance: metadata.Instance | None = None
     body: bytes = b""
     extended: bytes = b""
 
@@ -82,14 +85,14 @@ def _error(status: int, reason: str, **extra: str) -> web.Response:
 class _Connection(RequestHandler):
     """aiohttp's protocol plus the bookkeeping for deadlines and the owner check."""
 
-    __slots__ = ("vd_busy", "vd_deadline", "vd_last_seen", "vd_owner", "vd_seen", "vd_timer")
+    __slots__ = ("vd_busy", "vd_deadline", "vd_last_seen", "vd_refusal", "vd_seen", "vd_timer")
 
     def __init__(self, manager: web.Server, deadline: float, **kwargs: object) -> None:
         super().__init__(manager, **kwargs)  # type: ignore[arg-type]
         self.vd_seen = 0
         self.vd_last_seen = -1
         self.vd_busy = 0
-        self.vd_owner: str | bool | None = False  # False: not checked yet
+        self.vd_refusal: str | bool | None = False  # False: not checked yet
         self.vd_deadline = deadline
         self.vd_timer: asyncio.TimerHandle | None = None
 
@@ -213,11 +216,21 @@ class ImdsApp:
         log.warning("refused %s %s: %s", request.method, request.path, reason)
         return _reply(403, f"Forbidden: {reason}".encode(), metadata.TEXT)
 
-    def _owner_refusal(self, peer: tuple[str, int] | None, conn: _Connection | None) -> str | None:
+    def _connection_refusal(
+        self, peer: tuple[str, int] | None, conn: _Connection | None
+    ) -> str | None:
+        """Who is at the other end (address, and on Linux the owning uid): the same for
+        every request on a connection, so worked out once per connection."""
+        if conn is not None and conn.vd_refusal is not False:
+            return conn.vd_refusal if isinstance(conn.vd_refusal, str) else None
+        reason = self.guard.peer_refusal(peer[0] if peer else None) or self._owner_refusal(peer)
+        if conn is not None:
+            conn.vd_refusal = reason
+        return reason
+
+    def _owner_refusal(self, peer: tuple[str, int] | None) -> str | None:
         if not self.options.uid_check or peer is None or not self.guard.is_local(peer[0]):
             return None  # peers allowed by CIDR are other hosts or containers: no /proc entry
-        if conn is not None and conn.vd_owner is not False:
-            return conn.vd_owner if isinstance(conn.vd_owner, str) else None
         uid = owner_of(peer[0], peer[1])
         if uid is None:
             reason: str | None = "the owner of the connection cannot be determined"
@@ -225,8 +238,6 @@ class ImdsApp:
             reason = f"connection owned by uid {uid}, which is not allowed"
         else:
             reason = None
-        if conn is not None:
-            conn.vd_owner = reason
         return reason
 
     async def _handle(self, request: web.BaseRequest, conn: _Connection | None) -> web.Response:
@@ -236,10 +247,9 @@ class ImdsApp:
         if request.path == RELAY_PATH and self.options.relay_token:
             return await self._relay(request, peer)
         refusal = (
-            self.guard.peer_refusal(peer[0] if peer else None)
+            self._connection_refusal(peer, conn)
             or self.guard.host_refusal(request.headers.get("Host"))
             or self.guard.browser_refusal(request.headers)
-            or self._owner_refusal(peer, conn)
         )
         if refusal:
             return self._refuse(request, refusal)
@@ -288,17 +298,35 @@ class ImdsApp:
         slot = self.broker.active_slot()
         if slot is None or slot.plan is None:
             return metadata.route(segments, None, None)
-        plan = slot.plan
         wants_creds = (
             len(segments) == 5
             and segments[2] == "iam"
-            and segments[3]
-            in (
-                "security-credentials",
-                "security-credentials-extended",
-            )
+            and segments[3] in ("security-credentials", "security-credentials-extended")
         )
         creds = await self.broker.wait_current(WAIT_FOR_REFRESH) if wants_creds else slot.creds
+        prepared = self._prepare(slot.plan, creds)
+        extended = self.options.serve_extended
+        if not wants_creds:
+            return metadata.route(segments, prepared.instance, None, extended=extended)
+        if creds is None:
+            status = self.broker.status()
+            body = metadata.unavailable_body(status["message"], self.broker.clock())
+            return metadata.route(
+                segments, prepared.instance, body, extended=extended, extended_body=body
+            )
+        return metadata.route(
+            segments,
+            prepared.instance,
+            prepared.body,
+            extended=extended,
+            extended_body=prepared.extended,
+        )
+
+    def _prepare(self, plan: Plan, creds: Credentials | None) -> _Prepared:
+        """Everything a request needs, built once per (plan, credentials) pair."""
+        prepared = self._prepared
+        if prepared.plan is plan and prepared.creds is creds:
+            return prepared
         instance = metadata.Instance(
             profile=plan.target,
             role_name=plan.role_name,
@@ -306,34 +334,13 @@ class ImdsApp:
             account_id=_account(plan.role_arn, creds),
             last_updated=iso8601(creds.issued) if creds else "",
         )
-        if not wants_creds:
-            return metadata.route(segments, instance, None, extended=self.options.serve_extended)
-        if creds is None:
-            status = self.broker.status()
-            body = metadata.unavailable_body(status["message"], self.broker.clock())
-            return metadata.route(
-                segments, instance, body, extended=self.options.serve_extended, extended_body=body
-            )
-        prepared = self._prepare(creds, instance.account_id)
-        return metadata.route(
-            segments,
-            instance,
-            prepared.body,
-            extended=self.options.serve_extended,
-            extended_body=prepared.extended,
+        body = metadata.credentials_body(creds) if creds else b""
+        extended = (
+            metadata.credentials_body(creds, instance.account_id)
+            if creds and self.options.serve_extended
+            else b""
         )
-
-    def _prepare(self, creds: Credentials, account_id: str) -> _Prepared:
-        prepared = self._prepared
-        if prepared.creds is not creds:
-            prepared = _Prepared(
-                creds,
-                metadata.credentials_body(creds),
-                metadata.credentials_body(creds, account_id)
-                if self.options.serve_extended
-                else b"",
-            )
-            self._prepared = prepared
+        self._prepared = prepared = _Prepared(plan, creds, instance, body, extended)
         return prepared
 
 

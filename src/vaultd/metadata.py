@@ -253,6 +253,8 @@ def route(
 
 
 def _meta_data(path: list[str], inst: Instance | None, role_body: bytes | None) -> Reply:
+    if path[:1] == ["iam"]:  # the hot path: no need to build the rest of the tree
+        return _iam(path[1:], inst, role_body) if inst is not None else NOT_FOUND
     region = inst.region if inst else "us-east-1"
     fallback = inst or Instance(profile="", role_name="", region=region)
     values: dict[str, str] = {
