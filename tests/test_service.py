@@ -91,7 +91,11 @@ def test_socket_activation_and_notify(isolated: Path, aws_config: Path) -> None:
     notify.bind(str(notify_path))
     notify.settimeout(30)
     env = vaultd_env()
-    env.update(VAULTD_CONTROL_SOCKET=str(ctl_path), NOTIFY_SOCKET=str(notify_path))
+    env.update(
+        VAULTD_CONTROL_SOCKET=str(ctl_path),
+        NOTIFY_SOCKET=str(notify_path),
+        WATCHDOG_USEC="1000000",  # systemd's WatchdogSec=1: pings every half second
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, str(tcp.fileno()), str(unix.fileno())],
         env=env,
@@ -107,6 +111,7 @@ def test_socket_activation_and_notify(isolated: Path, aws_config: Path) -> None:
             raise AssertionError(proc.communicate()[1]) from None
         assert ready.startswith("READY=1")
         assert "STATUS=no profile is active" in ready
+        assert notify.recv(4096) == b"WATCHDOG=1"
         status = json.loads(
             subprocess.run(
                 [sys.executable, "-m", "vaultd", "status", "--json"],
@@ -126,7 +131,9 @@ def test_socket_activation_and_notify(isolated: Path, aws_config: Path) -> None:
             )
             assert client.recv(4096).startswith(b"HTTP/1.1 200")
         proc.send_signal(signal.SIGTERM)
-        assert notify.recv(4096) == b"STOPPING=1"
+        while (message := notify.recv(4096)) == b"WATCHDOG=1":
+            pass
+        assert message == b"STOPPING=1"
         assert proc.wait(15) == 0
         assert ctl_path.exists()  # systemd's socket: left for systemd to remove
     finally:
