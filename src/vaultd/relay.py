@@ -123,12 +123,18 @@ class RelayProvider:
 
 async def follow_host(broker: Broker, provider: RelayProvider, interval: float) -> None:
     """Switch when the host does; the broker refreshes on its own schedule in between."""
+    last_problem = ""
     while True:
         try:
             doc = await asyncio.to_thread(provider.poll)
         except VaultdError as exc:
-            log.warning("%s", exc.message)
+            if exc.message != last_problem:  # once per change, not every interval
+                log.warning("%s", exc.message)
+                last_problem = exc.message
         else:
+            if last_problem:
+                log.info("the host's vaultd answers again")
+                last_problem = ""
             profile = doc.get("Profile")
             current = broker.active_slot()
             if profile and profile != broker.active:
