@@ -16,7 +16,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from vaultd import refresh
 from vaultd.credentials import Credentials, iso8601, mask_key_id
@@ -31,7 +31,6 @@ from vaultd.errors import (
 from vaultd.resolve import Plan
 
 log = logging.getLogger("vaultd.broker")
-T = TypeVar("T")
 MFA_CODE = re.compile(r"^\d{6}$")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
 MAX_IDLE = 30.0
@@ -133,32 +132,33 @@ class Broker:
         The switch takes effect even when it then needs MFA: the person's intent is this
         profile, and the open MFA request says what is missing.
         """
-        plan = await self.run_blocking(self.provider.plan, profile)
-        if mfa_code is not None:
-            self._check_code(plan.mfa_serial or "", mfa_code)
+        slot, _ = await self._planned(profile, mfa_code)
         self.active = profile
-        slot = self._slot(profile)
-        slot.plan = plan
         if self.mfa is not None and self.mfa.profile != profile:
             self._close_mfa()
         self._wake.set()
-        now = self.clock()
-        if mfa_code is None and refresh.servable(slot.creds, now) and not self._due(slot, now):
-            return slot
-        await self._refresh_now(slot, mfa_code)
+        await self._fresh(slot, mfa_code)
         return slot
 
-    async def ensure(self, profile: str, mfa_code: str | None = None) -> Credentials:
+    async def ensure(self, profile: str, mfa_code: str | None = None) -> tuple[Plan, Credentials]:
         """Credentials for `profile` without making it the active one (`vaultd exec`,
         `vaultd export`): served from memory while fresh, fetched otherwise."""
+        slot, plan = await self._planned(profile, mfa_code)
+        slot.requested = True
+        return plan, await self._fresh(slot, mfa_code)
+
+    async def _planned(self, profile: str, mfa_code: str | None) -> tuple[Slot, Plan]:
+        """The slot for `profile` with a current plan; a given code is checked first."""
         plan = await self.run_blocking(self.provider.plan, profile)
         if mfa_code is not None:
             self._check_code(plan.mfa_serial or "", mfa_code)
         slot = self._slot(profile)
         slot.plan = plan
-        slot.requested = True
-        now = self.clock()
-        held = slot.creds
+        return slot, plan
+
+    async def _fresh(self, slot: Slot, mfa_code: str | None) -> Credentials:
+        """What the slot holds while it is fresh and no code asks for more, else a refresh."""
+        held, now = slot.creds, self.clock()
         fresh = held is not None and refresh.servable(held, now) and not self._due(slot, now)
         if mfa_code is None and held is not None and fresh:
             return held
@@ -407,13 +407,10 @@ class Broker:
 
     async def _refresh_now(self, slot: Slot, code: str | None) -> Credentials:
         """Single-flight: join a refresh in flight, unless a code must go with this one."""
-        if slot.task is not None:
-            if code is None:
-                return await asyncio.shield(slot.task)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(slot.task)
-            if slot.task is not None:
-                await asyncio.wait([slot.task])
+        if slot.task is not None and code is None:
+            return await asyncio.shield(slot.task)
+        while slot.task is not None:  # let it finish, whatever its outcome, then send the code
+            await asyncio.wait([slot.task])
         creds: Credentials = await asyncio.shield(self._start(slot, code))
         return creds
 
@@ -425,23 +422,23 @@ class Broker:
                 self.run_blocking(self._fetch, slot.profile, code), self.call_timeout
             )
         except MfaRequired as exc:
-            self._failed(slot, exc, retry=False)
+            self._failed(slot, exc)
             wanted = slot.profile == self.active or slot.holders > 0 or slot.requested
             if wanted and (self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early):
                 self._open_mfa(exc.profile, exc.serial, early=False)
             raise
         except TimeoutError:
             exc2 = StsError(f"refreshing {slot.profile!r} took over {self.call_timeout:.0f}s")
-            self._failed(slot, exc2, retry=True)
+            self._failed(slot, exc2)
             raise exc2 from None
         except VaultdError as exc:
-            self._failed(slot, exc, retry=exc.code not in ("mfa_rejected", "bad_mfa_code"))
+            self._failed(slot, exc)
             raise
         except Exception as exc:
             # A bug, not an outage; keep the daemon alive and say so without the details.
             log.exception("refresh of %s failed unexpectedly", slot.profile)
             exc3 = VaultdError(f"internal error refreshing {slot.profile!r}: {type(exc).__name__}")
-            self._failed(slot, exc3, retry=True)
+            self._failed(slot, exc3)
             raise exc3 from None
         finally:
             slot.task = None
@@ -462,7 +459,8 @@ class Broker:
     def _fetch(self, profile: str, code: str | None) -> tuple[Plan, Credentials]:
         return self.provider.plan(profile), self.provider.credentials(profile, code)
 
-    def _failed(self, slot: Slot, exc: VaultdError, *, retry: bool) -> None:
+    def _failed(self, slot: Slot, exc: VaultdError) -> None:
+        """Record a failed refresh: a person is needed (no retry), or back off and retry."""
         now = self.clock()
         slot.error, slot.error_at = exc, now
         if isinstance(exc, MfaRequired):
@@ -476,13 +474,12 @@ class Broker:
                 serial=self.mfa.serial if self.mfa else "",
             )
             return
-        if retry:
-            slot.failures += 1
-            slot.retry_at = now + refresh.backoff(slot.failures, self.rand)
-            log.warning(
-                "refresh of %s failed (%s); retry in %.0fs",
-                slot.profile,
-                exc.message,
-                slot.retry_at - now,
-            )
+        slot.failures += 1
+        slot.retry_at = now + refresh.backoff(slot.failures, self.rand)
+        log.warning(
+            "refresh of %s failed (%s); retry in %.0fs",
+            slot.profile,
+            exc.message,
+            slot.retry_at - now,
+        )
         self._wake.set()

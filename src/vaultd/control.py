@@ -193,10 +193,7 @@ class ControlApp:
         """One profile's temporary credentials, for `vaultd export` and `exec --env`."""
         body = await _body(request)
         profile = _required(body, "profile")
-        creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
-        plan = self.broker.slots[profile].plan
-        if plan is None:  # ensure() always sets it; kept for the type checker
-            raise BadRequest(f"no plan for {profile!r}")
+        plan, creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
         return _json(200, metadata.relay_document(plan, creds))
 
     async def credentials(self, request: web.Request) -> web.Response:
@@ -221,7 +218,7 @@ class ControlApp:
             raise BadRequest("duration must be whole seconds between 900 and 43200")
         plan = await asyncio.to_thread(self.broker.provider.plan, profile)
         if plan.roles:
-            creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
+            plan, creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
         elif self.federate is not None:
             creds = await asyncio.to_thread(self.federate, profile, duration)
         else:
@@ -233,10 +230,9 @@ class ControlApp:
             raise BadRequest("this daemon serves no exec tokens")
         body = await _body(request)
         profile = _required(body, "profile")
-        await self.broker.ensure(profile, _optional(body, "mfa_code"))
+        plan, _ = await self.broker.ensure(profile, _optional(body, "mfa_code"))
         grant, token = self.grants.issue(profile)
         self.broker.hold(profile)
-        plan = self.broker.slots[profile].plan
         log.info("exec token %s issued for %s", grant.id, profile)
         return _json(
             200,
@@ -245,8 +241,8 @@ class ControlApp:
                 "token": token,
                 "url": self.endpoint() + ECS_PREFIX.lstrip("/") + "v1/credentials",
                 "profile": profile,
-                "region": plan.region if plan else None,
-                "role_arn": plan.role_arn if plan else None,
+                "region": plan.region,
+                "role_arn": plan.role_arn,
             },
         )
 
