@@ -175,43 +175,20 @@ def _left(seconds: float) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from vaultd import config
-    from vaultd.credentials import iso8601
+    from vaultd.inventory import profile_rows
     from vaultd.keystore import Keystore
 
     profiles = config.load_profiles()
-    store = Keystore()
-    keys = set(store.profiles_with_keys())
-    sessions = set(store.profiles_with_sessions())
     status: dict[str, Any] = {}
     with contextlib.suppress(DaemonNotRunning, ControlError):
         status = _client(args).status()
-    tokens = status.get("exec_tokens") or {}
-    now = time.time()
-    rows: list[dict[str, Any]] = []
-    for name in sorted(set(profiles) | keys):
-        profile = profiles.get(name)
-        cached = store.get_session(name) if name in sessions else None
-        if name in keys:
-            source = "stored keys"
-        elif profile and profile.credential_process:
-            source = "credential_process"
-        elif profile and profile.source_profile:
-            source = f"via {profile.source_profile}"
-        else:
-            source = "-"
-        left = cached.credentials.expiration - now if cached else None
-        rows.append(
-            {
-                "name": name,
-                "source": source,
-                "role_arn": profile.role_arn if profile else None,
-                "mfa_serial": profile.mfa_serial if profile else None,
-                "session_expires": iso8601(cached.credentials.expiration) if cached else None,
-                "session_left_seconds": int(left) if left is not None else None,
-                "active": name == status.get("active"),
-                "exec_tokens": int(tokens.get(name, 0)),
-            }
-        )
+    rows = profile_rows(
+        profiles,
+        Keystore(),
+        active=status.get("active"),
+        exec_tokens=status.get("exec_tokens") or {},
+        now=time.time(),
+    )
     if args.json:
         print(json.dumps({"profiles": rows, "daemon_running": bool(status)}, indent=2))
         return EXIT_OK

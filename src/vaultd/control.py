@@ -21,10 +21,11 @@ from aiohttp import web
 from vaultd import metadata
 from vaultd.broker import Broker
 from vaultd.config import Profile
-from vaultd.credentials import Credentials, iso8601
+from vaultd.credentials import Credentials
 from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.ecs import Grants
 from vaultd.errors import BadRequest, VaultdError
+from vaultd.inventory import profile_rows
 from vaultd.keystore import Keystore
 from vaultd.resolve import chain_of
 
@@ -146,27 +147,13 @@ class ControlApp:
 
     async def profiles(self, request: web.Request) -> web.Response:
         def collect() -> list[dict[str, Any]]:
-            profiles = self.load_profiles()
-            keys = set(self.keystore.profiles_with_keys())
-            rows = []
-            for name in sorted(set(profiles) | keys):
-                profile = profiles.get(name)
-                session = self.keystore.get_session(name) if name in keys else None
-                rows.append(
-                    {
-                        "name": name,
-                        "in_config": profile is not None,
-                        "source_profile": profile.source_profile if profile else None,
-                        "role_arn": profile.role_arn if profile else None,
-                        "mfa_serial": profile.mfa_serial if profile else None,
-                        "has_keys": name in keys,
-                        "session_expires": (
-                            iso8601(session.credentials.expiration) if session else None
-                        ),
-                        "active": name == self.broker.active,
-                    }
-                )
-            return rows
+            return profile_rows(
+                self.load_profiles(),
+                self.keystore,
+                active=self.broker.active,
+                exec_tokens=self.grants.by_profile() if self.grants else {},
+                now=self.broker.clock(),
+            )
 
         return _json(200, {"profiles": await asyncio.to_thread(collect)})
 

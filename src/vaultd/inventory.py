@@ -1,0 +1,53 @@
+"""One row per profile: where its credentials come from, its cached MFA session, whether it is
+active and how many exec children hold it. Shared by `vaultd list` and `GET /v1/profiles`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vaultd.config import Profile
+from vaultd.credentials import iso8601
+from vaultd.keystore import Keystore
+
+
+def profile_rows(
+    profiles: Mapping[str, Profile],
+    keystore: Keystore,
+    *,
+    active: str | None,
+    exec_tokens: Mapping[str, int],
+    now: float,
+) -> list[dict[str, Any]]:
+    keys = set(keystore.profiles_with_keys())
+    # Sessions are cached under roots and under roles assumed with MFA directly.
+    sessions = set(keystore.profiles_with_sessions())
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(profiles) | keys):
+        profile = profiles.get(name)
+        cached = keystore.get_session(name) if name in sessions else None
+        if name in keys:
+            source = "stored keys"
+        elif profile and profile.credential_process:
+            source = "credential_process"
+        elif profile and profile.source_profile:
+            source = f"via {profile.source_profile}"
+        else:
+            source = "-"
+        expires = cached.credentials.expiration if cached else None
+        rows.append(
+            {
+                "name": name,
+                "in_config": profile is not None,
+                "source": source,
+                "has_keys": name in keys,
+                "source_profile": profile.source_profile if profile else None,
+                "role_arn": profile.role_arn if profile else None,
+                "mfa_serial": profile.mfa_serial if profile else None,
+                "session_expires": iso8601(expires) if expires is not None else None,
+                "session_left_seconds": int(expires - now) if expires is not None else None,
+                "active": name == active,
+                "exec_tokens": int(exec_tokens.get(name, 0)),
+            }
+        )
+    return rows
