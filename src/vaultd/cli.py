@@ -210,33 +210,35 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 # -- control commands ---------------------------------------------------------------------
-def _answer_mfa(client: ControlClient, error: ControlError, code: str | None) -> dict[str, Any]:
-    """Satisfy an MFA request: with the given code, else by asking on the terminal."""
+def _answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
+    """Satisfy an MFA request by asking on the terminal; a wrong code is asked again."""
     serial = error.payload.get("mfa_serial") or "your MFA device"
-    if code is None and not _tty():
+    if not _tty():
         raise Failure(f"{error}. No terminal to ask on: run `vaultd mfa CODE`", EXIT_MFA)
     for attempt in range(3):
-        if code is None:
-            code = _ask_code(f"MFA code for {serial}: ")
         try:
-            return client.mfa(code)
+            return client.mfa(_ask_code(f"MFA code for {serial}: "))
         except ControlError as exc:
-            if exc.code not in ("mfa_rejected", "bad_mfa_code") or not _tty() or attempt == 2:
+            if exc.code not in ("mfa_rejected", "bad_mfa_code") or attempt == 2:
                 raise
             print(f"vaultd: {exc}", file=sys.stderr)
-            code = None
     raise Failure("MFA failed")
+
+
+def _with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Make a control call; if it needs an MFA code, get one (terminal) and call again."""
+    try:
+        return call()
+    except ControlError as exc:
+        if exc.code != "mfa_required":
+            raise
+        _answer_mfa(client, exc)
+    return call()
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
     client = _client(args)
-    try:
-        status = client.switch(args.profile, args.mfa)
-    except ControlError as exc:
-        if exc.code != "mfa_required" or args.mfa is not None:
-            raise
-        status = _answer_mfa(client, exc, None)
-    _print_serving(status)
+    _print_serving(_with_mfa(client, lambda: client.switch(args.profile, args.mfa)))
     return EXIT_OK
 
 
@@ -294,17 +296,6 @@ CLEARED_FOR_CHILD = (
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 )
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
-
-
-def _with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Make a control call; if it needs an MFA code, get one (terminal) and call again."""
-    try:
-        return call()
-    except ControlError as exc:
-        if exc.code != "mfa_required":
-            raise
-        _answer_mfa(client, exc, None)
-    return call()
 
 
 def _credentials_for(

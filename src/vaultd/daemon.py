@@ -99,13 +99,13 @@ class Daemon:
         self.announcer = Announcer(desktop=settings.notify)
         self.broker = Broker(self.provider, clock, announcer=self.announcer)
         self.allow_cidrs = allow_cidrs
-        self.guard = Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs)
         options = imds_options or ImdsOptions()
         self.grants = Grants(clock)
         self.imds = ImdsApp(
             self.broker,
             Tokens(clock),
-            self.guard,
+            # Replaced once the listener is bound and its real address known.
+            Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs),
             replace(options, tokens_required=settings.imds_tokens == "required"),
             ecs=EcsApp(self.broker, self.grants),
         )
