@@ -427,3 +427,30 @@ def test_broken_credential_process_is_a_clear_error(
     write_config(isolated, "[profile sso]\ncredential_process = exit 3\n")
     with pytest.raises(SourceFailed, match="status 3"):
         make_provider(clock, factory).credentials("sso")
+
+
+def test_revoked_cached_long_role_is_dropped_not_the_root_session(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    from vaultd.keystore import CachedSession
+
+    write_config(
+        isolated,
+        f"[profile identity]\nmfa_serial = {SERIAL}\n"
+        f"[profile long]\nsource_profile = identity\nmfa_serial = {SERIAL}\n"
+        f"role_arn = {ROLE}\nduration_seconds = 7200\n"
+        "[profile next]\nsource_profile = long\nrole_arn = arn:aws:iam::333333333333:role/N\n",
+    )
+    store = Keystore()
+    store.set_keys("identity", USER_KEY)
+    role = Credentials(
+        "ASIALONGROLE00000001", Secret("c" * 40), Secret("t" * 80), clock() + 7200, clock()
+    )
+    store.set_session("long", CachedSession(SERIAL, role))
+    factory.stubber.add_client_error(
+        "assume_role", service_error_code="ExpiredToken", http_status_code=403
+    )
+    with pytest.raises(MfaRequired):
+        make_provider(clock, factory).credentials("next")
+    assert factory.sources == ["ASIALONGROLE00000001"]
+    assert store.get_session("long") is None

@@ -152,26 +152,30 @@ class Provider:
         """
         plan = self.plan(name)
         source = self._root_keys(plan)
-        from_cache = False
+        # The keyring item the current source came from, if it came from the cache.
+        cached: str | None = None
         source_expiration: float | None = None
         if plan.session:
-            source, from_cache = self._session(plan, source, mfa_code)
+            source, hit = self._session(plan, source, mfa_code)
+            cached = plan.root if hit else None
             if plan.mfa_serial is not None:
                 source_expiration = source.expiration
-        for n, step in enumerate(plan.roles):
+        for step in plan.roles:
+            if step.mfa_serial is not None:
+                source, hit = self._assume_with_mfa(plan, step, source, mfa_code)
+                cached = step.profile if hit else None
+                source_expiration = source.expiration
+                continue
             try:
-                if step.mfa_serial is not None:
-                    source, from_cache = self._assume_with_mfa(plan, step, source, mfa_code)
-                    source_expiration = source.expiration
-                else:
-                    source = self._assume(step, source, plan.region)
+                source = self._assume(step, source, plan.region)
             except StsError as exc:
-                if n == 0 and from_cache and exc.sts_code in STALE_SESSION_CODES:
-                    # The cached session was revoked or expired early (keys rotated,
-                    # sessions revoked): forget it and start over, once, without it.
-                    self.keystore.delete_session(plan.root)
+                if cached is not None and exc.sts_code in STALE_SESSION_CODES:
+                    # A cached set was revoked or expired early (keys rotated, sessions
+                    # revoked): forget it and start over without it.
+                    self.keystore.delete_session(cached)
                     return self.credentials(name, mfa_code)
                 raise
+            cached = None
         if not isinstance(source, Credentials):
             raise NoKeys(f"profile {name!r} resolves to long-lived keys, which vaultd never serves")
         return replace(source, source_expiration=source_expiration)
