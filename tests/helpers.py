@@ -6,9 +6,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from vaultd.credentials import Credentials
+from vaultd.core.credentials import Credentials
+from vaultd.core.resolve import Plan
 from vaultd.errors import MfaRejected, MfaRequired, VaultdError
-from vaultd.resolve import Plan
 from vaultd.secret import Secret
 
 START = 1_800_000_000.0  # 2027-01-15, a fixed "now" for the fake clock

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan
-from vaultd import refresh
-from vaultd.broker import Broker
+from vaultd.core import schedule
+from vaultd.core.broker import Broker
 from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
 
 
@@ -66,7 +66,7 @@ async def test_short_lifetimes_refresh_at_half_life(clock: FakeClock) -> None:
     await broker.switch("master")
     creds = broker.current()
     assert creds is not None
-    assert refresh.refresh_due(creds) == creds.issued + 450
+    assert schedule.refresh_due(creds) == creds.issued + 450
     clock.advance(449)
     broker.maintain()
     await settle(broker)
@@ -135,9 +135,9 @@ async def test_failures_back_off_and_old_credentials_are_served_until_expiry(
         await settle(broker)
     assert delays == sorted(delays)
     assert delays[0] == pytest.approx(0.75)  # 1 s step, jitter at its middle
-    assert max(delays) <= refresh.BACKOFF_MAX
+    assert max(delays) <= schedule.BACKOFF_MAX
     # Until the very end the old set is served; after that, nothing.
-    clock.now = held.expiration - refresh.SERVE_MIN_LEFT - 1
+    clock.now = held.expiration - schedule.SERVE_MIN_LEFT - 1
     assert broker.current() is held
     clock.now = held.expiration
     assert broker.current() is None
@@ -153,10 +153,10 @@ async def test_failures_back_off_and_old_credentials_are_served_until_expiry(
 
 
 async def test_backoff_is_jittered_and_bounded() -> None:
-    assert refresh.backoff(1, lambda: 0.0) == 0.5
-    assert refresh.backoff(1, lambda: 1.0) == 1.0
-    assert refresh.backoff(3, lambda: 0.0) == 2.0
-    assert refresh.backoff(50, lambda: 1.0) == refresh.BACKOFF_MAX
+    assert schedule.backoff(1, lambda: 0.0) == 0.5
+    assert schedule.backoff(1, lambda: 1.0) == 1.0
+    assert schedule.backoff(3, lambda: 0.0) == 2.0
+    assert schedule.backoff(50, lambda: 1.0) == schedule.BACKOFF_MAX
 
 
 async def test_after_sleep_first_request_answers_at_once_and_one_refresh_starts(
@@ -263,7 +263,7 @@ async def test_early_mfa_request_before_the_session_ends(clock: FakeClock) -> No
     provider = FakeProvider(clock, session_ends=clock() + 2 * 3600)
     broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
     await broker.switch("master")
-    ask_at = refresh.mfa_request_due(clock() + 2 * 3600)
+    ask_at = schedule.mfa_request_due(clock() + 2 * 3600)
     assert ask_at == clock() + 2 * 3600 - 20 * 60
     while clock.now + 300 < ask_at:  # the daemon's loop, five minutes at a time
         clock.advance(300)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e import run_vaultd
 from vaultd.cli import build_parser, main
-from vaultd.keystore import Keystore
+from vaultd.core.keystore import Keystore
 
 
 def test_control_commands_import_no_heavy_modules() -> None:
@@ -136,7 +136,7 @@ def test_network_print_shows_every_file_and_command() -> None:
 
 
 def test_network_macos_plan() -> None:
-    from vaultd import network
+    from vaultd.host import network
 
     change = network.install(9169, platform="darwin")
     text = change.describe()

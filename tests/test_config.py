@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import README_CONFIG
-from vaultd import config, resolve, settings
+from vaultd import settings
+from vaultd.core import config, resolve
 from vaultd.errors import ConfigError, UnknownProfile
 
 

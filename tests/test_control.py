@@ -11,13 +11,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.helpers import FakeClock, FakeProvider
-from vaultd import config
-from vaultd.broker import Broker
-from vaultd.control import ControlApp
-from vaultd.credentials import AccessKeys
+from vaultd.core import config
+from vaultd.core.broker import Broker
+from vaultd.core.credentials import AccessKeys
+from vaultd.core.keystore import Keystore
+from vaultd.core.resolve import Plan
 from vaultd.errors import UnknownProfile
-from vaultd.keystore import Keystore
-from vaultd.resolve import Plan
+from vaultd.http.control import ControlApp
 from vaultd.secret import Secret
 
 AioClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

@@ -15,11 +15,11 @@ import pytest
 from aiohttp import ClientSession
 
 from tests.helpers import FakeClock, FakeProvider, make_plan
-from vaultd.broker import Broker
+from vaultd.core.broker import Broker
 from vaultd.errors import MfaRequired
-from vaultd.guards import Guard
-from vaultd.imds import ImdsApp, ImdsOptions
-from vaultd.tokens import Tokens
+from vaultd.http.guards import Guard
+from vaultd.http.imds import ImdsApp, ImdsOptions
+from vaultd.http.tokens import Tokens
 
 CREDS = "/latest/meta-data/iam/security-credentials/"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -341,8 +341,8 @@ def test_redirected_peers_are_local_only_behind_a_loopback_listener() -> None:
 
 
 async def test_docker_desktop_relay_endpoint(make_imds: Callable[..., Awaitable[Imds]]) -> None:
-    from vaultd.imds import RELAY_PATH
-    from vaultd.relay import http_fetch
+    from vaultd.http.imds import RELAY_PATH
+    from vaultd.http.relay import http_fetch
 
     token = "t" * 32
     imds = await make_imds(options=ImdsOptions(relay_token=token))

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import FakeClock, FakeProvider
-from vaultd.broker import Broker
-from vaultd.guards import Guard
-from vaultd.imds import ImdsApp, ImdsOptions
-from vaultd.tokens import Tokens
+from vaultd.core.broker import Broker
+from vaultd.http.guards import Guard
+from vaultd.http.imds import ImdsApp, ImdsOptions
+from vaultd.http.tokens import Tokens
 
 SEGMENTS = st.sampled_from(
     [

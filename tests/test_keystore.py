@@ -11,12 +11,12 @@ import keyring.errors
 import pytest
 
 from tests.helpers import FakeClock, make_creds
-from vaultd import config
-from vaultd.broker import Broker
-from vaultd.credentials import AccessKeys
+from vaultd.core import config
+from vaultd.core.broker import Broker
+from vaultd.core.credentials import AccessKeys
+from vaultd.core.keystore import CachedSession, Keystore
+from vaultd.core.provider import Provider
 from vaultd.errors import KeyringError, KeyringLocked
-from vaultd.keystore import CachedSession, Keystore
-from vaultd.provider import Provider
 from vaultd.secret import Secret
 
 

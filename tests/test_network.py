@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import BOTO3_WHOAMI, run_vaultd, vaultd_env
-from vaultd import network
+from vaultd.host import network
 
 pytestmark = [
     pytest.mark.e2e,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vaultd.notify import Announcer, sd_notify, watchdog_interval
+from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
 
 
 def test_sd_notify_sends_one_datagram(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_mfa_announcement_status_and_desktop(tmp_path: Path) -> None:
 def test_a_missing_or_failing_notifier_is_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    caplog.set_level(logging.WARNING, "vaultd.notify")
+    caplog.set_level(logging.WARNING, "vaultd.host.notify")
     missing = Announcer(env={}, platform="linux", which=lambda tool: None)
     for _ in range(3):
         missing.mfa_needed("master", "x", early=False)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from vaultd.peer_owner import find_owner, owner_of
+from vaultd.host.peer_owner import find_owner, owner_of
 
 TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

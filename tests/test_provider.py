@@ -15,12 +15,12 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.helpers import FakeClock
-from vaultd import config
-from vaultd.credentials import AccessKeys, Credentials, Source
+from vaultd.core import config
+from vaultd.core.credentials import AccessKeys, Credentials, Source
+from vaultd.core.keystore import Keystore
+from vaultd.core.provider import Provider
+from vaultd.core.resolve import default_session_name
 from vaultd.errors import MfaRejected, MfaRequired, NoKeys, StsError
-from vaultd.keystore import Keystore
-from vaultd.provider import Provider
-from vaultd.resolve import default_session_name
 from vaultd.secret import Secret
 
 SERIAL = "arn:aws:iam::111122223333:mfa/elmerfudd"
@@ -72,7 +72,7 @@ def make_provider(clock: FakeClock, factory: RecordingFactory) -> Provider:
 
 def store_with_session(clock: FakeClock, key_id: str) -> Keystore:
     """The user's keys plus a cached MFA session with two hours left."""
-    from vaultd.keystore import CachedSession
+    from vaultd.core.keystore import CachedSession
 
     store = Keystore()
     store.set_keys("identity", USER_KEY)
@@ -419,7 +419,7 @@ def test_credential_process_feeds_the_chain(
 def test_broken_credential_process_is_a_clear_error(
     isolated: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:
-    from vaultd.codes import SourceFailed
+    from vaultd.core.mfa import SourceFailed
 
     write_config(isolated, "[profile sso]\ncredential_process = echo not-json\n")
     with pytest.raises(SourceFailed, match="Version 1 JSON"):
@@ -432,7 +432,7 @@ def test_broken_credential_process_is_a_clear_error(
 def test_revoked_cached_long_role_is_dropped_not_the_root_session(
     isolated: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:
-    from vaultd.keystore import CachedSession
+    from vaultd.core.keystore import CachedSession
 
     write_config(
         isolated,

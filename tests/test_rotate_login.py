@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestServer
 
 from tests.e2e import Daemon, run_vaultd, vaultd_env
 from tests.helpers import FakeClock
-from vaultd import config
-from vaultd.credentials import Source
-from vaultd.keystore import Keystore
-from vaultd.provider import Boto3StsFactory
-from vaultd.rotate import RotateError, rotate
+from vaultd.core import config
+from vaultd.core.credentials import Source
+from vaultd.core.keystore import Keystore
+from vaultd.core.provider import Boto3StsFactory
+from vaultd.core.rotate import RotateError, rotate
 
 pytestmark = pytest.mark.e2e
 
@@ -236,7 +236,7 @@ async def test_login_builds_a_signin_url_from_the_daemon_credentials(
 
 
 def test_console_hosts_per_partition() -> None:
-    from vaultd import console
+    from vaultd.core import console
 
     assert console.partition_of("arn:aws-cn:iam::123456789012:role/x", None) == "aws-cn"
     assert console.partition_of(None, "us-gov-west-1") == "aws-us-gov"
@@ -253,7 +253,7 @@ def test_rotate_with_an_mfa_session_drops_the_sessions_built_on_the_old_key(
     assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 4  # no daemon needed
     store = Keystore()
     from tests.helpers import make_creds
-    from vaultd.keystore import CachedSession
+    from vaultd.core.keystore import CachedSession
 
     store.set_session(
         "identity", CachedSession("arn:aws:iam::111122223333:mfa/elmerfudd", make_creds(0))

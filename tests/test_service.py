@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.e2e import run_vaultd, vaultd_env
-from vaultd import service
+from vaultd.host import service
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import FakeClock
-from vaultd.tokens import Tokens, parse_ttl
+from vaultd.http.tokens import Tokens, parse_ttl
 
 
 def test_ttl_parsing() -> None:

@@ -16,18 +16,20 @@ from typing import Any
 
 from aiohttp import web
 
-from vaultd import __version__, activation, config
-from vaultd.broker import Broker
-from vaultd.control import ControlApp
-from vaultd.ecs import EcsApp, Grants
+from vaultd import __version__
+from vaultd.core import config
+from vaultd.core.broker import Broker
+from vaultd.core.keystore import Keystore, backend_name
+from vaultd.core.provider import Boto3StsFactory, Provider, StsFactory
 from vaultd.errors import VaultdError
-from vaultd.guards import Guard
-from vaultd.imds import ImdsApp, ImdsOptions
-from vaultd.keystore import Keystore, backend_name
-from vaultd.notify import Announcer, sd_notify, watchdog_interval
-from vaultd.provider import Boto3StsFactory, Provider, StsFactory
+from vaultd.host import activation
+from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
+from vaultd.http.control import ControlApp
+from vaultd.http.ecs import EcsApp, Grants
+from vaultd.http.guards import Guard
+from vaultd.http.imds import ImdsApp, ImdsOptions
+from vaultd.http.tokens import Tokens
 from vaultd.settings import Listen, Settings, ensure_private_dir
-from vaultd.tokens import Tokens
 
 log = logging.getLogger("vaultd")
 # Keyring calls in the daemon give up after this: nobody may be there to answer a prompt.

@@ -12,10 +12,11 @@ from typing import Any
 
 from botocore.utils import InstanceMetadataFetcher
 
-from vaultd import config, settings
+from vaultd import settings
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.core import config
+from vaultd.core.keystore import Keystore, backend_name
 from vaultd.errors import VaultdError
-from vaultd.keystore import Keystore, backend_name
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 

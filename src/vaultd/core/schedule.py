@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vaultd.credentials import Credentials
+from vaultd.core.credentials import Credentials
 
 REFRESH_BEFORE = 30 * 60
 # Below this, a set is not served at all: no SDK can use it for a meaningful call.

@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vaultd import refresh
-from vaultd.credentials import Credentials, iso8601, mask_key_id
+from vaultd.core import schedule
+from vaultd.core.credentials import Credentials, iso8601, mask_key_id
+from vaultd.core.resolve import Plan
 from vaultd.errors import (
     BadMfaCode,
     MfaRequired,
@@ -28,7 +29,6 @@ from vaultd.errors import (
     StsError,
     VaultdError,
 )
-from vaultd.resolve import Plan
 
 log = logging.getLogger("vaultd.broker")
 MFA_CODE = re.compile(r"^\d{6}$")
@@ -159,7 +159,7 @@ class Broker:
     async def _fresh(self, slot: Slot, mfa_code: str | None) -> Credentials:
         """What the slot holds while it is fresh and no code asks for more, else a refresh."""
         held, now = slot.creds, self.clock()
-        fresh = held is not None and refresh.servable(held, now) and not self._due(slot, now)
+        fresh = held is not None and schedule.servable(held, now) and not self._due(slot, now)
         if mfa_code is None and held is not None and fresh:
             return held
         return await self._refresh_now(slot, mfa_code)
@@ -171,7 +171,7 @@ class Broker:
             return None
         now = self.clock()
         self._kick(slot, now)
-        return slot.creds if refresh.servable(slot.creds, now) else None
+        return slot.creds if schedule.servable(slot.creds, now) else None
 
     async def wait_for(self, profile: str, within: float) -> Credentials | None:
         creds = self.current_for(profile)
@@ -262,7 +262,7 @@ class Broker:
             return None
         if self.mfa is not None or plan.mfa_serial is None or self.provider.has_auto_code(plan):
             return None  # already asked, no MFA, or a code source renews it without anyone
-        return refresh.mfa_request_due(creds.source_expiration)
+        return schedule.mfa_request_due(creds.source_expiration)
 
     def _open_mfa(self, profile: str, serial: str, *, early: bool) -> None:
         slot = self.slots.get(profile)
@@ -335,14 +335,14 @@ class Broker:
         if slot.retry_at is not None:
             out["next_retry"] = iso8601(slot.retry_at)
         creds = slot.creds
-        if creds is not None and refresh.servable(creds, now):
+        if creds is not None and schedule.servable(creds, now):
             out["credentials"] = {
                 "access_key_id": mask_key_id(creds.access_key_id),
                 "arn": creds.arn or None,
                 "issued": iso8601(creds.issued),
                 "expires": iso8601(creds.expiration),
                 "expires_in": int(creds.remaining(now)),
-                "refresh_at": iso8601(refresh.refresh_due(creds)),
+                "refresh_at": iso8601(schedule.refresh_due(creds)),
             }
             out.update(state="ok", message=f"serving {slot.profile}")
         elif isinstance(slot.error, MfaRequired):
@@ -378,7 +378,7 @@ class Broker:
             return now >= slot.retry_at  # a failed refresh is retried until it succeeds
         if slot.creds is None:
             return slot.error is None
-        return now >= refresh.refresh_due(slot.creds)
+        return now >= schedule.refresh_due(slot.creds)
 
     def _next_due(self, slot: Slot) -> float | None:
         if slot.task is not None or isinstance(slot.error, MfaRequired):
@@ -386,7 +386,7 @@ class Broker:
         if slot.retry_at is not None:
             return slot.retry_at
         if slot.creds is not None:
-            return refresh.refresh_due(slot.creds)
+            return schedule.refresh_due(slot.creds)
         return None
 
     def _kick(self, slot: Slot, now: float) -> None:
@@ -475,7 +475,7 @@ class Broker:
             )
             return
         slot.failures += 1
-        slot.retry_at = now + refresh.backoff(slot.failures, self.rand)
+        slot.retry_at = now + schedule.backoff(slot.failures, self.rand)
         log.warning(
             "refresh of %s failed (%s); retry in %.0fs",
             slot.profile,

@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # botocore narrates every request at DEBUG; its details are not ours to print.
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    from vaultd.imds import ImdsOptions
+    from vaultd.http.imds import ImdsOptions
 
     options = ImdsOptions()
     if args.no_uid_check:
@@ -121,9 +121,9 @@ def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from vaultd import config
-    from vaultd.credentials import AccessKeys, mask_key_id
-    from vaultd.keystore import Keystore
+    from vaultd.core import config
+    from vaultd.core.credentials import AccessKeys, mask_key_id
+    from vaultd.core.keystore import Keystore
     from vaultd.secret import Secret
 
     profiles = config.load_profiles()
@@ -148,7 +148,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from vaultd.keystore import Keystore
+    from vaultd.core.keystore import Keystore
 
     if not args.yes:
         if not _tty():
@@ -174,9 +174,9 @@ def _left(seconds: float) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from vaultd import config
-    from vaultd.inventory import profile_rows
-    from vaultd.keystore import Keystore
+    from vaultd.core import config
+    from vaultd.core.inventory import profile_rows
+    from vaultd.core.keystore import Keystore
 
     profiles = config.load_profiles()
     status: dict[str, Any] = {}
@@ -428,7 +428,7 @@ def _duration(text: str) -> int:
 def cmd_login(args: argparse.Namespace) -> int:
     import webbrowser
 
-    from vaultd import console
+    from vaultd.core import console
 
     client = _client(args)
     body: dict[str, Any] = {"duration": args.duration}
@@ -451,10 +451,10 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from vaultd import config, resolve, rotate
-    from vaultd.credentials import mask_key_id
-    from vaultd.keystore import Keystore
-    from vaultd.provider import Boto3StsFactory
+    from vaultd.core import config, resolve, rotate
+    from vaultd.core.credentials import mask_key_id
+    from vaultd.core.keystore import Keystore
+    from vaultd.core.provider import Boto3StsFactory
 
     plan = resolve.plan(config.load_profiles(), args.profile)
     code = args.mfa
@@ -494,9 +494,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
         dropped = int(result.get("cleared_sessions", 0))
     except DaemonNotRunning:
         # No daemon holds anything in memory: clearing the keyring is all there is to do.
-        from vaultd import config
-        from vaultd.control import sessions_to_clear
-        from vaultd.keystore import Keystore
+        from vaultd.core import config
+        from vaultd.core.keystore import Keystore
+        from vaultd.http.control import sessions_to_clear
 
         store = Keystore()
         names = sessions_to_clear(store, config.load_profiles, args.profile)
@@ -572,7 +572,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     import ipaddress
     import logging
 
-    from vaultd import relay
+    from vaultd.http import relay
     from vaultd.settings import Listen
 
     logging.basicConfig(
@@ -604,7 +604,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    from vaultd import service
+    from vaultd.host import service
 
     plan = service.plan(args.action, socket_activation=args.socket)
     if args.print:
@@ -642,7 +642,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_network(args: argparse.Namespace) -> int:
-    from vaultd import network
+    from vaultd.host import network
 
     port = args.port or _settings(args).listen.port
     change = network.install(port) if args.action == "install" else network.uninstall()

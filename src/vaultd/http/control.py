@@ -18,16 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from vaultd import metadata
-from vaultd.broker import Broker
-from vaultd.config import Profile
-from vaultd.credentials import Credentials
-from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
-from vaultd.ecs import Grants
+from vaultd.core.broker import Broker
+from vaultd.core.config import Profile
+from vaultd.core.credentials import Credentials
+from vaultd.core.inventory import profile_rows
+from vaultd.core.keystore import Keystore
+from vaultd.core.resolve import chain_of
 from vaultd.errors import BadRequest, VaultdError
-from vaultd.inventory import profile_rows
-from vaultd.keystore import Keystore
-from vaultd.resolve import chain_of
+from vaultd.http import metadata
+from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
+from vaultd.http.ecs import Grants
 
 log = logging.getLogger("vaultd.control")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

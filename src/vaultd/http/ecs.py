@@ -17,8 +17,8 @@ from typing import Final
 
 from aiohttp import web
 
-from vaultd.broker import Broker
-from vaultd.credentials import iso8601
+from vaultd.core.broker import Broker
+from vaultd.core.credentials import iso8601
 
 PATH_PREFIX: Final = "/vaultd-ecs/"
 WAIT_FOR_REFRESH: Final = 1.0

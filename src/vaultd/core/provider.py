@@ -27,14 +27,14 @@ from botocore.exceptions import (
     EndpointConnectionError,
 )
 
-from vaultd import codes, refresh, resolve
-from vaultd.config import Profile
-from vaultd.credentials import Credentials, Source, mask_key_id
+from vaultd.core import mfa, resolve, schedule
+from vaultd.core.config import Profile
+from vaultd.core.credentials import Credentials, Source, mask_key_id
+from vaultd.core.keystore import CachedSession, Keystore
 from vaultd.errors import MfaRejected, MfaRequired, NoKeys, StsError, VaultdError
-from vaultd.keystore import CachedSession, Keystore
 from vaultd.secret import Secret
 
-MIN_SESSION_LEFT = refresh.MIN_SESSION_LEFT
+MIN_SESSION_LEFT = schedule.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
 # An automatic code source that repeats its last code is asked again after a pause.
 AUTO_CODE_ATTEMPTS = 3
@@ -123,7 +123,7 @@ class Provider:
         session_duration: int = DEFAULT_SESSION_DURATION,
         env: Mapping[str, str] | None = None,
         ykman_default: bool = False,
-        runner: codes.Runner = subprocess.run,
+        runner: mfa.Runner = subprocess.run,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.load_profiles = load_profiles
@@ -182,9 +182,7 @@ class Provider:
 
     def _root_keys(self, plan: resolve.Plan) -> Source:
         if plan.credential_process:
-            return codes.credentials_from_process(
-                plan.credential_process, self.clock(), self.runner
-            )
+            return mfa.credentials_from_process(plan.credential_process, self.clock(), self.runner)
         keys = self.keystore.get_keys(plan.root)
         if keys is None:
             raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
@@ -232,7 +230,7 @@ class Provider:
         if self.has_auto_code(plan):
             try:
                 return self._auto_code(plan, serial)
-            except codes.SourceFailed as exc:
+            except mfa.SourceFailed as exc:
                 log.warning("automatic MFA code for %s failed: %s", plan.target, exc.message)
                 failure = f" ({exc.message})"
         raise MfaRequired(
@@ -245,15 +243,15 @@ class Provider:
     def _auto_code(self, plan: resolve.Plan, serial: str) -> str:
         for attempt in range(AUTO_CODE_ATTEMPTS):
             if plan.mfa_process:
-                code = codes.mfa_code_from_process(plan.mfa_process, self.runner)
+                code = mfa.mfa_code_from_process(plan.mfa_process, self.runner)
             else:
-                code = codes.mfa_code_from_ykman(serial, self.runner)
+                code = mfa.mfa_code_from_ykman(serial, self.runner)
             if code != self._last_auto_code.get(serial):
                 self._last_auto_code[serial] = code
                 return code
             if attempt + 1 < AUTO_CODE_ATTEMPTS:
                 self.sleep(AUTO_CODE_WAIT)  # TOTP codes change every 30 s
-        raise codes.SourceFailed("the code source kept printing the code already used")
+        raise mfa.SourceFailed("the code source kept printing the code already used")
 
     def _session(
         self, plan: resolve.Plan, keys: Source, code: str | None

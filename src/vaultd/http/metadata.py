@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from vaultd.credentials import Credentials, iso8601
+from vaultd.core.credentials import Credentials, iso8601
 
 TEXT: Final = "text/plain"
 HTML: Final = "text/html"

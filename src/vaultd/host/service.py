@@ -17,7 +17,7 @@ LAUNCHD_LABEL = "dev.vaultd"
 
 
 def template(name: str) -> str:
-    return resources.files("vaultd").joinpath("units", name).read_text(encoding="utf-8")
+    return resources.files("vaultd.host").joinpath("units", name).read_text(encoding="utf-8")
 
 
 def render(name: str, python: str, home: Path) -> str:

@@ -24,15 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaultd import resolve
-from vaultd.broker import Broker
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
-from vaultd.credentials import Credentials
+from vaultd.core import resolve
+from vaultd.core.broker import Broker
+from vaultd.core.credentials import Credentials
 from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
-from vaultd.guards import Guard
-from vaultd.imds import RELAY_PATH, ImdsApp, ImdsOptions
+from vaultd.http.guards import Guard
+from vaultd.http.imds import RELAY_PATH, ImdsApp, ImdsOptions
+from vaultd.http.tokens import Tokens
 from vaultd.secret import Secret
-from vaultd.tokens import Tokens
 
 log = logging.getLogger("vaultd.relay")
 POLL_INTERVAL = 10.0

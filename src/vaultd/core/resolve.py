@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from vaultd.config import Profile, get_profile
+from vaultd.core.config import Profile, get_profile
 from vaultd.errors import ConfigError
 
 DEFAULT_ROLE_DURATION = 3600

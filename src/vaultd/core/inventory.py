@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vaultd.config import Profile
-from vaultd.credentials import iso8601
-from vaultd.keystore import Keystore
+from vaultd.core.config import Profile
+from vaultd.core.credentials import iso8601
+from vaultd.core.keystore import Keystore
 
 
 def profile_rows(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import keyring
 import keyring.errors
 
-from vaultd.credentials import AccessKeys, Credentials
+from vaultd.core.credentials import AccessKeys, Credentials
 from vaultd.errors import KeyringError, KeyringLocked
 from vaultd.secret import Secret
 

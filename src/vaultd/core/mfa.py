@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import datetime
 
-from vaultd.credentials import AccessKeys, Credentials
+from vaultd.core.credentials import AccessKeys, Credentials
 from vaultd.errors import VaultdError
 from vaultd.secret import Secret
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vaultd import config, resolve
-from vaultd.credentials import AccessKeys, Credentials, Source, mask_key_id
+from vaultd.core import config, resolve
+from vaultd.core.credentials import AccessKeys, Credentials, Source, mask_key_id
+from vaultd.core.keystore import Keystore
+from vaultd.core.provider import sts_failure, to_credentials
 from vaultd.errors import NoKeys, VaultdError
-from vaultd.keystore import Keystore
-from vaultd.provider import sts_failure, to_credentials
 from vaultd.secret import Secret
 
 Clients = Callable[[str, Source, str], Any]

@@ -22,15 +22,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from vaultd import metadata
-from vaultd.broker import Broker
-from vaultd.credentials import Credentials, iso8601
-from vaultd.ecs import PATH_PREFIX as ECS_PREFIX
-from vaultd.ecs import EcsApp
-from vaultd.guards import Guard
-from vaultd.peer_owner import owner_of
-from vaultd.resolve import Plan
-from vaultd.tokens import Tokens, parse_ttl
+from vaultd.core.broker import Broker
+from vaultd.core.credentials import Credentials, iso8601
+from vaultd.core.resolve import Plan
+from vaultd.host.peer_owner import owner_of
+from vaultd.http import metadata
+from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
+from vaultd.http.ecs import EcsApp
+from vaultd.http.guards import Guard
+from vaultd.http.tokens import Tokens, parse_ttl
 
 log = logging.getLogger("vaultd.imds")
 TOKEN_HEADER: Final = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
