@@ -14,7 +14,7 @@ import pytest
 from keyrings.alt.file import PlaintextKeyring
 from moto.server import ThreadedMotoServer
 
-from tests.e2e import Daemon, reset_moto, run_vaultd
+from tests.e2e.harness import Daemon, reset_moto, run_vaultd
 from tests.helpers import FakeClock
 from vaultd.demo import seed_accounts
 
@@ -102,3 +102,11 @@ def daemon(isolated: Path) -> Iterator[Daemon]:
     d = Daemon(isolated / "daemon.log")
     yield d
     d.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e runs the daemon as a subprocess: mark it by folder."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if item.path.is_relative_to(e2e):
+            item.add_marker(pytest.mark.e2e)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import BOTO3_WHOAMI, run_vaultd, vaultd_env
+from tests.e2e.harness import BOTO3_WHOAMI, run_vaultd, vaultd_env
 from vaultd.host import network
 
 pytestmark = [
-    pytest.mark.e2e,
     pytest.mark.skipif(
         not sys.platform.startswith("linux") or os.geteuid() != 0,
         reason="network namespaces need Linux and root (CI runs as root)",

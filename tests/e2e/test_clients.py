@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import Daemon, client_env, run_vaultd
+from tests.e2e.harness import Daemon, client_env, run_vaultd
 
-pytestmark = pytest.mark.e2e
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).parents[1] / "js"
 BOTOCORE_REGION = """
 import botocore.session, botocore.utils
 print(botocore.utils.IMDSRegionProvider(botocore.session.get_session()).provide())

@@ -14,11 +14,9 @@ import keyring
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.e2e import Daemon, client_env, reset_moto, run_on_tty, run_vaultd
-from tests.test_clients import BOTO3_CREDS, run
+from tests.e2e.harness import Daemon, client_env, reset_moto, run_on_tty, run_vaultd
+from tests.e2e.test_clients import BOTO3_CREDS, run
 from vaultd.demo import seed_accounts
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import yaml
 
 from vaultd.cli import build_parser
 
-DOCKER = Path(__file__).resolve().parent.parent / "docker"
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 
 def test_compose_network_relay_and_mount() -> None:

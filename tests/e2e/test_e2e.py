@@ -14,9 +14,15 @@ from typing import Any, cast
 import keyring
 import pytest
 
-from tests.e2e import Daemon, awscli_whoami, boto3_whoami, client_env, run_on_tty, run_vaultd
+from tests.e2e.harness import (
+    Daemon,
+    awscli_whoami,
+    boto3_whoami,
+    client_env,
+    run_on_tty,
+    run_vaultd,
+)
 
-pytestmark = pytest.mark.e2e
 ROLE_ARN_PREFIX = "arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
 
 

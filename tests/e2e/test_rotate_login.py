@@ -15,15 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.e2e import Daemon, run_vaultd, vaultd_env
+from tests.e2e.harness import Daemon, run_vaultd, vaultd_env
 from tests.helpers import FakeClock
 from vaultd.core import config
 from vaultd.core.credentials import Source
 from vaultd.core.keystore import Keystore
 from vaultd.core.provider import Boto3StsFactory
 from vaultd.core.rotate import RotateError, rotate
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Daemon, run_vaultd, vaultd_env
-from tests.test_clients import BOTO3_CREDS, served
+from tests.e2e.harness import Daemon, run_vaultd, vaultd_env
+from tests.e2e.test_clients import BOTO3_CREDS, served
 
 pytestmark = [
-    pytest.mark.e2e,
     pytest.mark.skipif(
         not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("ip") is None,
         reason="network namespaces need Linux, root and iproute2 (CI runs as root)",

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e import run_vaultd, vaultd_env
+from tests.e2e.harness import run_vaultd, vaultd_env
 from vaultd.host import service
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_repository_unit_files_are_the_packaged_templates() -> None:

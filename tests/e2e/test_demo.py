@@ -9,12 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.e2e import vaultd_env
+from tests.e2e.harness import vaultd_env
 
 
-@pytest.mark.e2e
 def test_demo_serves_the_role_and_cleans_up() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaultd", "demo", "--listen", "127.0.0.1:0"],

@@ -10,11 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
+from tests.e2e.harness import Daemon, awscli_whoami, run_vaultd, vaultd_env
 
-from tests.e2e import Daemon, awscli_whoami, run_vaultd, vaultd_env
-
-pytestmark = pytest.mark.e2e
 ROLE = "arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
 # A child that reports what it finds, once per line it reads, until its input closes.
 CHILD = """

@@ -10,7 +10,7 @@ from pathlib import Path
 import keyring
 import pytest
 
-from tests.e2e import run_vaultd
+from tests.e2e.harness import run_vaultd
 from vaultd.cli import build_parser, main
 from vaultd.core.keystore import Keystore
 
