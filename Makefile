@@ -19,6 +19,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # The JS SDK client tests need node; without it they are skipped with a visible reason.
 tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
