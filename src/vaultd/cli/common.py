@@ -1,0 +1,118 @@
+"""What every command group shares: exit codes, the one-line failure, settings and the control
+client for a command's flags, terminal prompts for MFA codes, and how a command is declared.
+
+Standard library and the control client only: `vaultd status`, `switch` and `mfa` run through
+this module, and import-linter keeps it free of aiohttp, boto3, botocore, pydantic and keyring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from vaultd import settings
+from vaultd.client import ControlClient, ControlError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MFA, EXIT_NO_DAEMON = 0, 1, 2, 3, 4
+MFA_CODE = re.compile(r"^\d{6}$")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Command(NamedTuple):
+    """One subcommand: its name, one-line help, the handler that runs it (returns the exit
+    code) and a function that adds its arguments to its subparser."""
+
+    name: str
+    help: str
+    handler: Handler
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+class Failure(Exception):
+    """A failure the user can act on: printed as one `vaultd: MESSAGE` line, then exit."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def settings_for(args: argparse.Namespace) -> settings.Settings:
+    """The settings, with whichever of --listen, --control-socket, --profile and
+    --imds-tokens this command has taking precedence."""
+    return settings.load(
+        listen=getattr(args, "listen", None),
+        control_socket=getattr(args, "control_socket", None),
+        profile=getattr(args, "profile", None),
+        imds_tokens=getattr(args, "imds_tokens", None),
+    )
+
+
+def client_for(args: argparse.Namespace) -> ControlClient:
+    """A control client for the socket these flags and settings name."""
+    return ControlClient(settings_for(args).control_socket)
+
+
+def has_terminal() -> bool:
+    """Whether there is a person to ask: stdin and stderr are both a terminal."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def ask_code(prompt: str) -> str:
+    """Ask for a six-digit MFA code without echo, up to three times; Failure after that."""
+    for _ in range(3):
+        code = getpass.getpass(prompt).strip()
+        if MFA_CODE.match(code):
+            return code
+        print("vaultd: an MFA code is six digits", file=sys.stderr)
+    raise Failure("no valid MFA code entered")
+
+
+def socket_arg(p: argparse.ArgumentParser) -> None:
+    """Add --control-socket to a command that talks to the daemon."""
+    p.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="control socket (default $XDG_RUNTIME_DIR/vaultd/control.sock; "
+        "env VAULTD_CONTROL_SOCKET)",
+    )
+
+
+def answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
+    """Satisfy an MFA request by asking on the terminal; a wrong code is asked again."""
+    serial = error.payload.get("mfa_serial") or "your MFA device"
+    if not has_terminal():
+        raise Failure(f"{error}. No terminal to ask on: run `vaultd mfa CODE`", EXIT_MFA)
+    for attempt in range(3):
+        try:
+            return client.mfa(ask_code(f"MFA code for {serial}: "))
+        except ControlError as exc:
+            if exc.code not in ("mfa_rejected", "bad_mfa_code") or attempt == 2:
+                raise
+            print(f"vaultd: {exc}", file=sys.stderr)
+    raise Failure("MFA failed")
+
+
+def with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Make a control call; if it needs an MFA code, get one (terminal) and call again."""
+    try:
+        return call()
+    except ControlError as exc:
+        if exc.code != "mfa_required":
+            raise
+        answer_mfa(client, exc)
+    return call()
+
+
+def print_serving(status: dict[str, Any]) -> None:
+    """One line saying what the daemon serves now, from a status document."""
+    creds = status.get("credentials") or {}
+    what = status.get("role_arn") or status.get("active")
+    if creds:
+        print(f"Serving {status.get('active')} ({what}) until {creds.get('expires')}.")
+    else:
+        print(f"Active profile {status.get('active')}: {status.get('message')}")

@@ -1,0 +1,226 @@
+"""Commands that hand a profile's credentials to something else: exec (a child process),
+export (a shell or an SDK's credential_process) and login (the AWS console in a browser)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shlex
+import subprocess
+from typing import Any
+
+from vaultd.cli.common import EXIT_OK, Command, Failure, client_for, socket_arg, with_mfa
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+
+CLEARED_FOR_CHILD = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+def _credentials_for(
+    client: ControlClient, profile: str, mfa_code: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"profile": profile}
+    if mfa_code is not None:
+        body["mfa_code"] = mfa_code
+    return with_mfa(client, lambda: client.call("POST", "/v1/credentials", body))
+
+
+def _run_child(command: list[str], env: dict[str, str]) -> int:
+    """Run the child, pass our signals on to it, and return its exit status."""
+    import signal
+
+    try:
+        child = subprocess.Popen(command, env=env)
+    except FileNotFoundError:
+        raise Failure(f"{command[0]}: command not found", 127) from None
+    except PermissionError:
+        raise Failure(f"{command[0]}: permission denied", 126) from None
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {}
+    for name in FORWARDED_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if not command:
+        command = [os.environ.get("SHELL") or "/bin/sh"]
+    if os.environ.get("VAULTD_PROFILE") and not args.allow_nested:
+        raise Failure(
+            f"already inside `vaultd exec {os.environ['VAULTD_PROFILE']}`: "
+            "exit that shell first, or pass --allow-nested"
+        )
+    client = client_for(args)
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_FOR_CHILD}
+    env["VAULTD_PROFILE"] = args.profile
+    if args.env:
+        doc = _credentials_for(client, args.profile, args.mfa)
+        env.update(
+            AWS_ACCESS_KEY_ID=doc["AccessKeyId"],
+            AWS_SECRET_ACCESS_KEY=doc["SecretAccessKey"],
+            AWS_SESSION_TOKEN=doc["Token"],
+            AWS_CREDENTIAL_EXPIRATION=doc["Expiration"],
+        )
+        if doc.get("Region"):
+            env.update(AWS_REGION=doc["Region"], AWS_DEFAULT_REGION=doc["Region"])
+        return _run_child(command, env)
+    body: dict[str, Any] = {"profile": args.profile}
+    if args.mfa:
+        body["mfa_code"] = args.mfa
+    grant = with_mfa(client, lambda: client.call("POST", "/v1/exec-tokens", body))
+    env.update(
+        AWS_CONTAINER_CREDENTIALS_FULL_URI=grant["url"],
+        AWS_CONTAINER_AUTHORIZATION_TOKEN=grant["token"],
+    )
+    if grant.get("region"):
+        env.update(AWS_REGION=grant["region"], AWS_DEFAULT_REGION=grant["region"])
+    try:
+        return _run_child(command, env)
+    finally:
+        with contextlib.suppress(DaemonNotRunning, ControlError):
+            client.call("DELETE", f"/v1/exec-tokens/{grant['id']}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    doc = _credentials_for(client, args.profile)
+    values = {
+        "AWS_ACCESS_KEY_ID": doc["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": doc["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": doc["Token"],
+        "AWS_CREDENTIAL_EXPIRATION": doc["Expiration"],
+    }
+    if doc.get("Region"):
+        values.update(AWS_REGION=doc["Region"], AWS_DEFAULT_REGION=doc["Region"])
+    if args.format == "json":
+        # The credential_process format (Version 1), so SDKs can run `vaultd export` directly.
+        print(
+            json.dumps(
+                {
+                    "Version": 1,
+                    "AccessKeyId": doc["AccessKeyId"],
+                    "SecretAccessKey": doc["SecretAccessKey"],
+                    "SessionToken": doc["Token"],
+                    "Expiration": doc["Expiration"],
+                }
+            )
+        )
+    elif args.format == "ini":
+        print(f"[{args.profile}]")
+        print(f"aws_access_key_id = {doc['AccessKeyId']}")
+        print(f"aws_secret_access_key = {doc['SecretAccessKey']}")
+        print(f"aws_session_token = {doc['Token']}")
+        print(f"aws_credential_expiration = {doc['Expiration']}")
+        if doc.get("Region"):
+            print(f"region = {doc['Region']}")
+    else:
+        prefix = "export " if args.format == "export" else ""
+        for key, value in values.items():
+            print(f"{prefix}{key}={shlex.quote(value)}")
+    return EXIT_OK
+
+
+def _duration(text: str) -> int:
+    """`3600`, `90m`, `1h`, `1h30m` -> seconds."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 3600, 90m or 1h")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if not 900 <= total <= 43200:
+        raise argparse.ArgumentTypeError("the console session must last 15 minutes to 12 hours")
+    return total
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from vaultd.core import console
+
+    client = client_for(args)
+    body: dict[str, Any] = {"duration": args.duration}
+    if args.profile:
+        body["profile"] = args.profile
+    doc = with_mfa(client, lambda: client.call("POST", "/v1/console-credentials", body))
+    region = args.region or doc.get("Region")
+    partition = console.partition_of(doc.get("RoleArn") or doc.get("Arn"), region)
+    federation = (
+        args.federation_url
+        or os.environ.get("VAULTD_FEDERATION_URL")
+        or console.HOSTS[partition][0]
+    )
+    # SessionDuration is accepted only for role credentials; federation sets keep their own.
+    token = console.signin_token(federation, doc, args.duration if doc.get("IsRole") else None)
+    url = console.login_url(federation, token, console.destination(partition, region))
+    if args.print or not webbrowser.open(url):
+        print(url)
+    return EXIT_OK
+
+
+def _exec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--mfa", metavar="CODE", help="MFA code, if the profile needs one")
+    p.add_argument("--env", action="store_true", help="put plain credentials in the environment")
+    p.add_argument("--allow-nested", action="store_true", help="allow running inside another exec")
+    p.add_argument("command", nargs="*", metavar="-- CMD [ARGS...]", help="default: $SHELL")
+    socket_arg(p)
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--format", choices=("env", "export", "json", "ini"), default="env")
+    socket_arg(p)
+
+
+def _login_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", metavar="PROFILE", nargs="?")
+    p.add_argument(
+        "--print", action="store_true", help="print the sign-in URL instead of opening it"
+    )
+    p.add_argument("--duration", type=_duration, default=3600, help="console session, e.g. 1h, 90m")
+    p.add_argument("--region", help="open the console in this region")
+    p.add_argument("--federation-url", help=argparse.SUPPRESS)
+    socket_arg(p)
+
+
+COMMANDS = (
+    Command(
+        "exec",
+        "run a command with PROFILE's credentials, kept fresh by the daemon",
+        cmd_exec,
+        _exec_args,
+    ),
+    Command("export", "print PROFILE's temporary credentials", cmd_export, _export_args),
+    Command(
+        "login",
+        "open the AWS console as PROFILE (default: the active one)",
+        cmd_login,
+        _login_args,
+    ),
+)

@@ -1,0 +1,168 @@
+"""The daily commands that only talk to the running daemon: switch, mfa, refresh, status, env.
+
+They stay light (standard library and the control client; import-linter checks it), so they
+answer in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from vaultd.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    MFA_CODE,
+    Command,
+    Failure,
+    ask_code,
+    client_for,
+    has_terminal,
+    print_serving,
+    settings_for,
+    socket_arg,
+    with_mfa,
+)
+from vaultd.client import ControlClient, ControlError
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    print_serving(with_mfa(client, lambda: client.switch(args.profile, args.mfa)))
+    return EXIT_OK
+
+
+def cmd_mfa(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    if args.watch:
+        return _watch_mfa(client, args.interval)
+    code = args.code
+    if code is None:
+        if not has_terminal():
+            raise Failure("no code given and no terminal to ask on", EXIT_USAGE)
+        code = ask_code("MFA code: ")
+    if not MFA_CODE.match(code):
+        raise Failure("an MFA code is six digits", EXIT_USAGE)
+    print_serving(client.mfa(code))
+    return EXIT_OK
+
+
+def _watch_mfa(client: ControlClient, interval: float) -> int:
+    """Wait for MFA requests and prompt for each as it comes (a terminal left open)."""
+    if not has_terminal():
+        raise Failure("--watch needs a terminal to ask on", EXIT_USAGE)
+    print("Waiting for MFA requests (Ctrl-C to stop)...", file=sys.stderr)
+    asked_for: str | None = None
+    try:
+        while True:
+            status = client.status()
+            request = status.get("mfa")
+            if request and request.get("since") != asked_for:
+                why = "the session ends soon" if request.get("early") else "a code is needed"
+                print(f"{request['profile']}: {why}.", file=sys.stderr)
+                try:
+                    code = ask_code(f"MFA code for {request['serial']}: ")
+                    print_serving(client.mfa(code))
+                except (ControlError, Failure) as exc:
+                    print(f"vaultd: {exc}", file=sys.stderr)
+                    continue  # ask again while the request stays open
+                asked_for = request.get("since")
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    body = {"profile": args.profile} if args.profile else {}
+    print_serving(client_for(args).call("POST", "/v1/refresh", body))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = client_for(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return EXIT_OK
+    creds = status.get("credentials")
+    lines = [
+        f"active:      {status.get('active') or '-'}",
+        f"state:       {status.get('state')} - {status.get('message')}",
+    ]
+    if status.get("role_arn"):
+        lines.append(f"role:        {status['role_arn']}")
+    if creds:
+        minutes = int(creds["expires_in"]) // 60
+        lines.append(
+            f"credentials: {creds['access_key_id']} expires {creds['expires']} "
+            f"(in {minutes} min, refresh at {creds['refresh_at']})"
+        )
+    if status.get("mfa"):
+        m = status["mfa"]
+        lines.append(
+            f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE"
+        )
+    if status.get("last_error"):
+        err = status["last_error"]
+        lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
+    if status.get("next_retry"):
+        lines.append(f"next retry:  {status['next_retry']}")
+    tokens = status.get("exec_tokens") or {}
+    if tokens:
+        held = ", ".join(f"{name} ({count})" for name, count in sorted(tokens.items()))
+        lines.append(f"exec:        {held}")
+    for listener in status.get("listeners", []):
+        lines.append(f"listening:   {listener}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    print(f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={settings_for(args).endpoint}")
+    return EXIT_OK
+
+
+def _switch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--mfa", metavar="CODE", help="MFA code, if the profile needs one")
+    socket_arg(p)
+
+
+def _mfa_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "code", metavar="CODE", nargs="?", help="six-digit code (asked for when omitted)"
+    )
+    p.add_argument("--watch", action="store_true", help="keep waiting and ask for each request")
+    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    socket_arg(p)
+
+
+def _optional_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", metavar="PROFILE", nargs="?")
+    socket_arg(p)
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    socket_arg(p)
+
+
+def _env_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169)")
+
+
+COMMANDS = (
+    Command("switch", "make PROFILE the one IMDS serves", cmd_switch, _switch_args),
+    Command("mfa", "answer the daemon's pending MFA request", cmd_mfa, _mfa_args),
+    Command(
+        "refresh",
+        "fetch new credentials now (the active profile, or PROFILE)",
+        cmd_refresh,
+        _optional_profile_args,
+    ),
+    Command(
+        "status", "show the active profile, credentials and pending MFA", cmd_status, _status_args
+    ),
+    Command("env", "print the export line that points SDKs at vaultd", cmd_env, _env_args),
+)
