@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from vaultd import settings
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+
 BOTO3_WHOAMI = """
 import json, boto3
 session = boto3.session.Session(region_name="us-east-1")
@@ -100,16 +103,27 @@ class Daemon:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Ask the control socket in-process (no `vaultd status` subprocess per poll) until
+        # the daemon answers, exits, or the timeout passes.
+        client = ControlClient(self.control_socket(), timeout=5)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited early:\n{self.log()}")
-            done = run_vaultd("status", "--json")
-            if done.returncode == 0:
-                self.status = json.loads(done.stdout)
-                return self
-            time.sleep(0.05)
+            try:
+                self.status = client.status()
+            except (DaemonNotRunning, ControlError):
+                time.sleep(0.05)
+                continue
+            return self
         raise AssertionError(f"daemon did not start:\n{self.log()}")
+
+    def control_socket(self) -> Path:
+        """The control socket this daemon serves: its --control-socket, else the settings'."""
+        flag = None
+        if "--control-socket" in self.args:
+            flag = self.args[self.args.index("--control-socket") + 1]
+        return settings.load(vaultd_env(), control_socket=flag).control_socket
 
     @property
     def endpoint(self) -> str:
