@@ -20,7 +20,8 @@ from vaultd import __version__
 from vaultd.core import config
 from vaultd.core.broker import Broker
 from vaultd.core.keystore import Keystore, backend_name
-from vaultd.core.provider import Boto3StsFactory, Provider, StsFactory
+from vaultd.core.provider import Provider
+from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
 from vaultd.host import activation
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval

@@ -20,8 +20,8 @@ from tests.helpers import FakeClock
 from vaultd.core import config
 from vaultd.core.credentials import Source
 from vaultd.core.keystore import Keystore
-from vaultd.core.provider import Boto3StsFactory
 from vaultd.core.rotate import RotateError, rotate
+from vaultd.core.sts import Boto3StsFactory
 
 
 @pytest.fixture

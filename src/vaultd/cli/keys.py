@@ -146,7 +146,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     from vaultd.core import config, resolve, rotate
     from vaultd.core.credentials import mask_key_id
     from vaultd.core.keystore import Keystore
-    from vaultd.core.provider import Boto3StsFactory
+    from vaultd.core.sts import Boto3StsFactory
 
     plan = resolve.plan(config.load_profiles(), args.profile)
     code = args.mfa

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 
 from vaultd.core import schedule
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
+from vaultd.core.mfa import is_mfa_code
 from vaultd.core.resolve import Plan
 from vaultd.errors import (
     BadMfaCode,
@@ -31,7 +31,6 @@ from vaultd.errors import (
 )
 
 log = logging.getLogger("vaultd.broker")
-MFA_CODE = re.compile(r"^\d{6}$")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
 MAX_IDLE = 30.0
 SPENT_CODES = 32
@@ -366,7 +365,7 @@ class Broker:
         return slot
 
     def _check_code(self, serial: str, code: str) -> None:
-        if not MFA_CODE.match(code):
+        if not is_mfa_code(code):
             raise BadMfaCode("an MFA code is six digits")
         if (serial, code) in self._spent:
             raise BadMfaCode("that code was already sent to STS: wait for the next one")

@@ -1,9 +1,20 @@
-"""The credential value types passed between layers."""
+"""The credential value types passed between layers, every wire shape they travel in, and
+the one reader of the times that arrive from outside.
+
+Each shape is written here once and nowhere else: the IMDS credentials document, the
+container-credentials (ECS) document, the document the control API and `vaultd relay` pass
+around, `credential_process` output, the environment variables and the shared-credentials
+file section. Every expiry time vaultd reads (STS, credential_process, the relay's upstream,
+the control API) goes through `parse_time`.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from vaultd.secret import Secret
 
@@ -11,6 +22,29 @@ from vaultd.secret import Secret
 def iso8601(epoch: float) -> str:
     """The only timestamp shape every SDK accepts: UTC, whole seconds, capital Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_time(value: object) -> float:
+    """An ISO 8601 time (or a `datetime`, as botocore returns) as seconds since the epoch.
+
+    AWS documents every time it hands out (STS `Expiration`, credential_process
+    `Expiration`, the container-credentials document) as ISO 8601 in UTC. A time written
+    without a zone is therefore read as UTC, never as the machine's local time: a daemon
+    started with `TZ=Asia/Tokyo` must read the same instant as one started in London.
+
+    Raises ValueError (its message names the value's shape, not the value) when the text is
+    not ISO 8601.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError("not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def mask_key_id(access_key_id: str) -> str:
@@ -50,3 +84,143 @@ class Credentials:
 
 
 Source = AccessKeys | Credentials
+
+
+class PlanLike(Protocol):
+    """What the documents below need to know about a profile's plan."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def role_name(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def role_arn(self) -> str | None: ...
+
+
+# -- reading ---------------------------------------------------------------------------------
+def from_sts(raw: Mapping[str, Any], issued: float, arn: str = "") -> Credentials:
+    """The `Credentials` member of an STS answer (GetSessionToken, AssumeRole,
+    GetFederationToken): AccessKeyId, SecretAccessKey, SessionToken, Expiration."""
+    return Credentials(
+        access_key_id=str(raw["AccessKeyId"]),
+        secret_access_key=Secret(str(raw["SecretAccessKey"])),
+        session_token=Secret(str(raw["SessionToken"])),
+        expiration=parse_time(raw["Expiration"]),
+        issued=issued,
+        arn=arn,
+    )
+
+
+def from_document(doc: Mapping[str, Any]) -> Credentials:
+    """The inverse of `document`: what the control API and `vaultd relay` hand over.
+
+    Raises KeyError for a missing field and ValueError for a time that is not ISO 8601.
+    """
+    return Credentials(
+        access_key_id=str(doc["AccessKeyId"]),
+        secret_access_key=Secret(str(doc["SecretAccessKey"])),
+        session_token=Secret(str(doc["Token"])),
+        expiration=parse_time(doc["Expiration"]),
+        issued=parse_time(doc["LastUpdated"]),
+        arn=str(doc.get("Arn") or ""),
+    )
+
+
+# -- writing ---------------------------------------------------------------------------------
+def imds_fields(creds: Credentials, account_id: str | None = None) -> dict[str, object]:
+    """IMDS's `iam/security-credentials/ROLE` document, in IMDS's field order; with
+    `account_id`, the "extended" form that adds AccountId."""
+    fields: dict[str, object] = {
+        "Code": "Success",
+        "LastUpdated": iso8601(creds.issued),
+        "Type": "AWS-HMAC",
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.reveal(),
+        "Token": creds.session_token.reveal(),
+        "Expiration": iso8601(creds.expiration),
+    }
+    if account_id is not None:
+        fields["AccountId"] = account_id
+    return fields
+
+
+def container_fields(creds: Credentials, role_arn: str | None) -> dict[str, str]:
+    """The container-credentials document (AWS_CONTAINER_CREDENTIALS_FULL_URI) as the SDKs
+    read it: AccessKeyId, SecretAccessKey, Token, Expiration, and RoleArn when known."""
+    body = {
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.reveal(),
+        "Token": creds.session_token.reveal(),
+        "Expiration": iso8601(creds.expiration),
+    }
+    if role_arn:
+        body["RoleArn"] = role_arn
+    return body
+
+
+def document(plan: PlanLike, creds: Credentials) -> dict[str, object]:
+    """What the daemon hands its own command line and `vaultd relay`: the profile, its
+    role and region, and one credential set (read back with `from_document`)."""
+    return {
+        "Profile": plan.target,
+        "RoleName": plan.role_name,
+        "RoleArn": plan.role_arn,
+        "Region": plan.region,
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.reveal(),
+        "Token": creds.session_token.reveal(),
+        "Expiration": iso8601(creds.expiration),
+        "LastUpdated": iso8601(creds.issued),
+        "Arn": creds.arn,
+    }
+
+
+def process_fields(creds: Credentials) -> dict[str, object]:
+    """`credential_process` output, Version 1 (the AWS CLI's "sourcing credentials with an
+    external process" document), so SDKs can run `vaultd export --format json` directly."""
+    return {
+        "Version": 1,
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.reveal(),
+        "SessionToken": creds.session_token.reveal(),
+        "Expiration": iso8601(creds.expiration),
+    }
+
+
+def environment(creds: Credentials, region: str | None = None) -> dict[str, str]:
+    """The environment variables every SDK reads first, in that order; the region, when
+    given, in both AWS_REGION and AWS_DEFAULT_REGION."""
+    values = {
+        "AWS_ACCESS_KEY_ID": creds.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": creds.secret_access_key.reveal(),
+        "AWS_SESSION_TOKEN": creds.session_token.reveal(),
+        "AWS_CREDENTIAL_EXPIRATION": iso8601(creds.expiration),
+    }
+    if region:
+        values.update(AWS_REGION=region, AWS_DEFAULT_REGION=region)
+    return values
+
+
+def shared_file_section(profile: str, creds: Credentials, region: str | None = None) -> str:
+    """A section of the shared credentials file (`~/.aws/credentials`), newline-terminated."""
+    lines = [
+        f"[{profile}]",
+        f"aws_access_key_id = {creds.access_key_id}",
+        f"aws_secret_access_key = {creds.secret_access_key.reveal()}",
+        f"aws_session_token = {creds.session_token.reveal()}",
+        f"aws_credential_expiration = {iso8601(creds.expiration)}",
+    ]
+    if region:
+        lines.append(f"region = {region}")
+    return "\n".join(lines) + "\n"
+
+
+def signin_session(creds: Credentials) -> dict[str, str]:
+    """The `Session` parameter of the console federation endpoint's getSigninToken."""
+    return {
+        "sessionId": creds.access_key_id,
+        "sessionKey": creds.secret_access_key.reveal(),
+        "sessionToken": creds.session_token.reveal(),
+    }

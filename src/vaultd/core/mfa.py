@@ -1,29 +1,32 @@
-"""Where MFA codes and external credentials come from when no person types them.
+"""Where MFA codes come from when no person types them, and what a code looks like.
 
 - `mfa_process` (aws-vault's profile key): a shell command that prints the code;
 - `ykman oath accounts code --single ACCOUNT` for a YubiKey (`mfa_ykman = true`), where
-  ACCOUNT is the MFA device's ARN, as aws-vault names it;
-- `credential_process` (botocore's key): a shell command that prints credentials as JSON.
+  ACCOUNT is the MFA device's ARN, as aws-vault names it.
 
-Their output is never logged: it is a code or a secret.
+Their output is never logged: it is a code. (`credential_process` is in `process`.)
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Callable
-from datetime import datetime
 
-from vaultd.core.credentials import AccessKeys, Credentials
 from vaultd.errors import VaultdError
-from vaultd.secret import Secret
 
+# What a person types: STS's TokenCode for a TOTP device is exactly six digits.
+MFA_CODE = re.compile(r"^\d{6}$")
+# The same code inside a tool's output, not part of a longer number.
 CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 COMMAND_TIMEOUT = 60.0
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def is_mfa_code(text: str) -> bool:
+    """Whether `text` is a code a person may send (six digits, nothing else)."""
+    return MFA_CODE.match(text) is not None
 
 
 class SourceFailed(VaultdError):
@@ -31,7 +34,9 @@ class SourceFailed(VaultdError):
     http_status = 502
 
 
-def _run(argv: list[str], what: str, timeout: float, runner: Runner) -> str:
+def run_command(argv: list[str], what: str, timeout: float, runner: Runner) -> str:
+    """Run `argv` and return its stdout; SourceFailed names `what` when it cannot run,
+    times out after `timeout` seconds or exits non-zero (with the last line of stderr)."""
     try:
         done = runner(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
@@ -49,13 +54,13 @@ def _run(argv: list[str], what: str, timeout: float, runner: Runner) -> str:
 
 
 def mfa_code_from_process(command: str, runner: Runner = subprocess.run) -> str:
-    out = _run(["/bin/sh", "-c", command], "mfa_process", COMMAND_TIMEOUT, runner)
+    out = run_command(["/bin/sh", "-c", command], "mfa_process", COMMAND_TIMEOUT, runner)
     return _one_code(out, "mfa_process")
 
 
 def mfa_code_from_ykman(account: str, runner: Runner = subprocess.run) -> str:
     argv = ["ykman", "oath", "accounts", "code", "--single", account]
-    return _one_code(_run(argv, "ykman", COMMAND_TIMEOUT, runner), "ykman")
+    return _one_code(run_command(argv, "ykman", COMMAND_TIMEOUT, runner), "ykman")
 
 
 def _one_code(output: str, what: str) -> str:
@@ -63,38 +68,3 @@ def _one_code(output: str, what: str) -> str:
     if len(found) != 1:
         raise SourceFailed(f"{what} printed no six-digit code")
     return str(found[0])
-
-
-def credentials_from_process(
-    command: str, issued: float, runner: Runner = subprocess.run
-) -> AccessKeys | Credentials:
-    """Run a `credential_process` and parse its Version 1 JSON."""
-    out = _run(["/bin/sh", "-c", command], "credential_process", COMMAND_TIMEOUT, runner)
-    malformed = SourceFailed(
-        "credential_process did not print Version 1 JSON with AccessKeyId and SecretAccessKey"
-    )
-    try:
-        data = json.loads(out)
-    except ValueError:
-        raise malformed from None
-    if not isinstance(data, dict) or data.get("Version") != 1:
-        raise malformed
-    if not data.get("AccessKeyId") or not data.get("SecretAccessKey"):
-        raise malformed
-    key_id = str(data["AccessKeyId"])
-    secret = Secret(str(data["SecretAccessKey"]))
-    token = data.get("SessionToken")
-    if not token:
-        return AccessKeys(key_id, secret)
-    expiration = data.get("Expiration")
-    try:
-        expires = (
-            datetime.fromisoformat(str(expiration).replace("Z", "+00:00")).timestamp()
-            if expiration
-            else issued + 3600
-        )
-    except ValueError:
-        raise SourceFailed(
-            "credential_process printed an Expiration that is not ISO 8601"
-        ) from None
-    return Credentials(key_id, secret, Secret(str(token)), expires, issued)

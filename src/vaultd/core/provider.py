@@ -1,9 +1,8 @@
 """Turning a profile into credentials: stored keys -> GetSessionToken (MFA) -> AssumeRole chain.
 
 Everything here is synchronous and blocking (keyring and boto3 both are); the broker runs it
-in a worker thread. STS clients come from an injected factory that is always handed explicit
-credentials, so vaultd's own calls can never fall back to the default chain and ask IMDS,
-which is to say vaultd itself.
+in a worker thread. Every STS call goes through `sts.Sts` (the injected client factory, the
+call count and the error translation live there).
 """
 
 from __future__ import annotations
@@ -11,105 +10,30 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-import botocore.config
-import botocore.session
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
-
-from vaultd.core import mfa, resolve, schedule
+from vaultd.core import mfa, process, resolve, schedule
 from vaultd.core.config import Profile
 from vaultd.core.credentials import Credentials, Source, mask_key_id
 from vaultd.core.keystore import CachedSession, Keystore
-from vaultd.errors import MfaRejected, MfaRequired, NoKeys, StsError, VaultdError
-from vaultd.secret import Secret
+from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
+from vaultd.errors import MfaRequired, NoKeys, StsError
 
 MIN_SESSION_LEFT = schedule.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
 # An automatic code source that repeats its last code is asked again after a pause.
 AUTO_CODE_ATTEMPTS = 3
 AUTO_CODE_WAIT = 10.0
+# GetFederationToken needs a policy; the console session gets what the keys' user has.
+FEDERATION_POLICY = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+)
 log = logging.getLogger("vaultd.provider")
-STALE_SESSION_CODES = frozenset({"ExpiredToken", "InvalidClientTokenId", "ExpiredTokenException"})
 
 Clock = Callable[[], float]
-
-
-class StsFactory(Protocol):
-    def __call__(self, source: Source, region: str) -> Any: ...
-
-
-class Boto3StsFactory:
-    """STS clients on one shared botocore session, endpoint chosen by botocore's own config."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._session = botocore.session.get_session()
-        # Short, bounded calls: a refresh that hangs helps nobody, the broker retries.
-        self._config = botocore.config.Config(
-            connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2}
-        )
-
-    def __call__(self, source: Source, region: str) -> Any:
-        return self.client("sts", source, region)
-
-    def client(self, service: str, source: Source, region: str) -> Any:
-        token = source.session_token.reveal() if isinstance(source, Credentials) else None
-        with self._lock:  # botocore sessions are not safe to create clients from in parallel
-            return self._session.create_client(
-                service,
-                region_name=region,
-                aws_access_key_id=source.access_key_id,
-                aws_secret_access_key=source.secret_access_key.reveal(),
-                aws_session_token=token,
-                config=self._config,
-            )
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
-
-def to_credentials(raw: Mapping[str, Any], issued: float, arn: str = "") -> Credentials:
-    return Credentials(
-        access_key_id=str(raw["AccessKeyId"]),
-        secret_access_key=Secret(str(raw["SecretAccessKey"])),
-        session_token=Secret(str(raw["SessionToken"])),
-        expiration=_epoch(raw["Expiration"]),
-        issued=issued,
-        arn=arn,
-    )
-
-
-def sts_failure(exc: Exception, doing: str) -> VaultdError:
-    """Map a botocore failure to an error a person can act on, without echoing secrets."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Unknown"))
-        message = str(error.get("Message", "")).strip()
-        if "MultiFactorAuthentication" in message or "MFA" in message:
-            return MfaRejected(f"STS rejected the MFA code ({doing}): wait for the next code")
-        if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
-            return StsError(f"STS rejected the credentials used to {doing} ({code})", code)
-        detail = f": {message}" if message else ""
-        return StsError(f"STS refused to {doing} ({code}){detail}", code)
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
-        return StsError(f"cannot reach STS to {doing}: {type(exc).__name__}")
-    if isinstance(exc, BotoCoreError):
-        return StsError(f"STS call failed ({doing}): {type(exc).__name__}")
-    return StsError(f"STS call failed ({doing}): {type(exc).__name__}")
 
 
 class Provider:
@@ -128,7 +52,7 @@ class Provider:
     ) -> None:
         self.load_profiles = load_profiles
         self.keystore = keystore
-        self.sts_factory = sts_factory
+        self.sts = Sts(sts_factory, clock)
         self.clock = clock
         self.session_duration = session_duration
         env = os.environ if env is None else env
@@ -136,10 +60,13 @@ class Provider:
         self.ykman_default = ykman_default
         self.runner = runner
         self.sleep = sleep
-        # STS calls made so far: shown in status, and what the benchmark reads.
-        self.sts_calls = 0
         # The last code each automatic source gave per device: never sent twice.
         self._last_auto_code: dict[str, str] = {}
+
+    @property
+    def sts_calls(self) -> int:
+        """STS calls made so far: shown in status, and what the benchmark reads."""
+        return self.sts.calls
 
     def plan(self, name: str) -> resolve.Plan:
         return resolve.plan(self.load_profiles(), name, env_region=self.env_region)
@@ -182,7 +109,9 @@ class Provider:
 
     def _root_keys(self, plan: resolve.Plan) -> Source:
         if plan.credential_process:
-            return mfa.credentials_from_process(plan.credential_process, self.clock(), self.runner)
+            return process.credentials_from_process(
+                plan.credential_process, self.clock(), self.runner
+            )
         keys = self.keystore.get_keys(plan.root)
         if keys is None:
             raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
@@ -203,18 +132,15 @@ class Provider:
         keys = self._root_keys(plan)
         if isinstance(keys, Credentials):
             raise StsError(f"profile {name!r} has only temporary credentials: nothing to federate")
-        policy = (
-            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+        return self.sts.credentials(
+            "get_federation_token",
+            keys,
+            plan.region,
+            f"get a console session for {name!r}",
+            Name=resolve.default_session_name()[:32],
+            Policy=FEDERATION_POLICY,
+            DurationSeconds=duration,
         )
-        try:
-            issued = self.clock()
-            self.sts_calls += 1
-            raw = self.sts_factory(keys, plan.region).get_federation_token(
-                Name=resolve.default_session_name()[:32], Policy=policy, DurationSeconds=duration
-            )["Credentials"]
-        except Exception as exc:
-            raise sts_failure(exc, f"get a console session for {name!r}") from None
-        return to_credentials(raw, issued)
 
     def has_auto_code(self, plan: resolve.Plan) -> bool:
         return bool(plan.mfa_process) or (
@@ -265,13 +191,7 @@ class Provider:
         if plan.mfa_serial is not None:
             params.update(SerialNumber=plan.mfa_serial, TokenCode=self._code(plan, code))
         doing = f"get a session for {plan.root!r} with key {mask_key_id(keys.access_key_id)}"
-        try:
-            issued = self.clock()
-            self.sts_calls += 1
-            raw = self.sts_factory(keys, plan.region).get_session_token(**params)["Credentials"]
-        except Exception as exc:
-            raise sts_failure(exc, doing) from None
-        creds = to_credentials(raw, issued)
+        creds = self.sts.credentials("get_session_token", keys, plan.region, doing, **params)
         self.keystore.set_session(plan.root, CachedSession(plan.mfa_serial, creds))
         return creds, False
 
@@ -298,11 +218,5 @@ class Provider:
             params["ExternalId"] = step.external_id
         if code is not None and step.mfa_serial is not None:
             params.update(SerialNumber=step.mfa_serial, TokenCode=code)
-        try:
-            issued = self.clock()
-            self.sts_calls += 1
-            response = self.sts_factory(source, region).assume_role(**params)
-        except Exception as exc:
-            raise sts_failure(exc, f"assume {step.role_arn} for {step.profile!r}") from None
-        arn = str(response.get("AssumedRoleUser", {}).get("Arn", ""))
-        return to_credentials(response["Credentials"], issued, arn)
+        doing = f"assume {step.role_arn} for {step.profile!r}"
+        return self.sts.credentials("assume_role", source, region, doing, **params)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaultd.core import config, resolve
-from vaultd.core.credentials import AccessKeys, Credentials, Source, mask_key_id
+from vaultd.core.credentials import AccessKeys, Source, mask_key_id
 from vaultd.core.keystore import Keystore
-from vaultd.core.provider import sts_failure, to_credentials
+from vaultd.core.sts import Sts
 from vaultd.errors import NoKeys, VaultdError
 from vaultd.secret import Secret
 
@@ -49,15 +49,16 @@ def _session(
         return keys
     if code is None:
         raise RotateError(f"rotating {plan.root!r} needs an MFA code: pass --mfa CODE")
-    try:
-        issued = clock()
-        raw = clients("sts", keys, plan.region).get_session_token(
-            SerialNumber=plan.mfa_serial, TokenCode=code, DurationSeconds=900
-        )["Credentials"]
-    except Exception as exc:
-        raise sts_failure(exc, f"get an MFA session for {plan.root!r}") from None
-    creds: Credentials = to_credentials(raw, issued)
-    return creds
+    sts = Sts(lambda source, region: clients("sts", source, region), clock)
+    return sts.credentials(
+        "get_session_token",
+        keys,
+        plan.region,
+        f"get an MFA session for {plan.root!r}",
+        SerialNumber=plan.mfa_serial,
+        TokenCode=code,
+        DurationSeconds=900,
+    )
 
 
 def _works(new: AccessKeys, region: str, clients: Clients) -> bool:

@@ -20,12 +20,11 @@ from aiohttp import web
 
 from vaultd.core.broker import Broker
 from vaultd.core.config import Profile
-from vaultd.core.credentials import Credentials
+from vaultd.core.credentials import Credentials, document
 from vaultd.core.inventory import profile_rows
 from vaultd.core.keystore import Keystore
 from vaultd.core.resolve import chain_of
 from vaultd.errors import BadRequest, VaultdError
-from vaultd.http import metadata
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import Grants
 
@@ -181,7 +180,7 @@ class ControlApp:
         body = await _body(request)
         profile = _required(body, "profile")
         plan, creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
-        return _json(200, metadata.relay_document(plan, creds))
+        return _json(200, document(plan, creds))
 
     async def credentials(self, request: web.Request) -> web.Response:
         """The active profile's temporary credentials (never long-lived keys), for `vaultd
@@ -191,7 +190,7 @@ class ControlApp:
         if creds is None or slot is None or slot.plan is None:
             status = self.broker.status()
             return _json(503, {"error": status["state"], "message": status["message"]})
-        return _json(200, metadata.relay_document(slot.plan, creds))
+        return _json(200, document(slot.plan, creds))
 
     async def console_credentials(self, request: web.Request) -> web.Response:
         """Credentials for a console sign-in: the role's own set, or for a profile with no
@@ -210,7 +209,7 @@ class ControlApp:
             creds = await asyncio.to_thread(self.federate, profile, duration)
         else:
             raise BadRequest("this daemon cannot federate")
-        return _json(200, {**metadata.relay_document(plan, creds), "IsRole": bool(plan.roles)})
+        return _json(200, {**document(plan, creds), "IsRole": bool(plan.roles)})
 
     async def exec_token(self, request: web.Request) -> web.Response:
         if self.grants is None:

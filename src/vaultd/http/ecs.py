@@ -18,7 +18,7 @@ from typing import Final
 from aiohttp import web
 
 from vaultd.core.broker import Broker
-from vaultd.core.credentials import iso8601
+from vaultd.core.credentials import container_fields
 
 PATH_PREFIX: Final = "/vaultd-ecs/"
 WAIT_FOR_REFRESH: Final = 1.0
@@ -53,9 +53,6 @@ class Grants:
     def revoke(self, gid: str) -> Grant | None:
         return self._grants.pop(gid, None)
 
-    def count(self, profile: str | None = None) -> int:
-        return sum(1 for g in self._grants.values() if profile in (None, g.profile))
-
     def by_profile(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for grant in self._grants.values():
@@ -87,13 +84,5 @@ class EcsApp:
         if creds is None or slot is None:
             reason = slot.error.message if slot is not None and slot.error else "not ready yet"
             return _error(503, "CredentialsUnavailable", f"{grant.profile}: {reason}")
-        body = {
-            "AccessKeyId": creds.access_key_id,
-            "SecretAccessKey": creds.secret_access_key.reveal(),
-            "Token": creds.session_token.reveal(),
-            "Expiration": iso8601(creds.expiration),
-        }
         role_arn = slot.plan.role_arn if slot.plan else None
-        if role_arn:
-            body["RoleArn"] = role_arn
-        return web.json_response(body)
+        return web.json_response(container_fields(creds, role_arn))

@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from vaultd.core.broker import Broker
-from vaultd.core.credentials import Credentials, iso8601
+from vaultd.core.credentials import Credentials, document, iso8601
 from vaultd.core.resolve import Plan
 from vaultd.host.peer_owner import owner_of
 from vaultd.http import metadata
@@ -280,7 +280,7 @@ class ImdsApp:
         slot = self.broker.active_slot()
         if creds is None or slot is None or slot.plan is None:
             return web.json_response({"error": "unavailable"}, status=503)
-        return web.json_response(metadata.relay_document(slot.plan, creds))
+        return web.json_response(document(slot.plan, creds))
 
     def _token(self, request: web.BaseRequest, version: str) -> web.Response:
         if request.method != "PUT":

@@ -12,9 +12,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
-from vaultd.core.credentials import Credentials, iso8601
+from vaultd.core.credentials import Credentials, imds_fields, iso8601
 
 TEXT: Final = "text/plain"
 HTML: Final = "text/html"
@@ -89,45 +89,7 @@ NOT_FOUND: Final = Reply(404, error_page(404, "Not Found"), HTML)
 
 def credentials_body(creds: Credentials, account_id: str | None = None) -> bytes:
     """The credentials document; with `account_id`, the "extended" form (spec 2.1)."""
-    fields: dict[str, object] = {
-        "Code": "Success",
-        "LastUpdated": iso8601(creds.issued),
-        "Type": "AWS-HMAC",
-        "AccessKeyId": creds.access_key_id,
-        "SecretAccessKey": creds.secret_access_key.reveal(),
-        "Token": creds.session_token.reveal(),
-        "Expiration": iso8601(creds.expiration),
-    }
-    if account_id is not None:
-        fields["AccountId"] = account_id
-    return imds_json(fields)
-
-
-class PlanLike(Protocol):
-    @property
-    def target(self) -> str: ...
-    @property
-    def role_name(self) -> str: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def role_arn(self) -> str | None: ...
-
-
-def relay_document(plan: PlanLike, creds: Credentials) -> dict[str, object]:
-    """What `vaultd relay` gets from the host daemon: the active profile and its set."""
-    return {
-        "Profile": plan.target,
-        "RoleName": plan.role_name,
-        "RoleArn": plan.role_arn,
-        "Region": plan.region,
-        "AccessKeyId": creds.access_key_id,
-        "SecretAccessKey": creds.secret_access_key.reveal(),
-        "Token": creds.session_token.reveal(),
-        "Expiration": iso8601(creds.expiration),
-        "LastUpdated": iso8601(creds.issued),
-        "Arn": creds.arn,
-    }
+    return imds_json(imds_fields(creds, account_id))
 
 
 def unavailable_body(message: str, now: float) -> bytes:
@@ -296,8 +258,6 @@ def _meta_data(path: list[str], inst: Instance | None, role_body: bytes | None) 
         if len(tail) == 1 and tail[0] in services:
             return Reply(200, services[tail[0]].encode("utf-8"))
         return NOT_FOUND
-    if head == "iam" and inst is not None:
-        return _iam(tail, inst, role_body)
     return NOT_FOUND
 
 

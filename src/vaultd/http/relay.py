@@ -12,7 +12,6 @@ one poll interval.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import contextlib
 import json
 import logging
@@ -27,12 +26,11 @@ from typing import Any
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import resolve
 from vaultd.core.broker import Broker
-from vaultd.core.credentials import Credentials
+from vaultd.core.credentials import Credentials, from_document
 from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
 from vaultd.http.guards import Guard
 from vaultd.http.imds import RELAY_PATH, ImdsApp, ImdsOptions
 from vaultd.http.tokens import Tokens
-from vaultd.secret import Secret
 
 log = logging.getLogger("vaultd.relay")
 POLL_INTERVAL = 10.0
@@ -73,10 +71,6 @@ def http_fetch(upstream: str, token: str) -> Fetch:
     return fetch
 
 
-def _epoch(text: str) -> float:
-    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
-
-
 class RelayProvider:
     """A provider whose "STS" is the host daemon; the profile is whatever the host serves."""
 
@@ -108,14 +102,10 @@ class RelayProvider:
         doc = self.poll()
         if doc.get("Profile") != name:
             raise StsError(f"the host now serves {doc.get('Profile')!r}, not {name!r}")
-        return Credentials(
-            access_key_id=str(doc["AccessKeyId"]),
-            secret_access_key=Secret(str(doc["SecretAccessKey"])),
-            session_token=Secret(str(doc["Token"])),
-            expiration=_epoch(str(doc["Expiration"])),
-            issued=_epoch(str(doc["LastUpdated"])),
-            arn=str(doc.get("Arn") or ""),
-        )
+        try:
+            return from_document(doc)
+        except (KeyError, ValueError):
+            raise StsError("the host's vaultd answered an incomplete credentials set") from None
 
     def has_auto_code(self, plan: resolve.Plan) -> bool:
         return False
