@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import README_CONFIG
 from vaultd import settings
-from vaultd.core import config, resolve
+from vaultd.core import config, resolve, rules
 from vaultd.errors import ConfigError, UnknownProfile
 
 
@@ -108,7 +108,7 @@ def test_loops_and_missing_sources_are_named() -> None:
 
 def test_session_name_is_valid_for_sts() -> None:
     name = resolve.default_session_name("Jöhn Doe/admin" * 10)
-    assert config.SESSION_NAME.match(name)
+    assert rules.SESSION_NAME.fullmatch(name)
 
 
 # -- vaultd settings -------------------------------------------------------------------------

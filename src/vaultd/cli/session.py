@@ -92,6 +92,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     ]
     if status.get("role_arn"):
         lines.append(f"role:        {status['role_arn']}")
+    elif status.get("role") and status.get("role") != status.get("active"):
+        # The profile's name is not a path segment SDKs can request back: say what IMDS lists.
+        lines.append(f"imds role:   {status['role']} (profile {status.get('active')!r})")
     if creds:
         minutes = int(creds["expires_in"]) // 60
         lines.append(

@@ -1,24 +1,30 @@
 """Reading ~/.aws/config (or AWS_CONFIG_FILE) into typed profiles.
 
-Only the keys botocore and aws-vault give meaning to are read; anything else is ignored, as
-both tools do. `[default]` is a profile like any other: nothing is silently inherited from it.
+The file is read by botocore's own loader (`botocore.configloader.load_config`), which is
+the definition of the format: section names are split the shell's way (`[profile 'Foo
+Bar']` is the profile `Foo Bar`), a section or key given twice makes the file unreadable,
+values are kept whole (`region = eu-west-1  # Ireland` is not `eu-west-1`), and `[DEFAULT]`
+applies to every section. vaultd adds only aws-vault's extra keys and checks each value
+against what AWS accepts (`core.rules`). `[default]` is a profile like any other: nothing is
+silently inherited from it.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
-import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+import botocore.configloader
+import botocore.exceptions
+from pydantic import BaseModel, ConfigDict
 
+from vaultd.core import rules
 from vaultd.errors import ConfigError, UnknownProfile
 
-ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-MFA_SERIAL = re.compile(r"^(arn:aws[\w-]*:iam::\d{12}:(mfa|u2f)/[\w+=,.@/-]+|GA[A-Z0-9]{10,})$")
-SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 KNOWN_KEYS = (
     "source_profile",
     "role_arn",
@@ -35,6 +41,8 @@ KNOWN_KEYS = (
 
 
 class Profile(BaseModel):
+    """One profile's keys that vaultd gives meaning to, each already checked by `rules`."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
@@ -50,48 +58,13 @@ class Profile(BaseModel):
     mfa_ykman: bool | None = None
     credential_process: str | None = None
 
-    @field_validator("role_arn")
-    @classmethod
-    def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN.match(value):
-            raise ValueError("is not a role ARN (arn:aws:iam::123456789012:role/Name)")
-        return value
-
-    @field_validator("mfa_serial")
-    @classmethod
-    def _mfa_serial(cls, value: str | None) -> str | None:
-        if value is not None and not MFA_SERIAL.match(value):
-            raise ValueError("is not an MFA device ARN (arn:aws:iam::123456789012:mfa/name)")
-        return value
-
-    @field_validator("role_session_name")
-    @classmethod
-    def _session_name(cls, value: str | None) -> str | None:
-        if value is not None and not SESSION_NAME.match(value):
-            raise ValueError("must be 2-64 characters of letters, digits and +=,.@_-")
-        return value
-
-    @field_validator("duration_seconds")
-    @classmethod
-    def _duration(cls, value: int | None) -> int | None:
-        # STS's own bounds for AssumeRole; the role's MaxSessionDuration may be lower.
-        if value is not None and not 900 <= value <= 43200:
-            raise ValueError("must be between 900 and 43200 seconds")
-        return value
-
-    @field_validator("sts_regional_endpoints")
-    @classmethod
-    def _endpoints(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("legacy", "regional"):
-            raise ValueError("must be 'legacy' or 'regional'")
-        return value
-
     @property
     def role_name(self) -> str:
-        """What IMDS lists as the instance's role: the role's name, or the profile's."""
+        """What IMDS lists as the instance's role: the role's name, or a name made from the
+        profile's that SDKs can request back (`rules.imds_role_name`)."""
         if self.role_arn:
             return self.role_arn.rsplit("/", 1)[-1]
-        return self.name
+        return rules.imds_role_name(self.name)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -101,56 +74,75 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("HOME", "~")).expanduser() / ".aws" / "config"
 
 
-def _section_profile(section: str) -> str | None:
-    if section == "default":
-        return "default"
-    kind, _, rest = section.partition(" ")
-    if kind == "profile" and rest.strip():
-        return rest.strip()
-    return None  # sso-session, services and anything else
+def _unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> ConfigError:
+    """One line naming the file and, where configparser says, the section and line."""
+    cause = exc.kwargs.get("error")
+    if isinstance(cause, configparser.DuplicateSectionError):
+        return ConfigError(
+            f"{source}: section [{cause.section}] appears twice (line {cause.lineno}); "
+            "botocore and the AWS CLI refuse the file: merge or delete one of them"
+        )
+    if isinstance(cause, configparser.DuplicateOptionError):
+        return ConfigError(
+            f"{source}: key {cause.option!r} appears twice in section [{cause.section}] "
+            f"(line {cause.lineno}); botocore and the AWS CLI refuse the file"
+        )
+    detail = str(cause).splitlines()[0] if cause is not None else "unreadable"
+    return ConfigError(f"{source} is not valid INI: {detail}")
 
 
-def _describe(exc: ValidationError, name: str) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "?"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "int_parsing":
-        message = "must be a whole number of seconds"
-    elif first["type"] == "bool_parsing":
-        message = "must be true or false"
-    return f"profile {name!r}: {key} {message}"
+def read_profile_map(path: Path, source: str | None = None) -> dict[str, dict[str, Any]]:
+    """botocore's view of the file: profile name -> its keys, exactly as botocore reads it.
+
+    Raises ConfigError (one line) when botocore cannot read the file. A missing file has no
+    profiles, as for botocore.
+    """
+    source = source or str(path)
+    try:
+        loaded = botocore.configloader.load_config(str(path))
+    except botocore.exceptions.ConfigNotFound:
+        return {}
+    except botocore.exceptions.ConfigParseError as exc:
+        raise _unreadable(source, exc) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
+    return dict(loaded.get("profiles", {}))
+
+
+def to_profile(name: str, keys: Mapping[str, Any], source: str = "config") -> Profile:
+    """The keys vaultd reads from one profile, each checked against `rules`; the first bad
+    value raises ConfigError naming the profile, the key and the value."""
+    values: dict[str, str] = {}
+    for key in KNOWN_KEYS:
+        raw = keys.get(key)
+        if isinstance(raw, dict):
+            raise ConfigError(f"{source}: profile {name!r}: {key} must be one value, not a block")
+        if raw is None or not str(raw).strip():
+            continue
+        value = str(raw).strip()
+        wrong = rules.problem(key, value)
+        if wrong is not None:
+            raise ConfigError(f"{source}: profile {name!r}: {key} {wrong} (got {value!r})")
+        values[key] = value
+    return Profile(name=name, **values)  # type: ignore[arg-type]
+
+
+def load_profiles(path: Path | None = None, source: str | None = None) -> dict[str, Profile]:
+    """Every profile in the config file (default: `config_path()`), keyed by name."""
+    path = config_path() if path is None else path
+    source = source or str(path)
+    return {
+        name: to_profile(name, keys, source)
+        for name, keys in read_profile_map(path, source).items()
+    }
 
 
 def parse_profiles(text: str, source: str = "config") -> dict[str, Profile]:
-    parser = configparser.RawConfigParser(strict=False, default_section="\0none")
-    parser.optionxform = str.lower  # type: ignore[assignment,method-assign]
-    try:
-        parser.read_string(text, source=source)
-    except configparser.Error as exc:
-        detail = str(exc).splitlines()[0]
-        raise ConfigError(f"{source} is not valid INI: {detail}") from None
-    profiles: dict[str, Profile] = {}
-    for section in parser.sections():
-        name = _section_profile(section)
-        if name is None:
-            continue
-        values = {k: v.strip() for k, v in parser.items(section) if k in KNOWN_KEYS and v.strip()}
-        try:
-            profiles[name] = Profile(name=name, **values)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {_describe(exc, name)}") from None
-    return profiles
-
-
-def load_profiles(path: Path | None = None) -> dict[str, Profile]:
-    path = config_path() if path is None else path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    return parse_profiles(text, str(path))
+    """`load_profiles` for a config given as text (botocore's loader reads only files)."""
+    with tempfile.TemporaryDirectory(prefix="vaultd-config-") as tmp:
+        path = Path(tmp) / "config"
+        path.write_text(text, encoding="utf-8")
+        return load_profiles(path, source)
 
 
 def get_profile(profiles: Mapping[str, Profile], name: str, path: Path | None = None) -> Profile:

@@ -17,10 +17,10 @@ long-lived keys with the MFA code itself; its credentials are then what gets cac
 from __future__ import annotations
 
 import getpass
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from vaultd.core import rules
 from vaultd.core.config import Profile, get_profile
 from vaultd.errors import ConfigError
 
@@ -68,7 +68,7 @@ def default_session_name(user: str | None = None) -> str:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = "user"
-    cleaned = re.sub(r"[^\w+=,.@-]", "-", user)[:57]
+    cleaned = rules.name_chars(user)[:57]
     return f"vaultd-{cleaned}"
 
 

@@ -1,0 +1,59 @@
+"""Profile names and config files as the SDKs read them, end to end: moto as STS, the daemon
+as a subprocess, boto3 as a client that finds credentials only through IMDS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd
+
+EXTRA = """
+[profile team/dev]
+source_profile = identity
+
+[profile 'Foo Bar']
+source_profile = identity
+role_arn = arn:aws:iam::222233334444:role/DeveloperRole
+"""
+DUPLICATE = """
+[profile 'Foo Bar']
+source_profile = identity
+role_arn = arn:aws:iam::222233334444:role/OtherRole
+"""
+
+
+def test_names_sdks_can_request_and_a_broken_file_that_keeps_what_is_held(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path, aws_config: Path
+) -> None:
+    with aws_config.open("a") as fh:
+        fh.write(EXTRA)
+    daemon.start()
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+
+    # [profile team/dev]: IMDS lists a name boto3 can request back, and status says which.
+    done = run_vaultd("switch", "team/dev", "--mfa", "123456")
+    assert done.returncode == 0, done.stderr
+    seen = boto3_whoami(env)
+    assert seen["method"] == "iam-role"
+    status = json.loads(run_vaultd("status", "--json").stdout)
+    assert (status["active"], status["role"]) == ("team/dev", "team-dev")
+    assert "imds role:   team-dev (profile 'team/dev')" in run_vaultd("status").stdout
+
+    # [profile 'Foo Bar'] is the profile `Foo Bar`, as for the AWS CLI.
+    done = run_vaultd("switch", "Foo Bar")
+    assert done.returncode == 0, done.stderr
+    held = boto3_whoami(env)
+    assert held["arn"].startswith("arn:aws:sts::222233334444:assumed-role/DeveloperRole/")
+
+    # A [profile] section pasted twice: refused in one line naming the file and the section,
+    # while IMDS keeps serving the credentials the daemon holds.
+    with aws_config.open("a") as fh:
+        fh.write(DUPLICATE)
+    done = run_vaultd("refresh")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert f"{aws_config}: section [profile 'Foo Bar'] appears twice" in done.stderr
+    assert boto3_whoami(env)["access_key"] == held["access_key"]
+    status = json.loads(run_vaultd("status", "--json").stdout)
+    assert status["state"] == "ok" and status["last_error"]["error"] == "config_error"
