@@ -170,9 +170,7 @@ class Daemon:
         self.listeners.append(f"imds {self.endpoint}" + (" (socket-activated)" if sock else ""))
 
     async def _start_control(self, sock: socket.socket | None) -> None:
-        control_runner = web.AppRunner(
-            self.control.app(), handle_signals=False, access_log=None, shutdown_timeout=5
-        )
+        control_runner = self.control.runner()
         await control_runner.setup()
         self._runners.append(control_runner)
         if sock is not None:

@@ -7,7 +7,6 @@ Only the daemon's own user may talk to it: the socket lives in a 0700 directory,
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -27,9 +26,11 @@ from vaultd.core.resolve import chain_of
 from vaultd.errors import BadRequest, VaultdError
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import Grants
+from vaultd.http.reading import BODY_DEADLINE, ClientFaultLog, read_json_object
 
 log = logging.getLogger("vaultd.control")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_BODY_DEADLINE = web.AppKey("body_deadline", float)
 
 
 def peer_uid(sock: Any) -> int | None:
@@ -58,15 +59,7 @@ def _error(exc: VaultdError) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        value = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return value
+    return await read_json_object(request, deadline=request.config_dict[_BODY_DEADLINE])
 
 
 def _required(body: dict[str, Any], key: str) -> str:
@@ -91,7 +84,9 @@ class ControlApp:
         grants: Grants | None = None,
         endpoint: Callable[[], str] = lambda: "http://127.0.0.1:9169/",
         federate: Callable[[str, int], Credentials] | None = None,
+        body_deadline: float = BODY_DEADLINE,
     ) -> None:
+        self.body_deadline = body_deadline
         self.federate = federate
         self.grants = grants
         self.endpoint = endpoint
@@ -101,8 +96,22 @@ class ControlApp:
         self.info = info
         self.uid = os.getuid()
 
+    def runner(self) -> web.AppRunner:
+        """The app with its server options: no access log, malformed HTTP logged as the
+        client's fault, and no lingering to drain a body it refused (a client trickling one,
+        cut off at the deadline, is closed at once)."""
+        return web.AppRunner(
+            self.app(),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=5,
+            lingering_time=0,
+            logger=ClientFaultLog(log),
+        )
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024)
+        app[_BODY_DEADLINE] = self.body_deadline
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/profiles", self.profiles)
         app.router.add_post("/v1/switch", self.switch)
