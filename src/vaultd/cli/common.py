@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from vaultd import settings
 from vaultd.client import ControlClient, ControlError
+from vaultd.core.mfa import is_mfa_code
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MFA, EXIT_NO_DAEMON = 0, 1, 2, 3, 4
-MFA_CODE = re.compile(r"^\d{6}$")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -66,7 +65,7 @@ def ask_code(prompt: str) -> str:
     """Ask for a six-digit MFA code without echo, up to three times; Failure after that."""
     for _ in range(3):
         code = getpass.getpass(prompt).strip()
-        if MFA_CODE.match(code):
+        if is_mfa_code(code):
             return code
         print("vaultd: an MFA code is six digits", file=sys.stderr)
     raise Failure("no valid MFA code entered")
@@ -87,14 +86,14 @@ def answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
     serial = error.payload.get("mfa_serial") or "your MFA device"
     if not has_terminal():
         raise Failure(f"{error}. No terminal to ask on: run `vaultd mfa CODE`", EXIT_MFA)
-    for attempt in range(3):
+    for _ in range(2):
         try:
             return client.mfa(ask_code(f"MFA code for {serial}: "))
         except ControlError as exc:
-            if exc.code not in ("mfa_rejected", "bad_mfa_code") or attempt == 2:
+            if exc.code not in ("mfa_rejected", "bad_mfa_code"):
                 raise
             print(f"vaultd: {exc}", file=sys.stderr)
-    raise Failure("MFA failed")
+    return client.mfa(ask_code(f"MFA code for {serial}: "))  # the third try's error is final
 
 
 def with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any
 
 from vaultd.cli.common import EXIT_OK, Command, Failure, client_for, socket_arg, with_mfa
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.core import credentials
+from vaultd.core.credentials import Credentials
 
 CLEARED_FOR_CHILD = (
     "AWS_ACCESS_KEY_ID",
@@ -33,11 +35,20 @@ FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUS
 
 def _credentials_for(
     client: ControlClient, profile: str, mfa_code: str | None = None
-) -> dict[str, Any]:
+) -> tuple[Credentials, str | None]:
+    """One profile's credentials from the daemon, and its region if it has one."""
     body: dict[str, Any] = {"profile": profile}
     if mfa_code is not None:
         body["mfa_code"] = mfa_code
-    return with_mfa(client, lambda: client.call("POST", "/v1/credentials", body))
+    doc = with_mfa(client, lambda: client.call("POST", "/v1/credentials", body))
+    return _read_document(doc), doc.get("Region") or None
+
+
+def _read_document(doc: dict[str, Any]) -> Credentials:
+    try:
+        return credentials.from_document(doc)
+    except (KeyError, ValueError):
+        raise Failure("vaultd answered an incomplete credentials document") from None
 
 
 def _run_child(command: list[str], env: dict[str, str]) -> int:
@@ -80,15 +91,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_FOR_CHILD}
     env["VAULTD_PROFILE"] = args.profile
     if args.env:
-        doc = _credentials_for(client, args.profile, args.mfa)
-        env.update(
-            AWS_ACCESS_KEY_ID=doc["AccessKeyId"],
-            AWS_SECRET_ACCESS_KEY=doc["SecretAccessKey"],
-            AWS_SESSION_TOKEN=doc["Token"],
-            AWS_CREDENTIAL_EXPIRATION=doc["Expiration"],
-        )
-        if doc.get("Region"):
-            env.update(AWS_REGION=doc["Region"], AWS_DEFAULT_REGION=doc["Region"])
+        creds, region = _credentials_for(client, args.profile, args.mfa)
+        env.update(credentials.environment(creds, region))
         return _run_child(command, env)
     body: dict[str, Any] = {"profile": args.profile}
     if args.mfa:
@@ -109,39 +113,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     client = client_for(args)
-    doc = _credentials_for(client, args.profile)
-    values = {
-        "AWS_ACCESS_KEY_ID": doc["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": doc["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": doc["Token"],
-        "AWS_CREDENTIAL_EXPIRATION": doc["Expiration"],
-    }
-    if doc.get("Region"):
-        values.update(AWS_REGION=doc["Region"], AWS_DEFAULT_REGION=doc["Region"])
+    creds, region = _credentials_for(client, args.profile)
     if args.format == "json":
         # The credential_process format (Version 1), so SDKs can run `vaultd export` directly.
-        print(
-            json.dumps(
-                {
-                    "Version": 1,
-                    "AccessKeyId": doc["AccessKeyId"],
-                    "SecretAccessKey": doc["SecretAccessKey"],
-                    "SessionToken": doc["Token"],
-                    "Expiration": doc["Expiration"],
-                }
-            )
-        )
+        print(json.dumps(credentials.process_fields(creds)))
     elif args.format == "ini":
-        print(f"[{args.profile}]")
-        print(f"aws_access_key_id = {doc['AccessKeyId']}")
-        print(f"aws_secret_access_key = {doc['SecretAccessKey']}")
-        print(f"aws_session_token = {doc['Token']}")
-        print(f"aws_credential_expiration = {doc['Expiration']}")
-        if doc.get("Region"):
-            print(f"region = {doc['Region']}")
+        print(credentials.shared_file_section(args.profile, creds, region), end="")
     else:
         prefix = "export " if args.format == "export" else ""
-        for key, value in values.items():
+        for key, value in credentials.environment(creds, region).items():
             print(f"{prefix}{key}={shlex.quote(value)}")
     return EXIT_OK
 
@@ -176,7 +156,8 @@ def cmd_login(args: argparse.Namespace) -> int:
         or console.HOSTS[partition][0]
     )
     # SessionDuration is accepted only for role credentials; federation sets keep their own.
-    token = console.signin_token(federation, doc, args.duration if doc.get("IsRole") else None)
+    duration = args.duration if doc.get("IsRole") else None
+    token = console.signin_token(federation, _read_document(doc), duration)
     url = console.login_url(federation, token, console.destination(partition, region))
     if args.print or not webbrowser.open(url):
         print(url)

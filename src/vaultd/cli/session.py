@@ -14,7 +14,6 @@ import time
 from vaultd.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
-    MFA_CODE,
     Command,
     Failure,
     ask_code,
@@ -26,6 +25,7 @@ from vaultd.cli.common import (
     with_mfa,
 )
 from vaultd.client import ControlClient, ControlError
+from vaultd.core.mfa import is_mfa_code
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def cmd_mfa(args: argparse.Namespace) -> int:
         if not has_terminal():
             raise Failure("no code given and no terminal to ask on", EXIT_USAGE)
         code = ask_code("MFA code: ")
-    if not MFA_CODE.match(code):
+    if not is_mfa_code(code):
         raise Failure("an MFA code is six digits", EXIT_USAGE)
     print_serving(client.mfa(code))
     return EXIT_OK

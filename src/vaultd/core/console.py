@@ -10,8 +10,8 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
 
+from vaultd.core.credentials import Credentials, signin_session
 from vaultd.errors import StsError
 
 HOSTS = {
@@ -44,14 +44,11 @@ def destination(partition: str, region: str | None) -> str:
     return f"{host}console/home?region={urllib.parse.quote(region)}"
 
 
-def signin_token(federation_url: str, doc: dict[str, Any], session_duration: int | None) -> str:
-    session = json.dumps(
-        {
-            "sessionId": doc["AccessKeyId"],
-            "sessionKey": doc["SecretAccessKey"],
-            "sessionToken": doc["Token"],
-        }
-    )
+def signin_token(federation_url: str, creds: Credentials, session_duration: int | None) -> str:
+    """Trade temporary credentials for a sign-in token (getSigninToken). `session_duration`
+    (seconds) only for role credentials: federation sets keep their own lifetime. Raises
+    StsError naming the endpoint when it cannot be reached or refuses."""
+    session = json.dumps(signin_session(creds))
     params = {"Action": "getSigninToken", "Session": session}
     if session_duration is not None:
         params["SessionDuration"] = str(session_duration)
