@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from vaultd.core.credentials import Credentials
 from vaultd.core.resolve import Plan
@@ -68,6 +69,16 @@ class FakeProvider:
 
     def has_auto_code(self, plan: Plan) -> bool:
         return self.auto_code
+
+    def federation_token(self, name: str, duration: int) -> Credentials:
+        self.calls.append((name, f"federate {duration}"))
+        return make_creds(self.clock(), duration, n=len(self.calls))
+
+    def drop_sessions(self, profile: str | None) -> tuple[list[str], int]:
+        return [], 0
+
+    def inventory(self, active: str | None, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
+        return []
 
     def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
         self.calls.append((name, mfa_code))

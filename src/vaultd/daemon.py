@@ -25,6 +25,7 @@ from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
 from vaultd.host import activation
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
+from vaultd.http import status as status_words
 from vaultd.http.control import ControlApp
 from vaultd.http.ecs import EcsApp, Grants
 from vaultd.http.guards import Guard
@@ -113,13 +114,7 @@ class Daemon:
             ecs=EcsApp(self.broker, self.grants),
         )
         self.control = ControlApp(
-            self.broker,
-            self.keystore,
-            self.provider.load_profiles,
-            self.info,
-            grants=self.grants,
-            endpoint=lambda: self.endpoint,
-            federate=self.provider.federation_token,
+            self.broker, self.info, grants=self.grants, endpoint=lambda: self.endpoint
         )
         self.listeners: list[str] = []
         self.endpoint = settings.endpoint
@@ -227,7 +222,7 @@ class Daemon:
         await self.start()
         await self._activate_profile()
         # Ready once the listeners are bound, not once credentials arrive (that may need MFA).
-        sd_notify(f"READY=1\nSTATUS={self.broker.status()['message']}")
+        sd_notify(f"READY=1\nSTATUS={status_words.message(self.broker.status())}")
         background = [asyncio.create_task(self.broker.run())]
         interval = watchdog_interval()
         if interval is not None:

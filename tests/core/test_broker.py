@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan
 from vaultd.core import schedule
 from vaultd.core.broker import Broker
 from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
+from vaultd.http.status import document
 
 
 def make(clock: FakeClock, **kw: object) -> tuple[Broker, FakeProvider]:
@@ -30,7 +32,7 @@ async def settle(broker: Broker) -> None:
 async def test_no_profile_serves_nothing(clock: FakeClock) -> None:
     broker, provider = make(clock)
     assert broker.current() is None
-    assert broker.status()["state"] == "no_profile"
+    assert broker.status().state == "no_profile"
     assert provider.calls == []
 
 
@@ -40,7 +42,7 @@ async def test_switch_fetches_and_serves(clock: FakeClock) -> None:
     creds = broker.current()
     assert creds is not None
     assert creds.remaining(clock()) == 3600
-    assert broker.status()["state"] == "ok"
+    assert broker.status().state == "ok"
     assert provider.calls == [("master", None)]
 
 
@@ -117,8 +119,8 @@ async def test_failures_back_off_and_old_credentials_are_served_until_expiry(
     broker.maintain()
     await settle(broker)
     status = broker.status()
-    assert status["last_error"]["error"] == "sts_error"
-    assert status["next_retry"] is not None
+    assert status.last_error is not None and status.last_error.error.code == "sts_error"
+    assert status.next_retry is not None
     assert broker.current() is held
     delays = []
     for _ in range(12):
@@ -149,7 +151,7 @@ async def test_failures_back_off_and_old_credentials_are_served_until_expiry(
     broker.maintain()
     await settle(broker)
     assert broker.current() is not None
-    assert broker.status()["state"] == "ok"
+    assert broker.status().state == "ok"
 
 
 async def test_backoff_is_jittered_and_bounded() -> None:
@@ -178,8 +180,8 @@ async def test_mfa_request_opens_and_code_satisfies_it(clock: FakeClock) -> None
         await broker.switch("master")
     assert broker.active == "master"
     status = broker.status()
-    assert status["state"] == "mfa_required"
-    assert status["mfa"]["profile"] == "master"
+    assert status.state == "mfa_required"
+    assert status.mfa is not None and status.mfa.profile == "master"
     assert broker.current() is None
     # Waiting for a person: the loop does not keep calling the provider.
     calls = len(provider.calls)
@@ -189,7 +191,7 @@ async def test_mfa_request_opens_and_code_satisfies_it(clock: FakeClock) -> None
     assert len(provider.calls) == calls
     await broker.submit_mfa("123456")
     assert broker.current() is not None
-    assert broker.status()["mfa"] is None
+    assert broker.status().mfa is None
 
 
 async def test_wrong_code_is_reported_and_request_stays_open(clock: FakeClock) -> None:
@@ -198,8 +200,8 @@ async def test_wrong_code_is_reported_and_request_stays_open(clock: FakeClock) -
         await broker.switch("master")
     with pytest.raises(MfaRejected):
         await broker.submit_mfa("000000")
-    assert broker.status()["mfa"] is not None
-    assert broker.status()["state"] == "mfa_required"
+    assert broker.status().mfa is not None
+    assert broker.status().state == "mfa_required"
     with pytest.raises(BadMfaCode, match="already"):
         await broker.submit_mfa("000000")  # never sent twice
     with pytest.raises(BadMfaCode, match="six digits"):
@@ -226,10 +228,11 @@ async def test_status_never_contains_secrets(clock: FakeClock) -> None:
     await broker.switch("master")
     creds = broker.current()
     assert creds is not None
-    text = repr(broker.status()) + repr(creds) + str(creds)
+    shown = repr(broker.status()) + json.dumps(document(broker.status()))
+    text = shown + repr(creds) + str(creds)
     assert creds.secret_access_key.reveal() not in text
     assert creds.session_token.reveal() not in text
-    assert creds.access_key_id not in repr(broker.status())  # only its last four characters
+    assert creds.access_key_id not in shown  # only its last four characters
 
 
 async def test_close_cancels_refreshes_in_flight(clock: FakeClock) -> None:
@@ -249,7 +252,7 @@ async def test_mfa_needed_while_old_credentials_last_does_not_spin(clock: FakeCl
     clock.advance(31 * 60)
     broker.maintain()
     await settle(broker)
-    assert broker.status()["mfa"] is not None
+    assert broker.status().mfa is not None
     calls = len(provider.calls)
     for _ in range(100):
         assert broker.maintain() >= 1.0  # sleeps, not a busy loop
@@ -275,8 +278,8 @@ async def test_early_mfa_request_before_the_session_ends(clock: FakeClock) -> No
     clock.now = ask_at
     broker.maintain()
     status = broker.status()
-    assert status["mfa"]["early"] is True
-    assert status["state"] == "ok"  # still serving while the person is asked
+    assert status.mfa is not None and status.mfa.early is True
+    assert status.state == "ok"  # still serving while the person is asked
     assert announcer.requests == [("master", True)]
     broker.maintain()
     assert announcer.requests == [("master", True)]  # asked once
@@ -302,3 +305,11 @@ async def test_person_needed_is_announced(clock: FakeClock) -> None:
     with pytest.raises(MfaRequired):
         await broker.switch("master")
     assert announcer.requests == [("master", False)]
+
+
+async def test_console_credentials_federate_only_without_a_role(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    plan, creds = await broker.console_credentials("master", 1800)  # make_plan has no role
+    assert (plan.roles, creds.lifetime) == ((), 1800)
+    assert provider.calls == [("master", "federate 1800")]
+    assert broker.active is None  # a console session changes nothing IMDS serves

@@ -17,6 +17,7 @@ from vaultd.core.credentials import AccessKeys
 from vaultd.core.keystore import CachedSession, Keystore
 from vaultd.core.provider import Provider
 from vaultd.errors import KeyringError, KeyringLocked
+from vaultd.http.status import message
 from vaultd.secret import Secret
 
 
@@ -118,9 +119,9 @@ async def test_daemon_state_names_a_locked_keyring(clock: FakeClock) -> None:
     with pytest.raises(KeyringLocked):
         await broker.switch("identity")
     status = broker.status()
-    assert status["state"] == "keyring_locked"
-    assert "unlock" in status["message"]
-    assert status["next_retry"] is not None
+    assert status.state == "keyring_locked"
+    assert "unlock" in message(status)
+    assert status.next_retry is not None
 
 
 @pytest.mark.usefixtures("swap_keyring")

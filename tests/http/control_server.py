@@ -16,9 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.helpers import FakeClock, FakeProvider
-from vaultd.core import config
 from vaultd.core.broker import Broker
-from vaultd.core.keystore import Keystore
 from vaultd.http.control import ControlApp
 
 
@@ -47,7 +45,7 @@ def control_server(body_deadline: float | None = None) -> Iterator[Path]:
 
     async def start() -> None:
         broker = Broker(FakeProvider(clock), clock)
-        app = ControlApp(broker, Keystore(), config.load_profiles, lambda: {"pid": 1})
+        app = ControlApp(broker, lambda: {"pid": 1})
         if body_deadline is not None:
             app.body_deadline = body_deadline
         r = app.runner()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.helpers import FakeClock, FakeProvider
-from vaultd.core import config
+from vaultd.core import config, inventory
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import AccessKeys
 from vaultd.core.keystore import Keystore
@@ -24,11 +24,22 @@ AioClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
 class ConfigProvider(FakeProvider):
-    """A scripted provider that still refuses profiles the config does not have."""
+    """A scripted provider that still refuses profiles the config does not have, and keeps
+    its sessions in the (test) keyring."""
 
     def plan(self, name: str) -> Plan:
         config.get_profile(config.load_profiles(), name)
         return super().plan(name)
+
+    def drop_sessions(self, profile: str | None) -> tuple[list[str], int]:
+        return inventory.clear_sessions(Keystore(), config.load_profiles, profile)
+
+    def inventory(self, active: str | None, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
+        profiles = config.load_profiles()
+        now = self.clock()
+        return inventory.profile_rows(
+            profiles, Keystore(), active=active, exec_tokens=exec_tokens, now=now
+        )
 
 
 @pytest.fixture
@@ -36,7 +47,7 @@ async def control(
     aiohttp_client: AioClient, clock: FakeClock, aws_config: Path
 ) -> tuple[TestClient[Any, Any], ConfigProvider]:
     provider = ConfigProvider(clock, needs_mfa=True)
-    app = ControlApp(Broker(provider, clock), Keystore(), config.load_profiles, lambda: {"pid": 1})
+    app = ControlApp(Broker(provider, clock), lambda: {"pid": 1})
     return await aiohttp_client(app.app()), provider
 
 

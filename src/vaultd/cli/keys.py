@@ -181,12 +181,10 @@ def cmd_clear(args: argparse.Namespace) -> int:
     except DaemonNotRunning:
         # No daemon holds anything in memory: clearing the keyring is all there is to do.
         from vaultd.core import config
+        from vaultd.core.inventory import clear_sessions
         from vaultd.core.keystore import Keystore
-        from vaultd.http.control import sessions_to_clear
 
-        store = Keystore()
-        names = sessions_to_clear(store, config.load_profiles, args.profile)
-        dropped = sum(store.delete_session(n) for n in names)
+        _, dropped = clear_sessions(Keystore(), config.load_profiles, args.profile)
     print(f"Cleared {dropped} cached session{'s' if dropped != 1 else ''}.")
     return EXIT_OK
 

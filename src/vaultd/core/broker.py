@@ -13,77 +13,21 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from vaultd.core import schedule
+from vaultd.core import schedule, state
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
 from vaultd.core.mfa import is_mfa_code
 from vaultd.core.resolve import Plan
-from vaultd.errors import (
-    BadMfaCode,
-    MfaRequired,
-    NoPendingMfa,
-    NoProfile,
-    StsError,
-    VaultdError,
-)
+from vaultd.core.state import AnnouncerLike, MfaRequest, ProviderLike, Silent, Slot, Status
+from vaultd.errors import BadMfaCode, MfaRequired, NoPendingMfa, NoProfile, StsError, VaultdError
 
 log = logging.getLogger("vaultd.broker")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
 MAX_IDLE = 30.0
 SPENT_CODES = 32
-
-
-class ProviderLike(Protocol):
-    def plan(self, name: str) -> Plan: ...
-    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials: ...
-    def has_auto_code(self, plan: Plan) -> bool: ...
-
-
-class AnnouncerLike(Protocol):
-    def status(self, text: str) -> None: ...
-    def mfa_needed(self, profile: str, serial: str, early: bool) -> None: ...
-
-
-class _Silent:
-    def status(self, text: str) -> None:
-        pass
-
-    def mfa_needed(self, profile: str, serial: str, early: bool) -> None:
-        pass
-
-
 Blocking = Callable[..., Awaitable[Any]]
-
-
-@dataclass
-class MfaRequest:
-    profile: str
-    serial: str
-    opened: float
-    # Opened ahead of time: credentials are still served, the session is about to end.
-    early: bool = False
-    session_ends: float | None = None
-
-
-@dataclass
-class Slot:
-    """Everything the broker knows about one profile in use."""
-
-    profile: str
-    plan: Plan | None = None
-    creds: Credentials | None = None
-    error: VaultdError | None = None
-    error_at: float | None = None
-    failures: int = 0
-    retry_at: float | None = None
-    # `vaultd exec` children holding credentials of this profile: kept fresh while > 0.
-    holders: int = 0
-    # Someone asked for this profile directly (exec, export): a needed code opens a request.
-    requested: bool = False
-    task: asyncio.Task[Credentials] | None = field(default=None, repr=False)
 
 
 class Broker:
@@ -102,7 +46,7 @@ class Broker:
         self.rand = rand
         self.call_timeout = call_timeout
         self.run_blocking = run_blocking
-        self.announcer: AnnouncerLike = announcer or _Silent()
+        self.announcer: AnnouncerLike = announcer or Silent()
         self.active: str | None = None
         self.slots: dict[str, Slot] = {}
         self.mfa: MfaRequest | None = None
@@ -217,9 +161,34 @@ class Broker:
         await self._refresh_now(slot, None)
         return slot
 
+    async def clear_sessions(self, profile: str | None = None) -> int:
+        """Drop cached MFA sessions from the keyring (all, or those `profile` is built on),
+        forget the credentials built on them, and return how many sessions there were."""
+        names, dropped = await self.run_blocking(self.provider.drop_sessions, profile)
+        self.clear(names if profile else None)
+        return int(dropped)
+
+    async def profiles(self, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
+        """One row per profile (`vaultd list`), the active one marked."""
+        rows: list[dict[str, Any]] = await self.run_blocking(
+            self.provider.inventory, self.active, exec_tokens
+        )
+        return rows
+
+    async def console_credentials(
+        self, profile: str, duration: int, mfa_code: str | None = None
+    ) -> tuple[Plan, Credentials]:
+        """Credentials for a console sign-in: the role's own set, or for a profile with no
+        role a GetFederationToken set of `duration` seconds (role session credentials
+        cannot federate, and federation takes no MFA)."""
+        plan = await self.run_blocking(self.provider.plan, profile)
+        if plan.roles:
+            return await self.ensure(profile, mfa_code)
+        creds = await self.run_blocking(self.provider.federation_token, profile, duration)
+        return plan, creds
+
     def clear(self, profiles: list[str] | None = None) -> None:
-        """Forget credentials held in memory (all, or those built on `profiles`); the
-        caller drops the cached sessions in the keyring."""
+        """Forget credentials held in memory (all, or those built on `profiles`)."""
         for slot in self.slots.values():
             if profiles is not None and not (
                 slot.profile in profiles or (slot.plan is not None and slot.plan.root in profiles)
@@ -293,69 +262,10 @@ class Broker:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- status --------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        now = self.clock()
-        slot = self.active_slot()
-        out: dict[str, Any] = {
-            "active": self.active,
-            "role": None,
-            "role_arn": None,
-            "region": None,
-            "state": "no_profile",
-            "message": "no profile is active: run `vaultd switch PROFILE`",
-            "credentials": None,
-            "mfa": None,
-            "last_error": None,
-            "next_retry": None,
-        }
-        if self.mfa is not None:
-            out["mfa"] = {
-                "profile": self.mfa.profile,
-                "serial": self.mfa.serial,
-                "since": iso8601(self.mfa.opened),
-                "early": self.mfa.early,
-                "session_ends": iso8601(self.mfa.session_ends) if self.mfa.session_ends else None,
-                "command": "vaultd mfa CODE",
-            }
-        if slot is None:
-            if self.startup_error is not None:
-                out.update(state=self.startup_error.code, message=self.startup_error.message)
-            return out
-        if slot.plan is not None:
-            out.update(
-                role=slot.plan.role_name, role_arn=slot.plan.role_arn, region=slot.plan.region
-            )
-        if slot.error is not None:
-            out["last_error"] = {
-                **slot.error.to_json(),
-                "at": iso8601(slot.error_at or now),
-                "failures": slot.failures,
-            }
-        if slot.retry_at is not None:
-            out["next_retry"] = iso8601(slot.retry_at)
-        creds = slot.creds
-        if creds is not None and schedule.servable(creds, now):
-            out["credentials"] = {
-                "access_key_id": mask_key_id(creds.access_key_id),
-                "arn": creds.arn or None,
-                "issued": iso8601(creds.issued),
-                "expires": iso8601(creds.expiration),
-                "expires_in": int(creds.remaining(now)),
-                "refresh_at": iso8601(schedule.refresh_due(creds)),
-            }
-            out.update(state="ok", message=f"serving {slot.profile}")
-        elif isinstance(slot.error, MfaRequired):
-            serial = self.mfa.serial if self.mfa else slot.error.serial
-            out.update(
-                state=slot.error.code,
-                message=f"waiting for an MFA code for {slot.profile} ({serial}): "
-                "run `vaultd mfa CODE`",
-            )
-        elif slot.error is not None:
-            out.update(state=slot.error.code, message=slot.error.message)
-        else:
-            out.update(state="refreshing", message=f"fetching credentials for {slot.profile}")
-        return out
+    def status(self) -> Status:
+        """A typed snapshot of the active profile's state; `vaultd.http.status` renders it."""
+        slot, now = self.active_slot(), self.clock()
+        return state.snapshot(self.active, slot, self.mfa, self.startup_error, now)
 
     # -- internals -------------------------------------------------------------------------
     def _slot(self, profile: str) -> Slot:

@@ -1,14 +1,17 @@
-"""One row per profile: where its credentials come from, its cached MFA session, whether it is
-active and how many exec children hold it. Shared by `vaultd list` and `GET /v1/profiles`."""
+"""What the keyring holds per profile, and dropping it: one row per profile (where its
+credentials come from, its cached MFA session, whether it is active, how many exec children
+hold it) for `vaultd list` and `GET /v1/profiles`, and clearing cached sessions for
+`vaultd clear` (through the daemon, or directly when none runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vaultd.core.config import Profile
 from vaultd.core.credentials import iso8601
 from vaultd.core.keystore import Keystore
+from vaultd.core.resolve import chain_of
 
 
 def profile_rows(
@@ -51,3 +54,23 @@ def profile_rows(
             }
         )
     return rows
+
+
+def sessions_to_clear(
+    keystore: Keystore, load_profiles: Callable[[], Mapping[str, Profile]], profile: str | None
+) -> list[str]:
+    """Every cached session, or those one profile's credentials are built on (its chain
+    down to the root). The config is read only for one profile, so clearing everything
+    works even while the config file is broken."""
+    if profile is None:
+        return keystore.profiles_with_sessions()
+    return sorted({p.name for p in chain_of(load_profiles(), profile)})
+
+
+def clear_sessions(
+    keystore: Keystore, load_profiles: Callable[[], Mapping[str, Profile]], profile: str | None
+) -> tuple[list[str], int]:
+    """Delete the cached sessions `sessions_to_clear` names from the keyring; return those
+    names and how many were actually there."""
+    names = sessions_to_clear(keystore, load_profiles, profile)
+    return names, sum(keystore.delete_session(name) for name in names)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from vaultd.core import mfa, process, resolve, schedule
+from vaultd.core import inventory, mfa, process, resolve, schedule
 from vaultd.core.config import Profile
 from vaultd.core.credentials import Credentials, Source, mask_key_id
 from vaultd.core.keystore import CachedSession, Keystore
@@ -140,6 +140,21 @@ class Provider:
             Name=resolve.default_session_name()[:32],
             Policy=FEDERATION_POLICY,
             DurationSeconds=duration,
+        )
+
+    def drop_sessions(self, profile: str | None) -> tuple[list[str], int]:
+        """Delete cached sessions from the keyring (all, or those `profile` is built on);
+        returns their names and how many there were."""
+        return inventory.clear_sessions(self.keystore, self.load_profiles, profile)
+
+    def inventory(self, active: str | None, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
+        """One row per profile in the config or the keyring (`inventory.profile_rows`)."""
+        return inventory.profile_rows(
+            self.load_profiles(),
+            self.keystore,
+            active=active,
+            exec_tokens=exec_tokens,
+            now=self.clock(),
         )
 
     def has_auto_code(self, plan: resolve.Plan) -> bool:

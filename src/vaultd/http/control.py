@@ -6,7 +6,6 @@ Only the daemon's own user may talk to it: the socket lives in a 0700 directory,
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -18,12 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from vaultd.core.broker import Broker
-from vaultd.core.config import Profile
-from vaultd.core.credentials import Credentials, document
-from vaultd.core.inventory import profile_rows
-from vaultd.core.keystore import Keystore
-from vaultd.core.resolve import chain_of
+from vaultd.core.credentials import document
 from vaultd.errors import BadRequest, VaultdError
+from vaultd.http import status as status_words
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import Grants
 from vaultd.http.reading import BODY_DEADLINE, ClientFaultLog, read_json_object
@@ -74,25 +70,26 @@ def _optional(body: dict[str, Any], key: str) -> str | None:
 
 
 class ControlApp:
+    """Translates HTTP to broker calls and the broker's answers to JSON; nothing else.
+
+    `info` adds the daemon's own facts (version, listeners, ...) to every status document;
+    `grants` are the exec tokens the container-credentials surface accepts; `endpoint` is
+    the IMDS listener's URL once bound.
+    """
+
     def __init__(
         self,
         broker: Broker,
-        keystore: Keystore,
-        load_profiles: Callable[[], dict[str, Profile]],
         info: Callable[[], dict[str, Any]],
         *,
         grants: Grants | None = None,
         endpoint: Callable[[], str] = lambda: "http://127.0.0.1:9169/",
-        federate: Callable[[str, int], Credentials] | None = None,
         body_deadline: float = BODY_DEADLINE,
     ) -> None:
         self.body_deadline = body_deadline
-        self.federate = federate
         self.grants = grants
         self.endpoint = endpoint
         self.broker = broker
-        self.keystore = keystore
-        self.load_profiles = load_profiles
         self.info = info
         self.uid = os.getuid()
 
@@ -148,22 +145,14 @@ class ControlApp:
 
     def _status(self) -> dict[str, Any]:
         grants = self.grants.by_profile() if self.grants else {}
-        return {**self.broker.status(), **self.info(), "exec_tokens": grants}
+        return {**status_words.document(self.broker.status()), **self.info(), "exec_tokens": grants}
 
     async def status(self, request: web.Request) -> web.Response:
         return _json(200, self._status())
 
     async def profiles(self, request: web.Request) -> web.Response:
-        def collect() -> list[dict[str, Any]]:
-            return profile_rows(
-                self.load_profiles(),
-                self.keystore,
-                active=self.broker.active,
-                exec_tokens=self.grants.by_profile() if self.grants else {},
-                now=self.broker.clock(),
-            )
-
-        return _json(200, {"profiles": await asyncio.to_thread(collect)})
+        rows = await self.broker.profiles(self.grants.by_profile() if self.grants else {})
+        return _json(200, {"profiles": rows})
 
     async def switch(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -198,7 +187,7 @@ class ControlApp:
         slot = self.broker.active_slot()
         if creds is None or slot is None or slot.plan is None:
             status = self.broker.status()
-            return _json(503, {"error": status["state"], "message": status["message"]})
+            return _json(503, {"error": status.state, "message": status_words.message(status)})
         return _json(200, document(slot.plan, creds))
 
     async def console_credentials(self, request: web.Request) -> web.Response:
@@ -211,13 +200,8 @@ class ControlApp:
         duration = body.get("duration", 3600)
         if not isinstance(duration, int) or not 900 <= duration <= 43200:
             raise BadRequest("duration must be whole seconds between 900 and 43200")
-        plan = await asyncio.to_thread(self.broker.provider.plan, profile)
-        if plan.roles:
-            plan, creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
-        elif self.federate is not None:
-            creds = await asyncio.to_thread(self.federate, profile, duration)
-        else:
-            raise BadRequest("this daemon cannot federate")
+        code = _optional(body, "mfa_code")
+        plan, creds = await self.broker.console_credentials(profile, duration, code)
         return _json(200, {**document(plan, creds), "IsRole": bool(plan.roles)})
 
     async def exec_token(self, request: web.Request) -> web.Response:
@@ -251,21 +235,5 @@ class ControlApp:
 
     async def clear(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        profile = _optional(body, "profile")
-
-        def drop() -> tuple[list[str], int]:
-            names = sessions_to_clear(self.keystore, self.load_profiles, profile)
-            return names, sum(self.keystore.delete_session(n) for n in names)
-
-        names, dropped = await asyncio.to_thread(drop)
-        self.broker.clear(names if profile else None)
+        dropped = await self.broker.clear_sessions(_optional(body, "profile"))
         return _json(200, {**self._status(), "cleared_sessions": dropped})
-
-
-def sessions_to_clear(
-    keystore: Keystore, load_profiles: Callable[[], dict[str, Profile]], profile: str | None
-) -> list[str]:
-    """Every cached session, or those one profile's credentials are built on."""
-    if profile is None:
-        return keystore.profiles_with_sessions()
-    return sorted({p.name for p in chain_of(load_profiles(), profile)})

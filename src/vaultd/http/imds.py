@@ -27,6 +27,7 @@ from vaultd.core.credentials import Credentials, document, iso8601
 from vaultd.core.resolve import Plan
 from vaultd.host.peer_owner import owner_of
 from vaultd.http import metadata
+from vaultd.http import status as status_words
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import EcsApp
 from vaultd.http.guards import Guard
@@ -310,7 +311,7 @@ class ImdsApp:
             return metadata.route(segments, prepared.instance, None, extended=extended)
         if creds is None:
             status = self.broker.status()
-            body = metadata.unavailable_body(status["message"], self.broker.clock())
+            body = metadata.unavailable_body(status_words.message(status), status.now)
             return metadata.route(
                 segments, prepared.instance, body, extended=extended, extended_body=body
             )

@@ -19,7 +19,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,16 @@ class RelayProvider:
 
     def has_auto_code(self, plan: resolve.Plan) -> bool:
         return False
+
+    # The relay holds no keys and no keyring: there is nothing to federate, list or clear.
+    def federation_token(self, name: str, duration: int) -> Credentials:
+        raise StsError("vaultd relay cannot make console sessions: ask the host's vaultd")
+
+    def drop_sessions(self, profile: str | None) -> tuple[list[str], int]:
+        return [], 0
+
+    def inventory(self, active: str | None, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
+        return []
 
 
 async def follow_host(broker: Broker, provider: RelayProvider, interval: float) -> None:

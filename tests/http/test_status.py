@@ -1,0 +1,209 @@
+"""The words and JSON rendered from the broker's typed status. Each expected document below
+was produced by the broker's old dict-building `status()` on the same scenario: the control
+API's /v1/status stays byte-for-byte (keys, order, values)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from typing import Any
+
+from tests.helpers import FakeClock, FakeProvider, make_plan
+from vaultd.core.broker import Broker
+from vaultd.core.state import Reason
+from vaultd.errors import ConfigError, MfaRequired, StsError
+from vaultd.http.status import NO_PROFILE, document, message
+
+
+def same(broker: Broker, expected: dict[str, Any]) -> None:
+    rendered = document(broker.status())
+    assert json.dumps(rendered) == json.dumps(expected)  # order included
+
+
+def make(clock: FakeClock, **kw: Any) -> Broker:
+    return Broker(FakeProvider(clock, **kw), clock, rand=lambda: 0.5)
+
+
+async def test_no_profile_and_startup_error(clock: FakeClock) -> None:
+    broker = make(clock)
+    assert broker.status().reason is Reason.NO_PROFILE
+    same(broker, NONE)
+    broker.startup_error = ConfigError("bad config line")
+    same(broker, STARTUP)
+
+
+async def test_serving(clock: FakeClock) -> None:
+    broker = make(clock)
+    await broker.switch("master")
+    assert broker.status().reason is Reason.SERVING
+    same(broker, SERVING)
+
+
+async def test_waiting_for_mfa(clock: FakeClock) -> None:
+    broker = make(clock, needs_mfa=True)
+    with contextlib.suppress(MfaRequired):
+        await broker.switch("master")
+    same(broker, WAITING)
+
+
+async def test_failed_with_a_retry(clock: FakeClock) -> None:
+    broker = make(clock, failure=StsError("cannot reach STS"))
+    with contextlib.suppress(StsError):
+        await broker.switch("master")
+    status = broker.status()
+    assert (status.reason, message(status)) == (Reason.FAILED, "cannot reach STS")
+    same(broker, FAILED)
+
+
+async def test_fetching(clock: FakeClock) -> None:
+    provider = FakeProvider(clock)
+    provider.gate = threading.Event()
+    broker = Broker(provider, clock)
+    broker.activate("master", make_plan())
+    await asyncio.sleep(0)
+    try:
+        same(broker, FETCHING)
+    finally:
+        provider.gate.set()
+        await broker.close()
+
+
+async def test_early_mfa_request_while_serving(clock: FakeClock) -> None:
+    broker = make(clock, lifetime=4 * 3600, session_ends=clock() + 2 * 3600)
+    await broker.switch("master")
+    clock.advance(100 * 60)
+    broker.maintain()
+    same(broker, EARLY)
+
+
+def test_the_no_profile_sentence() -> None:
+    assert NO_PROFILE == "no profile is active: run `vaultd switch PROFILE`"
+
+
+NONE: dict[str, Any] = {
+    "active": None,
+    "role": None,
+    "role_arn": None,
+    "region": None,
+    "state": "no_profile",
+    "message": "no profile is active: run `vaultd switch PROFILE`",
+    "credentials": None,
+    "mfa": None,
+    "last_error": None,
+    "next_retry": None,
+}
+STARTUP: dict[str, Any] = {
+    "active": None,
+    "role": None,
+    "role_arn": None,
+    "region": None,
+    "state": "config_error",
+    "message": "bad config line",
+    "credentials": None,
+    "mfa": None,
+    "last_error": None,
+    "next_retry": None,
+}
+SERVING: dict[str, Any] = {
+    "active": "master",
+    "role": "DeveloperRole",
+    "role_arn": None,
+    "region": "eu-west-1",
+    "state": "ok",
+    "message": "serving master",
+    "credentials": {
+        "access_key_id": "****0001",
+        "arn": "arn:aws:sts::222233334444:assumed-role/DeveloperRole/vaultd-test",
+        "issued": "2027-01-15T08:00:00Z",
+        "expires": "2027-01-15T09:00:00Z",
+        "expires_in": 3600,
+        "refresh_at": "2027-01-15T08:30:00Z",
+    },
+    "mfa": None,
+    "last_error": None,
+    "next_retry": None,
+}
+WAITING: dict[str, Any] = {
+    "active": "master",
+    "role": "DeveloperRole",
+    "role_arn": None,
+    "region": "eu-west-1",
+    "state": "mfa_required",
+    "message": "waiting for an MFA code for master (arn:aws:iam::111122223333:mfa/e): "
+    "run `vaultd mfa CODE`",
+    "credentials": None,
+    "mfa": {
+        "profile": "master",
+        "serial": "arn:aws:iam::111122223333:mfa/e",
+        "since": "2027-01-15T08:00:00Z",
+        "early": False,
+        "session_ends": None,
+        "command": "vaultd mfa CODE",
+    },
+    "last_error": {
+        "error": "mfa_required",
+        "message": "needs MFA",
+        "profile": "master",
+        "mfa_serial": "arn:aws:iam::111122223333:mfa/e",
+        "at": "2027-01-15T08:00:00Z",
+        "failures": 0,
+    },
+    "next_retry": None,
+}
+FAILED: dict[str, Any] = {
+    "active": "master",
+    "role": "DeveloperRole",
+    "role_arn": None,
+    "region": "eu-west-1",
+    "state": "sts_error",
+    "message": "cannot reach STS",
+    "credentials": None,
+    "mfa": None,
+    "last_error": {
+        "error": "sts_error",
+        "message": "cannot reach STS",
+        "at": "2027-01-15T08:00:00Z",
+        "failures": 1,
+    },
+    "next_retry": "2027-01-15T08:00:00Z",
+}
+FETCHING: dict[str, Any] = {
+    "active": "master",
+    "role": "DeveloperRole",
+    "role_arn": None,
+    "region": "eu-west-1",
+    "state": "refreshing",
+    "message": "fetching credentials for master",
+    "credentials": None,
+    "mfa": None,
+    "last_error": None,
+    "next_retry": None,
+}
+EARLY: dict[str, Any] = {
+    "active": "master",
+    "role": "DeveloperRole",
+    "role_arn": None,
+    "region": "eu-west-1",
+    "state": "ok",
+    "message": "serving master",
+    "credentials": {
+        "access_key_id": "****0001",
+        "arn": "arn:aws:sts::222233334444:assumed-role/DeveloperRole/vaultd-test",
+        "issued": "2027-01-15T08:00:00Z",
+        "expires": "2027-01-15T12:00:00Z",
+        "expires_in": 8400,
+        "refresh_at": "2027-01-15T11:30:00Z",
+    },
+    "mfa": {
+        "profile": "master",
+        "serial": "arn:aws:iam::111122223333:mfa/e",
+        "since": "2027-01-15T09:40:00Z",
+        "early": True,
+        "session_ends": "2027-01-15T10:00:00Z",
+        "command": "vaultd mfa CODE",
+    },
+    "last_error": None,
+    "next_retry": None,
+}
