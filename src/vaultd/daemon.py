@@ -34,8 +34,6 @@ from vaultd.http.tokens import Tokens
 from vaultd.settings import Listen, Settings, ensure_private_dir
 
 log = logging.getLogger("vaultd")
-# Keyring calls in the daemon give up after this: nobody may be there to answer a prompt.
-KEYRING_TIMEOUT = 10.0
 
 
 class ServeError(VaultdError):
@@ -90,7 +88,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.keystore = Keystore(timeout=KEYRING_TIMEOUT)
+        self.keystore = Keystore()
         self.config_path = config.config_path()
         self.provider = Provider(
             load_profiles=lambda: config.load_profiles(self.config_path),

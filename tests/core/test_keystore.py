@@ -11,7 +11,8 @@ import keyring.errors
 import pytest
 
 from tests.helpers import FakeClock, make_creds
-from vaultd.core import config
+from vaultd.cli import main
+from vaultd.core import config, keystore
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import AccessKeys
 from vaultd.core.keystore import CachedSession, Keystore
@@ -94,6 +95,9 @@ class HangingKeyring(LockedKeyring):
         self.release.wait(30)
         return None
 
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.release.wait(30)
+
 
 @pytest.mark.usefixtures("swap_keyring")
 def test_a_hanging_keyring_is_reported_not_waited_on() -> None:
@@ -103,6 +107,46 @@ def test_a_hanging_keyring_is_reported_not_waited_on() -> None:
             Keystore(timeout=0.2).get_keys("identity")
     finally:
         HangingKeyring.release.set()
+
+
+@pytest.mark.usefixtures("swap_keyring")
+def test_a_retry_does_not_leave_another_blocked_thread_behind() -> None:
+    keyring.set_keyring(HangingKeyring())
+    HangingKeyring.release.clear()
+    store = Keystore(timeout=0.1)
+    try:
+        with pytest.raises(KeyringLocked, match="did not answer within"):
+            store.get_keys("identity")
+        for _ in range(5):  # the daemon's retries while the first call is still blocked
+            with pytest.raises(KeyringLocked, match="still not answered an earlier call"):
+                store.get_keys("identity")
+        blocked = [t for t in threading.enumerate() if t.name == "vaultd-keyring"]
+        assert len(blocked) == 1
+    finally:
+        HangingKeyring.release.set()
+    for thread in threading.enumerate():
+        if thread.name == "vaultd-keyring":
+            thread.join(5)
+    # Once the keyring answers, calls go through again.
+    assert store.get_keys("identity") is None
+
+
+@pytest.mark.usefixtures("swap_keyring")
+def test_the_command_line_gives_up_on_a_hanging_keyring_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(keystore, "KEYRING_TIMEOUT", 0.2)
+    keyring.set_keyring(HangingKeyring())
+    HangingKeyring.release.clear()
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(["list"])
+    finally:
+        HangingKeyring.release.set()
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vaultd: the keyring did not answer within 0.2s")
+    assert err.count("\n") == 1
 
 
 @pytest.mark.usefixtures("swap_keyring")

@@ -22,6 +22,9 @@ from vaultd.errors import KeyringError, KeyringLocked
 from vaultd.secret import Secret
 
 SERVICE = "vaultd"
+# How long any keyring call may take: nobody may be there to answer an unlock prompt (a
+# daemon, an SSH session), and a command that hangs silently is worse than one that says so.
+KEYRING_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
@@ -52,41 +55,57 @@ def backend_name() -> str:
     return f"{type(backend).__module__}.{type(backend).__name__}"
 
 
-def _with_deadline(action: str, call: Callable[[], T], timeout: float | None) -> T:
-    """Run a keyring call, giving up after `timeout` seconds.
+class Deadline:
+    """Runs keyring calls with a deadline, leaving at most one blocked call behind.
 
     A locked Secret Service may sit waiting for an unlock prompt that nobody sees (a
-    headless login, an SSH session). The call's thread is left behind in that case; the
-    daemon reports the keyring as unresponsive and keeps serving what it holds.
+    headless login, an SSH session), and a call into it cannot be cancelled. The call runs
+    in a daemon thread and the caller gives up after `timeout` seconds with a one-line
+    KeyringLocked. While that abandoned call has still not returned, further calls fail at
+    once instead of stacking another blocked thread behind it on every retry.
     """
-    if timeout is None:
-        return call()
-    box: list[T] = []
-    failure: list[BaseException] = []
-    done = threading.Event()
 
-    def run() -> None:
-        try:
-            box.append(call())
-        except BaseException as exc:  # handed to the caller below
-            failure.append(exc)
-        finally:
-            done.set()
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._stuck: tuple[str, threading.Event] | None = None
 
-    threading.Thread(target=run, name="vaultd-keyring", daemon=True).start()
-    if not done.wait(timeout):
-        raise KeyringLocked(
-            f"the keyring did not answer within {timeout:.0f}s ({action}): it may be locked "
-            "and waiting for an unlock prompt; unlock it and run `vaultd refresh`"
-        )
-    if failure:
-        raise failure[0]
-    return box[0]
+    def run(self, action: str, call: Callable[[], T]) -> T:
+        with self._lock:
+            if self._stuck is not None and not self._stuck[1].is_set():
+                raise KeyringLocked(
+                    f"the keyring has still not answered an earlier call ({self._stuck[0]}): "
+                    "it may be locked and waiting for an unlock prompt; unlock it and try again"
+                )
+            self._stuck = None
+        box: list[T] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box.append(call())
+            except BaseException as exc:  # handed to the caller below
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="vaultd-keyring", daemon=True).start()
+        if not done.wait(self.timeout):
+            with self._lock:
+                self._stuck = (action, done)
+            raise KeyringLocked(
+                f"the keyring did not answer within {self.timeout:g}s ({action}): it may be "
+                "locked and waiting for an unlock prompt; unlock it and try again"
+            )
+        if failure:
+            raise failure[0]
+        return box[0]
 
 
-def _guard(action: str, call: Callable[[], T], timeout: float | None = None) -> T:
+def _guard(action: str, call: Callable[[], T], deadline: Deadline) -> T:
     try:
-        return _with_deadline(action, call, timeout)
+        return deadline.run(action, call)
     except KeyringError:
         raise  # already ours (the deadline); not to be re-wrapped below
     except keyring.errors.KeyringLocked:
@@ -106,15 +125,19 @@ def _guard(action: str, call: Callable[[], T], timeout: float | None = None) -> 
 
 
 class Keystore:
+    """The keyring items vaultd owns. Every call, from the daemon or the command line,
+    gives up after `timeout` seconds (default KEYRING_TIMEOUT) with KeyringLocked."""
+
     def __init__(self, service: str = SERVICE, timeout: float | None = None) -> None:
         self.service = service
-        # None: wait as long as it takes (a person at the CLI can answer an unlock prompt).
-        self.timeout = timeout
+        self.deadline = Deadline(KEYRING_TIMEOUT if timeout is None else timeout)
 
     # -- raw items -----------------------------------------------------------------------
     def _get(self, item: str) -> dict[str, Any] | None:
         refuse_plaintext()
-        raw = _guard(f"read {item}", lambda: keyring.get_password(self.service, item), self.timeout)
+        raw = _guard(
+            f"read {item}", lambda: keyring.get_password(self.service, item), self.deadline
+        )
         if raw is None:
             return None
         try:
@@ -127,7 +150,7 @@ class Keystore:
         refuse_plaintext()
         text = json.dumps(value, sort_keys=True)
         _guard(
-            f"store {item}", lambda: keyring.set_password(self.service, item, text), self.timeout
+            f"store {item}", lambda: keyring.set_password(self.service, item, text), self.deadline
         )
 
     def _delete(self, item: str) -> bool:
@@ -138,7 +161,7 @@ class Keystore:
                 return False
             return True
 
-        return _guard(f"delete {item}", call, self.timeout)
+        return _guard(f"delete {item}", call, self.deadline)
 
     def _index(self) -> dict[str, list[str]]:
         value = self._get("index") or {}
