@@ -93,6 +93,14 @@ class StsError(VaultdError):
         self.sts_code = sts_code
 
 
+class StaleCredentials(VaultdError):
+    """A source answered with credentials that are already expired or already due for
+    renewal: retried with backoff like an STS failure, never in a loop."""
+
+    code = "stale_credentials"
+    http_status = 502
+
+
 class BadRequest(VaultdError):
     code = "bad_request"
     http_status = 400

@@ -14,14 +14,22 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from vaultd.core import schedule, state
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
 from vaultd.core.mfa import is_mfa_code
-from vaultd.core.resolve import Plan
+from vaultd.core.resolve import Plan, describe_source
 from vaultd.core.state import AnnouncerLike, MfaRequest, ProviderLike, Silent, Slot, Status
-from vaultd.errors import BadMfaCode, MfaRequired, NoPendingMfa, NoProfile, StsError, VaultdError
+from vaultd.errors import (
+    BadMfaCode,
+    MfaRequired,
+    NoPendingMfa,
+    NoProfile,
+    StaleCredentials,
+    StsError,
+    VaultdError,
+)
 
 log = logging.getLogger("vaultd.broker")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
@@ -352,7 +360,10 @@ class Broker:
         finally:
             slot.task = None
         plan, creds = result
-        slot.plan, slot.creds = plan, creds
+        slot.plan = plan
+        if schedule.stale_on_arrival(creds, self.clock()):
+            self._stale(slot, plan, creds)
+        slot.creds = creds
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.mfa is not None and self.mfa.profile == slot.profile:
             self._close_mfa()
@@ -364,6 +375,18 @@ class Broker:
         )
         self._wake.set()
         return creds
+
+    def _stale(self, slot: Slot, plan: Plan, creds: Credentials) -> NoReturn:
+        """A fresh set that is already expired or due: keep whichever set lasts longer (it
+        is served only while `servable`), and back off as after a failed call."""
+        if slot.creds is None or creds.expiration > slot.creds.expiration:
+            slot.creds = creds
+        exc = StaleCredentials(
+            f"{describe_source(plan)} returned credentials that expire at "
+            f"{iso8601(creds.expiration)}"
+        )
+        self._failed(slot, exc)
+        raise exc
 
     def _fetch(self, profile: str, code: str | None) -> tuple[Plan, Credentials]:
         return self.provider.plan(profile), self.provider.credentials(profile, code)

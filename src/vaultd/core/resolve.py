@@ -61,6 +61,16 @@ class Plan:
         return self.roles[-1].role_arn if self.roles else None
 
 
+def describe_source(plan: Plan) -> str:
+    """What hands out the plan's final credentials, for status and errors
+    (`AssumeRole of arn:... for master`, `credential_process for cp`)."""
+    if plan.roles:
+        return f"AssumeRole of {plan.roles[-1].role_arn} for {plan.target}"
+    if plan.credential_process:
+        return f"credential_process for {plan.root}"
+    return f"GetSessionToken for {plan.root}"
+
+
 def default_session_name(user: str | None = None) -> str:
     """`vaultd-<login>`, cut down to what STS accepts for RoleSessionName."""
     if user is None:

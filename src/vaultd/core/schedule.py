@@ -27,6 +27,14 @@ def refresh_due(creds: Credentials) -> float:
     return creds.expiration - lead
 
 
+def stale_on_arrival(creds: Credentials, now: float) -> bool:
+    """True when a set that has just arrived is unfit to hold as a fresh refresh result:
+    too close to expiry to serve, or already inside its refresh window (`refresh_due`,
+    its lifetime counted from when vaultd asked for it). Such a set would be refreshed at
+    once, forever; the broker backs off instead, as after a failed STS call."""
+    return not servable(creds, now) or now >= refresh_due(creds)
+
+
 def mfa_request_due(source_expiration: float) -> float:
     """When to ask for a code so the MFA session can be renewed without a gap."""
     return source_expiration - MIN_SESSION_LEFT - MFA_EARLY

@@ -8,6 +8,7 @@ from typing import Any
 
 from vaultd.core.credentials import iso8601
 from vaultd.core.state import Reason, Status
+from vaultd.errors import StaleCredentials
 
 NO_PROFILE = "no profile is active: run `vaultd switch PROFILE`"
 
@@ -21,6 +22,9 @@ def message(status: Status) -> str:
         return f"fetching credentials for {profile}"
     if status.reason is Reason.WAITING_FOR_MFA:
         return f"waiting for an MFA code for {profile} ({status.mfa_serial}): run `vaultd mfa CODE`"
+    if isinstance(status.error, StaleCredentials) and status.next_retry is not None:
+        wait = max(0, round(status.next_retry - status.now))
+        return f"{status.error.message} — retrying in {wait}s"
     if status.error is not None:  # STARTUP_ERROR, FAILED: the error's own words
         return status.error.message
     return NO_PROFILE
