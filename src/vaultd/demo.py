@@ -4,7 +4,9 @@ A moto server on loopback plays STS and IAM. The demo creates the README's two a
 IAM user `elmerfudd` in 111122223333, `DeveloperRole` in 222233334444), writes a config like
 the README's into a temporary directory, stores the user's key in a throwaway file keyring
 there, starts `vaultd serve` on it, switches to `master` with a demo MFA code, and proves it
-with a boto3 process that finds credentials only through IMDS. Ctrl-C removes everything.
+with a boto3 process that finds credentials only through IMDS. It then prints one block of
+shell lines (`Sandbox.shell_block`) that makes `vaultd` and `aws` work against the demo in
+any new shell. Ctrl-C removes everything.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +31,12 @@ MFA_SERIAL = f"arn:aws:iam::{IDENTITY_ACCOUNT}:mfa/elmerfudd"
 ROLE_ARN = f"arn:aws:iam::{MASTER_ACCOUNT}:role/DeveloperRole"
 DEMO_CODE = "123456"
 
+# `[default]` carries the region as `aws configure` writes it: SDKs and the AWS CLI in a shell
+# with no AWS_PROFILE read their region from there (the AWS CLI v1 never asks IMDS for one).
 CONFIG = f"""\
+[default]
+region = eu-west-1
+
 [profile identity]
 region = eu-west-1
 mfa_serial = {MFA_SERIAL}
@@ -38,9 +47,38 @@ mfa_serial = {MFA_SERIAL}
 role_arn = {ROLE_ARN}
 """
 
-CHECK = (
-    "import boto3; print(boto3.client('sts', region_name='eu-west-1').get_caller_identity()['Arn'])"
+# No region here: it must come from the config, as it does for the pasted shell.
+CHECK = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+
+# What the demo's own commands use and a second shell needs too, so `vaultd list`, `status`,
+# `switch` and the AWS CLI there see the demo (its config, keyring, socket and fake AWS).
+SHELL_VARIABLES = (
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL",
+    "PYTHON_KEYRING_BACKEND",
+    "XDG_DATA_HOME",
+    "VAULTD_CONTROL_SOCKET",
 )
+# Variables in the user's shell that SDKs would prefer over IMDS (or a missing profile).
+SHELL_UNSET = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+def scripts_dir() -> Path | None:
+    """The directory holding the `vaultd` command of this installation (a venv's or pipx's
+    bin), or None when it cannot be found next to the running interpreter."""
+    for candidate in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        if candidate and (Path(candidate) / "vaultd").exists():
+            return Path(candidate)
+    return None
 
 
 def _client(service: str, endpoint: str, **creds: str) -> Any:
@@ -179,14 +217,33 @@ class Sandbox:
     def vaultd(self, *args: str) -> str:
         return _vaultd(self.env, *args)
 
+    def shell_exports(self) -> dict[str, str]:
+        """The variables a new shell needs to use this sandbox, taken from the environment
+        the demo's own `vaultd` commands run with, plus the IMDS endpoint."""
+        exports = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds_endpoint}
+        exports.update((name, self.env[name]) for name in SHELL_VARIABLES)
+        return exports
+
+    def shell_block(self) -> list[str]:
+        """Lines to paste into a new shell (absolute paths, no region or PATH assumed):
+        afterwards `vaultd status|list|switch` and `aws` there all reach this sandbox."""
+        lines = []
+        bin_dir = scripts_dir()
+        if bin_dir is not None:
+            lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in self.shell_exports().items()]
+        lines.append("unset " + " ".join(SHELL_UNSET))
+        lines += ["vaultd status", "vaultd list"]
+        if shutil.which("aws", path=str(bin_dir) if bin_dir else None) is None:
+            lines.append("# no AWS CLI here: pip install awscli (or use any SDK) for the next line")
+        lines.append("aws sts get-caller-identity    # ...assumed-role/DeveloperRole/...")
+        return lines
+
     def client_env(self) -> dict[str, str]:
-        """An SDK's view: IMDS and the fake STS, and no credentials or keyring anywhere."""
-        env = {k: v for k, v in self.env.items() if not k.startswith(("PYTHON_KEYRING", "XDG_"))}
-        env.update(
-            AWS_EC2_METADATA_SERVICE_ENDPOINT=self.imds_endpoint,
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        )
+        """An SDK's view, as in a shell after `shell_block`: IMDS, the fake AWS and the demo's
+        config (for its region), and no credentials anywhere."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VAULTD_"))}
+        env.update(self.shell_exports())
         return env
 
     def close(self) -> None:
@@ -215,13 +272,11 @@ def run(listen: str = "127.0.0.1:9169") -> int:
             check=False,
         )
         print(f"Checked: boto3 through IMDS is {seen.stdout.strip() or seen.stderr.strip()}")
+        block = "\n".join(f"  {line}" for line in sandbox.shell_block())
         print(
-            "\nvaultd is serving the DeveloperRole in the demo's fake AWS. In another terminal:\n\n"
-            f"  export AWS_EC2_METADATA_SERVICE_ENDPOINT={sandbox.imds_endpoint}\n"
-            f"  export AWS_ENDPOINT_URL={sandbox.sts_endpoint}\n"
-            "  export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null\n"
-            "  aws sts get-caller-identity\n\n"
-            f"  VAULTD_CONTROL_SOCKET={sandbox.env['VAULTD_CONTROL_SOCKET']} vaultd status\n\n"
+            "\nvaultd is serving the DeveloperRole in the demo's fake AWS. Paste these lines into"
+            " another terminal\n(they point that shell at the demo; close it when you are done):"
+            f"\n\n{block}\n\n"
             "Ready. Press Ctrl-C to stop; the demo leaves nothing behind.",
             flush=True,
         )

@@ -1,21 +1,82 @@
-"""`vaultd demo` from start to Ctrl-C: it serves the role, then leaves nothing behind."""
+"""`vaultd demo` from start to Ctrl-C: it serves the role, prints one block that makes a new
+shell (no venv on PATH, no region variables) work against it, then leaves nothing behind."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.harness import vaultd_env
 
+# A new terminal's PATH: the system's directories only, none holding vaultd or the AWS CLI.
+BARE_PATH = "/usr/bin:/bin"
 
-def test_demo_serves_the_role_and_cleans_up() -> None:
+
+@dataclass
+class RunningDemo:
+    proc: subprocess.Popen[str]
+    output: str
+
+    @property
+    def workdir(self) -> Path:
+        found = re.search(r"keyring under (\S+)", self.output)
+        assert found is not None, self.output
+        return Path(found.group(1))
+
+    def paste_block(self) -> str:
+        """The indented lines between the invitation to paste and `Ready.`, unindented."""
+        _, _, rest = self.output.partition("Paste these lines")
+        block, _, _ = rest.partition("\nReady.")
+        lines = [line[2:] for line in block.splitlines() if line.startswith("  ")]
+        assert lines, self.output
+        return "\n".join(lines) + "\n"
+
+
+def fresh_shell(home: Path) -> dict[str, str]:
+    """The environment of a new terminal: a HOME, the system PATH, no AWS or vaultd variables."""
+    assert shutil.which("vaultd", path=BARE_PATH) is None
+    assert shutil.which("aws", path=BARE_PATH) is None
+    home.mkdir(parents=True, exist_ok=True)
+    return {"HOME": str(home), "PATH": BARE_PATH, "LANG": "C.UTF-8", "NO_PROXY": "*"}
+
+
+def run_in_bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Feed `script` to a new non-interactive bash as if pasted; stop at the first failure."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e"],
+        input=script,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    # Module scope starts before the autouse `isolated` fixture: isolate this process the same
+    # way (its own HOME, no AWS, vaultd, XDG or keyring variables from the caller).
+    home = tmp_path_factory.mktemp("demo-home")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "VAULTD_", "XDG_", "PYTHON_KEYRING"))
+    }
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), NO_PROXY="*")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaultd", "demo", "--listen", "127.0.0.1:0"],
-        env=vaultd_env(),
+        env=vaultd_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -30,15 +91,48 @@ def test_demo_serves_the_role_and_cleans_up() -> None:
         lines.append(line)
         if line.startswith("Ready."):
             break
-    output = "".join(lines)
-    assert "assumed-role/DeveloperRole" in output, output
-    found = re.search(r"keyring under (\S+)", output)
-    assert found is not None
-    workdir = Path(found.group(1))
-    assert workdir.exists()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    running = RunningDemo(proc, "".join(lines))
+    try:
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def test_demo_serves_the_role(demo: RunningDemo) -> None:
+    checked = "Checked: boto3 through IMDS is arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
+    assert checked in demo.output, demo.output
+    assert demo.workdir.exists()
+
+
+def test_the_paste_block_works_verbatim_in_a_new_shell(demo: RunningDemo, tmp_path: Path) -> None:
+    done = run_in_bash(demo.paste_block(), fresh_shell(tmp_path / "home"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # vaultd status, vaultd list, then the AWS CLI (v1: no IMDS region lookup) through IMDS.
+    assert re.search(r"^\s*\*?\s*master\b", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\s*\*?\s*identity\b.*stored keys", done.stdout, re.MULTILINE), done.stdout
+    assert "arn:aws:sts::222233334444:assumed-role/DeveloperRole/" in done.stdout, done.stdout
+
+
+def test_plain_status_says_where_it_looked_and_how_to_look_elsewhere(
+    demo: RunningDemo, tmp_path: Path
+) -> None:
+    bin_line = demo.paste_block().splitlines()[0]
+    assert bin_line.startswith("export PATH=")
+    done = run_in_bash(f"{bin_line}\nvaultd status\n", fresh_shell(tmp_path / "home"))
+    assert done.returncode == 4
+    message = done.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert re.search(r"no daemon on /\S+/control\.sock", message), message
+    assert "VAULTD_CONTROL_SOCKET" in message
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_nothing_behind(demo: RunningDemo) -> None:
+    workdir = demo.workdir
+    demo.proc.send_signal(signal.SIGINT)
+    out, err = demo.proc.communicate(timeout=30)
+    assert demo.proc.returncode == 0, err
     assert "Demo stopped" in out
     assert not workdir.exists()
     assert "Traceback" not in err
