@@ -15,8 +15,11 @@ from typing import Any
 
 class DaemonNotRunning(Exception):
     def __init__(self, path: Path) -> None:
+        # Say where we looked and how to look elsewhere: a daemon on another socket (the
+        # demo's, a service with its own) is invisible from a shell that lacks its path.
         super().__init__(
-            f"vaultd is not running (no daemon on {path}): start it with `vaultd serve`"
+            f"vaultd is not running (no daemon on {path}): start it with `vaultd serve`, "
+            "or reach one on another socket with VAULTD_CONTROL_SOCKET=PATH or --control-socket"
         )
         self.path = path
 
