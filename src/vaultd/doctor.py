@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.session
+from botocore.exceptions import BotoCoreError
 from botocore.utils import InstanceMetadataFetcher
 
 from vaultd import settings
@@ -127,6 +129,28 @@ def _endpoint(conf: settings.Settings, status: dict[str, Any] | None) -> Iterato
         yield Finding(OK, "shell", f"AWS_EC2_METADATA_SERVICE_ENDPOINT={current}")
 
 
+def _region() -> Finding:
+    """Whether SDKs started from this shell find a region: `AWS_REGION` (read by most SDKs),
+    else botocore's own lookup (`AWS_DEFAULT_REGION`, then `region` in the shell's profile).
+    The AWS CLI v1 and boto3 never ask IMDS for one, so without these they fail with
+    "You must specify a region" even though credentials are served."""
+    session = botocore.session.Session()
+    try:
+        region = os.environ.get("AWS_REGION") or session.get_config_variable("region")
+    except BotoCoreError as exc:
+        return Finding(FAIL, "region", f"botocore cannot read this shell's profile: {exc}")
+    if region:
+        return Finding(OK, "region", f"SDKs in this shell use {region}")
+    profile = session.profile or "default"
+    section = "[default]" if profile == "default" else f"[profile {profile}]"
+    return Finding(
+        WARN,
+        "region",
+        f"SDKs in this shell find no region: add `region = us-east-1` (yours) under {section} "
+        f"in {config.config_path()}, or export AWS_REGION",
+    )
+
+
 def _fetch(endpoint: str) -> Finding:
     fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1, base_url=endpoint)
     try:
@@ -153,6 +177,7 @@ def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
     findings.append(daemon)
     findings += list(_link_local(run_cmd))
     findings += list(_endpoint(conf, status))
+    findings.append(_region())
     if status is not None:
         findings.append(_fetch(str(status["endpoint"])))
     for finding in findings:
