@@ -6,11 +6,15 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
+# The first run installs about 100 packages: say so, and let pip show each one (plain lines,
+# no progress bars off a terminal, so CI logs stay readable).
 $(VENV)/.installed: pyproject.toml
+	@echo "==> creating $(VENV) and installing vaultd with its demo and test tools (about a minute, once)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[demo,test]'
-	touch $@
+	$(BIN)/python -m pip install --progress-bar off -e '.[demo,test]'
+	@touch $@
+	@echo "==> installed: vaultd, aws and the test tools are in $(BIN)/"
 
 demo: $(VENV)/.installed
 	$(BIN)/vaultd demo
@@ -24,6 +28,7 @@ lint: $(VENV)/.installed
 # The JS SDK client tests need node; without it they are skipped with a visible reason.
 tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
 	@if command -v npm >/dev/null; then \
+		echo "==> installing the AWS SDK for JavaScript for the client tests (npm ci)"; \
 		npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: the JavaScript SDK tests will be skipped"; fi
 
