@@ -1,8 +1,8 @@
 """vaultd's own settings: flags > VAULTD_* environment > ~/.config/vaultd/config.toml > defaults.
 
-Standard library only, because the control client needs the socket path and must start in
-tens of milliseconds (DESIGN.md places settings in `config`; they live here so that `vaultd
-status` does not pay for pydantic).
+Standard library only, because the control client needs the socket path and must start
+fast: settings live here, not with the AWS config reader in `core`, so that `vaultd status`
+does not pay for pydantic.
 """
 
 from __future__ import annotations

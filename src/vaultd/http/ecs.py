@@ -1,4 +1,8 @@
-"""The container-credentials surface for `vaultd exec` children (imds-protocol.md §3.9).
+"""The container-credentials surface for `vaultd exec` children.
+
+SDKs read it as they do on ECS: from `AWS_CONTAINER_CREDENTIALS_FULL_URI`, sending
+`AWS_CONTAINER_AUTHORIZATION_TOKEN` as the Authorization header (the SDKs' container
+credential provider, as AWS's SDK reference guide describes it).
 
 Each exec gets a grant: a random token bound to one profile, handed to the child as
 AWS_CONTAINER_AUTHORIZATION_TOKEN and revoked when the child exits. Grants live in memory

@@ -1,7 +1,7 @@
 """The instance-metadata tree and what each path answers. Pure: no sockets, no clock reads.
 
-Follows real IMDS rather than the mocks (see shared/imds-protocol.md): listings end without a
-newline, directories end in `/` and answer with or without it, every dated version serves
+Follows what a real EC2 instance answers rather than what IMDS mocks do: listings end
+without a newline, directories end in `/` and answer with or without it, every dated version serves
 the same tree, documents are `text/plain` JSON in IMDS's `"Key" : value` style, and a
 missing resource is IMDS's own XHTML 404 page.
 """
