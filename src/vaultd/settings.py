@@ -69,6 +69,11 @@ class Settings:
         return f"http://{host}:{self.listen.port}/"
 
 
+# How `default_socket_path` is described to people: the README and every `--control-socket`
+# help say it in these words (tests/test_docs.py checks both).
+DEFAULT_SOCKET_TEXT = "$XDG_RUNTIME_DIR/vaultd/control.sock, else /tmp/vaultd-UID/control.sock"
+
+
 def default_socket_path(env: Mapping[str, str]) -> Path:
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime:
