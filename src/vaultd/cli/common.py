@@ -76,8 +76,7 @@ def socket_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--control-socket",
         metavar="PATH",
-        help="control socket (default $XDG_RUNTIME_DIR/vaultd/control.sock; "
-        "env VAULTD_CONTROL_SOCKET)",
+        help=f"control socket (default {settings.DEFAULT_SOCKET_TEXT}; env VAULTD_CONTROL_SOCKET)",
     )
 
 
