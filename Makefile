@@ -37,6 +37,7 @@ test: lint tests/js/node_modules/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/imds.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
