@@ -98,3 +98,22 @@ def test_the_control_socket_default_is_stated_one_way() -> None:
     for command in ("serve", "switch", "status"):
         done = run_vaultd(command, "--help")
         assert phrase in _flat(done.stdout), command
+
+
+def test_the_module_table_names_every_module() -> None:
+    lines = DOCS[0].read_text().splitlines()
+
+    def named(module: Path) -> bool:
+        path = module.relative_to(REPO).as_posix()
+        folder = module.parent.relative_to(REPO).as_posix() + "/"
+        return any(
+            path in line or (f"`{folder}`" in line and f"`{module.name}`" in line) for line in lines
+        )
+
+    modules = sorted((REPO / "src" / "vaultd").rglob("*.py"))
+    missing = [
+        m.relative_to(REPO).as_posix()
+        for m in modules
+        if m.name not in ("__init__.py", "__main__.py") and not named(m)
+    ]
+    assert missing == [], "add these to the module table at the end of README.md"
