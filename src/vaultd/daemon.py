@@ -19,6 +19,7 @@ from aiohttp import web
 from vaultd import __version__
 from vaultd.core import config
 from vaultd.core.broker import Broker
+from vaultd.core.childenv import SHADOWING
 from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.provider import Provider
 from vaultd.core.sts import Boto3StsFactory, StsFactory
@@ -42,17 +43,7 @@ class ServeError(VaultdError):
 
 def isolate_environment() -> None:
     """vaultd's own boto3 must never find credentials by itself, least of all from IMDS."""
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    ):
+    for name in SHADOWING:  # the same variables a `vaultd exec` child is kept from
         os.environ.pop(name, None)
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 

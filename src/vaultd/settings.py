@@ -7,6 +7,7 @@ does not pay for pydantic.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import tomllib
@@ -62,11 +63,28 @@ class Settings:
 
     @property
     def endpoint(self) -> str:
+        """The IMDS base URL handed out (`vaultd env`, exec's container URI): always a host
+        the SDKs accept there. An unspecified listen address (0.0.0.0, ::) is not one
+        (boto3: "Unsupported host '::'"), so its own family's loopback is named instead:
+        127.0.0.1, or ::1 (asyncio binds :: as IPv6 only)."""
         # The trailing slash matters: Debian's AWS CLI v2 glues the path on without one.
-        host = "127.0.0.1" if self.listen.host in ("0.0.0.0", "") else self.listen.host  # noqa: S104
+        host = loopback_for(self.listen.host)
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.listen.port}/"
+
+
+def loopback_for(host: str) -> str:
+    """`host`, or the loopback address of its family when it is unspecified (any address)."""
+    if host == "":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a name, e.g. localhost
+    if not address.is_unspecified:
+        return host
+    return "::1" if address.version == 6 else "127.0.0.1"
 
 
 # How `default_socket_path` is described to people: the README and every `--control-socket`

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from typing import Any
 
 from vaultd.cli.common import EXIT_OK, Command, Failure, client_for, socket_arg, with_mfa
@@ -17,19 +18,6 @@ from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
 
-CLEARED_FOR_CHILD = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_CREDENTIAL_EXPIRATION",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-)
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
 
@@ -79,6 +67,8 @@ def _run_child(command: list[str], env: dict[str, str]) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    from vaultd.core import chain, childenv
+
     command = list(args.command)
     if not command:
         command = [os.environ.get("SHELL") or "/bin/sh"]
@@ -88,30 +78,35 @@ def cmd_exec(args: argparse.Namespace) -> int:
             "exit that shell first, or pass --allow-nested"
         )
     client = client_for(args)
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_FOR_CHILD}
-    env["VAULTD_PROFILE"] = args.profile
+    grant: dict[str, Any] | None = None
     if args.env:
         creds, region = _credentials_for(client, args.profile, args.mfa)
-        env.update(credentials.environment(creds, region))
-        return _run_child(command, env)
-    body: dict[str, Any] = {"profile": args.profile}
-    if args.mfa:
-        body["mfa_code"] = args.mfa
-    grant = with_mfa(client, lambda: client.call("POST", "/v1/exec-tokens", body))
-    env.update(
-        AWS_CONTAINER_CREDENTIALS_FULL_URI=grant["url"],
-        AWS_CONTAINER_AUTHORIZATION_TOKEN=grant["token"],
-    )
-    if grant.get("region"):
-        env.update(AWS_REGION=grant["region"], AWS_DEFAULT_REGION=grant["region"])
+        handed = credentials.environment(creds)
+    else:
+        body: dict[str, Any] = {"profile": args.profile}
+        if args.mfa:
+            body["mfa_code"] = args.mfa
+        grant = with_mfa(client, lambda: client.call("POST", "/v1/exec-tokens", body))
+        handed = {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": grant["url"],
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": grant["token"],
+        }
+        region = grant.get("region") or None
+    files = chain.read_shared_files(os.environ)
+    child = childenv.child_environment(os.environ, args.profile, handed, region, files)
+    for warning in child.warnings:
+        print(f"vaultd: warning: {warning}", file=sys.stderr)
     try:
-        return _run_child(command, env)
+        return _run_child(command, child.env)
     finally:
-        with contextlib.suppress(DaemonNotRunning, ControlError):
-            client.call("DELETE", f"/v1/exec-tokens/{grant['id']}")
+        if grant is not None:
+            with contextlib.suppress(DaemonNotRunning, ControlError):
+                client.call("DELETE", f"/v1/exec-tokens/{grant['id']}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from vaultd.core.childenv import region_variables
+
     client = client_for(args)
     creds, region = _credentials_for(client, args.profile)
     if args.format == "json":
@@ -121,7 +116,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(credentials.shared_file_section(args.profile, creds, region), end="")
     else:
         prefix = "export " if args.format == "export" else ""
-        for key, value in credentials.environment(creds, region).items():
+        # The shell that evaluates these keeps a region it already has (environment over
+        # config); only the profile's configured region is added, never an invented one.
+        values = {**credentials.environment(creds), **region_variables(os.environ, region)}
+        for key, value in values.items():
             print(f"{prefix}{key}={shlex.quote(value)}")
     return EXIT_OK
 

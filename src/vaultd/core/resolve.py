@@ -48,6 +48,8 @@ class Plan:
     session: bool
     mfa_serial: str | None
     roles: tuple[RoleStep, ...]
+    # Where STS is called and what IMDS's placement/region answers: the profile chain's
+    # region, else the daemon's AWS_REGION, else us-east-1.
     region: str
     role_name: str
     # Where codes can come from without a person: a command, or a YubiKey through ykman.
@@ -55,6 +57,9 @@ class Plan:
     mfa_ykman: bool | None = None
     # The root's keys come from this command instead of the keystore.
     credential_process: str | None = None
+    # The region the profile chain's config names, if any: all that `vaultd exec` and
+    # `export` may hand on, since anything else would be a region the user never gave.
+    config_region: str | None = None
 
     @property
     def role_arn(self) -> str | None:
@@ -137,7 +142,8 @@ def plan(
                 f"profile {step.profile!r}: duration_seconds {step.duration} is over one hour, "
                 "which AWS refuses for a role assumed from another role"
             )
-    region = next((p.region for p in chain if p.region), None) or env_region or DEFAULT_REGION
+    configured = next((p.region for p in chain if p.region), None)
+    region = configured or env_region or DEFAULT_REGION
     return Plan(
         target=name,
         root=root.name,
@@ -145,6 +151,7 @@ def plan(
         mfa_serial=serial,
         roles=tuple(roles),
         region=region,
+        config_region=configured,
         role_name=chain[0].role_name,
         mfa_process=next((p.mfa_process for p in chain if p.mfa_process), None),
         mfa_ykman=next((p.mfa_ykman for p in chain if p.mfa_ykman is not None), None),

@@ -178,7 +178,9 @@ class ControlApp:
         body = await _body(request)
         profile = _required(body, "profile")
         plan, creds = await self.broker.ensure(profile, _optional(body, "mfa_code"))
-        return _json(200, document(plan, creds))
+        # Only a region the profile's config names: the caller's own environment decides
+        # otherwise (botocore: environment over config), and vaultd invents none.
+        return _json(200, {**document(plan, creds), "Region": plan.config_region})
 
     async def credentials(self, request: web.Request) -> web.Response:
         """The active profile's temporary credentials (never long-lived keys), for `vaultd
@@ -220,7 +222,7 @@ class ControlApp:
                 "token": token,
                 "url": self.endpoint() + ECS_PREFIX.lstrip("/") + "v1/credentials",
                 "profile": profile,
-                "region": plan.region,
+                "region": plan.config_region,
                 "role_arn": plan.role_arn,
             },
         )
