@@ -93,7 +93,7 @@ def test_the_control_socket_default_is_stated_one_way() -> None:
     for doc in DOCS:
         text = _flat(doc.read_text())
         # Every mention of the fallback directory is inside the one phrase.
-        assert text.count("vaultd-UID") == text.count(phrase), doc.name
+        assert text.count(".local/state/vaultd") == text.count(phrase), doc.name
     assert _flat(DOCS[0].read_text()).count(phrase) >= 1
     for command in ("serve", "switch", "status"):
         done = run_vaultd(command, "--help")

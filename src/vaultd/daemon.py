@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from vaultd import __version__
+from vaultd.client import ensure_private_dir
 from vaultd.core import config
 from vaultd.core.broker import Broker
 from vaultd.core.childenv import SHADOWING
@@ -32,7 +33,7 @@ from vaultd.http.ecs import EcsApp, Grants
 from vaultd.http.guards import Guard
 from vaultd.http.imds import ImdsApp, ImdsOptions
 from vaultd.http.tokens import Tokens
-from vaultd.settings import Listen, Settings, ensure_private_dir
+from vaultd.settings import Listen, Settings
 
 log = logging.getLogger("vaultd")
 

@@ -8,7 +8,10 @@ key ids only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+# The control client imports this module: typing costs milliseconds and only mypy needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class VaultdError(Exception):

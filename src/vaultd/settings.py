@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,9 @@ from vaultd.errors import ConfigError
 DEFAULT_PORT = 9169
 DEFAULT_HOST = "127.0.0.1"
 TokenMode = Literal["optional", "required"]
+# The longest Unix socket path in bytes: sun_path is 104 bytes on macOS (108 on Linux),
+# with the terminating NUL.
+MAX_SOCKET_PATH = 103
 
 
 @dataclass(frozen=True)
@@ -89,32 +91,34 @@ def loopback_for(host: str) -> str:
 
 # How `default_socket_path` is described to people: the README and every `--control-socket`
 # help say it in these words (tests/test_docs.py checks both).
-DEFAULT_SOCKET_TEXT = "$XDG_RUNTIME_DIR/vaultd/control.sock, else /tmp/vaultd-UID/control.sock"
+DEFAULT_SOCKET_TEXT = (
+    "$XDG_RUNTIME_DIR/vaultd/control.sock, else ~/.local/state/vaultd/control.sock"
+)
 
 
 def default_socket_path(env: Mapping[str, str]) -> Path:
+    """Where the control socket is when nothing names it: the one rule, for the daemon and
+    every client alike.
+
+    1. `$XDG_RUNTIME_DIR/vaultd/control.sock`: the per-user 0700 runtime directory (systemd).
+    2. Else `$XDG_STATE_HOME/vaultd/control.sock` (default `~/.local/state`): inside the
+       home directory, where another user cannot create the directory first (macOS,
+       containers, cron, some SSH sessions). Not `$TMPDIR`: launchd agents and login
+       shells see different values of it on macOS.
+    3. Else, when HOME is unset or relative or the path would pass the AF_UNIX limit,
+       `/tmp/vaultd-UID/control.sock`. Anyone can create that name first: the daemon then
+       refuses to start, and clients refuse to talk to it (`vaultd.client.verify_socket`).
+    """
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime:
         return Path(runtime) / "vaultd" / "control.sock"
-    # No per-user runtime dir (macOS, containers): a per-user directory in /tmp, which
-    # `ensure_private_dir` refuses unless we own it and nobody else can enter. Not $TMPDIR:
-    # launchd agents and login shells see different values of it on macOS.
+    home = env.get("HOME", "")
+    state = env.get("XDG_STATE_HOME") or (f"{home}/.local/state" if home else "")
+    if state.startswith("/"):
+        path = Path(state) / "vaultd" / "control.sock"
+        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+            return path
     return Path("/tmp") / f"vaultd-{os.getuid()}" / "control.sock"  # noqa: S108
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create `path` as 0700, or check that an existing one is ours and private."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = path.lstat()
-    except OSError as exc:
-        raise ConfigError(f"cannot create the control directory {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{path} exists and is not a directory")
-    if info.st_uid != os.getuid():
-        raise ConfigError(f"{path} belongs to another user; set VAULTD_CONTROL_SOCKET elsewhere")
-    if info.st_mode & 0o077:
-        path.chmod(0o700)
 
 
 def config_file(env: Mapping[str, str]) -> Path:

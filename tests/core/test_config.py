@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import README_CONFIG
 from vaultd import settings
+from vaultd.client import ensure_private_dir
 from vaultd.core import config, resolve, rules
 from vaultd.errors import ConfigError, UnknownProfile
 
@@ -147,8 +148,8 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
 
 def test_private_dir_is_made_private(tmp_path: Path) -> None:
     d = tmp_path / "run" / "vaultd"
-    settings.ensure_private_dir(d)
+    ensure_private_dir(d)
     assert d.stat().st_mode & 0o777 == 0o700
     d.chmod(0o755)
-    settings.ensure_private_dir(d)
+    ensure_private_dir(d)
     assert d.stat().st_mode & 0o777 == 0o700

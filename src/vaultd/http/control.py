@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import struct
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from vaultd.client import peer_uid
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import document
 from vaultd.errors import BadRequest, VaultdError
@@ -27,23 +25,6 @@ from vaultd.http.reading import BODY_DEADLINE, ClientFaultLog, read_json_object
 log = logging.getLogger("vaultd.control")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_DEADLINE = web.AppKey("body_deadline", float)
-
-
-def peer_uid(sock: Any) -> int | None:
-    """The uid of the process at the other end of a Unix socket, where the OS tells."""
-    if getattr(sock, "family", None) != socket.AF_UNIX:
-        return None  # the API is only served on Unix sockets; tests drive it over TCP
-    try:
-        if sys.platform.startswith("linux"):
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            return int(struct.unpack("3i", raw)[1])
-        if sys.platform == "darwin":
-            # LOCAL_PEERCRED on SOL_LOCAL (0): struct xucred {u_int version; uid_t uid; ...}
-            raw = sock.getsockopt(0, 0x001, struct.calcsize("2I") + 4 * 17)
-            return int(struct.unpack_from("2I", raw)[1])
-    except OSError:
-        return None
-    return None
 
 
 def _json(status: int, payload: dict[str, Any]) -> web.Response:

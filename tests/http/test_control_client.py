@@ -1,0 +1,53 @@
+"""The control client's own HTTP/1.1 reading: Content-Length, chunked, until close, and
+answers it must refuse rather than trust."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from vaultd.client import _Reader
+
+BODY = b'{"state": "ok"}'
+
+
+def read(raw: bytes) -> tuple[int, bytes]:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(raw)
+        theirs.shutdown(socket.SHUT_WR)
+        return _Reader(ours).response()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n" + BODY + b"trailing junk",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"
+        + BODY[:5]
+        + b"\r\na;ext=1\r\n"
+        + BODY[5:]
+        + b"\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n" + BODY,
+    ],
+)
+def test_framings(raw: bytes) -> None:
+    assert read(raw) == (200, BODY)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n" + BODY,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000,
+    ],
+)
+def test_malformed_answers_raise_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError, match=r"."):  # ControlClient: ControlError 502
+        read(raw)
