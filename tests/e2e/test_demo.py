@@ -95,9 +95,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     try:
         yield running
     finally:
+        # Stop it as a person would (Ctrl-C), so a failed test still leaves no daemon or
+        # temporary directory behind; SIGKILL would orphan the demo's daemon.
         if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate(timeout=30)
 
 
 def test_demo_serves_the_role(demo: RunningDemo) -> None:
