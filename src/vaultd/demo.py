@@ -17,6 +17,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -257,8 +258,28 @@ class Sandbox:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def run(listen: str = "127.0.0.1:9169") -> int:
-    sandbox = Sandbox(listen)
+def pick_listen(listen: str | None, preferred: tuple[str, int] = ("127.0.0.1", 9169)) -> str:
+    """The IMDS listener for the demo: `listen` when one was asked for, else `preferred`
+    (vaultd's usual port) while it is free, else any free port. The paste block carries the
+    endpoint, so a demo on another port works the same; a daemon already on 9169 must not
+    stop `make demo`."""
+    if listen is not None:
+        return listen
+    host, port = preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the daemon's listener does, so a port in TIME_WAIT counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            print(f"{host}:{port} is in use; the demo listens on a free port instead.")
+            return f"{host}:0"
+    return f"{host}:{port}"
+
+
+def run(listen: str | None = None) -> int:
+    """`vaultd demo`: exit 0 after Ctrl-C (or SIGTERM), 1 when the demo cannot start."""
+    sandbox = Sandbox(pick_listen(listen))
     try:
         sandbox.start()
         print(f"Stored the demo user's key in a throwaway keyring under {sandbox.workdir}")

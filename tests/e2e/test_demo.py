@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import vaultd_env
+from vaultd.demo import pick_listen
 
 # A new terminal's PATH: the system's directories only, none holding vaultd or the AWS CLI.
 BARE_PATH = "/usr/bin:/bin"
@@ -142,3 +144,13 @@ def test_ctrl_c_stops_the_demo_and_leaves_nothing_behind(demo: RunningDemo) -> N
     assert "Demo stopped" in out
     assert not workdir.exists()
     assert "Traceback" not in err
+
+
+def test_a_taken_default_port_moves_the_demo_to_a_free_one() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert pick_listen(None, ("127.0.0.1", port)) == "127.0.0.1:0"
+        assert pick_listen("127.0.0.1:7000", ("127.0.0.1", port)) == "127.0.0.1:7000"
+    assert pick_listen(None, ("127.0.0.1", port)) == f"127.0.0.1:{port}"
