@@ -108,7 +108,11 @@ def _network_args(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9169", help="IMDS listener")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="IMDS listener (default 127.0.0.1:9169, or a free port when that is taken)",
+    )
 
 
 COMMANDS = (
