@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from botocore.utils import InstanceMetadataFetcher
 
 from vaultd import settings
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
-from vaultd.core import config
+from vaultd.core import chain, config
 from vaultd.core.keystore import Keystore, backend_name
 from vaultd.errors import VaultdError
 
@@ -151,8 +151,21 @@ def _region() -> Finding:
     )
 
 
+def _chain(env: Mapping[str, str]) -> Iterator[Finding]:
+    """What SDKs started from this shell use instead of vaultd: everything in the
+    environment and the shared files that answers the credential chain before IMDS, in
+    botocore's order (`core.chain`), each with its fix."""
+    ahead = chain.ahead_of(chain.IMDS, env, chain.read_shared_files(env))
+    if not ahead:
+        yield Finding(OK, "chain", "nothing in this shell answers the SDKs before IMDS")
+    for found in ahead:
+        yield Finding(FAIL, "chain", f"{found.found}, so SDKs here never ask vaultd: {found.fix}")
+
+
 def _fetch(endpoint: str) -> Finding:
-    fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1, base_url=endpoint)
+    # The daemon is checked whatever this shell says: `_chain` names AWS_EC2_METADATA_DISABLED.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_EC2_METADATA_DISABLED"}
+    fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1, base_url=endpoint, env=env)
     try:
         creds = fetcher.retrieve_iam_role_credentials()
     except Exception as exc:  # botocore raises many kinds; the name is enough here
@@ -178,6 +191,7 @@ def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
     findings += list(_link_local(run_cmd))
     findings += list(_endpoint(conf, status))
     findings.append(_region())
+    findings += list(_chain(os.environ))
     if status is not None:
         findings.append(_fetch(str(status["endpoint"])))
     for finding in findings:

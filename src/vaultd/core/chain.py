@@ -83,6 +83,14 @@ def profile_in_use(env: Mapping[str, str]) -> str:
     return env.get("AWS_DEFAULT_PROFILE") or env.get("AWS_PROFILE") or "default"
 
 
+def _profile_variable(env: Mapping[str, str]) -> str | None:
+    """The variable that chose the profile in use, if one did."""
+    for name in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE"):
+        if env.get(name):
+            return name
+    return None
+
+
 def _section(profile: str) -> str:
     return "[default]" if profile == "default" else f"[profile {profile}]"
 
@@ -102,7 +110,9 @@ def _from_profile(provider: str) -> Callable[[Mapping[str, str], SharedFiles], l
         if not found:
             return []
         where = f"{_section(name)} in {files.config_path}"
-        return [Ahead(provider, f"{where} has {found[0]}", f"remove {found[0]} from {where}")]
+        variable = _profile_variable(env)
+        fix = f"unset {variable}" if variable else f"remove {found[0]} from {where}"
+        return [Ahead(provider, f"{where} has {found[0]}", fix)]
 
     return check
 
@@ -112,13 +122,13 @@ def _credentials_file(env: Mapping[str, str], files: SharedFiles) -> list[Ahead]
     if not files.credentials.get(name, {}).get("aws_access_key_id"):
         return []
     where = f"[{name}] in {files.credentials_path}"
-    return [
-        Ahead(
-            "shared-credentials-file",
-            f"{where} has aws_access_key_id",
-            f"remove the keys from {where} (`vaultd add {name}` keeps them in the keyring)",
-        )
-    ]
+    variable = _profile_variable(env)
+    fix = (
+        f"unset {variable}"
+        if variable
+        else f"remove the keys from {where} (`vaultd add {name}` keeps them in the keyring)"
+    )
+    return [Ahead("shared-credentials-file", f"{where} has aws_access_key_id", fix)]
 
 
 def _variable(
@@ -159,8 +169,8 @@ def ahead_of(target: str, env: Mapping[str, str], files: SharedFiles) -> list[Ah
     if files.unreadable:
         out.append(Ahead("config", files.unreadable, "fix the file: every SDK call fails"))
     name = profile_in_use(env)
-    if name != "default" and name not in files.config and name not in files.credentials:
-        variable = "AWS_DEFAULT_PROFILE" if env.get("AWS_DEFAULT_PROFILE") else "AWS_PROFILE"
+    variable = _profile_variable(env)
+    if variable and name not in files.config and name not in files.credentials:
         out.append(
             Ahead(
                 "profile",
