@@ -1,4 +1,7 @@
-"""Assembling the daemon: listeners, the broker's loop, signals, and a clean shutdown."""
+"""Assembling the daemons: `vaultd serve` (IMDS, container credentials and the control API
+over the user's keyring) and `vaultd relay` (IMDS for containers, fed by the host's daemon),
+and the one runner both use: start, run the background loops until a shutdown trigger
+(SIGTERM, SIGINT, or an event a test sets), stop cleanly."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -32,10 +35,12 @@ from vaultd.http.control import ControlApp
 from vaultd.http.ecs import EcsApp, Grants
 from vaultd.http.guards import Guard
 from vaultd.http.imds import ImdsApp, ImdsOptions
+from vaultd.http.relay import Fetch, RelayProvider, follow_host, http_fetch, socket_fetch
 from vaultd.http.tokens import Tokens
-from vaultd.settings import Listen, Settings
+from vaultd.settings import Listen, Settings, read_token
 
 log = logging.getLogger("vaultd")
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class ServeError(VaultdError):
@@ -68,17 +73,73 @@ def check_socket_free(path: Path) -> None:
     raise ServeError(f"another vaultd is already running on {path} (`vaultd status` shows it)")
 
 
+class Service(Protocol):
+    """What `run` runs: `start` binds and announces (cleaning up after itself when it
+    fails), `background` are the loops to run while serving, `stop` releases everything."""
+
+    async def start(self) -> None: ...
+    def background(self) -> list[Coroutine[Any, Any, None]]: ...
+    async def stop(self) -> None: ...
+
+
+async def run(
+    service: Service, shutdown: asyncio.Event | None = None, ready: asyncio.Event | None = None
+) -> None:
+    """Start `service`, set `ready`, run its background loops until `shutdown` is set
+    (SIGTERM and SIGINT set it), then cancel them and stop the service. Start-up errors
+    propagate."""
+    loop = asyncio.get_running_loop()
+    shutdown = shutdown or asyncio.Event()
+    for sig in SHUTDOWN_SIGNALS:
+        loop.add_signal_handler(sig, shutdown.set)
+    try:
+        await service.start()
+        if ready is not None:
+            ready.set()
+        tasks = [asyncio.create_task(loop_) for loop_ in service.background()]
+        try:
+            await shutdown.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await service.stop()
+    finally:
+        for sig in SHUTDOWN_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+def imds_options(settings: Settings) -> ImdsOptions:
+    """The IMDS surface's options from the settings (built here and nowhere else). The
+    owner check runs where the platform supports it unless the settings turn it off."""
+    base = ImdsOptions()
+    if not settings.uid_check:
+        log.warning("--no-uid-check: every local user's processes can now read your credentials")
+    token_file = settings.relay_token_file
+    return replace(
+        base,
+        tokens_required=settings.imds_tokens == "required",
+        uid_check=base.uid_check and settings.uid_check,
+        allow_uids=base.allow_uids | frozenset(settings.allow_uids),
+        serve_extended=settings.imds_extended,
+        relay_token=read_token(token_file) if token_file is not None else None,
+    )
+
+
 class Daemon:
+    """`vaultd serve`. `sockets` are listeners handed over by the service manager (names
+    "imds" and "control"); without them the daemon binds what the settings name."""
+
     def __init__(
         self,
         settings: Settings,
         *,
         sts_factory: StsFactory | None = None,
         clock: Callable[[], float] = time.time,
-        allow_cidrs: tuple[str, ...] = (),
-        imds_options: ImdsOptions | None = None,
+        sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
         self.settings = settings
+        self.sockets = sockets
         self.clock = clock
         self.keystore = Keystore()
         self.config_path = config.config_path()
@@ -92,15 +153,14 @@ class Daemon:
         )
         self.announcer = Announcer(desktop=settings.notify)
         self.broker = Broker(self.provider, clock, announcer=self.announcer)
-        self.allow_cidrs = allow_cidrs
-        options = imds_options or ImdsOptions()
+        self.allow_cidrs = settings.allow_cidrs
         self.grants = Grants(clock)
         self.imds = ImdsApp(
             self.broker,
             Tokens(clock),
             # Replaced once the listener is bound and its real address known.
-            Guard.for_listener(settings.listen.host, settings.listen.port, allow_cidrs),
-            replace(options, tokens_required=settings.imds_tokens == "required"),
+            Guard.for_listener(settings.listen.host, settings.listen.port, self.allow_cidrs),
+            imds_options(settings),
             ecs=EcsApp(self.broker, self.grants),
         )
         self.control = ControlApp(
@@ -111,6 +171,7 @@ class Daemon:
         self.started = clock()
         self._runners: list[web.AppRunner] = []
         self._socket_created = False
+        self._ready = False
         self.control_path = settings.control_socket
 
     def info(self) -> dict[str, Any]:
@@ -127,9 +188,25 @@ class Daemon:
         }
 
     async def start(self) -> None:
-        handed = activation.inherited()
-        await self._start_imds(handed.get("imds"))
-        await self._start_control(handed.get("control"))
+        """Bind the listeners, activate the configured profile, tell systemd we are ready
+        (once the listeners are bound, not once credentials arrive: that may need MFA)."""
+        handed = activation.inherited() if self.sockets is None else self.sockets
+        try:
+            await self._start_imds(handed.get("imds"))
+            await self._start_control(handed.get("control"))
+        except BaseException:
+            await self.stop()
+            raise
+        await self._activate_profile()
+        sd_notify(f"READY=1\nSTATUS={status_words.message(self.broker.status())}")
+        self._ready = True
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        loops = [self.broker.run()]
+        interval = watchdog_interval()
+        if interval is not None:
+            loops.append(_watchdog(interval))
+        return loops
 
     async def _start_imds(self, sock: socket.socket | None) -> None:
         listen = self.settings.listen
@@ -139,7 +216,6 @@ class Daemon:
             else:
                 listener = await self.imds.start(listen.host, listen.port)
         except OSError as exc:
-            await self.stop()
             if exc.errno == errno.EADDRINUSE:
                 raise ServeError(
                     f"{listen} is already in use: stop what listens there or pass --listen"
@@ -195,6 +271,11 @@ class Daemon:
         )
 
     async def stop(self) -> None:
+        """Stop serving and remove the control socket we made; safe to call twice."""
+        if self._ready:
+            log.info("stopping")
+            sd_notify("STOPPING=1")
+            self._ready = False
         await self.imds.shutdown()
         await self.broker.close()
         for runner in reversed(self._runners):
@@ -204,31 +285,6 @@ class Daemon:
             self.settings.control_socket.unlink(missing_ok=True)
             self._socket_created = False
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        await self._activate_profile()
-        # Ready once the listeners are bound, not once credentials arrive (that may need MFA).
-        sd_notify(f"READY=1\nSTATUS={status_words.message(self.broker.status())}")
-        background = [asyncio.create_task(self.broker.run())]
-        interval = watchdog_interval()
-        if interval is not None:
-            background.append(asyncio.create_task(_watchdog(interval)))
-        try:
-            await stop.wait()
-            log.info("stopping")
-            sd_notify("STOPPING=1")
-        finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await self.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-
 
 async def _watchdog(interval: float) -> None:
     while True:
@@ -236,12 +292,67 @@ async def _watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def serve(
-    settings: Settings,
-    allow_cidrs: tuple[str, ...] = (),
-    imds_options: ImdsOptions | None = None,
-) -> int:
+class Relay:
+    """`vaultd relay`: the IMDS surface for containers, its credentials fetched from the
+    host's daemon by `fetch`. Peers are containers: there is no local owner to check."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        listen: Listen,
+        allow_cidrs: tuple[str, ...],
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.listen = listen
+        self.allow_cidrs = allow_cidrs
+        self.interval = interval
+        self.provider = RelayProvider(fetch, clock)
+        self.broker = Broker(self.provider, clock)
+        guard = Guard.for_listener(listen.host, listen.port, allow_cidrs)
+        self.imds = ImdsApp(self.broker, Tokens(clock), guard, ImdsOptions(uid_check=False))
+
+    async def start(self) -> None:
+        try:
+            await self.imds.start(self.listen.host, self.listen.port)
+        except OSError as exc:
+            await self.stop()
+            raise ServeError(f"cannot listen on {self.listen}: {exc.strerror}") from None
+        logging.getLogger("vaultd.relay").info(
+            "relaying the host's credentials on %s to %s", self.listen, ", ".join(self.allow_cidrs)
+        )
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self.broker.run(), follow_host(self.broker, self.provider, self.interval)]
+
+    async def stop(self) -> None:
+        await self.imds.shutdown()
+        await self.broker.close()
+
+
+def serve(settings: Settings) -> int:
+    """Run `vaultd serve` until SIGTERM or SIGINT; exit status 0."""
     isolate_environment()
-    daemon = Daemon(settings, allow_cidrs=allow_cidrs, imds_options=imds_options)
-    asyncio.run(daemon.run())
+    asyncio.run(run(Daemon(settings)))
+    return 0
+
+
+def relay(
+    listen: Listen,
+    allow_cidrs: tuple[str, ...],
+    interval: float,
+    *,
+    control_socket: Path | None = None,
+    upstream: tuple[str, Path] | None = None,
+) -> int:
+    """Run `vaultd relay` until SIGTERM or SIGINT: credentials from the host's daemon over
+    `control_socket`, or over HTTP from `upstream` (URL, token file) on Docker Desktop."""
+    if upstream is not None:
+        url, token_file = upstream
+        fetch = http_fetch(url, read_token(token_file))
+    elif control_socket is not None:
+        fetch = socket_fetch(control_socket)
+    else:
+        raise ServeError("the relay needs the host's control socket or an upstream URL")
+    asyncio.run(run(Relay(fetch, listen, allow_cidrs, interval)))
     return 0

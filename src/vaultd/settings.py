@@ -1,5 +1,10 @@
 """vaultd's own settings: flags > VAULTD_* environment > ~/.config/vaultd/config.toml > defaults.
 
+Every option of `vaultd serve` is a field of `Settings`, and each has a flag, a VAULTD_*
+variable and a TOML key (the README's "Settings" table lists them). Lists (allowed CIDRs and
+uids) are a TOML array, or comma- or space-separated in the variable; booleans are
+true/false, 1/0, yes/no or on/off.
+
 Standard library only, because the control client needs the socket path and must start
 fast: settings live here, not with the AWS config reader in `core`, so that `vaultd status`
 does not pay for pydantic.
@@ -10,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +67,18 @@ class Settings:
     mfa_ykman: bool = False
     # Desktop notifications when a code is needed.
     notify: bool = True
+    # Also serve peers in these networks (containers, other hosts): no owner check for them.
+    allow_cidrs: tuple[str, ...] = ()
+    # Also serve loopback clients owned by these uids (the daemon's own uid always).
+    allow_uids: tuple[int, ...] = ()
+    # Linux: serve loopback clients only when their socket belongs to an allowed uid.
+    uid_check: bool = True
+    # Also serve iam/security-credentials-extended/ (the document with AccountId).
+    imds_extended: bool = False
+    # `vaultd relay --upstream` may fetch credentials with the token in this file.
+    relay_token_file: Path | None = None
+    # The daemon's log level (a `logging` level name).
+    log_level: str = "INFO"
 
     @property
     def endpoint(self) -> str:
@@ -121,6 +138,23 @@ def default_socket_path(env: Mapping[str, str]) -> Path:
     return Path("/tmp") / f"vaultd-{os.getuid()}" / "control.sock"  # noqa: S108
 
 
+class FlagError(ConfigError):
+    """A flag's value is wrong: the command line's usage error (exit status 2)."""
+
+    code = "usage_error"
+
+
+def read_token(path: Path) -> str:
+    """The relay token in `path`: 16+ characters with no whitespace; ConfigError otherwise."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the relay token {path}: {exc.strerror}") from None
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ConfigError(f"the relay token in {path} must be 16+ characters with no spaces")
+    return token
+
+
 def config_file(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
     return Path(base) / "vaultd" / "config.toml"
@@ -149,6 +183,71 @@ def _flag(value: str | None, name: str, *, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
+class _Sources:
+    """One setting's value from the first place that has it: flag, variable, TOML key."""
+
+    def __init__(self, env: Mapping[str, str], path: Path) -> None:
+        self.env = env
+        self.path = path
+        self.toml = _read_toml(path)
+
+    def raw(self, flag: object, var: str, key: str) -> tuple[object, str] | None:
+        """The value and a name for where it came from (for error messages), or None."""
+        if flag is not None:
+            return flag, "flag"
+        if self.env.get(var):
+            return self.env[var], var
+        if self.toml.get(key) is not None:
+            return self.toml[key], f"{self.path}: {key}"
+        return None
+
+    def text(self, flag: str | None, var: str, key: str) -> str | None:
+        found = self.raw(flag, var, key)
+        if found is None:
+            return None
+        value = found[0]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if not isinstance(value, str | int):
+            raise ConfigError(f"{self.path}: {key} must be a string")
+        return str(value)
+
+    def items(self, flag: Sequence[object] | None, var: str, key: str) -> tuple[list[str], str]:
+        """A list setting's items; a string is split on commas and spaces."""
+        found = self.raw(flag, var, key)
+        if found is None:
+            return [], ""
+        value, source = found
+        if isinstance(value, str):
+            return value.replace(",", " ").split(), source
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [str(value)], source
+        if isinstance(value, list | tuple):
+            return [str(v) for v in value], source
+        raise ConfigError(f"{source} must be a list")
+
+
+def _cidrs(items: list[str], source: str) -> tuple[str, ...]:
+    for cidr in items:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            if source == "flag":
+                raise FlagError(f"--allow-cidr: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from None
+    return tuple(items)
+
+
+def _uids(items: list[str], source: str) -> tuple[int, ...]:
+    try:
+        uids = tuple(int(uid) for uid in items)
+    except ValueError:
+        raise ConfigError(f"{source}: a uid is a whole number, not {items!r}") from None
+    if any(uid < 0 for uid in uids):
+        raise ConfigError(f"{source}: a uid is not negative")
+    return uids
+
+
 def load(
     env: Mapping[str, str] | None = None,
     *,
@@ -156,24 +255,19 @@ def load(
     control_socket: str | None = None,
     profile: str | None = None,
     imds_tokens: str | None = None,
+    allow_cidrs: Sequence[str] | None = None,
+    allow_uids: Sequence[int] | None = None,
+    uid_check: bool | None = None,
+    imds_extended: bool | None = None,
+    relay_token_file: str | None = None,
+    log_level: str | None = None,
 ) -> Settings:
+    """The settings, each from its flag (a keyword here, None when not given), else its
+    VAULTD_* variable, else its key in the TOML file, else the default. Raises ConfigError
+    naming the setting (FlagError when a flag's value is wrong)."""
     env = os.environ if env is None else env
-    path = config_file(env)
-    toml = _read_toml(path)
-
-    def pick(flag: str | None, var: str, key: str) -> str | None:
-        if flag is not None:
-            return flag
-        if env.get(var):
-            return env[var]
-        value = toml.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if not isinstance(value, str | int):
-            raise ConfigError(f"{path}: {key} must be a string")
-        return str(value)
+    src = _Sources(env, config_file(env))
+    pick = src.text
 
     listen_text = pick(listen, "VAULTD_LISTEN", "listen")
     socket_text = pick(control_socket, "VAULTD_CONTROL_SOCKET", "control_socket")
@@ -187,12 +281,24 @@ def load(
         raise ConfigError(f"session_hours must be a number, not {hours!r}") from None
     if not 900 <= session_duration <= 129600:
         raise ConfigError("session_hours must be between 0.25 and 36 (STS's limits)")
+    token_file = pick(relay_token_file, "VAULTD_RELAY_TOKEN_FILE", "relay_token_file")
+
+    def flag(value: bool | None, var: str, key: str, *, default: bool) -> bool:
+        text = pick(None if value is None else str(value).lower(), var, key)
+        return _flag(text, key, default=default)
+
     return Settings(
-        mfa_ykman=_flag(pick(None, "VAULTD_MFA_YKMAN", "mfa_ykman"), "mfa_ykman", default=False),
-        notify=_flag(pick(None, "VAULTD_NOTIFY", "notify"), "notify", default=True),
+        mfa_ykman=flag(None, "VAULTD_MFA_YKMAN", "mfa_ykman", default=False),
+        notify=flag(None, "VAULTD_NOTIFY", "notify", default=True),
         listen=Listen.parse(listen_text) if listen_text else Listen(DEFAULT_HOST, DEFAULT_PORT),
         control_socket=Path(socket_text).expanduser() if socket_text else default_socket_path(env),
         profile=pick(profile, "VAULTD_PROFILE", "profile"),
         imds_tokens="required" if tokens == "required" else "optional",
         session_duration=session_duration,
+        allow_cidrs=_cidrs(*src.items(allow_cidrs, "VAULTD_ALLOW_CIDR", "allow_cidr")),
+        allow_uids=_uids(*src.items(allow_uids, "VAULTD_ALLOW_UID", "allow_uid")),
+        uid_check=flag(uid_check, "VAULTD_UID_CHECK", "uid_check", default=True),
+        imds_extended=flag(imds_extended, "VAULTD_IMDS_EXTENDED", "imds_extended", default=False),
+        relay_token_file=Path(token_file).expanduser() if token_file else None,
+        log_level=(pick(log_level, "VAULTD_LOG_LEVEL", "log_level") or "INFO").upper(),
     )

@@ -3,64 +3,53 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from vaultd.cli.common import EXIT_OK, EXIT_USAGE, Command, Failure, settings_for, socket_arg
+from vaultd import settings
+from vaultd.cli.common import EXIT_USAGE, Command, Failure, settings_for, socket_arg
+
+
+def serve_settings(args: argparse.Namespace) -> settings.Settings:
+    """Every `serve` flag that was given, over the VAULTD_* variables and the TOML file."""
+    try:
+        return settings.load(
+            listen=args.listen,
+            control_socket=args.control_socket,
+            profile=args.profile,
+            imds_tokens=args.imds_tokens,
+            allow_cidrs=args.allow_cidr,
+            allow_uids=args.allow_uid,
+            uid_check=False if args.no_uid_check else None,
+            imds_extended=True if args.imds_extended else None,
+            relay_token_file=args.relay_token_file,
+            log_level="DEBUG" if args.verbose else None,
+        )
+    except settings.FlagError as exc:
+        raise Failure(exc.message, EXIT_USAGE) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import ipaddress
     import logging
 
     from vaultd import daemon
 
-    level = os.environ.get("VAULTD_LOG_LEVEL", "DEBUG" if args.verbose else "INFO").upper()
+    conf = serve_settings(args)
     logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
+        level=getattr(logging, conf.log_level, logging.INFO),
         format="%(asctime)s vaultd %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     # botocore narrates every request at DEBUG; its details are not ours to print.
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    from vaultd.http.imds import ImdsOptions
-
-    options = ImdsOptions()
-    if args.no_uid_check:
-        logging.getLogger("vaultd").warning(
-            "--no-uid-check: every local user's processes can now read your credentials"
-        )
-    options = ImdsOptions(
-        uid_check=options.uid_check and not args.no_uid_check,
-        allow_uids=options.allow_uids | frozenset(args.allow_uid or ()),
-        serve_extended=args.imds_extended,
-        relay_token=_read_token(args.relay_token_file) if args.relay_token_file else None,
-    )
-    try:
-        for cidr in args.allow_cidr or ():
-            ipaddress.ip_network(cidr, strict=False)
-    except ValueError as exc:
-        raise Failure(f"--allow-cidr: {exc}", EXIT_USAGE) from None
-    return daemon.serve(settings_for(args), tuple(args.allow_cidr or ()), options)
-
-
-def _read_token(path: str) -> str:
-    try:
-        token = open(path, encoding="utf-8").read().strip()  # noqa: SIM115
-    except OSError as exc:
-        raise Failure(f"cannot read the relay token {path}: {exc.strerror}") from None
-    if len(token) < 16 or any(c.isspace() for c in token):
-        raise Failure(f"the relay token in {path} must be 16+ characters with no spaces")
-    return token
+    return daemon.serve(conf)
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    import asyncio
     import ipaddress
     import logging
+    from pathlib import Path
 
-    from vaultd.http import relay
-    from vaultd.settings import Listen
+    from vaultd import daemon
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s vaultd-relay %(levelname)s %(message)s"
@@ -74,20 +63,18 @@ def cmd_relay(args: argparse.Namespace) -> int:
             ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
         raise Failure(f"--allow-cidr: {exc}", EXIT_USAGE) from None
-    listen = Listen.parse(args.listen)
-    if args.upstream:
-        if not args.token_file:
-            raise Failure("--upstream needs --token-file", EXIT_USAGE)
-        fetch = relay.http_fetch(args.upstream, _read_token(args.token_file))
-    else:
-        fetch = relay.socket_fetch(settings_for(args).control_socket)
-    try:
-        asyncio.run(
-            relay.run_relay(fetch, listen.host, listen.port, tuple(args.allow_cidr), args.interval)
-        )
-    except OSError as exc:
-        raise Failure(f"cannot listen on {listen}: {exc.strerror}") from None
-    return EXIT_OK
+    listen = settings.Listen.parse(args.listen)
+    if not args.upstream:
+        socket = settings_for(args).control_socket
+        return daemon.relay(listen, tuple(args.allow_cidr), args.interval, control_socket=socket)
+    if not args.token_file:
+        raise Failure("--upstream needs --token-file", EXIT_USAGE)
+    return daemon.relay(
+        listen,
+        tuple(args.allow_cidr),
+        args.interval,
+        upstream=(args.upstream, Path(args.token_file)),
+    )
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ into the container (Linux), or over HTTP to the host's IMDS listener with a shar
 (Docker Desktop, where Unix sockets do not cross into the VM). It serves them with the same
 IMDS surface as the daemon, through a Broker of its own, so refresh timing, backoff and
 single-flight are the same; `vaultd switch` on the host changes what containers see within
-one poll interval.
+one poll interval. The listener and its loops are assembled by `vaultd.daemon.Relay`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -28,9 +26,7 @@ from vaultd.core import resolve
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, from_document
 from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
-from vaultd.http.guards import Guard
-from vaultd.http.imds import RELAY_PATH, ImdsApp, ImdsOptions
-from vaultd.http.tokens import Tokens
+from vaultd.http.imds import RELAY_PATH
 
 log = logging.getLogger("vaultd.relay")
 POLL_INTERVAL = 10.0
@@ -151,32 +147,3 @@ async def follow_host(broker: Broker, provider: RelayProvider, interval: float) 
                 with contextlib.suppress(VaultdError):
                     await broker.refresh()  # the host renewed: pick the new set up now
         await asyncio.sleep(interval)
-
-
-async def run_relay(
-    fetch: Fetch, host: str, port: int, allow_cidrs: tuple[str, ...], interval: float
-) -> None:
-    clock = time.time
-    provider = RelayProvider(fetch, clock)
-    broker = Broker(provider, clock)
-    guard = Guard.for_listener(host, port, allow_cidrs)
-    # Peers are containers: there is no local owner to check.
-    imds = ImdsApp(broker, Tokens(clock), guard, ImdsOptions(uid_check=False))
-    await imds.start(host, port)
-    log.info("relaying the host's credentials on %s:%d to %s", host, port, ", ".join(allow_cidrs))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(broker.run()),
-        asyncio.create_task(follow_host(broker, provider, interval)),
-    ]
-    try:
-        await stop.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await imds.shutdown()
-        await broker.close()
