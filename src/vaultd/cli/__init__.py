@@ -1,36 +1,39 @@
-"""The `vaultd` command: the parser, dispatch, and the exit codes.
-
-Exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 MFA needed and no code and
-no terminal to ask on; 4 the daemon is not running. Heavy modules (aiohttp, boto3, pydantic,
-keyring) are imported inside the commands that need them, never by the control commands.
+"""The `vaultd` command: the parser, dispatch, and the rules every command shares at its
+edge (exit codes in `exits`, one-line errors, a closed stdout, a mistyped command).
 
 Each command group lives in its own module and declares its commands (`COMMANDS`): session
 (switch, mfa, refresh, status, env), keys (add, remove, list, rotate, clear), run (exec,
-export, login), host (service, network, doctor, demo) and serve (serve, relay).
+export, login), host (service, network, doctor, demo), serve (serve, relay) and completion.
+Heavy modules (aiohttp, boto3, pydantic, keyring) are imported inside the commands that need
+them, never by the control commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from vaultd import __version__
-from vaultd.cli import host, keys, run, serve, session
-from vaultd.cli.common import (
+from vaultd.cli import completion, host, keys, run, serve, session
+from vaultd.cli.common import Command
+from vaultd.cli.exits import (
+    EXIT_CLOSED_PIPE,
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_MFA,
     EXIT_NO_DAEMON,
     EXIT_OK,
     EXIT_USAGE,
-    Command,
     Failure,
 )
 from vaultd.client import ControlError, DaemonNotRunning
 from vaultd.errors import VaultdError
 
 __all__ = [
+    "EXIT_CLOSED_PIPE",
     "EXIT_ERROR",
     "EXIT_MFA",
     "EXIT_NO_DAEMON",
@@ -62,13 +65,40 @@ ORDER = (
     "network",
     "doctor",
     "demo",
+    "completion",
 )
+
+EPILOG = """\
+exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
+was given and there was no terminal to ask on; 4 the daemon is not running; 141 stdout was
+closed early (`| head`). `vaultd exec` exits with its command's status. Shell completion:
+`vaultd completion bash|zsh|fish`."""
 
 
 def commands() -> dict[str, Command]:
     """Every command of every group, by name."""
-    groups = (serve, keys, session, run, host)
+    groups = (serve, keys, session, run, host, completion)
     return {c.name: c for group in groups for c in group.COMMANDS}
+
+
+class _Version(argparse.Action):
+    """-V/--version: the installed distribution's version (package metadata, the one place it
+    is written), looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from vaultd import __version__
+
+        print(f"vaultd {__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,12 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaultd",
         description="Serve AWS role credentials to every SDK on this machine through IMDS.",
+        epilog=EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"vaultd {__version__}")
+    parser.add_argument(
+        "-V", "--version", action=_Version, help="show program's version number and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # A command missing from ORDER fails here (ValueError) rather than vanishing from --help.
     for command in sorted(commands().values(), key=lambda c: ORDER.index(c.name)):
-        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        p = sub.add_parser(
+            command.name, help=command.help, description=command.description or command.help
+        )
         p.set_defaults(func=command.handler)
         if command.arguments is not None:
             command.arguments(p)
@@ -93,10 +128,48 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def _check_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
+    """A mistyped command names the close one (`vaultd swtich` -> switch) instead of
+    argparse's list of every command; with nothing close, argparse's message stands."""
+    word = next((w for w in words if not w.startswith("-")), None)
+    if word is None or word in ORDER:
+        return
+    import difflib
+
+    # 0.7 takes `swtich`, `stauts`, `lsit`, `netowrk`, and leaves `frobnicate` to argparse.
+    close = difflib.get_close_matches(word, ORDER, n=1, cutoff=0.7)
+    if close:
+        parser.error(f"unknown command {word!r}: did you mean `vaultd {close[0]}`?")
+
+
+def _silence_closed_pipe() -> None:
+    """Point stdout and stderr at /dev/null so that nothing, not even the interpreter's
+    final flush, writes to the closed pipe again (the Python docs' recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `vaultd ARGV` (default: sys.argv) and return its exit code; failures print one
-    `vaultd: ...` line on stderr and raise SystemExit with the code."""
-    words = list(sys.argv[1:] if argv is None else argv)
+    `vaultd: ...` line on stderr and raise SystemExit with the code (see `exits`).
+
+    A reader that stops reading (`vaultd status | head -c1`) ends every command the same
+    way: no traceback, exit 141 (EXIT_CLOSED_PIPE).
+    """
+    try:
+        try:
+            return _run(list(sys.argv[1:] if argv is None else argv))
+        finally:
+            sys.stdout.flush()  # a buffered stdout meets the closed pipe here, not at exit
+    except BrokenPipeError:
+        _silence_closed_pipe()
+        return EXIT_CLOSED_PIPE
+
+
+def _run(words: list[str]) -> int:
     # Everything after `--` is the command for `vaultd exec`, options included. (argparse
     # mishandles `--` inside subcommands, so it is split off here.)
     trailing: list[str] | None = None
@@ -104,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = words.index("--")
         words, trailing = words[:cut], words[cut + 1 :]
     parser = build_parser()
+    _check_command(parser, words)
     args = parser.parse_args(words)
     if trailing is not None:
         if args.func is not run.cmd_exec:
@@ -114,16 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaemonNotRunning as exc:
         _fail(str(exc), EXIT_NO_DAEMON)
     except ControlError as exc:
-        code = EXIT_MFA if exc.code == "mfa_required" else EXIT_ERROR
         if exc.code == "mfa_required":
-            _fail(f"{exc} (no code given)", code)
-        _fail(str(exc), code)
+            _fail(f"{exc} (no code given)", EXIT_MFA)
+        _fail(str(exc), EXIT_ERROR)
     except Failure as exc:
         _fail(str(exc), exc.exit_code)
     except VaultdError as exc:
         _fail(exc.message, EXIT_ERROR)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", EXIT_INTERRUPTED)
     except EOFError:
         _fail("no input", EXIT_ERROR)
     return result

@@ -1,5 +1,5 @@
-"""What every command group shares: exit codes, the one-line failure, settings and the control
-client for a command's flags, terminal prompts for MFA codes, and how a command is declared.
+"""What every command group shares: settings and the control client for a command's flags,
+terminal prompts and stdin for MFA codes, and how a command is declared.
 
 Standard library and the control client only: `vaultd status`, `switch` and `mfa` run through
 this module, and import-linter keeps it free of aiohttp, boto3, botocore, pydantic and keyring.
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from vaultd import settings
+from vaultd.cli.documents import STATUS, checked
+from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
 from vaultd.core.mfa import is_mfa_code
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MFA, EXIT_NO_DAEMON = 0, 1, 2, 3, 4
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -30,14 +30,8 @@ class Command(NamedTuple):
     help: str
     handler: Handler
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
-
-
-class Failure(Exception):
-    """A failure the user can act on: printed as one `vaultd: MESSAGE` line, then exit."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    # The subcommand's --help text, when it says more than `help`.
+    description: str | None = None
 
 
 def settings_for(args: argparse.Namespace) -> settings.Settings:
@@ -71,6 +65,36 @@ def ask_code(prompt: str) -> str:
     raise Failure("no valid MFA code entered")
 
 
+def code_from_person(prompt: str, no_terminal: str) -> str:
+    """The one rule for a command that needs an MFA code it was not given: ask on the
+    terminal, or, with no terminal to ask on, fail with `no_terminal` and exit 3 (EXIT_MFA)."""
+    if not has_terminal():
+        raise Failure(no_terminal, EXIT_MFA)
+    return ask_code(prompt)
+
+
+def code_argument(value: str | None) -> str | None:
+    """An MFA code as given on the command line, where `-` means: read it from stdin, so that
+    the code never shows in argv (`ps`). A terminal stdin is asked without echo; a piped one
+    gives its first line. None (no code given) stays None.
+
+    Raises Failure: exit 3 when stdin holds no code, exit 2 when it is not six digits.
+    """
+    if value != "-":
+        return value
+    if sys.stdin.isatty():
+        return ask_code("MFA code: ")
+    code = sys.stdin.readline().strip()
+    if not code:
+        raise Failure("`-` reads the MFA code from stdin, and stdin held none", EXIT_MFA)
+    if not is_mfa_code(code):
+        raise Failure("the MFA code read from stdin is not six digits", EXIT_USAGE)
+    return code
+
+
+MFA_HELP = "MFA code, if the profile needs one (- reads it from stdin)"
+
+
 def socket_arg(p: argparse.ArgumentParser) -> None:
     """Add --control-socket to a command that talks to the daemon."""
     p.add_argument(
@@ -83,11 +107,11 @@ def socket_arg(p: argparse.ArgumentParser) -> None:
 def answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
     """Satisfy an MFA request by asking on the terminal; a wrong code is asked again."""
     serial = error.payload.get("mfa_serial") or "your MFA device"
-    if not has_terminal():
-        raise Failure(f"{error}. No terminal to ask on: run `vaultd mfa CODE`", EXIT_MFA)
+    # The daemon's message already says what to run; only say why nobody was asked.
+    no_terminal = f"{error} (no terminal to ask for the code on)"
     for _ in range(2):
         try:
-            return client.mfa(ask_code(f"MFA code for {serial}: "))
+            return client.mfa(code_from_person(f"MFA code for {serial}: ", no_terminal))
         except ControlError as exc:
             if exc.code not in ("mfa_rejected", "bad_mfa_code"):
                 raise
@@ -108,6 +132,7 @@ def with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[
 
 def print_serving(status: dict[str, Any]) -> None:
     """One line saying what the daemon serves now, from a status document."""
+    checked(status, STATUS, "status document")
     creds = status.get("credentials") or {}
     what = status.get("role_arn") or status.get("active")
     if creds:

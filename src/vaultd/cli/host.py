@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 
-from vaultd.cli.common import EXIT_ERROR, EXIT_OK, Command, Failure, settings_for
+from vaultd.cli.common import Command, settings_for
+from vaultd.cli.exits import EXIT_ERROR, EXIT_OK, Failure
 
 
 def cmd_service(args: argparse.Namespace) -> int:
@@ -27,18 +29,11 @@ def cmd_service(args: argparse.Namespace) -> int:
         print(f"Wrote {path}")
     failed = 0
     for cmd in plan.run:
-        try:
-            done = subprocess.run(cmd, check=False, timeout=60)
-        except FileNotFoundError:
-            raise Failure(f"{cmd[0]} not found: is this a systemd or launchd system?") from None
-        except subprocess.TimeoutExpired:
-            raise Failure(f"{' '.join(cmd)} did not finish within 60 s") from None
-        if done.returncode != 0 and args.action != "status":
+        returncode = _run_step(cmd, args.action)
+        if returncode != 0 and args.action != "status":
             failed += 1
-            print(
-                f"vaultd: `{' '.join(cmd)}` exited with status {done.returncode}", file=sys.stderr
-            )
-        elif done.returncode != 0:
+            print(f"vaultd: `{' '.join(cmd)}` exited with status {returncode}", file=sys.stderr)
+        elif returncode != 0:
             return EXIT_ERROR
     for path in plan.remove:
         if path.exists():
@@ -47,6 +42,34 @@ def cmd_service(args: argparse.Namespace) -> int:
     if failed:
         raise Failure(f"service {args.action} did not complete")
     return EXIT_OK
+
+
+# systemd's words when `systemctl --user` finds no user manager to talk to ("Failed to connect
+# to bus: No medium found", "Failed to connect to user scope bus via local transport: ...").
+NO_USER_BUS = re.compile(r"Failed to connect to (user scope )?bus")
+DONE_WORDS = {"install": "installed", "uninstall": "removed", "status": "checked"}
+
+
+def _run_step(cmd: list[str], action: str) -> int:
+    """Run one systemctl/launchctl step of a service plan, its output passed through, and
+    return its exit status. A step that cannot reach the user's service manager fails with
+    what that means for vaultd and what to do instead of systemd's bare error."""
+    try:
+        done = subprocess.run(cmd, check=False, timeout=60, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        raise Failure(f"{cmd[0]} not found: is this a systemd or launchd system?") from None
+    except subprocess.TimeoutExpired:
+        raise Failure(f"{' '.join(cmd)} did not finish within 60 s") from None
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0 and NO_USER_BUS.search(done.stderr):
+        raise Failure(
+            f"`{' '.join(cmd)}` found no systemd user session to talk to (as under su or sudo, "
+            f"in a container, or over SSH without a login session), so vaultd's login service "
+            f"cannot be {DONE_WORDS.get(action, action)} here: run this from your own login "
+            f"session (or keep one with `loginctl enable-linger $USER`), or start the daemon "
+            f"with `vaultd serve`"
+        )
+    return done.returncode
 
 
 def cmd_network(args: argparse.Namespace) -> int:

@@ -17,15 +17,15 @@ import time
 from typing import Any
 
 from vaultd.cli.common import (
-    EXIT_MFA,
-    EXIT_OK,
     Command,
-    Failure,
-    ask_code,
     client_for,
+    code_argument,
+    code_from_person,
     has_terminal,
     socket_arg,
 )
+from vaultd.cli.documents import STATUS, checked
+from vaultd.cli.exits import EXIT_OK, Failure
 from vaultd.client import ControlError, DaemonNotRunning
 
 KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
@@ -39,8 +39,16 @@ def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
             raise Failure("--env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set")
     elif args.stdin or not sys.stdin.isatty():
         lines = sys.stdin.read().splitlines()
-        if len(lines) < 2:
+        if len(lines) < 2 and args.stdin:
             raise Failure("--stdin expects the access key id and the secret, one per line")
+        if len(lines) < 2:
+            # Not a terminal and no --stdin: say every way to give the keys, not just one.
+            raise Failure(
+                "no terminal to ask for the keys on, and stdin did not hold them: run "
+                f"`vaultd add {args.profile}` in a terminal, pipe the access key id and the "
+                "secret one per line, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and "
+                "pass --env"
+            )
         key_id, secret = lines[0], lines[1]
     else:
         key_id = input("Access key ID: ")
@@ -114,7 +122,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     profiles = config.load_profiles()
     status: dict[str, Any] = {}
     with contextlib.suppress(DaemonNotRunning, ControlError):
-        status = client_for(args).status()
+        status = checked(client_for(args).status(), STATUS, "status document")
     rows = profile_rows(
         profiles,
         Keystore(),
@@ -149,13 +157,12 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     from vaultd.core.sts import Boto3StsFactory
 
     plan = resolve.plan(config.load_profiles(), args.profile)
-    code = args.mfa
+    code = code_argument(args.mfa)
     if code is None and plan.mfa_serial is not None:
-        if not has_terminal():
-            raise Failure(
-                f"rotating needs an MFA code for {plan.mfa_serial}: pass --mfa CODE", EXIT_MFA
-            )
-        code = ask_code(f"MFA code for {plan.mfa_serial}: ")
+        code = code_from_person(
+            f"MFA code for {plan.mfa_serial}: ",
+            f"rotating needs an MFA code for {plan.mfa_serial}: pass --mfa CODE (or --mfa -)",
+        )
     print(f"Rotating the key of {plan.root!r} (takes a few seconds)...", file=sys.stderr)
     done = rotate.rotate(
         args.profile,
@@ -176,7 +183,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 def cmd_clear(args: argparse.Namespace) -> int:
     body = {"profile": args.profile} if args.profile else {}
     try:
-        result = client_for(args).call("POST", "/v1/clear", body)
+        result = checked(client_for(args).call("POST", "/v1/clear", body), STATUS, "answer")
         dropped = int(result.get("cleared_sessions", 0))
     except DaemonNotRunning:
         # No daemon holds anything in memory: clearing the keyring is all there is to do.
@@ -212,7 +219,11 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 
 def _rotate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("profile", metavar="PROFILE")
-    p.add_argument("--mfa", metavar="CODE", help="MFA code for the root profile's device")
+    p.add_argument(
+        "--mfa",
+        metavar="CODE",
+        help="MFA code for the root profile's device (- reads it from stdin)",
+    )
     socket_arg(p)
 
 

@@ -13,7 +13,16 @@ import subprocess
 import sys
 from typing import Any
 
-from vaultd.cli.common import EXIT_OK, Command, Failure, client_for, socket_arg, with_mfa
+from vaultd.cli.common import (
+    MFA_HELP,
+    Command,
+    client_for,
+    code_argument,
+    socket_arg,
+    with_mfa,
+)
+from vaultd.cli.documents import EXEC_GRANT, checked
+from vaultd.cli.exits import EXIT_OK, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
@@ -78,15 +87,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
             "exit that shell first, or pass --allow-nested"
         )
     client = client_for(args)
+    code = code_argument(args.mfa)
     grant: dict[str, Any] | None = None
     if args.env:
-        creds, region = _credentials_for(client, args.profile, args.mfa)
+        creds, region = _credentials_for(client, args.profile, code)
         handed = credentials.environment(creds)
     else:
         body: dict[str, Any] = {"profile": args.profile}
-        if args.mfa:
-            body["mfa_code"] = args.mfa
+        if code:
+            body["mfa_code"] = code
         grant = with_mfa(client, lambda: client.call("POST", "/v1/exec-tokens", body))
+        checked(grant, EXEC_GRANT, "exec token")
         handed = {
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": grant["url"],
             "AWS_CONTAINER_AUTHORIZATION_TOKEN": grant["token"],
@@ -164,7 +175,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def _exec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("profile", metavar="PROFILE")
-    p.add_argument("--mfa", metavar="CODE", help="MFA code, if the profile needs one")
+    p.add_argument("--mfa", metavar="CODE", help=MFA_HELP)
     p.add_argument("--env", action="store_true", help="put plain credentials in the environment")
     p.add_argument("--allow-nested", action="store_true", help="allow running inside another exec")
     p.add_argument("command", nargs="*", metavar="-- CMD [ARGS...]", help="default: $SHELL")

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from vaultd import settings
-from vaultd.cli.common import EXIT_USAGE, Command, Failure, settings_for, socket_arg
+from vaultd.cli.common import Command, settings_for, socket_arg
+from vaultd.cli.exits import EXIT_USAGE, Failure
 
 
 def serve_settings(args: argparse.Namespace) -> settings.Settings:

@@ -12,25 +12,28 @@ import sys
 import time
 
 from vaultd.cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
+    MFA_HELP,
     Command,
-    Failure,
     ask_code,
     client_for,
+    code_argument,
+    code_from_person,
     has_terminal,
     print_serving,
     settings_for,
     socket_arg,
     with_mfa,
 )
+from vaultd.cli.documents import STATUS, checked
+from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
 from vaultd.core.mfa import is_mfa_code
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
     client = client_for(args)
-    print_serving(with_mfa(client, lambda: client.switch(args.profile, args.mfa)))
+    code = code_argument(args.mfa)
+    print_serving(with_mfa(client, lambda: client.switch(args.profile, code)))
     return EXIT_OK
 
 
@@ -38,11 +41,13 @@ def cmd_mfa(args: argparse.Namespace) -> int:
     client = client_for(args)
     if args.watch:
         return _watch_mfa(client, args.interval)
-    code = args.code
+    code = code_argument(args.code)
     if code is None:
-        if not has_terminal():
-            raise Failure("no code given and no terminal to ask on", EXIT_USAGE)
-        code = ask_code("MFA code: ")
+        code = code_from_person(
+            "MFA code: ",
+            "no MFA code given and no terminal to ask on: run `vaultd mfa CODE`, "
+            "or `vaultd mfa -` with the code on stdin",
+        )
     if not is_mfa_code(code):
         raise Failure("an MFA code is six digits", EXIT_USAGE)
     print_serving(client.mfa(code))
@@ -57,7 +62,7 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
     asked_for: str | None = None
     try:
         while True:
-            status = client.status()
+            status = checked(client.status(), STATUS, "status document")
             request = status.get("mfa")
             if request and request.get("since") != asked_for:
                 why = "the session ends soon" if request.get("early") else "a code is needed"
@@ -81,7 +86,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = client_for(args).status()
+    status = checked(client_for(args).status(), STATUS, "status document")
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return EXIT_OK
@@ -128,13 +133,16 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def _switch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("profile", metavar="PROFILE")
-    p.add_argument("--mfa", metavar="CODE", help="MFA code, if the profile needs one")
+    p.add_argument("--mfa", metavar="CODE", help=MFA_HELP)
     socket_arg(p)
 
 
 def _mfa_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "code", metavar="CODE", nargs="?", help="six-digit code (asked for when omitted)"
+        "code",
+        metavar="CODE",
+        nargs="?",
+        help="six-digit code (asked for when omitted; - reads it from stdin)",
     )
     p.add_argument("--watch", action="store_true", help="keep waiting and ask for each request")
     p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)

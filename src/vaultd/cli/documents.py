@@ -1,0 +1,77 @@
+"""What the command line expects in the documents it reads from the control socket, and the one
+check that turns a malformed document into a one-line error instead of a KeyError traceback.
+
+A shape maps each key to a type, a tuple of types, or a nested shape; a key written `name?`
+may be missing or null. Keys a shape does not name are allowed (newer daemons add fields).
+Standard library only: `vaultd status` checks its document through this module. (Credentials
+documents are read by core.credentials.from_document, where their wire format lives.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vaultd.cli.exits import Failure
+
+Shape = Mapping[str, Any]
+NUMBER = (int, float)
+
+# GET /v1/status (and the answers of switch, mfa, refresh, clear, which carry the status).
+STATUS: Shape = {
+    "active?": str,
+    "state": str,
+    "message": str,
+    "role_arn?": str,
+    "credentials?": {
+        "access_key_id": str,
+        "expires": str,
+        "expires_in": NUMBER,
+        "refresh_at": str,
+    },
+    "mfa?": {"profile": str, "serial": str, "since?": str, "early?": bool},
+    "last_error?": {"error": str, "at": str, "message": str},
+    "next_retry?": str,
+    "exec_tokens?": dict,
+    "listeners?": list,
+    "cleared_sessions?": int,
+}
+
+# POST /v1/exec-tokens: where `vaultd exec`'s child fetches its credentials.
+EXEC_GRANT: Shape = {"id": str, "url": str, "token": str, "region?": str}
+
+
+def checked(doc: dict[str, Any], shape: Shape, what: str) -> dict[str, Any]:
+    """Return `doc` if it has the `shape`; otherwise raise Failure (exit 1) naming the first
+    field that is missing or of the wrong type, e.g. `credentials.expires_in is missing`."""
+    problem = _problem(doc, shape, "")
+    if problem is not None:
+        raise Failure(f"vaultd answered a malformed {what}: {problem}")
+    return doc
+
+
+def _problem(doc: Mapping[str, Any], shape: Shape, prefix: str) -> str | None:
+    for key, expected in shape.items():
+        name = key.rstrip("?")
+        value = doc.get(name)
+        where = f"{prefix}{name}"
+        if value is None:
+            if key.endswith("?"):
+                continue
+            return f"{where} is missing"
+        if isinstance(expected, Mapping):
+            if not isinstance(value, dict):
+                return f"{where} is not an object"
+            problem = _problem(value, expected, f"{where}.")
+            if problem is not None:
+                return problem
+        elif not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+            return f"{where} is {type(value).__name__}, not {_names(expected)}"
+    return None
+
+
+def _names(expected: type | tuple[type, ...]) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    words = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true/false"}
+    words |= {"dict": "an object", "list": "a list"}
+    return " or ".join(words.get(t.__name__, t.__name__) for t in types)

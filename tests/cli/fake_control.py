@@ -1,0 +1,90 @@
+"""A stand-in for the daemon's control socket: answers fixed JSON documents over HTTP on a
+Unix socket, in a thread, so that the command line can be shown documents a real daemon would
+not send (a status missing a field, say)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socketserver
+import threading
+from pathlib import Path
+from typing import Any
+
+Answers = dict[tuple[str, str], tuple[int, dict[str, Any]]]
+
+# A status document as the daemon sends it while serving master.
+SERVING_STATUS: dict[str, Any] = {
+    "active": "master",
+    "role": "DeveloperRole",
+    "role_arn": "arn:aws:iam::222233334444:role/DeveloperRole",
+    "region": None,
+    "state": "ok",
+    "message": "serving master",
+    "credentials": {
+        "access_key_id": "ASIA...MPLE",
+        "arn": "arn:aws:sts::222233334444:assumed-role/DeveloperRole/vaultd-test",
+        "issued": "2026-11-30T05:00:00Z",
+        "expires": "2026-11-30T06:00:00Z",
+        "expires_in": 3000,
+        "refresh_at": "2026-11-30T05:45:00Z",
+    },
+    "mfa": None,
+    "last_error": None,
+    "next_retry": None,
+    "exec_tokens": {"master": 1},
+    "listeners": ["127.0.0.1:9169"],
+    "endpoint": "http://127.0.0.1:9169/",
+}
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    answers: Answers
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, doc = self.server.answers.get(
+            (self.command, self.path), (404, {"error": "not_found", "message": "no such path"})
+        )
+        raw = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class FakeControl:
+    """Serve `answers` ({(method, path): (status, document)}) on the socket at `path`."""
+
+    def __init__(self, path: Path, answers: Answers) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.server = _Server(str(path), _Handler)
+        self.server.answers = answers
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeControl:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

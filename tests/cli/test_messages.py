@@ -1,0 +1,226 @@
+"""The command line's messages and exit codes at its edges: a closed stdout, a missing MFA code,
+keys with nowhere to come from, no systemd user bus, -V, a mistyped command, shell completion,
+and a malformed document from the control socket."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.fake_control import SERVING_STATUS, FakeControl
+from tests.e2e.harness import run_vaultd, vaultd_env
+from vaultd import settings
+
+COMMANDS = [
+    *("serve", "add", "remove", "list", "switch", "mfa", "exec", "export", "rotate", "login"),
+    *("refresh", "clear", "status", "env", "relay", "service", "network", "doctor", "demo"),
+    "completion",
+]
+
+
+@pytest.fixture
+def control() -> Iterator[Path]:
+    """A fake daemon on the default control socket, answering the SERVING_STATUS document."""
+    path = settings.load().control_socket
+    answers = {("GET", "/v1/status"): (200, SERVING_STATUS)}
+    with FakeControl(path, answers):
+        yield path
+
+
+def _into_closed_pipe(args: list[str], *, buffered: bool) -> subprocess.CompletedProcess[str]:
+    """Run `vaultd ARGS` with stdout a pipe whose reading end is already closed, as when the
+    reader (`| true`, `| head -c1`) has gone before vaultd writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = vaultd_env()
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "vaultd", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["status", "--json"], ["list", "--json"], ["-V"], ["completion", "bash"]],
+    ids=" ".join,
+)
+def test_a_closed_stdout_ends_quietly(
+    control: Path, aws_config: Path, args: list[str], *, buffered: bool
+) -> None:
+    done = _into_closed_pipe(args, buffered=buffered)
+    assert done.stderr == ""
+    assert done.returncode == 141
+
+
+def test_mfa_without_a_code_or_a_terminal_is_exit_3() -> None:
+    # README: 3 = an MFA code was needed, none was given, no terminal to ask on.
+    for args in (["mfa"], ["mfa", "-"]):
+        done = run_vaultd(*args, stdin="")
+        assert done.returncode == 3, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert "`vaultd mfa -`" in run_vaultd("mfa", stdin="").stderr
+    done = run_vaultd("mfa", "-", stdin="12\n")
+    assert done.returncode == 2 and "six digits" in done.stderr
+    done = run_vaultd("mfa", "--watch", stdin="")
+    assert done.returncode == 2 and "--watch needs a terminal" in done.stderr
+
+
+def test_add_with_no_terminal_and_no_keys_says_every_way_to_give_them(aws_config: Path) -> None:
+    done = run_vaultd("add", "identity", stdin="")
+    assert done.returncode == 1
+    message = done.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert "`vaultd add identity` in a terminal" in message
+    assert "one per line" in message and "--env" in message
+    assert "--stdin expects" not in message
+    # Asked for explicitly, --stdin keeps its own message.
+    assert "--stdin expects" in run_vaultd("add", "identity", "--stdin", stdin="").stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the systemd plan is Linux's")
+@pytest.mark.parametrize(("action", "word"), [("status", "checked"), ("install", "installed")])
+def test_service_without_a_user_bus_says_what_it_means(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, action: str, word: str
+) -> None:
+    # systemctl as it answers in a container or under su: no user manager to reach.
+    bin_dir = isolated / "bin"
+    bin_dir.mkdir()
+    systemctl = bin_dir / "systemctl"
+    systemctl.write_text(
+        "#!/bin/sh\necho 'Failed to connect to bus: No medium found' >&2\nexit 1\n"
+    )
+    systemctl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    done = run_vaultd("service", action)
+    assert done.returncode == 1
+    *_, systemd_said, vaultd_said = done.stderr.strip().splitlines()
+    assert systemd_said == "Failed to connect to bus: No medium found"
+    assert "Traceback" not in done.stderr
+    assert f"login service cannot be {word} here" in vaultd_said
+    assert "`vaultd serve`" in vaultd_said and "loginctl enable-linger" in vaultd_said
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    import vaultd
+
+    expected = f"vaultd {importlib.metadata.version('vaultd')}\n"
+    for flag in ("-V", "--version"):
+        done = run_vaultd(flag)
+        assert (done.returncode, done.stdout, done.stderr) == (0, expected, "")
+    assert vaultd.__version__ == importlib.metadata.version("vaultd")
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("swtich", "switch"), ("stauts", "status")])
+def test_a_mistyped_command_names_the_close_one(typed: str, meant: str) -> None:
+    done = run_vaultd(typed, "master")
+    assert done.returncode == 2
+    assert f"unknown command {typed!r}: did you mean `vaultd {meant}`?" in done.stderr
+    assert "choose from" not in done.stderr
+    # Nothing close: argparse's list of commands stands.
+    assert "choose from" in run_vaultd("xyzzy").stderr
+
+
+def _syntax_check(shell: str, script: Path) -> list[str]:
+    return {
+        "bash": ["bash", "-n", str(script)],
+        "zsh": ["zsh", "-n", str(script)],
+        "fish": ["fish", "--no-execute", str(script)],
+    }[shell]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_script_for_each_shell(isolated: Path, shell: str) -> None:
+    done = run_vaultd("completion", shell)
+    assert done.returncode == 0, done.stderr
+    for name in COMMANDS:
+        assert name in done.stdout, name
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed: its completion script was not syntax-checked")
+    script = isolated / f"vaultd.{shell}"
+    script.write_text(done.stdout)
+    check = subprocess.run(
+        _syntax_check(shell, script), capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_bash_completion_completes_commands_and_options(isolated: Path) -> None:
+    script = isolated / "vaultd.bash"
+    script.write_text(run_vaultd("completion", "bash").stdout)
+    probe = (
+        f"source {script}\n"
+        "COMP_WORDS=(vaultd sw); COMP_CWORD=1; _shtab_vaultd; echo ${COMPREPLY[@]}\n"
+        "COMP_WORDS=(vaultd status --); COMP_CWORD=2; _shtab_vaultd; echo ${COMPREPLY[@]}\n"
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+    first, second = done.stdout.splitlines()
+    assert first == "switch"
+    assert "--json" in second.split() and "--control-socket" in second.split()
+
+
+def test_status_renders_a_full_document(control: Path) -> None:
+    done = run_vaultd("status")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "active:      master",
+        "state:       ok - serving master",
+        "role:        arn:aws:iam::222233334444:role/DeveloperRole",
+        "credentials: ASIA...MPLE expires 2026-11-30T06:00:00Z (in 50 min, "
+        "refresh at 2026-11-30T05:45:00Z)",
+        "exec:        master (1)",
+        "listening:   127.0.0.1:9169",
+    ]
+
+
+def _without(path: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {**SERVING_STATUS, "credentials": {**SERVING_STATUS["credentials"]}}
+    *parents, last = path.split(".")
+    target = doc
+    for key in parents:
+        target = target[key]
+    del target[last]
+    return doc
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        (_without("credentials.expires_in"), "credentials.expires_in is missing"),
+        (_without("state"), "state is missing"),
+        ({**SERVING_STATUS, "credentials": "soon"}, "credentials is not an object"),
+        (
+            {**SERVING_STATUS, "mfa": {"profile": "master", "serial": 7}},
+            "mfa.serial is int, not a string",
+        ),
+        ({**SERVING_STATUS, "listeners": "127.0.0.1:9169"}, "listeners is str, not a list"),
+    ],
+)
+def test_a_malformed_status_document_is_one_clear_line(
+    doc: dict[str, Any], problem: str, *, as_json: bool
+) -> None:
+    path = settings.load().control_socket
+    with FakeControl(path, {("GET", "/v1/status"): (200, doc)}):
+        done = run_vaultd("status", *(["--json"] if as_json else []))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"vaultd: vaultd answered a malformed status document: {problem}\n"

@@ -1,0 +1,63 @@
+"""MFA codes through the command line against a real daemon and moto: a code kept out of argv
+(`--mfa -`, `vaultd mfa -`), and what a command says when it needs a code and has none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_on_tty, run_vaultd
+
+ROLE_ARN = "arn:aws:iam::222233334444:role/DeveloperRole"
+
+
+def test_a_needed_code_without_a_terminal_is_exit_3_with_the_hint_once(
+    user_keys: tuple[str, str], daemon: Daemon
+) -> None:
+    daemon.start()
+    for profile in ("identity", "master"):
+        done = run_vaultd("switch", profile)
+        assert done.returncode == 3, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert done.stderr.count("vaultd mfa CODE") == 1, done.stderr
+        assert "no terminal" in done.stderr
+    # The request is open now; `vaultd mfa` without a code is the same case, the same code.
+    done = run_vaultd("mfa")
+    assert done.returncode == 3 and "no terminal" in done.stderr
+
+
+def test_mfa_codes_from_stdin_reach_sts(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    daemon.start()
+    done = run_vaultd("switch", "master", "--mfa", "-", stdin="123456\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"Serving master ({ROLE_ARN}) until ")
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert ":assumed-role/DeveloperRole/" in boto3_whoami(env)["arn"]
+
+    assert run_vaultd("clear").returncode == 0
+    assert run_vaultd("switch", "identity").returncode == 3  # opens a request
+    done = run_vaultd("mfa", "-", stdin="234567\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Serving identity (identity) until ")
+
+    # On a terminal, `-` asks without echo rather than reading a line the user can see.
+    assert run_vaultd("clear").returncode == 0
+    assert run_vaultd("switch", "identity").returncode == 3
+    code, output = run_on_tty(["mfa", "-"], "345678", "MFA code: ")
+    assert code == 0, output
+    assert "Serving identity" in output and "345678" not in output
+
+
+def test_a_code_on_stdin_that_is_empty_or_malformed_sends_nothing(
+    user_keys: tuple[str, str], daemon: Daemon
+) -> None:
+    daemon.start()
+    done = run_vaultd("switch", "master", "--mfa", "-", stdin="")
+    assert done.returncode == 3 and "stdin held none" in done.stderr
+    done = run_vaultd("switch", "master", "--mfa", "-", stdin="12 34\n")
+    assert done.returncode == 2 and "not six digits" in done.stderr
+    # Neither reached the daemon: no profile was switched to, no request opened.
+    status = json.loads(run_vaultd("status", "--json").stdout)
+    assert (status["active"], status["mfa"]) == (None, None)
