@@ -76,6 +76,7 @@ class FakeControl:
 
     def __init__(self, path: Path, answers: Answers) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = path
         self.server = _Server(str(path), _Handler)
         self.server.answers = answers
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -88,3 +89,4 @@ class FakeControl:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+        self.path.unlink(missing_ok=True)

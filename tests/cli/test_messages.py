@@ -224,3 +224,22 @@ def test_a_malformed_status_document_is_one_clear_line(
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == f"vaultd: vaultd answered a malformed status document: {problem}\n"
+
+
+def test_switch_reads_only_what_it_prints_and_checks_it() -> None:
+    path = settings.load().control_socket
+    answer = {"active": "master", "state": "ok", "credentials": {"expires": "2030-01-01T00:00:00Z"}}
+    with FakeControl(path, {("POST", "/v1/switch"): (200, answer)}):
+        done = run_vaultd("switch", "master")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "Serving master (master) until 2030-01-01T00:00:00Z.\n",
+    )
+    answer["credentials"] = {"expires": 1893456000}
+    with FakeControl(path, {("POST", "/v1/switch"): (200, answer)}):
+        done = run_vaultd("switch", "master")
+    assert done.returncode == 1
+    assert done.stderr == (
+        "vaultd: vaultd answered a malformed status document: credentials.expires is int, "
+        "not a string\n"
+    )

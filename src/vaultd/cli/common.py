@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from vaultd import settings
-from vaultd.cli.documents import STATUS, checked
+from vaultd.cli.documents import SERVING, checked
 from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
 from vaultd.core.mfa import is_mfa_code
@@ -132,7 +132,7 @@ def with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[
 
 def print_serving(status: dict[str, Any]) -> None:
     """One line saying what the daemon serves now, from a status document."""
-    checked(status, STATUS, "status document")
+    checked(status, SERVING, "status document")
     creds = status.get("credentials") or {}
     what = status.get("role_arn") or status.get("active")
     if creds:

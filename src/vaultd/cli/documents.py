@@ -17,7 +17,7 @@ from vaultd.cli.exits import Failure
 Shape = Mapping[str, Any]
 NUMBER = (int, float)
 
-# GET /v1/status (and the answers of switch, mfa, refresh, clear, which carry the status).
+# GET /v1/status, as `vaultd status` and `vaultd list` read it (and the answer of clear).
 STATUS: Shape = {
     "active?": str,
     "state": str,
@@ -35,6 +35,14 @@ STATUS: Shape = {
     "exec_tokens?": dict,
     "listeners?": list,
     "cleared_sessions?": int,
+}
+
+# What `Serving PROFILE (ROLE) until EXPIRES.` reads from the answer of switch, mfa, refresh.
+SERVING: Shape = {
+    "active?": str,
+    "role_arn?": str,
+    "message?": str,
+    "credentials?": {"expires": str},
 }
 
 # POST /v1/exec-tokens: where `vaultd exec`'s child fetches its credentials.
