@@ -29,6 +29,7 @@ from vaultd.core.provider import Provider
 from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
 from vaultd.host import activation
+from vaultd.host.coredump import CoreDumps, forbid_core_dumps
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
 from vaultd.http import status as status_words
 from vaultd.http.control import ControlApp
@@ -173,6 +174,8 @@ class Daemon:
         self._socket_created = False
         self._ready = False
         self.control_path = settings.control_socket
+        # Set by `serve`, which forbids core dumps for the whole process.
+        self.core_dumps: CoreDumps | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -185,6 +188,7 @@ class Daemon:
             "config_file": str(self.config_path),
             "uptime": int(self.clock() - self.started),
             "sts_calls": self.provider.sts_calls,
+            "core_dumps": self.core_dumps.describe() if self.core_dumps else "not changed",
         }
 
     async def start(self) -> None:
@@ -333,7 +337,11 @@ class Relay:
 def serve(settings: Settings) -> int:
     """Run `vaultd serve` until SIGTERM or SIGINT; exit status 0."""
     isolate_environment()
-    asyncio.run(run(Daemon(settings)))
+    dumps = forbid_core_dumps()  # before any secret is read
+    log.info("core dumps %s", dumps.describe())
+    daemon = Daemon(settings)
+    daemon.core_dumps = dumps
+    asyncio.run(run(daemon))
     return 0
 
 
@@ -354,5 +362,6 @@ def relay(
         fetch = socket_fetch(control_socket)
     else:
         raise ServeError("the relay needs the host's control socket or an upstream URL")
+    log.info("core dumps %s", forbid_core_dumps().describe())  # before any secret arrives
     asyncio.run(run(Relay(fetch, listen, allow_cidrs, interval)))
     return 0

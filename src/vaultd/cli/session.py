@@ -122,6 +122,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"exec:        {held}")
     for listener in status.get("listeners", []):
         lines.append(f"listening:   {listener}")
+    if status.get("core_dumps"):
+        lines.append(f"core dumps:  {status['core_dumps']}")
     print("\n".join(lines))
     return EXIT_OK
 
