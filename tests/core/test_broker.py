@@ -236,13 +236,34 @@ async def test_status_never_contains_secrets(clock: FakeClock) -> None:
 
 
 async def test_close_cancels_refreshes_in_flight(clock: FakeClock) -> None:
-    broker, provider = make(clock)
-    provider.gate = threading.Event()
+    # The provider call never returns by itself (a hung STS call): close() must cancel the
+    # refresh rather than wait for it. Counted in turns of the event loop, not in seconds.
+    entered, cancelled, never = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def hung(*call: object) -> object:
+        entered.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return None
+
+    broker = Broker(FakeProvider(clock), clock, run_blocking=hung)
     broker.activate("master", make_plan())
-    await asyncio.sleep(0)
-    await broker.close()
-    provider.gate.set()
-    assert all(t.done() for t in broker._tasks)
+    await entered.wait()
+    in_flight = [t for t in broker._tasks if not t.done()]
+    assert in_flight
+    closing = asyncio.create_task(broker.close())
+    for _ in range(100):
+        if closing.done():
+            break
+        await asyncio.sleep(0)  # one turn of the loop
+    done = closing.done()
+    never.set()  # let anything left over finish, so a failure leaves no task behind
+    await closing
+    assert done and cancelled.is_set()
+    assert all(t.cancelled() for t in in_flight)
 
 
 async def test_mfa_needed_while_old_credentials_last_does_not_spin(clock: FakeClock) -> None:
