@@ -29,6 +29,7 @@ from vaultd.core.provider import Provider
 from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
 from vaultd.host import activation
+from vaultd.host.blocking import AbandoningExecutor
 from vaultd.host.coredump import CoreDumps, forbid_core_dumps
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
 from vaultd.http import status as status_words
@@ -90,6 +91,8 @@ async def run(
     (SIGTERM and SIGINT set it), then cancel them and stop the service. Start-up errors
     propagate."""
     loop = asyncio.get_running_loop()
+    # Blocking calls still running at shutdown (a hung STS call) are abandoned, not awaited.
+    loop.set_default_executor(AbandoningExecutor())
     shutdown = shutdown or asyncio.Event()
     for sig in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(sig, shutdown.set)
