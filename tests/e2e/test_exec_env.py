@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from tests.e2e.harness import Daemon, run_vaultd, vaultd_env
 
+JS_DIR = Path(__file__).parents[1] / "js"
 ROLE = "arn:aws:sts::222233334444:assumed-role/DeveloperRole/"
 CHILD = """
 import json, os, boto3
@@ -80,6 +82,20 @@ def test_the_child_gets_the_exec_profile_whatever_the_caller_holds(
     assert done.stderr.count("\n") == 1
 
 
+def test_a_wrong_region_is_named_and_never_handed_to_a_child(
+    user_keys: tuple[str, str], daemon: Daemon, aws_config: Path
+) -> None:
+    # issue 10 §1: botocore keeps `eu-west-1  # Ireland` whole; the child got it as AWS_REGION.
+    aws_config.write_text(aws_config.read_text() + "region = eu-west-1  # Ireland\n")
+    daemon.start()
+    done = exec_child(vaultd_env(), "master", "--mfa", "123456", "--", "sh", "-c", "echo ran")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        f"vaultd: {aws_config}: profile 'master': region is not a region name like eu-west-1 "
+        "(botocore refuses it) (got 'eu-west-1  # Ireland')\n"
+    )
+
+
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as sock:
@@ -100,5 +116,11 @@ def test_listening_on_every_ipv6_address_hands_out_a_uri_boto3_accepts(
     done = exec_child(vaultd_env(), "master", "--", sys.executable, "-c", CHILD)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["method"] == "container-role"
+    node = shutil.which("node")
+    if node is not None and (JS_DIR / "node_modules").is_dir():  # else: boto3 alone
+        client = str(JS_DIR / "imds-client.mjs")
+        done = exec_child(vaultd_env(), "master", "--", node, client, "chain")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["accessKeyId"].startswith("ASIA")
     shown = run_vaultd("env", "--listen", "[::]:9169").stdout
     assert shown == "export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://[::1]:9169/\n"
