@@ -15,9 +15,9 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from aiohttp import web
 
@@ -25,6 +25,18 @@ from vaultd.core.broker import Broker
 from vaultd.core.credentials import container_fields
 
 PATH_PREFIX: Final = "/vaultd-ecs/"
+
+
+class Incoming(Protocol):
+    """What the handler reads of a request (the IMDS listener's parsed request)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 WAIT_FOR_REFRESH: Final = 1.0
 
 
@@ -77,7 +89,7 @@ class EcsApp:
         self.broker = broker
         self.grants = grants
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: Incoming) -> web.Response:
         if request.method not in ("GET", "HEAD"):
             return _error(405, "MethodNotAllowed", "use GET")
         grant = self.grants.check(request.headers.get("Authorization"))
