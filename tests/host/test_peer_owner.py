@@ -1,54 +1,152 @@
 # ruff: noqa: E501 - verbatim /proc/net/tcp6 lines
-"""Finding the uid behind a loopback TCP peer from /proc/net/tcp*."""
+"""Finding the uid behind a loopback TCP peer: the exact socket, by netlink or /proc."""
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 
 import pytest
 
-from vaultd.host.peer_owner import find_owner, owner_of
+from vaultd.host.peer_owner import (
+    NLMSG_ERROR,
+    SOCK_DIAG_BY_FAMILY,
+    NetlinkLookup,
+    ProcLookup,
+    Row,
+    decide,
+    diag_request,
+    diag_rows,
+    find_owner,
+    owner_lookup,
+    server_side,
+)
 
+# 127.0.0.1:9169 is our listener (uid 1005); 127.0.0.1:8080 an attacker's listener.
 TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:23D1 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1
    1: 0100007F:D431 0100007F:23D1 01 00000000:00000000 00:00000000 00000000  1001        0 2 1
-   2: 0100007F:23D1 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 3 1
+   2: 0100007F:23D1 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1005        0 3 1
    3: 0100007F:D432 FEA9FEA9:0050 01 00000000:00000000 00:00000000 00000000  1002        0 4 1
+   4: 0100007F:D435 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1007        0 5 1
+   5: 0100007F:D435 0100007F:23D1 01 00000000:00000000 00:00000000 00000000 65534        0 6 1
+   6: 0100007F:D436 0100007F:23D1 06 00000000:00000000 03:00000000 00000000     0        0 0 1
+   7: 0100007F:D437 0100007F:23D1 04 00000000:00000000 00:00000000 00000000  1009        0 0 1
+   8: 0100007F:D438 0100007F:23D1 05 00000000:00000000 00:00000000 00000000  1008        0 9 1
 """
 TCP6 = """\
   sl  local_address                         remote_address                        st
    0: 0000000000000000FFFF00000100007F:D433 0000000000000000FFFF00000100007F:23D1 01 00000000:00000000 00:00000000 00000000  1003 0 5 1
    1: 00000000000000000000000001000000:D434 00000000000000000000000001000000:23D1 01 00000000:00000000 00:00000000 00000000  1004 0 6 1
 """
+US = ("127.0.0.1", 0x23D1)
 
 
-def test_matches_the_peer_side_only() -> None:
+def test_matches_the_exact_socket_only() -> None:
     lines = TCP.splitlines()
-    assert find_owner(lines, "127.0.0.1", 0xD431) == 1001
-    # Redirected from 169.254.169.254:80: the remote side is not our listener.
-    assert find_owner(lines, "127.0.0.1", 0xD432) == 1002
-    # Our own listening socket is never mistaken for a client.
-    assert find_owner(lines, "127.0.0.1", 0x23D1) == 1000  # the accepted socket, not LISTEN
-    assert find_owner(lines, "127.0.0.1", 1) is None
+    assert find_owner(lines, ("127.0.0.1", 0xD431), US) == 1001
+    # Redirected from 169.254.169.254:80: the client's remote side is the original destination.
+    assert find_owner(lines, ("127.0.0.1", 0xD432), ("169.254.169.254", 80)) == 1002
+    assert find_owner(lines, ("127.0.0.1", 0xD432), US) is None
+    # Two sockets share 127.0.0.1:0xD435; only the one talking to us is our client, although
+    # the victim's row (to the attacker's listener) is listed first.
+    assert find_owner(lines, ("127.0.0.1", 0xD435), US) == 65534
+    # Neither our listener (uid 1000) nor our accepted socket (uid 1005) is ever a client.
+    assert find_owner(lines, US, ("0.0.0.0", 0)) is None  # noqa: S104 - the LISTEN row
+    assert find_owner(lines, US, ("127.0.0.1", 0xD431)) == 1005  # only asked the other way
+    assert find_owner(lines, ("127.0.0.1", 1), US) is None
+
+
+def test_only_a_live_socket_held_by_a_process_counts() -> None:
+    lines = TCP.splitlines()
+    assert find_owner(lines, ("127.0.0.1", 0xD436), US) is None  # TIME_WAIT, listed as uid 0
+    assert find_owner(lines, ("127.0.0.1", 0xD437), US) is None  # orphaned (inode 0)
+    assert find_owner(lines, ("127.0.0.1", 0xD438), US) == 1008  # half-closed, still held
+
+
+def test_more_than_one_matching_row_is_refused() -> None:
+    row = Row(("127.0.0.1", 5), US, 1, 1000, 7)
+    assert decide([row], ("127.0.0.1", 5), US) == 1000
+    assert decide([row, Row(row.local, row.remote, 1, 1001, 8)], ("127.0.0.1", 5), US) is None
+    assert decide([], ("127.0.0.1", 5), US) is None
 
 
 def test_ipv6_and_mapped_addresses() -> None:
     lines = TCP6.splitlines()
-    assert find_owner(lines, "127.0.0.1", 0xD433) == 1003
-    assert find_owner(lines, "::ffff:127.0.0.1", 0xD433) == 1003
-    assert find_owner(lines, "::1", 0xD434) == 1004
+    assert find_owner(lines, ("127.0.0.1", 0xD433), US) == 1003
+    assert find_owner(lines, ("::ffff:127.0.0.1", 0xD433), ("::ffff:127.0.0.1", 0x23D1)) == 1003
+    assert find_owner(lines, ("::1", 0xD434), ("::1", 0x23D1)) == 1004
+    assert find_owner(lines, ("::1", 0xD434), US) is None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/tcp (Linux)")
-def test_real_connection_belongs_to_us() -> None:
+def test_netlink_request_names_one_socket() -> None:
+    raw = diag_request(7, ("127.0.0.1", 0xD431), ("169.254.169.254", 80))
+    length, kind, flags, seq, _ = struct.unpack_from("=IHHII", raw)
+    assert (length, kind, seq) == (len(raw), SOCK_DIAG_BY_FAMILY, 7)
+    assert flags == 1  # NLM_F_REQUEST only: an exact lookup, never a dump (NLM_F_DUMP 0x300)
+    family, proto = raw[16], raw[17]
+    assert (family, proto) == (socket.AF_INET, socket.IPPROTO_TCP)
+    sport, dport = struct.unpack_from("!HH", raw, 24)
+    assert (sport, dport) == (0xD431, 80)
+    assert raw[28:32] == socket.inet_aton("127.0.0.1")
+    assert raw[44:48] == socket.inet_aton("169.254.169.254")
+
+
+def _diag_msg(seq: int, state: int, uid: int, inode: int) -> bytes:
+    sockid = (
+        struct.pack("!HH", 0xD431, 0x23D1)
+        + socket.inet_aton("127.0.0.1")
+        + bytes(12)
+        + socket.inet_aton("127.0.0.1")
+        + bytes(12)
+        + struct.pack("=III", 0, 1, 2)
+    )
+    body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + sockid
+    body += struct.pack("=IIIII", 0, 0, 0, uid, inode)
+    return struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, 0, seq, 0) + body
+
+
+def test_netlink_answers_are_parsed_and_judged() -> None:
+    client = ("127.0.0.1", 0xD431)
+    rows = diag_rows(_diag_msg(3, 1, 4242, 99), 3)
+    assert rows == [Row(client, US, 1, 4242, 99)]
+    assert decide(rows, client, US) == 4242
+    assert diag_rows(_diag_msg(2, 1, 4242, 99), 3) == []  # another request's answer
+    assert decide(diag_rows(_diag_msg(3, 6, 0, 0), 3), client, US) is None  # TIME_WAIT
+    assert decide(diag_rows(_diag_msg(3, 10, 1, 5), 3), client, US) is None  # LISTEN
+    two = _diag_msg(3, 1, 4242, 99) + _diag_msg(3, 1, 65534, 98)
+    assert decide(diag_rows(two, 3), client, US) is None
+    not_found = struct.pack("=IHHII", 20, NLMSG_ERROR, 0, 3, 0) + struct.pack("=i", -2)
+    assert diag_rows(not_found, 3) == []
+    denied = struct.pack("=IHHII", 20, NLMSG_ERROR, 0, 3, 0) + struct.pack("=i", -13)
+    with pytest.raises(OSError, match="EACCES"):
+        diag_rows(denied, 3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink and /proc (Linux)")
+@pytest.mark.parametrize("lookup", [NetlinkLookup, ProcLookup])
+def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> None:
+    owners = lookup()
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
         conn, peer = server.accept()
         try:
-            assert owner_of(peer[0], peer[1]) == os.getuid()
+            ours = server_side(conn)
+            assert ours == server.getsockname()
+            assert owners.owner(peer, ours) == os.getuid()
+            assert owners.owner(peer, ("127.0.0.1", 1)) is None  # not the socket talking to us
+            client.shutdown(socket.SHUT_WR)  # half-closed: still answered
+            assert owners.owner(peer, ours) == os.getuid()
+            client.close()  # orphaned at once (inode 0): never matches again
+            assert owners.owner(peer, ours) is None
         finally:
             conn.close()
             client.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink (Linux)")
+def test_netlink_is_the_lookup_on_linux() -> None:
+    assert isinstance(owner_lookup(), NetlinkLookup)

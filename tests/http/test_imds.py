@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import sys
@@ -359,3 +360,93 @@ async def test_docker_desktop_relay_endpoint(make_imds: Callable[..., Awaitable[
     # Without a configured token the path is just another 404.
     plain = await make_imds()
     assert (await plain.client.get(RELAY_PATH, headers={"Authorization": token})).status == 404
+
+
+async def raw_exchange(port: int, data: bytes, half_close: bool = False) -> bytes:
+    """Send `data` on a fresh connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    if half_close:
+        writer.write_eof()
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_half_closed_request_is_answered(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    imds = await make_imds()
+    request = f"GET {CREDS} HTTP/1.1\r\nHost: 127.0.0.1:{imds.port}\r\n\r\n".encode()
+    answer = await raw_exchange(imds.port, request, half_close=True)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\nDeveloperRole")
+    # Two pipelined requests, then the half-close: both answered, in order.
+    answer = await raw_exchange(imds.port, request + request.replace(b"GET", b"HEAD"), True)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("http://evil.example/latest/meta-data/", b"403"),
+        ("http://evil.example:80/latest/meta-data/", b"403"),
+        ("http://169.254.169.254/latest/meta-data/", b"200"),
+        ("/latest/meta-data/", b"200"),
+    ],
+)
+async def test_an_absolute_form_target_follows_the_host_rule(
+    make_imds: Callable[..., Awaitable[Imds]], target: str, status: bytes
+) -> None:
+    imds = await make_imds()
+    request = f"GET {target} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n".encode()
+    answer = await raw_exchange(imds.port, request, half_close=True)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:80]
+
+
+async def test_a_refusal_closes_the_connection(make_imds: Callable[..., Awaitable[Imds]]) -> None:
+    imds = await make_imds()
+    good = f"GET {CREDS} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n".encode()
+    bad = good.replace(b"169.254.169.254", b"evil.example")
+    answer = await raw_exchange(imds.port, bad + good)  # no half-close: the server closes
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert answer.count(b"HTTP/1.1") == 1  # the pipelined request after it is not served
+
+
+async def test_refusals_are_logged_escaped_bounded_and_rate_limited(
+    make_imds: Callable[..., Awaitable[Imds]],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    imds = await make_imds()
+    forged = "/x%0a2026-11-30%2004:00:00,000%20vaultd%20INFO%20switched%20to%20evil%0d%00"
+    caplog.set_level(logging.WARNING, logger="vaultd.imds")
+
+    async def refused(target: str) -> None:
+        request = f"GET {target} HTTP/1.1\r\nHost: evil.example\r\n\r\n".encode()
+        assert (await raw_exchange(imds.port, request)).startswith(b"HTTP/1.1 403")
+
+    await refused(forged)
+    for _ in range(30):
+        await refused("/" + "a" * 8000)
+    lines = [r.getMessage() for r in caplog.records if r.name == "vaultd.imds"]
+    assert len(lines) == 1, lines  # one line per peer per interval
+    assert "\n" not in lines[0] and "\r" not in lines[0] and "\0" not in lines[0]
+    assert "%0a2026" in lines[0] and f"uid {os.getuid()}" in lines[0]
+    clock.advance(61)
+    await refused("/" + "a" * 8000)
+    lines = [r.getMessage() for r in caplog.records if r.name == "vaultd.imds"]
+    assert len(lines) == 2
+    assert "30 more refused" in lines[1]
+    assert len(lines[1]) < 400  # the 8000-character target is cut
+
+
+def test_printable_escapes_everything_a_request_can_send() -> None:
+    from vaultd.http.refusals import printable
+
+    assert printable('a\nb\rc\0d"e\\f\u2028g\xe9') == 'a\\nb\\rc\\x00d\\"e\\\\f\\u2028g\\xe9'
+    assert printable("x" * 500, 10) == "x" * 10 + "...(+490 chars)"
+    assert printable("GET", 16) == "GET"

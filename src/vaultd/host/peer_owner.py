@@ -1,25 +1,252 @@
-"""Which local user owns the other end of a loopback TCP connection (Linux).
+"""Which local user owns the client socket at the other end of one loopback TCP connection.
 
-The kernel lists every TCP socket in /proc/net/tcp and /proc/net/tcp6 with its local and
-remote address and the uid that owns it. The client's socket is the one whose *local*
-address is our peer's address; its remote address is our listener, or 169.254.169.254:80
-when an nftables redirect brought the connection here, so only the local side is matched.
+The client's socket is named by the connection's exact 4-tuple: its local side is our peer
+(address and port), its remote side is what the client connected to — our listener, or,
+when `vaultd network install`'s nftables redirect brought the connection here, the original
+destination 169.254.169.254:80 that `SO_ORIGINAL_DST` returns. Matching less than the full
+tuple is a hole (issue: two sockets may share a local 127.0.0.1:E when their destinations
+differ, and `IP_LOCAL_PORT_RANGE` lets any user ask for that port).
+
+Linux answers for exactly one socket through netlink `sock_diag` (`SOCK_DIAG_BY_FAMILY` with
+an exact `inet_diag_sockid`, no dump; see sock_diag(7)): one small round trip whatever the
+machine's socket count. Where netlink is unavailable, /proc/net/tcp{,6} is read and matched
+on the same full tuple. Either way a socket is accepted only when exactly one row matches
+and it is *live*: ESTABLISHED, or half-closed by the client (FIN_WAIT1/2), and still held
+by a process (inode not 0). TIME_WAIT rows and orphaned sockets (listed with uid 0) and a
+listener the kernel falls back to never match.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final, Protocol
 
-PROC_TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
-# States in which a client socket can be talking to us: ESTABLISHED, FIN_WAIT1/2, CLOSE_WAIT...
-_TCP_LISTEN = "0A"
+log = logging.getLogger("vaultd.owner")
+
+Address = tuple[str, int]
+PROC_TABLES: Final = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+# include/net/tcp_states.h
+TCP_ESTABLISHED: Final = 1
+TCP_FIN_WAIT1: Final = 4
+TCP_FIN_WAIT2: Final = 5
+TCP_TIME_WAIT: Final = 6
+LIVE_STATES: Final = frozenset({TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2})
+# linux/netfilter_ipv4.h and linux/netfilter_ipv6/ip6_tables.h: the same number at both levels.
+SO_ORIGINAL_DST: Final = 80
+# linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h
+NETLINK_SOCK_DIAG: Final = 4
+SOCK_DIAG_BY_FAMILY: Final = 20
+NLM_F_REQUEST: Final = 0x1
+NLMSG_ERROR: Final = 2
+NLMSG_DONE: Final = 3
+_NLMSG = struct.Struct("=IHHII")
+_REQ_HEAD = struct.Struct("=BBBxI")  # family, protocol, extensions, pad, states
+_PORTS = struct.Struct("!HH")
+_TAIL = struct.Struct("=III")  # interface, cookie (two words)
+_MSG_HEAD = struct.Struct("=BBBB")  # family, state, timer, retransmits
+_MSG_TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode
+_SOCKID_LEN: Final = 48
+_MSG_LEN: Final = _MSG_HEAD.size + _SOCKID_LEN + _MSG_TAIL.size
+_NO_COOKIE: Final = 0xFFFFFFFF
+# A netlink answer for one socket comes back within the send; this only bounds a stuck kernel.
+NETLINK_TIMEOUT: Final = 0.25
 
 
-def _decode(field: str) -> tuple[str, int] | None:
+@dataclass(frozen=True)
+class Row:
+    """One socket as the kernel lists it: its own side, the side it talks to, and owner."""
+
+    local: Address
+    remote: Address
+    state: int
+    uid: int
+    inode: int
+
+
+class OwnerLookup(Protocol):
+    """Answers `owner(client, server)`: the uid of the one live socket whose local side is
+    `client` and whose remote side is `server`, or None (no such socket, several, or not live).
+    `name` is shown by `vaultd status`."""
+
+    name: str
+
+    def owner(self, client: Address, server: Address) -> int | None: ...
+
+
+def normal(host: str) -> str:
+    """An address as the kernel's tables compare it: no zone, v4-mapped IPv6 as IPv4."""
+    addr = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def decide(rows: Sequence[Row], client: Address, server: Address) -> int | None:
+    """The owner when exactly one row is the socket client -> server and it is live."""
+    want_local = (normal(client[0]), client[1])
+    want_remote = (normal(server[0]), server[1])
+    matches = [r for r in rows if r.local == want_local and r.remote == want_remote]
+    if len(matches) != 1:
+        return None
+    row = matches[0]
+    if row.state not in LIVE_STATES or row.inode == 0:
+        return None
+    return row.uid
+
+
+# -- the other end of an accepted connection -----------------------------------------------
+def _sockaddr(raw: bytes, family: int) -> Address | None:
+    if family == socket.AF_INET and len(raw) >= 8:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack("!H", raw[2:4])[0]
+    if family == socket.AF_INET6 and len(raw) >= 24:
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), struct.unpack("!H", raw[2:4])[0]
+    return None
+
+
+class AcceptedSocket(Protocol):
+    """What `server_side` needs of a socket (asyncio hands out a wrapper, not the socket)."""
+
+    @property
+    def family(self) -> int: ...
+
+    def getsockopt(self, level: int, option: int, buflen: int, /) -> bytes: ...
+
+    def getsockname(self) -> Any: ...
+
+
+def server_side(sock: AcceptedSocket) -> Address:
+    """What the client connected to: the original destination when a NAT redirect (nftables
+    `redirect`) rewrote it, else this socket's own address. Raises OSError when the socket is
+    already gone."""
+    level = socket.SOL_IP if sock.family == socket.AF_INET else socket.IPPROTO_IPV6
+    try:
+        original = _sockaddr(sock.getsockopt(level, SO_ORIGINAL_DST, 28), sock.family)
+    except OSError:  # no conntrack entry: not redirected
+        original = None
+    if original is not None:
+        return original
+    name = sock.getsockname()
+    return str(name[0]), int(name[1])
+
+
+# -- netlink sock_diag ---------------------------------------------------------------------
+def _packed(host: str) -> tuple[int, bytes]:
+    addr = ipaddress.ip_address(normal(host))
+    if addr.version == 4:
+        return socket.AF_INET, addr.packed + bytes(12)
+    return socket.AF_INET6, addr.packed
+
+
+def diag_request(seq: int, client: Address, server: Address) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY request for exactly the TCP socket client -> server."""
+    family, src = _packed(client[0])
+    _, dst = _packed(server[0])
+    body = (
+        _REQ_HEAD.pack(family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF)
+        + _PORTS.pack(client[1], server[1])
+        + src
+        + dst
+        + _TAIL.pack(0, _NO_COOKIE, _NO_COOKIE)
+    )
+    return _NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
+
+
+def _unpack_sockid(family: int, raw: bytes) -> tuple[Address, Address]:
+    sport, dport = _PORTS.unpack_from(raw)
+    if family == socket.AF_INET:
+        src, dst = raw[4:8], raw[20:24]
+    else:
+        src, dst = raw[4:20], raw[20:36]
+    fam = socket.AF_INET if family == socket.AF_INET else socket.AF_INET6
+    return (
+        (normal(socket.inet_ntop(fam, src)), sport),
+        (normal(socket.inet_ntop(fam, dst)), dport),
+    )
+
+
+def diag_rows(data: bytes, seq: int) -> list[Row]:
+    """The inet_diag_msg rows of a netlink answer to request `seq`. An error message
+    (ENOENT: no such socket) yields no rows; other errors raise OSError."""
+    rows: list[Row] = []
+    offset = 0
+    while offset + _NLMSG.size <= len(data):
+        length, kind, _flags, got_seq, _pid = _NLMSG.unpack_from(data, offset)
+        if length < _NLMSG.size or offset + length > len(data):
+            break
+        body = data[offset + _NLMSG.size : offset + length]
+        offset += (length + 3) & ~3
+        if got_seq != seq or kind == NLMSG_DONE:
+            continue
+        if kind == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", body)[0] if len(body) >= 4 else errno.EIO
+            if code in (0, errno.ENOENT):
+                continue
+            raise OSError(code, f"sock_diag: {errno.errorcode.get(code, code)}")
+        if kind != SOCK_DIAG_BY_FAMILY or len(body) < _MSG_LEN:
+            continue
+        family, state, _timer, _retrans = _MSG_HEAD.unpack_from(body)
+        local, remote = _unpack_sockid(family, body[4 : 4 + _SOCKID_LEN])
+        *_, uid, inode = _MSG_TAIL.unpack_from(body, 4 + _SOCKID_LEN)
+        rows.append(Row(local, remote, state, uid, inode))
+    return rows
+
+
+class NetlinkLookup:
+    """Asks the kernel about one socket over NETLINK_SOCK_DIAG. Raises OSError at creation
+    when netlink sock_diag is not available (not Linux, a sandbox without it)."""
+
+    name = "netlink sock_diag (exact socket)"
+
+    def __init__(self) -> None:
+        family = getattr(socket, "AF_NETLINK", None)
+        if family is None:
+            raise OSError(errno.EAFNOSUPPORT, "no AF_NETLINK on this platform")
+        self._sock = socket.socket(family, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+        self._sock.settimeout(NETLINK_TIMEOUT)
+        self._seq = 0
+
+    def owner(self, client: Address, server: Address) -> int | None:
+        self._seq = (self._seq + 1) & 0x7FFFFFFF
+        seq = self._seq
+        try:
+            self._sock.send(diag_request(seq, client, server))
+            rows: list[Row] = []
+            while True:
+                data = self._sock.recv(16384)
+                rows += diag_rows(data, seq)
+                if _answered(data, seq):
+                    break
+        except (OSError, ValueError) as exc:
+            log.warning("sock_diag lookup failed: %s", exc)
+            return None
+        return decide(rows, client, server)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _answered(data: bytes, seq: int) -> bool:
+    """A non-dump answer is one message (a row or an error) carrying our sequence number."""
+    offset = 0
+    while offset + _NLMSG.size <= len(data):
+        length, _kind, _flags, got_seq, _pid = _NLMSG.unpack_from(data, offset)
+        if got_seq == seq:
+            return True
+        if length < _NLMSG.size:
+            return False
+        offset += (length + 3) & ~3
+    return False
+
+
+# -- /proc fallback ------------------------------------------------------------------------
+def _decode(field: str) -> Address | None:
     """`0100007F:1F90` -> ("127.0.0.1", 8080); IPv6 in four little-endian words."""
     addr_hex, _, port_hex = field.partition(":")
     try:
@@ -28,45 +255,58 @@ def _decode(field: str) -> tuple[str, int] | None:
     except ValueError:
         return None
     if len(raw) == 4:
-        host = socket.inet_ntop(socket.AF_INET, raw[::-1])
-    elif len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1]), port
+    if len(raw) == 16:
         words = struct.unpack("<4I", raw)
-        addr = ipaddress.IPv6Address(struct.pack(">4I", *words))
-        host = str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
-    else:
-        return None
-    return host, port
+        return normal(str(ipaddress.IPv6Address(struct.pack(">4I", *words)))), port
+    return None
 
 
-def _normal(host: str) -> str:
-    addr = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
-
-
-def find_owner(lines: Iterable[str], peer_host: str, peer_port: int) -> int | None:
-    """The uid of the socket bound to (peer_host, peer_port), from /proc/net/tcp* lines."""
-    want = (_normal(peer_host), peer_port)
+def proc_rows(lines: Iterable[str]) -> list[Row]:
+    """Rows of /proc/net/tcp or tcp6 (header and malformed lines skipped)."""
+    rows: list[Row] = []
     for line in lines:
         fields = line.split()
-        if len(fields) < 8 or fields[0] == "sl" or fields[3] == _TCP_LISTEN:
+        if len(fields) < 10 or fields[0] == "sl":
             continue
-        if _decode(fields[1]) == want:
-            try:
-                return int(fields[7])
-            except ValueError:
-                return None
-    return None
-
-
-def owner_of(peer_host: str, peer_port: int, tables: Iterable[Path] = PROC_TABLES) -> int | None:
-    for table in tables:
+        local, remote = _decode(fields[1]), _decode(fields[2])
         try:
-            with table.open(encoding="ascii", errors="replace") as fh:
-                uid = find_owner(fh, peer_host, peer_port)
-        except OSError:
+            state, uid, inode = int(fields[3], 16), int(fields[7]), int(fields[9])
+        except ValueError:
             continue
-        if uid is not None:
-            return uid
-    return None
+        if local is not None and remote is not None:
+            rows.append(Row(local, remote, state, uid, inode))
+    return rows
+
+
+def find_owner(lines: Iterable[str], client: Address, server: Address) -> int | None:
+    """The owner of the one live socket client -> server among /proc/net/tcp* lines."""
+    return decide(proc_rows(lines), client, server)
+
+
+class ProcLookup:
+    """The fallback: reads all of /proc/net/tcp{,6}, so its cost grows with the socket count."""
+
+    name = "/proc/net/tcp (full 4-tuple)"
+
+    def __init__(self, tables: Sequence[Path] = PROC_TABLES) -> None:
+        self.tables = tables
+
+    def owner(self, client: Address, server: Address) -> int | None:
+        rows: list[Row] = []
+        for table in self.tables:
+            try:
+                with table.open(encoding="ascii", errors="replace") as fh:
+                    rows += proc_rows(fh)
+            except OSError:
+                continue
+        return decide(rows, client, server)
+
+
+def owner_lookup() -> OwnerLookup:
+    """Netlink sock_diag when the kernel offers it, else the /proc tables."""
+    try:
+        return NetlinkLookup()
+    except OSError as exc:
+        log.info("netlink sock_diag unavailable (%s); reading /proc/net/tcp instead", exc)
+        return ProcLookup()

@@ -1,49 +1,50 @@
 """The IMDS HTTP surface: token endpoint, guards, and the metadata tree from `metadata`.
 
-Served with aiohttp's low-level server behind our own protocol factory, which is where the
-resource bounds live: a cap on open connections, and a deadline by which an open connection
-must have sent a complete request (slow or idle clients are closed). The credentials
-document is rendered once per credential set and served as prepared bytes; nothing is
-logged per request at the default level.
+Served by `wire` (llhttp in a plain asyncio protocol), where the resource bounds live. Who
+is at the other end is settled once, when the connection is accepted (`admit`): the peer's
+address, and on Linux the owner of the client socket (`host.peer_owner`); the per-request
+guards (Host, the request-target's authority, browser headers) follow in `_refusal`. Every
+refusal is a 403 that closes the connection and a rate-limited, escaped log line
+(`refusals`). The credentials document is rendered once per credential set; a request is
+answered without a task unless it has to wait for a refresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import socket
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
 
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, document, iso8601
 from vaultd.core.resolve import Plan
-from vaultd.host.peer_owner import owner_of
 from vaultd.http import metadata
 from vaultd.http import status as status_words
+from vaultd.http.admission import Owners
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import EcsApp
 from vaultd.http.guards import Guard
+from vaultd.http.refusals import RefusalLog, printable
 from vaultd.http.tokens import Tokens, parse_ttl
+from vaultd.http.wire import Limits, Peer, Reply, Request, Server, head
 
 log = logging.getLogger("vaultd.imds")
 TOKEN_HEADER: Final = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
 TTL_HEADER: Final = "X-aws-ec2-metadata-token-ttl-seconds"
-BASE_HEADERS: Final = {"Server": "EC2ws", "Accept-Ranges": "none"}
+BASE_HEADERS: Final = (("Server", "EC2ws"), ("Accept-Ranges", "none"))
 RELAY_PATH: Final = "/vaultd-relay/v1/credentials"
 # How long a request may wait for a refresh already under way (SDK timeouts are ~1 s).
 WAIT_FOR_REFRESH: Final = 0.5
-REFUSED_OVER_CAP: Final = (
-    b"HTTP/1.1 503 Service Unavailable\r\nServer: EC2ws\r\nContent-Length: 0\r\n"
-    b"Connection: close\r\n\r\n"
-)
+JSON: Final = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class ImdsOptions:
     serve_extended: bool = False
     # Docker Desktop relays fetch from this path with this token (see `vaultd relay`).
     relay_token: str | None = None
+    # Connections of admitted peers; refused peers have their own, smaller pool.
     max_connections: int = 256
+    max_refused: int = 16
     # A connection that completes no request in this long is closed (slow or idle clients).
     request_deadline: float = 10.0
     max_headers: int = 64
@@ -71,73 +74,9 @@ class _Prepared:
     extended: bytes = b""
 
 
-def _reply(
-    status: int, body: bytes, content_type: str = metadata.TEXT, **extra: str
-) -> web.Response:
-    return web.Response(
-        status=status, body=body, content_type=content_type, headers={**BASE_HEADERS, **extra}
-    )
-
-
-def _error(status: int, reason: str, **extra: str) -> web.Response:
-    return _reply(status, metadata.error_page(status, reason), metadata.HTML, **extra)
-
-
-class _Connection(RequestHandler):
-    """aiohttp's protocol plus the bookkeeping for deadlines and the owner check."""
-
-    __slots__ = ("vd_busy", "vd_deadline", "vd_last_seen", "vd_refusal", "vd_seen", "vd_timer")
-
-    def __init__(self, manager: web.Server, deadline: float, **kwargs: object) -> None:
-        super().__init__(manager, **kwargs)  # type: ignore[arg-type]
-        self.vd_seen = 0
-        self.vd_last_seen = -1
-        self.vd_busy = 0
-        self.vd_refusal: str | bool | None = False  # False: not checked yet
-        self.vd_deadline = deadline
-        self.vd_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self.vd_timer is not None:
-            self.vd_timer.cancel()
-            self.vd_timer = None
-        super().connection_lost(exc)
-
-    def log_exception(self, *args: object, **kwargs: object) -> None:
-        # Malformed HTTP is the client's problem: one line at debug, not a traceback.
-        exc = kwargs.get("exc_info")
-        if isinstance(exc, HttpProcessingError):
-            first = (exc.message or type(exc).__name__).splitlines()[0]
-            log.debug("bad HTTP from a client (%d): %s", exc.code, first)
-            return
-        super().log_exception(*args, **kwargs)
-
-    def _arm(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.vd_timer = loop.call_later(self.vd_deadline, self._check)
-
-    def _check(self) -> None:
-        if self.vd_busy == 0 and self.vd_seen == self.vd_last_seen:
-            if self.transport is not None:
-                self.transport.close()
-            self.vd_timer = None
-            return
-        self.vd_last_seen = self.vd_seen
-        self._arm()
-
-
-class _Refused(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.write(REFUSED_OVER_CAP)
-        transport.close()
-
-
 class ImdsApp:
+    """The IMDS listener(s): `start` binds, `handle` answers one parsed request."""
+
     def __init__(
         self,
         broker: Broker,
@@ -150,11 +89,24 @@ class ImdsApp:
         self.broker = broker
         self.tokens = tokens
         self.guard = guard
-        self.options = options or ImdsOptions()
+        self.options = opts = options or ImdsOptions()
+        self.owners = Owners(opts.allow_uids) if opts.uid_check else None
+        self.refusals = RefusalLog(log, broker.clock)
         self._prepared = _Prepared()
-        self._server: web.Server | None = None
         self._listeners: list[asyncio.Server] = []
-        self._refused_over_cap = 0
+        limits = Limits(
+            opts.max_connections,
+            opts.max_refused,
+            opts.request_deadline,
+            opts.max_headers,
+            opts.max_field_size,
+        )
+        self.server = Server(self.handle, self.admit, limits, self._bad_request)
+
+    @property
+    def owner_lookup(self) -> str:
+        """How the owner of a connection is found (for `vaultd status`), or "off"."""
+        return self.owners.name if self.owners is not None else "off"
 
     # -- serving ---------------------------------------------------------------------------
     async def start(
@@ -162,28 +114,7 @@ class ImdsApp:
     ) -> asyncio.Server:
         """Listen on host:port, or on an inherited socket (socket activation)."""
         loop = asyncio.get_running_loop()
-        opts = self.options
-        if self._server is None:
-            self._server = web.Server(self.handle, access_log=None)
-        server = self._server
-
-        def protocol() -> asyncio.Protocol:
-            if len(server.connections) >= opts.max_connections:
-                self._refused_over_cap += 1
-                if self._refused_over_cap in (1, 100, 10000):
-                    log.warning("connection cap %d reached; refusing", opts.max_connections)
-                return _Refused()
-            return _Connection(
-                server,
-                opts.request_deadline,
-                loop=loop,
-                keepalive_timeout=opts.request_deadline,
-                access_log=None,
-                max_headers=opts.max_headers,
-                max_field_size=opts.max_field_size,
-                max_line_size=opts.max_field_size,
-            )
-
+        protocol = self.server.protocol
         if sock is not None:
             listener = await loop.create_server(protocol, sock=sock)
         else:
@@ -195,84 +126,105 @@ class ImdsApp:
         """Stop accepting, let requests in flight finish, close the rest."""
         for listener in self._listeners:
             listener.close()
+        await self.server.shutdown(grace)
         for listener in self._listeners:
             await listener.wait_closed()
         self._listeners.clear()
-        if self._server is not None:
-            await self._server.shutdown(grace)
+        if self.owners is not None:
+            self.owners.close()
+
+    def admit(self, transport: asyncio.BaseTransport) -> Peer:
+        """Who is at the other end of a new connection, and whether they may be served:
+        the peer address rule, then (loopback peers, Linux) the owner of the client socket."""
+        name = transport.get_extra_info("peername")
+        address = (str(name[0]), int(name[1])) if name else None
+        refusal = self.guard.peer_refusal(address[0] if address else None)
+        if refusal or self.owners is None or address is None:
+            return Peer(address, None, refusal)
+        if not self.guard.is_local(address[0]):
+            return Peer(address)  # other hosts or containers allowed by CIDR: no local owner
+        uid, refusal = self.owners.check(address, transport.get_extra_info("socket"))
+        return Peer(address, uid, refusal)
+
+    def _bad_request(self, message: str) -> None:
+        log.debug("bad HTTP from a client: %s", printable(message))
 
     # -- requests ----------------------------------------------------------------------------
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        conn = request.protocol if isinstance(request.protocol, _Connection) else None
-        if conn is None:
-            return await self._handle(request, None)
-        conn.vd_seen += 1
-        conn.vd_busy += 1
-        try:
-            return await self._handle(request, conn)
-        finally:
-            conn.vd_busy -= 1
-
-    def _refuse(self, request: web.BaseRequest, reason: str) -> web.Response:
-        log.warning("refused %s %s: %s", request.method, request.path, reason)
-        return _reply(403, f"Forbidden: {reason}".encode(), metadata.TEXT)
-
-    def _connection_refusal(
-        self, peer: tuple[str, int] | None, conn: _Connection | None
-    ) -> str | None:
-        """Who is at the other end (address, and on Linux the owning uid): the same for
-        every request on a connection, so worked out once per connection."""
-        if conn is not None and conn.vd_refusal is not False:
-            return conn.vd_refusal if isinstance(conn.vd_refusal, str) else None
-        reason = self.guard.peer_refusal(peer[0] if peer else None) or self._owner_refusal(peer)
-        if conn is not None:
-            conn.vd_refusal = reason
-        return reason
-
-    def _owner_refusal(self, peer: tuple[str, int] | None) -> str | None:
-        if not self.options.uid_check or peer is None or not self.guard.is_local(peer[0]):
-            return None  # peers allowed by CIDR are other hosts or containers: no /proc entry
-        uid = owner_of(peer[0], peer[1])
-        if uid is None:
-            reason: str | None = "the owner of the connection cannot be determined"
-        elif uid not in self.options.allow_uids:
-            reason = f"connection owned by uid {uid}, which is not allowed"
-        else:
-            reason = None
-        return reason
-
-    async def _handle(self, request: web.BaseRequest, conn: _Connection | None) -> web.Response:
-        transport = request.transport
-        peername = transport.get_extra_info("peername") if transport else None
-        peer = (str(peername[0]), int(peername[1])) if peername else None
+    def handle(self, request: Request) -> Reply | Awaitable[Reply]:
+        """The reply to one request: bytes now, or an awaitable when it has to wait."""
         if request.path == RELAY_PATH and self.options.relay_token:
-            return await self._relay(request, peer)
-        refusal = (
-            self._connection_refusal(peer, conn)
-            or self.guard.host_refusal(request.headers.get("Host"))
-            or self.guard.browser_refusal(request.headers)
-        )
+            return self._relay(request)
+        refusal = request.peer.refusal or self._refusal(request)
         if refusal:
             return self._refuse(request, refusal)
         if self.ecs is not None and request.path.startswith(ECS_PREFIX):
-            return await self.ecs.handle(request)
+            return self._ecs(request, self.ecs)
         segments = metadata.normalise(request.path)
         if len(segments) == 3 and segments[1:] == ["api", "token"]:
             return self._token(request, segments[0])
         if request.method not in ("GET", "HEAD"):
-            return _error(405, "Method Not Allowed", Allow="GET, HEAD, OPTIONS")
+            return self._error(request, 405, "Method Not Allowed", Allow="GET, HEAD, OPTIONS")
         token = request.headers.get(TOKEN_HEADER)
         if token is None and self.options.tokens_required:
-            return _error(401, "Unauthorized")
+            return self._error(request, 401, "Unauthorized")
         if token is not None and self.tokens.remaining(token) is None:
-            return _error(401, "Unauthorized")
-        reply = await self._route(segments)
-        return _reply(reply.status, reply.body, reply.content_type)
+            return self._error(request, 401, "Unauthorized")
+        return self._route(request, segments)
 
-    async def _relay(self, request: web.BaseRequest, peer: tuple[str, int] | None) -> web.Response:
+    def _refusal(self, request: Request) -> str | None:
+        """The per-request guards. An absolute-form target names a host as Host does, so
+        the Host rule applies to it too (RFC 9112 §3.2.2: it then stands for Host)."""
+        guard = self.guard
+        return (
+            guard.host_refusal(request.headers.get("Host"))
+            or (guard.host_refusal(request.authority) if request.authority else None)
+            or guard.browser_refusal(request.headers)
+        )
+
+    def _reply(
+        self,
+        request: Request,
+        status: int,
+        body: bytes,
+        content_type: str = metadata.TEXT,
+        **extra: str,
+    ) -> Reply:
+        top = head(
+            status,
+            len(body),
+            content_type,
+            (*BASE_HEADERS, *extra.items()),
+            self.server.clock.date(),
+            http10=request.http10,
+            close=request.close,
+        )
+        return top if request.method == "HEAD" else top + body
+
+    def _error(self, request: Request, status: int, reason: str, **extra: str) -> Reply:
+        return self._reply(
+            request, status, metadata.error_page(status, reason), metadata.HTML, **extra
+        )
+
+    def _refuse(self, request: Request, reason: str) -> Reply:
+        """403 and close: a refused peer keeps no connection (and no slot)."""
+        peer = request.peer
+        who = (
+            f"uid {peer.uid}"
+            if peer.uid is not None
+            else f"peer {peer.address[0] if peer.address else '?'}"
+        )
+        self.refusals.refused(who, request.method, request.target, reason)
+        request.close = True
+        return self._reply(request, 403, f"Forbidden: {reason}".encode())
+
+    def _json(self, request: Request, status: int, doc: object) -> Reply:
+        return self._reply(request, status, json.dumps(doc).encode(), JSON)
+
+    async def _relay(self, request: Request) -> Reply:
         """Credentials for a relay in Docker Desktop's VM, which reaches this listener as
         host.docker.internal: no Host check, the token is the guard."""
-        refusal = self.guard.peer_refusal(peer[0] if peer else None)
+        address = request.peer.address
+        refusal = self.guard.peer_refusal(address[0] if address else None)
         given = request.headers.get("Authorization", "")
         expected = self.options.relay_token or ""
         if refusal or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -280,35 +232,60 @@ class ImdsApp:
         creds = await self.broker.wait_current(WAIT_FOR_REFRESH)
         slot = self.broker.active_slot()
         if creds is None or slot is None or slot.plan is None:
-            return web.json_response({"error": "unavailable"}, status=503)
-        return web.json_response(document(slot.plan, creds))
+            return self._json(request, 503, {"error": "unavailable"})
+        return self._json(request, 200, document(slot.plan, creds))
 
-    def _token(self, request: web.BaseRequest, version: str) -> web.Response:
+    async def _ecs(self, request: Request, ecs: EcsApp) -> Reply:
+        answer: web.Response = await ecs.handle(request)
+        body = answer.body if isinstance(answer.body, bytes) else b""
+        content_type = answer.headers.get("Content-Type", metadata.TEXT)
+        return self._reply(request, answer.status, body, content_type)
+
+    def _token(self, request: Request, version: str) -> Reply:
         if request.method != "PUT":
-            return _error(405, "Method Not Allowed", Allow="OPTIONS, PUT")
+            return self._error(request, 405, "Method Not Allowed", Allow="OPTIONS, PUT")
         if version != "latest":
-            return _error(403, "Forbidden")
+            return self._error(request, 403, "Forbidden")
         if "X-Forwarded-For" in request.headers:
-            return _error(403, "Forbidden")
+            return self._error(request, 403, "Forbidden")
         ttl = parse_ttl(request.headers.get(TTL_HEADER))
         if ttl is None:
-            return _error(400, "Missing or Invalid Parameters")
-        return _reply(200, self.tokens.issue(ttl).encode("ascii"), **{TTL_HEADER: str(ttl)})
+            return self._error(request, 400, "Missing or Invalid Parameters")
+        token = self.tokens.issue(ttl).encode("ascii")
+        return self._reply(request, 200, token, **{TTL_HEADER: str(ttl)})
 
-    async def _route(self, segments: list[str]) -> metadata.Reply:
+    def _route(self, request: Request, segments: list[str]) -> Reply | Awaitable[Reply]:
         slot = self.broker.active_slot()
         if slot is None or slot.plan is None:
-            return metadata.route(segments, None, None)
+            return self._answer(request, metadata.route(segments, None, None))
         wants_creds = (
             len(segments) == 5
             and segments[2] == "iam"
             and segments[3] in ("security-credentials", "security-credentials-extended")
         )
-        creds = await self.broker.wait_current(WAIT_FOR_REFRESH) if wants_creds else slot.creds
-        prepared = self._prepare(slot.plan, creds)
-        extended = self.options.serve_extended
         if not wants_creds:
-            return metadata.route(segments, prepared.instance, None, extended=extended)
+            instance = self._prepare(slot.plan, slot.creds).instance
+            extended = self.options.serve_extended
+            return self._answer(
+                request, metadata.route(segments, instance, None, extended=extended)
+            )
+        creds = self.broker.current()
+        if creds is None and slot.task is not None:
+            return self._route_after_refresh(request, segments)
+        return self._answer(request, self._credentials(segments, slot.plan, creds))
+
+    async def _route_after_refresh(self, request: Request, segments: list[str]) -> Reply:
+        creds = await self.broker.wait_current(WAIT_FOR_REFRESH)
+        slot = self.broker.active_slot()
+        if slot is None or slot.plan is None:
+            return self._answer(request, metadata.route(segments, None, None))
+        return self._answer(request, self._credentials(segments, slot.plan, creds))
+
+    def _credentials(
+        self, segments: list[str], plan: Plan, creds: Credentials | None
+    ) -> metadata.Reply:
+        prepared = self._prepare(plan, creds)
+        extended = self.options.serve_extended
         if creds is None:
             status = self.broker.status()
             body = metadata.unavailable_body(status_words.message(status), status.now)
@@ -322,6 +299,9 @@ class ImdsApp:
             extended=extended,
             extended_body=prepared.extended,
         )
+
+    def _answer(self, request: Request, reply: metadata.Reply) -> Reply:
+        return self._reply(request, reply.status, reply.body, reply.content_type)
 
     def _prepare(self, plan: Plan, creds: Credentials | None) -> _Prepared:
         """Everything a request needs, built once per (plan, credentials) pair."""

@@ -1,0 +1,335 @@
+"""HTTP/1.1 on the wire for the IMDS listener: a plain asyncio protocol around llhttp.
+
+aiohttp's C parser (llhttp, the parser Node.js uses) reads requests; responses are prepared
+bytes. A handler answers synchronously when it can — the credentials path does — and only
+a request that must wait (a refresh under way, the ECS and relay paths) costs a task, so a
+keep-alive GET is one parse and one write. Pipelined requests are answered in order.
+
+Every connection is admitted first (`Admit`: who is at the other end, and whether they may
+be served) and counted in one of two pools, so that refused peers never take the slots the
+owner needs: refused peers have their own small pool, get one 403 and are closed. A
+connection that completes no request within the deadline is closed; a client that half-
+closes (SHUT_WR) after its request still gets the answer, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Final
+
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import HttpRequestParser
+from multidict import CIMultiDictProxy
+
+TEXT: Final = "text/plain"
+# A request body is never needed here (token PUTs carry none); what one holds is dropped,
+# and a connection whose body has not fully arrived with its headers is closed after the answer.
+READ_LIMIT: Final = 2**16
+WRITE_HIGH_WATER: Final = 2**16
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is at the other end, worked out once when the connection is accepted.
+
+    `address` is (host, port) or None when unknown; `uid` the owner of the client socket
+    when it was looked up; `refusal` why this peer may not be served, or None."""
+
+    address: tuple[str, int] | None
+    uid: int | None = None
+    refusal: str | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed request: `path` is percent-decoded, `authority` the host[:port] of an
+    absolute-form request-target (`GET http://host/... HTTP/1.1`), else ''; `close` is
+    what the client asked for (or HTTP/1.0 implies), and a handler may set it."""
+
+    method: str
+    path: str
+    target: str
+    authority: str
+    headers: CIMultiDictProxy[str]
+    peer: Peer
+    http10: bool
+    close: bool = False  # set by a handler whose reply ends the connection
+
+
+Reply = bytes
+Handler = Callable[[Request], "Reply | Awaitable[Reply]"]
+Admit = Callable[[asyncio.BaseTransport], Peer]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds: connections for admitted peers, for refused ones, seconds a connection
+    may go without completing a request, and the parser's header limits."""
+
+    max_connections: int = 256
+    max_refused: int = 16
+    request_deadline: float = 10.0
+    max_headers: int = 64
+    max_field_size: int = 8190
+
+
+class Clock:
+    """The Date header, formatted once per second (RFC 9110 §6.6.1)."""
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+        self._second = -1
+        self._value = b""
+
+    def date(self) -> bytes:
+        second = int(self._now())
+        if second != self._second:
+            self._second = second
+            self._value = email.utils.formatdate(second, usegmt=True).encode("ascii")
+        return self._value
+
+
+def head(
+    status: int,
+    length: int,
+    content_type: str,
+    headers: Iterable[tuple[str, str]],
+    date: bytes,
+    *,
+    http10: bool = False,
+    close: bool = False,
+) -> bytes:
+    """The status line and headers of a response, in the order aiohttp wrote them."""
+    lines = [f"HTTP/1.{0 if http10 else 1} {status} {HTTPStatus(status).phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines += [f"Content-Type: {content_type}", f"Content-Length: {length}"]
+    out = "\r\n".join(lines).encode("latin-1") + b"\r\nDate: " + date + b"\r\n"
+    if close and not http10:
+        out += b"Connection: close\r\n"
+    elif http10 and not close:
+        out += b"Connection: keep-alive\r\n"
+    return out + b"\r\n"
+
+
+OVER_CAP: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nServer: EC2ws\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+BAD_REQUEST: Final = (
+    b"HTTP/1.1 400 Bad Request\r\nServer: EC2ws\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 11\r\nConnection: close\r\n\r\nBad Request"
+)
+
+
+class Server:
+    """Counts connections per pool and builds a `Connection` per accepted socket."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        admit: Admit,
+        limits: Limits,
+        on_bad_request: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.handler = handler
+        self.admit = admit
+        self.limits = limits
+        self.on_bad_request = on_bad_request
+        self.clock = Clock()
+        self.connections: set[Connection] = set()
+        self.open = {False: 0, True: 0}  # refused peer? -> open connections
+        self.over_cap = 0
+
+    def take(self, refused: bool) -> bool:
+        """A slot in the pool for admitted or for refused peers, or False when it is full."""
+        cap = self.limits.max_refused if refused else self.limits.max_connections
+        if self.open[refused] >= cap:
+            self.over_cap += 1
+            return False
+        self.open[refused] += 1
+        return True
+
+    def protocol(self) -> Connection:
+        return Connection(self)
+
+    def close_all(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+
+    async def shutdown(self, grace: float) -> None:
+        """Let requests in flight finish for up to `grace` seconds, then close everything."""
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.busy():
+                conn.close()
+        waiting = [c.task for c in self.connections if c.task is not None]
+        if waiting:
+            await asyncio.wait(waiting, timeout=grace)
+        self.close_all()
+
+
+class Connection(BaseProtocol):
+    """One accepted socket: admission, parsing, answering in order, the deadline."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(asyncio.get_running_loop())
+        self.server = server
+        self.peer = Peer(None)
+        self.counted: bool | None = None  # the pool this connection holds a slot in
+        self.parser: HttpRequestParser | None = None
+        self.queue: deque[Request] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False  # answer what is queued, then close
+        self.seen = 0
+        self.seen_at_check = -1
+        self.timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        server = self.server
+        self.peer = server.admit(transport)
+        refused = self.peer.refusal is not None
+        if not server.take(refused):
+            self._send(OVER_CAP)
+            transport.close()
+            return
+        self.counted = refused
+        server.connections.add(self)
+        limits = server.limits
+        self.parser = HttpRequestParser(
+            self,
+            self._loop,
+            READ_LIMIT,
+            max_line_size=limits.max_field_size,
+            max_field_size=limits.max_field_size,
+            max_headers=limits.max_headers,
+        )
+        self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if self.counted is not None:
+            self.server.open[self.counted] -= 1
+            self.counted = None
+        self.server.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+        self.queue.clear()
+        self.parser = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.parser is None:
+            return
+        try:
+            messages, _upgraded, _tail = self.parser.feed_data(data)
+        except HttpProcessingError as exc:
+            self._bad_request(exc)
+            return
+        for message, payload in messages:
+            url = message.url
+            self.queue.append(
+                Request(
+                    message.method,
+                    url.path,
+                    message.path,
+                    url.raw_authority or "",
+                    message.headers,
+                    self.peer,
+                    message.version < (1, 1),
+                    message.should_close or not payload.is_eof(),
+                )
+            )
+            if self.queue[-1].close:
+                self.closing = True
+                break
+        if self.task is None:
+            self._answer()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it sent, then close (keep the write side)."""
+        self.closing = True
+        if self.task is None and not self.queue:
+            self.close()
+        return True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    # -- answering ---------------------------------------------------------------------------
+    def busy(self) -> bool:
+        return self.task is not None or bool(self.queue)
+
+    def _answer(self) -> None:
+        """Answer queued requests in order; a reply that must wait becomes the one task."""
+        while self.queue and self.transport is not None:
+            request = self.queue.popleft()
+            self.seen += 1
+            reply = self.server.handler(request)
+            if not isinstance(reply, bytes):
+                self.task = self._loop.create_task(self._wait(request, reply))
+                return
+            self._send(reply)
+            if request.close:
+                self.closing = True
+                self.queue.clear()
+        if self.closing:
+            self.close()
+        elif self.transport is not None and self.transport.get_write_buffer_size() > (
+            WRITE_HIGH_WATER
+        ):
+            self.transport.pause_reading()  # a pipelining client that does not read
+
+    async def _wait(self, request: Request, reply: Awaitable[Reply]) -> None:
+        try:
+            self._send(await reply)
+        finally:
+            self.task = None
+        if request.close:
+            self.closing = True
+            self.queue.clear()
+        self._answer()
+
+    def _send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _bad_request(self, exc: HttpProcessingError) -> None:
+        first = (exc.message or type(exc).__name__).splitlines()
+        self.server.on_bad_request(first[0] if first else type(exc).__name__)
+        self.queue.clear()
+        self.closing = True
+        if self.task is None:
+            self._send(BAD_REQUEST)
+            self.close()
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- deadline ----------------------------------------------------------------------------
+    def _arm(self) -> None:
+        self.timer = self._loop.call_later(self.server.limits.request_deadline, self._check)
+
+    def _check(self) -> None:
+        """Close a connection that completed no request since the last check."""
+        self.timer = None
+        if not self.busy() and self.seen == self.seen_at_check:
+            self.close()
+            return
+        self.seen_at_check = self.seen
+        self._arm()
