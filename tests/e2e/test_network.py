@@ -169,3 +169,70 @@ def test_stock_boto3_gets_role_credentials_from_169_254_169_254(
         )
         assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
         assert "uid 65534" in other.stdout
+
+
+VICTIM = """\
+import socket, sys
+for line in sys.stdin:
+    if line.strip() == "close":
+        held.close()
+        continue
+    held = socket.create_connection(("127.0.0.1", int(line)), timeout=5)
+    print("connected", flush=True)
+"""
+
+
+def test_another_uid_sharing_a_port_is_refused_through_the_redirect(
+    netns: Namespace, isolated: Path, aws_config: Path
+) -> None:
+    """The port-sharing attack (tests/host/port_share.py) against 169.254.169.254:80."""
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("acting as uid 65534 needs /usr/bin/python3")
+    netns.start(
+        sys.executable, "-m", "vaultd", "serve", "--listen", "127.0.0.1:9169",
+        env=vaultd_env(), log=isolated / "daemon.log",
+    )  # fmt: skip
+    wait_until(lambda: run_vaultd("status").returncode == 0)
+    # The owner is served through the redirect (its owner found by SO_ORIGINAL_DST)...
+    probe = (
+        "import socket\n"
+        "s=socket.create_connection(('169.254.169.254',80),timeout=5)\n"
+        "s.sendall(b'GET /latest/meta-data/ HTTP/1.1\\r\\nHost: 169.254.169.254\\r\\n\\r\\n')\n"
+        "print(s.recv(4096).decode(errors='replace'))\n"
+    )
+    ours = netns.run(sys.executable, "-c", probe)
+    assert ours.stdout.startswith("HTTP/1.1 200"), ours.stdout + ours.stderr
+    # ...and another uid on the owner's own local port never is.
+    attack = (Path(__file__).parent.parent / "host" / "port_share.py").read_text()
+    attacker = subprocess.Popen(
+        netns.argv("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   system_python, "-c", attack, "169.254.169.254", "80", "8"),
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    victim = subprocess.Popen(
+        netns.argv(system_python, "-c", VICTIM),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    results = []
+    try:
+        assert attacker.stdout is not None and victim.stdin is not None
+        assert victim.stdout is not None
+        for _ in range(8):
+            line = attacker.stdout.readline().strip()
+            if line == "unsupported":
+                pytest.skip("this kernel has no IP_LOCAL_PORT_RANGE (Linux 6.3+)")
+            assert line.startswith("listening"), line
+            victim.stdin.write(line.split()[1] + "\n")
+            victim.stdin.flush()
+            assert victim.stdout.readline().strip() == "connected"
+            results.append(attacker.stdout.readline().strip())
+            victim.stdin.write("close\n")  # the attacker's next round starts
+            victim.stdin.flush()
+    finally:
+        for proc in (attacker, victim):
+            proc.kill()
+            proc.wait()
+    shared = [r for r in results if "status" in r]
+    assert len(shared) >= 4, results
+    assert all(r.endswith("status 403") for r in shared), results

