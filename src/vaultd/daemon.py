@@ -192,6 +192,7 @@ class Daemon:
             "uptime": int(self.clock() - self.started),
             "sts_calls": self.provider.sts_calls,
             "core_dumps": self.core_dumps.describe() if self.core_dumps else "not changed",
+            "owner_check": self.imds.owner_lookup,
         }
 
     async def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -129,6 +130,11 @@ def test_mfa_pending_answers_at_once_and_mfa_command_completes(
     status_out = json.loads(run_vaultd("status", "--json").stdout)
     assert status_out["state"] == "mfa_required"
     assert status_out["mfa"]["serial"].endswith(":mfa/elmerfudd")
+    # Which owner lookup guards the listener (on Linux: netlink on the exact socket).
+    if sys.platform.startswith("linux"):
+        assert status_out["owner_check"] == "netlink sock_diag (exact socket)"
+        text = run_vaultd("status").stdout
+        assert "owner check: netlink sock_diag (exact socket)" in text
 
     done = run_vaultd("mfa", "123456")
     assert done.returncode == 0, done.stderr

@@ -124,6 +124,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"listening:   {listener}")
     if status.get("core_dumps"):
         lines.append(f"core dumps:  {status['core_dumps']}")
+    if status.get("owner_check"):
+        lines.append(f"owner check: {status['owner_check']}")
     print("\n".join(lines))
     return EXIT_OK
 
