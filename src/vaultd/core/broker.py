@@ -110,7 +110,7 @@ class Broker:
     async def _fresh(self, slot: Slot, mfa_code: str | None) -> Credentials:
         """What the slot holds while it is fresh and no code asks for more, else a refresh."""
         held, now = slot.creds, self.clock()
-        fresh = held is not None and schedule.servable(held, now) and not self._due(slot, now)
+        fresh = held is not None and schedule.servable(held, now) and not slot.due(now)
         if mfa_code is None and held is not None and fresh:
             return held
         return await self._refresh_now(slot, mfa_code)
@@ -219,7 +219,7 @@ class Broker:
         wake_in = MAX_IDLE
         for slot in self.in_use():
             self._kick(slot, now)
-            nxt = self._next_due(slot)
+            nxt = slot.next_due()
             if nxt is not None:
                 wake_in = min(wake_in, max(0.0, nxt - now))
             ask_at = self._early_mfa_due(slot)
@@ -288,26 +288,8 @@ class Broker:
         if (serial, code) in self._spent:
             raise BadMfaCode("that code was already sent to STS: wait for the next one")
 
-    def _due(self, slot: Slot, now: float) -> bool:
-        if slot.task is not None or isinstance(slot.error, MfaRequired):
-            return False  # in flight, or waiting for a person: asking again would not help
-        if slot.retry_at is not None:
-            return now >= slot.retry_at  # a failed refresh is retried until it succeeds
-        if slot.creds is None:
-            return slot.error is None
-        return now >= schedule.refresh_due(slot.creds)
-
-    def _next_due(self, slot: Slot) -> float | None:
-        if slot.task is not None or isinstance(slot.error, MfaRequired):
-            return None
-        if slot.retry_at is not None:
-            return slot.retry_at
-        if slot.creds is not None:
-            return schedule.refresh_due(slot.creds)
-        return None
-
     def _kick(self, slot: Slot, now: float) -> None:
-        if self._due(slot, now):
+        if slot.due(now):
             self._start(slot, None)
 
     def _start(self, slot: Slot, code: str | None) -> asyncio.Task[Credentials]:

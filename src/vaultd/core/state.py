@@ -80,6 +80,26 @@ class Slot:
     requested: bool = False
     task: asyncio.Task[Credentials] | None = field(default=None, repr=False)
 
+    def due(self, now: float) -> bool:
+        """Whether a refresh should start at `now` (epoch seconds)."""
+        if self.task is not None or isinstance(self.error, MfaRequired):
+            return False  # in flight, or waiting for a person: asking again would not help
+        if self.retry_at is not None:
+            return now >= self.retry_at  # a failed refresh is retried until it succeeds
+        if self.creds is None:
+            return self.error is None
+        return now >= schedule.refresh_due(self.creds)
+
+    def next_due(self) -> float | None:
+        """When a refresh will next be due, if anything but a person can make it so."""
+        if self.task is not None or isinstance(self.error, MfaRequired):
+            return None
+        if self.retry_at is not None:
+            return self.retry_at
+        if self.creds is not None:
+            return schedule.refresh_due(self.creds)
+        return None
+
 
 class Reason(Enum):
     """Why the daemon is in the state it is in; each has its own sentence at the edge."""
