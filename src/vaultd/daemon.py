@@ -35,6 +35,7 @@ from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
 from vaultd.http import status as status_words
 from vaultd.http.control import ControlApp
 from vaultd.http.ecs import EcsApp, Grants
+from vaultd.http.exec_tokens import ExecTokens
 from vaultd.http.guards import Guard
 from vaultd.http.imds import ImdsApp, ImdsOptions
 from vaultd.http.relay import Fetch, RelayProvider, follow_host, http_fetch, socket_fetch
@@ -159,6 +160,7 @@ class Daemon:
         self.broker = Broker(self.provider, clock, announcer=self.announcer)
         self.allow_cidrs = settings.allow_cidrs
         self.grants = Grants(clock)
+        self.exec_tokens = ExecTokens(self.grants, self.broker)
         self.imds = ImdsApp(
             self.broker,
             Tokens(clock),
@@ -168,7 +170,7 @@ class Daemon:
             ecs=EcsApp(self.broker, self.grants),
         )
         self.control = ControlApp(
-            self.broker, self.info, grants=self.grants, endpoint=lambda: self.endpoint
+            self.broker, self.info, exec_tokens=self.exec_tokens, endpoint=lambda: self.endpoint
         )
         self.listeners: list[str] = []
         self.endpoint = settings.endpoint
@@ -280,6 +282,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop serving and remove the control socket we made; safe to call twice."""
+        self.exec_tokens.close()
         if self._ready:
             log.info("stopping")
             sd_notify("STOPPING=1")

@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from vaultd.cli.common import (
@@ -48,8 +49,14 @@ def _read_document(doc: dict[str, Any]) -> Credentials:
         raise Failure("vaultd answered an incomplete credentials document") from None
 
 
-def _run_child(command: list[str], env: dict[str, str]) -> int:
-    """Run the child, pass our signals on to it, and return its exit status."""
+def _run_child(
+    command: list[str],
+    env: dict[str, str],
+    renew: Callable[[], None] | None = None,
+    every: float = 300.0,
+) -> int:
+    """Run the child, pass our signals on to it, and return its exit status; while it runs,
+    call `renew` every `every` seconds (the exec token's lifetime is bounded)."""
     import signal
 
     try:
@@ -68,7 +75,13 @@ def _run_child(command: list[str], env: dict[str, str]) -> int:
         if sig is not None:
             previous[sig] = signal.signal(sig, forward)
     try:
-        code = child.wait()
+        while True:
+            try:
+                code = child.wait(timeout=every if renew else None)
+                break
+            except subprocess.TimeoutExpired:
+                if renew is not None:
+                    renew()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -107,8 +120,18 @@ def cmd_exec(args: argparse.Namespace) -> int:
     child = childenv.child_environment(os.environ, args.profile, handed, region, files)
     for warning in child.warnings:
         print(f"vaultd: warning: {warning}", file=sys.stderr)
+    renew = None
+    if grant is not None:
+        gid = grant["id"]
+
+        def renew() -> None:
+            with contextlib.suppress(DaemonNotRunning, ControlError):
+                client.call("POST", f"/v1/exec-tokens/{gid}/renew")
+
+    lifetime = grant.get("expires_in") if grant else None
+    every = lifetime / 3 if isinstance(lifetime, int) and lifetime > 0 else 300.0
     try:
-        return _run_child(command, child.env)
+        return _run_child(command, child.env, renew, every)
     finally:
         if grant is not None:
             with contextlib.suppress(DaemonNotRunning, ControlError):

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from vaultd.client import peer_uid
+from vaultd.client import peer_credentials, peer_uid
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import document
 from vaultd.errors import BadRequest, VaultdError
 from vaultd.http import status as status_words
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
-from vaultd.http.ecs import Grants
+from vaultd.http.exec_tokens import ExecTokens
 from vaultd.http.reading import BODY_DEADLINE, ClientFaultLog, read_json_object
 
 log = logging.getLogger("vaultd.control")
@@ -54,7 +54,7 @@ class ControlApp:
     """Translates HTTP to broker calls and the broker's answers to JSON; nothing else.
 
     `info` adds the daemon's own facts (version, listeners, ...) to every status document;
-    `grants` are the exec tokens the container-credentials surface accepts; `endpoint` is
+    `exec_tokens` keeps the tokens the container-credentials surface accepts; `endpoint` is
     the IMDS listener's URL once bound.
     """
 
@@ -63,12 +63,13 @@ class ControlApp:
         broker: Broker,
         info: Callable[[], dict[str, Any]],
         *,
-        grants: Grants | None = None,
+        exec_tokens: ExecTokens | None = None,
         endpoint: Callable[[], str] = lambda: "http://127.0.0.1:9169/",
         body_deadline: float = BODY_DEADLINE,
     ) -> None:
         self.body_deadline = body_deadline
-        self.grants = grants
+        self.exec_tokens = exec_tokens
+        self.grants = exec_tokens.grants if exec_tokens else None
         self.endpoint = endpoint
         self.broker = broker
         self.info = info
@@ -101,6 +102,7 @@ class ControlApp:
         app.router.add_post("/v1/console-credentials", self.console_credentials)
         app.router.add_post("/v1/exec-tokens", self.exec_token)
         app.router.add_delete("/v1/exec-tokens/{id}", self.revoke_exec_token)
+        app.router.add_post("/v1/exec-tokens/{id}/renew", self.renew_exec_token)
         return app
 
     @web.middleware
@@ -188,13 +190,16 @@ class ControlApp:
         return _json(200, {**document(plan, creds), "IsRole": bool(plan.roles)})
 
     async def exec_token(self, request: web.Request) -> web.Response:
-        if self.grants is None:
+        """A token for `vaultd exec`'s child, bound to the connecting process (its pid from
+        SO_PEERCRED) and living `expires_in` seconds unless renewed."""
+        if self.exec_tokens is None:
             raise BadRequest("this daemon serves no exec tokens")
         body = await _body(request)
         profile = _required(body, "profile")
         plan, _ = await self.broker.ensure(profile, _optional(body, "mfa_code"))
-        grant, token = self.grants.issue(profile)
-        self.broker.hold(profile)
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        peer = peer_credentials(sock)
+        grant, token = self.exec_tokens.issue(profile, peer[0] if peer else None)
         log.info("exec token %s issued for %s", grant.id, profile)
         return _json(
             200,
@@ -205,15 +210,24 @@ class ControlApp:
                 "profile": profile,
                 "region": plan.config_region,
                 "role_arn": plan.role_arn,
+                "expires_in": int(grant.expires - self.exec_tokens.grants.clock()),
             },
         )
 
+    async def renew_exec_token(self, request: web.Request) -> web.Response:
+        tokens = self.exec_tokens
+        grant = tokens.renew(request.match_info["id"]) if tokens else None
+        if grant is None or tokens is None:
+            return _json(404, {"error": "not_found", "message": "no such exec token"})
+        return _json(
+            200, {"id": grant.id, "expires_in": int(grant.expires - tokens.grants.clock())}
+        )
+
     async def revoke_exec_token(self, request: web.Request) -> web.Response:
-        grant = self.grants.revoke(request.match_info["id"]) if self.grants else None
+        gid = request.match_info["id"]
+        grant = self.exec_tokens.end(gid, "revoked") if self.exec_tokens else None
         if grant is None:
             return _json(404, {"error": "not_found", "message": "no such exec token"})
-        self.broker.release(grant.profile)
-        log.info("exec token %s for %s revoked", grant.id, grant.profile)
         return _json(200, {"revoked": grant.id})
 
     async def clear(self, request: web.Request) -> web.Response:

@@ -5,9 +5,10 @@ SDKs read it as they do on ECS: from `AWS_CONTAINER_CREDENTIALS_FULL_URI`, sendi
 credential provider, as AWS's SDK reference guide describes it).
 
 Each exec gets a grant: a random token bound to one profile, handed to the child as
-AWS_CONTAINER_AUTHORIZATION_TOKEN and revoked when the child exits. Grants live in memory
-only, so a daemon restart revokes them all. The token is `<id>.<secret>`; the id finds the
-grant and the secret is compared in constant time.
+AWS_CONTAINER_AUTHORIZATION_TOKEN and revoked when the child exits, when the `vaultd exec`
+that asked for it exits, or when its lifetime runs out unrenewed (`vaultd.http.exec_tokens`).
+Grants live in memory only, so a daemon restart revokes them all. The token is
+`<id>.<secret>`; the id finds the grant and the secret is compared in constant time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
 from aiohttp import web
@@ -40,31 +41,67 @@ class Incoming(Protocol):
 WAIT_FOR_REFRESH: Final = 1.0
 
 
+# How long an exec token lives unless `vaultd exec` renews it (it does every third of this):
+# a backstop for when the daemon cannot watch the process that asked for it.
+EXEC_TOKEN_LIFETIME: Final = 900.0
+
+
 @dataclass(frozen=True)
 class Grant:
+    """One exec token: `profile` it serves, `expires` (epoch seconds) unless renewed, and
+    `holder`, the pid of the `vaultd exec` that asked for it (None where unknown)."""
+
     id: str
     secret: str
     profile: str
     created: float
+    expires: float
+    holder: int | None = None
 
 
 class Grants:
-    def __init__(self, clock: Callable[[], float]) -> None:
+    """The exec tokens in memory. Pure: time comes from `clock` (epoch seconds)."""
+
+    def __init__(self, clock: Callable[[], float], lifetime: float = EXEC_TOKEN_LIFETIME) -> None:
         self.clock = clock
+        self.lifetime = lifetime
         self._grants: dict[str, Grant] = {}
 
-    def issue(self, profile: str) -> tuple[Grant, str]:
-        grant = Grant(secrets.token_hex(8), secrets.token_urlsafe(32), profile, self.clock())
+    def issue(self, profile: str, holder: int | None = None) -> tuple[Grant, str]:
+        now = self.clock()
+        grant = Grant(
+            secrets.token_hex(8),
+            secrets.token_urlsafe(32),
+            profile,
+            now,
+            now + self.lifetime,
+            holder,
+        )
         self._grants[grant.id] = grant
         return grant, f"{grant.id}.{grant.secret}"
 
     def check(self, token: str | None) -> Grant | None:
+        """The live grant this token names, or None (unknown, wrong secret, or expired)."""
         gid, _, secret = (token or "").partition(".")
         grant = self._grants.get(gid)
         # Compare against something even for unknown ids, so timing says nothing.
         expected = grant.secret if grant else "x" * 43
         ok = hmac.compare_digest(secret.encode(), expected.encode())
-        return grant if ok and grant is not None else None
+        if not ok or grant is None or grant.expires <= self.clock():
+            return None
+        return grant
+
+    def renew(self, gid: str) -> Grant | None:
+        """Push a live grant's expiry to a full lifetime from now; None if it is gone."""
+        grant = self._grants.get(gid)
+        if grant is None or grant.expires <= self.clock():
+            return None
+        grant = replace(grant, expires=self.clock() + self.lifetime)
+        self._grants[gid] = grant
+        return grant
+
+    def get(self, gid: str) -> Grant | None:
+        return self._grants.get(gid)
 
     def revoke(self, gid: str) -> Grant | None:
         return self._grants.pop(gid, None)
