@@ -80,6 +80,16 @@ def rotate(
     sleep: Callable[[float], None] = time.sleep,
     verify_timeout: float = VERIFY_TIMEOUT,
 ) -> Rotated:
+    """Replace the IAM access key stored for `profile`'s root with a new one, safely.
+
+    Order (aws-vault's `rotate`, made failure-safe): create the new key through IAM, wait up
+    to `verify_timeout` seconds (on `clock`) until STS accepts it, store it in the keyring,
+    drop the cached MFA sessions built on the old key, and only then delete the old key.
+    Returns what changed (key ids only, never secrets).
+
+    Raises NoKeys when no key is stored for the root, and RotateError, saying which key the
+    keyring holds afterwards, when any step fails.
+    """
     profiles = load_profiles()
     plan = resolve.plan(profiles, profile)
     root = plan.root
@@ -99,15 +109,14 @@ def rotate(
     new = AccessKeys(str(made["AccessKeyId"]), Secret(str(made["SecretAccessKey"])))
     old_id, new_id = old.access_key_id, new.access_key_id
 
-    deadline = clock() + verify_timeout
-    while not _works(new, plan.region, clients):
-        if clock() >= deadline:
-            _discard(iam, user, new_id)
-            raise RotateError(
-                f"the new key {mask_key_id(new_id)} did not work within {verify_timeout:.0f}s "
-                f"and was deleted; the keyring still holds {mask_key_id(old_id)}, which works"
-            )
-        sleep(VERIFY_PAUSE)
+    if not _wait_until_works(
+        new, plan.region, clients, clock=clock, sleep=sleep, timeout=verify_timeout
+    ):
+        _discard(iam, user, new_id)
+        raise RotateError(
+            f"the new key {mask_key_id(new_id)} did not work within {verify_timeout:.0f}s "
+            f"and was deleted; the keyring still holds {mask_key_id(old_id)}, which works"
+        )
 
     try:
         keystore.set_keys(root, new)
@@ -132,6 +141,24 @@ def rotate(
             f"with `aws iam delete-access-key --user-name {user} --access-key-id {old_id}`"
         ) from None
     return Rotated(root, user, old_id, new_id, dropped)
+
+
+def _wait_until_works(
+    keys: AccessKeys,
+    region: str,
+    clients: Clients,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    timeout: float,
+) -> bool:
+    # IAM keys are eventually consistent: a new key can be refused for a few seconds.
+    deadline = clock() + timeout
+    while not _works(keys, region, clients):
+        if clock() >= deadline:
+            return False
+        sleep(VERIFY_PAUSE)
+    return True
 
 
 def _discard(iam: Any, user: str, key_id: str) -> None:
