@@ -15,6 +15,7 @@ from keyrings.alt.file import PlaintextKeyring
 from moto.server import ThreadedMotoServer
 
 from tests.e2e.harness import Daemon, reset_moto, run_vaultd
+from tests.fakes.signin import Fakes, FakeServer
 from tests.helpers import FakeClock
 from vaultd.demo import seed_accounts
 
@@ -102,6 +103,55 @@ def daemon(isolated: Path) -> Iterator[Daemon]:
     d = Daemon(isolated / "daemon.log")
     yield d
     d.stop()
+
+
+SIGNIN_CONFIG = """\
+[sso-session corp]
+sso_start_url = https://example-corp.awsapps.com/start
+sso_region = us-east-1
+sso_registration_scopes = sso:account:access
+
+[profile dev-sso]
+sso_session = corp
+sso_account_id = 222233334444
+sso_role_name = DeveloperAccess
+region = us-east-1
+
+[profile master-via-sso]
+source_profile = dev-sso
+role_arn = arn:aws:iam::222233334444:role/DeveloperRole
+
+[profile legacy-sso]
+sso_start_url = https://example-corp.awsapps.com/start
+sso_region = us-east-1
+sso_account_id = 222233334444
+sso_role_name = ReadOnly
+
+[profile console]
+login_session = arn:aws:iam::111122223333:user/elmerfudd
+region = us-east-1
+"""
+
+
+@pytest.fixture
+def signin_config(isolated: Path) -> Path:
+    """The issue's IAM Identity Center and `aws login` profiles, exactly as the CLI writes them."""
+    path = isolated / "home" / ".aws" / "config"
+    path.write_text(SIGNIN_CONFIG)
+    return path
+
+
+@pytest.fixture
+def signin_fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
+    """The sso, sso-oidc and signin fakes on loopback, found through botocore's
+    service-specific endpoint variables."""
+    fakes = Fakes()
+    server = FakeServer(fakes)
+    url = server.start()
+    for service in ("SSO", "SSO_OIDC", "SIGNIN"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", url)
+    yield fakes
+    server.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

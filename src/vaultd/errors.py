@@ -107,3 +107,26 @@ class StaleCredentials(VaultdError):
 class BadRequest(VaultdError):
     code = "bad_request"
     http_status = 400
+
+
+class LoginRequired(VaultdError):
+    """A person must sign in again with the AWS CLI (`aws login`); vaultd cannot do it for
+    them. `command` is the one command line that fixes it; nothing is retried against the
+    network until the CLI's cache changes."""
+
+    code = "login_required"
+    http_status = 409
+
+    def __init__(self, message: str, *, profile: str, command: str) -> None:
+        super().__init__(message)
+        self.profile = profile
+        self.command = command
+
+    def to_json(self) -> dict[str, str]:
+        return {**super().to_json(), "profile": self.profile, "command": self.command}
+
+
+class SsoLoginRequired(LoginRequired):
+    """The IAM Identity Center token is expired and cannot be refreshed: `aws sso login`."""
+
+    code = "sso_login_required"

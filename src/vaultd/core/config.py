@@ -37,6 +37,13 @@ KNOWN_KEYS = (
     "mfa_process",
     "mfa_ykman",
     "credential_process",
+    # IAM Identity Center (the sso-session form and the legacy form) and `aws login`.
+    "sso_session",
+    "sso_start_url",
+    "sso_region",
+    "sso_account_id",
+    "sso_role_name",
+    "login_session",
 )
 
 
@@ -57,6 +64,12 @@ class Profile(BaseModel):
     mfa_process: str | None = None
     mfa_ykman: bool | None = None
     credential_process: str | None = None
+    sso_session: str | None = None
+    sso_start_url: str | None = None
+    sso_region: str | None = None
+    sso_account_id: str | None = None
+    sso_role_name: str | None = None
+    login_session: str | None = None
 
     @property
     def role_name(self) -> str:

@@ -19,6 +19,8 @@ from vaultd.core import inventory, mfa, process, resolve, schedule
 from vaultd.core.config import Profile
 from vaultd.core.credentials import Credentials, Source, mask_key_id
 from vaultd.core.keystore import CachedSession, Keystore
+from vaultd.core.login import AwsLogin
+from vaultd.core.sso import IdentityCenter
 from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
 from vaultd.errors import MfaRequired, NoKeys, StsError
 
@@ -49,6 +51,8 @@ class Provider:
         ykman_default: bool = False,
         runner: mfa.Runner = subprocess.run,
         sleep: Callable[[float], None] = time.sleep,
+        identity_center: IdentityCenter | None = None,
+        aws_login: AwsLogin | None = None,
     ) -> None:
         self.load_profiles = load_profiles
         self.keystore = keystore
@@ -60,6 +64,9 @@ class Provider:
         self.ykman_default = ykman_default
         self.runner = runner
         self.sleep = sleep
+        # Roots that sign in through the AWS CLI's caches instead of stored keys.
+        self.identity_center = identity_center or IdentityCenter(clock)
+        self.aws_login = aws_login or AwsLogin(clock)
         # The last code each automatic source gave per device: never sent twice.
         self._last_auto_code: dict[str, str] = {}
 
@@ -108,6 +115,10 @@ class Provider:
         return replace(source, source_expiration=source_expiration)
 
     def _root_keys(self, plan: resolve.Plan) -> Source:
+        if plan.signin is not None:
+            if plan.signin.kind == "sso":
+                return self.identity_center.credentials(plan.signin)
+            return self.aws_login.credentials(plan.signin)
         if plan.credential_process:
             return process.credentials_from_process(
                 plan.credential_process, self.clock(), self.runner

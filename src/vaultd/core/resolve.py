@@ -12,6 +12,10 @@ aws-vault's exception, kept here: AWS treats AssumeRole from session credentials
 chaining, capped at one hour. When the first role asks for more (`duration_seconds` > 3600)
 and the chain has an MFA device, GetSessionToken is skipped and that role is assumed from the
 long-lived keys with the MFA code itself; its credentials are then what gets cached.
+
+A root may instead sign in through the AWS CLI: IAM Identity Center (`sso_session` or the
+legacy `sso_start_url`, with `sso_account_id`/`sso_role_name`) or `aws login`
+(`login_session`). Its credentials are already temporary; roles are assumed on top as usual.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from vaultd.core import rules
 from vaultd.core.config import Profile, get_profile
@@ -41,6 +46,52 @@ class RoleStep:
 
 
 @dataclass(frozen=True)
+class SigninRoot:
+    """A root whose credentials come from a sign-in the AWS CLI keeps in its own cache.
+
+    `kind` is "sso" (IAM Identity Center) or "login" (`aws login`); `session` is the
+    sso-session name (None for the legacy form) or the login_session ARN.
+    """
+
+    kind: Literal["sso", "login"]
+    profile: str
+    session: str | None
+
+    @property
+    def label(self) -> str:
+        """Where the credentials come from, as `vaultd list` and `status` say it."""
+        if self.kind == "login":
+            return "aws login"
+        return f"IAM Identity Center {self.session or self.profile}"
+
+    @property
+    def command(self) -> str:
+        """The AWS CLI command that signs the person in again (AWS CLI v2 syntax)."""
+        if self.kind == "login":
+            return f"aws login --profile {self.profile}"
+        if self.session is not None:
+            return f"aws sso login --sso-session {self.session}"
+        return f"aws sso login --profile {self.profile}"
+
+    @property
+    def no_keys(self) -> str:
+        """Why `vaultd add` and `vaultd rotate` do not apply to this root."""
+        return (
+            f"profile {self.profile!r} signs in through {self.label} (`{self.command}`): "
+            "it has no access keys for vaultd to store or rotate"
+        )
+
+
+def signin_root(profile: Profile) -> SigninRoot | None:
+    """The sign-in a root profile uses, by the keys botocore's providers look for."""
+    if profile.login_session:
+        return SigninRoot("login", profile.name, profile.login_session)
+    if profile.sso_account_id or profile.sso_role_name:
+        return SigninRoot("sso", profile.name, profile.sso_session)
+    return None
+
+
+@dataclass(frozen=True)
 class Plan:
     target: str
     root: str
@@ -60,6 +111,8 @@ class Plan:
     # The region the profile chain's config names, if any: all that `vaultd exec` and
     # `export` may hand on, since anything else would be a region the user never gave.
     config_region: str | None = None
+    # The root signs in through the AWS CLI (IAM Identity Center, `aws login`) instead.
+    signin: SigninRoot | None = None
 
     @property
     def role_arn(self) -> str | None:
@@ -156,4 +209,5 @@ def plan(
         mfa_process=next((p.mfa_process for p in chain if p.mfa_process), None),
         mfa_ykman=next((p.mfa_ykman for p in chain if p.mfa_ykman is not None), None),
         credential_process=root.credential_process,
+        signin=signin_root(root),
     )

@@ -1,0 +1,138 @@
+"""`aws login` sessions (`login_session` in a profile) as the root of a chain, with botocore's
+own login provider pieces.
+
+`aws login` (AWS CLI 2.32+) signs an IAM user in through the browser and caches, under
+`~/.aws/login/cache` (or AWS_LOGIN_CACHE_DIRECTORY), 15-minute credentials, a refresh token
+and the DPoP key the refresh must be signed with. `botocore.credentials.LoginCredentialFetcher`
+reads that file and refreshes it with signin CreateOAuth2Token (a DPoP proof signed with the
+cached key, which needs `botocore[crt]`), writing the rotated refresh token back as the CLI
+expects.
+
+Those credentials are served as they are, renewed at half-life by the broker's usual rule
+(`schedule.refresh_due`), or used to assume the chain's roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botocore.compat import HAS_CRT
+from botocore.credentials import LoginCredentialFetcher
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    LoginError,
+    LoginInsufficientPermissions,
+    LoginRefreshRequired,
+    LoginTokenLoadError,
+    MissingDependencyException,
+)
+from botocore.utils import (
+    JSONFileCache,
+    LoginTokenLoader,
+    get_login_token_cache_directory,
+)
+
+from vaultd.core.credentials import Credentials, parse_time
+from vaultd.core.resolve import SigninRoot
+from vaultd.core.signin import SigninGate, botocore_session, utc_clock
+from vaultd.errors import ConfigError, LoginRequired, StsError
+from vaultd.secret import Secret
+
+# What `aws login` credentials last: CreateOAuth2Token's expiresIn is at most 900 seconds.
+LOGIN_LIFETIME = 15 * 60
+# A cached set with more than this left is served as it is; with less, it is renewed. It
+# must exceed half of LOGIN_LIFETIME, when the broker asks for a renewal (half-life rule).
+REUSE_ABOVE = 10 * 60
+
+
+class _HalfLifeFetcher(LoginCredentialFetcher):  # type: ignore[misc]
+    """botocore's fetcher, renewing from REUSE_ABOVE instead of its 5 minutes, so that a
+    renewal the broker asks for at half-life is a renewal."""
+
+    _REFRESH_THRESHOLD = REUSE_ABOVE
+
+
+class AwsLogin:
+    """Credentials for profiles whose root is an `aws login` session.
+
+    `clock` gives epoch seconds (UTC); `new_session(profile)` a botocore session that reads
+    the config files as they are now.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        gate: SigninGate | None = None,
+        cache_dir: Path | None = None,
+        new_session: Callable[[str], Any] = botocore_session,
+    ) -> None:
+        self.clock = clock
+        self.gate = gate or SigninGate()
+        self.cache_dir = cache_dir or Path(get_login_token_cache_directory())
+        self.new_session = new_session
+
+    def credentials(self, root: SigninRoot) -> Credentials:
+        """The session's credentials, renewed when under REUSE_ABOVE seconds are left.
+
+        Raises LoginRequired when a person must run `aws login` again (nothing cached, the
+        refresh token expired or the user's credentials changed), ConfigError when botocore
+        lacks its CRT extra, StsError when the sign-in service refuses or cannot be reached.
+        """
+        if not HAS_CRT:
+            raise ConfigError(
+                f"profile {root.profile!r} uses `aws login`, whose refresh needs botocore's CRT "
+                "extra: pip install 'botocore[crt]'"
+            )
+        key = f"login:{root.session}"
+        return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
+
+    def _fetch(self, root: SigninRoot) -> Credentials:
+        session = self.new_session(root.profile)
+        fetcher = _HalfLifeFetcher(
+            session_name=root.session,
+            token_loader=LoginTokenLoader(JSONFileCache(str(self.cache_dir))),
+            client_creator=session.create_client,
+            time_fetcher=utc_clock(self.clock),
+        )
+        now = self.clock()
+        try:
+            # As LoginProvider.load does: check the cached session is there and complete
+            # (refresh_credentials assumes it is), then renew it if it is due.
+            fetcher.load_cached_credentials()
+            answer = fetcher.refresh_credentials()
+        except (LoginTokenLoadError, LoginRefreshRequired) as exc:
+            why = (
+                "not signed in (no session in the AWS CLI's cache)"
+                if isinstance(exc, LoginTokenLoadError)
+                else "the session has expired or the user's credentials changed"
+            )
+            raise LoginRequired(
+                f"{root.label} for {root.profile!r}: {why}: run `{root.command}`",
+                profile=root.profile,
+                command=root.command,
+            ) from None
+        except LoginInsufficientPermissions:
+            raise StsError(
+                f"the IAM user of {root.profile!r} may not renew `aws login` sessions "
+                "(signin:CreateOAuth2Token): ask an administrator"
+            ) from None
+        except MissingDependencyException:
+            raise ConfigError(
+                "`aws login` needs botocore's CRT extra: pip install 'botocore[crt]'"
+            ) from None
+        except (LoginError, ClientError, BotoCoreError) as exc:
+            raise StsError(f"cannot renew the {root.label} session: {type(exc).__name__}") from None
+        expiration = parse_time(answer["expiry_time"])
+        return Credentials(
+            access_key_id=str(answer["access_key"]),
+            secret_access_key=Secret(str(answer["secret_key"])),
+            session_token=Secret(str(answer["token"])),
+            expiration=expiration,
+            # Counted from now even for a set read back from the cache: the half-life rule
+            # then always falls after now and below REUSE_ABOVE.
+            issued=now,
+        )

@@ -1,0 +1,106 @@
+"""What IAM Identity Center and `aws login` roots share: one refresh at a time per sign-in,
+no network call while a person is needed, and botocore sessions that never ask IMDS.
+
+The AWS CLI keeps each sign-in in a cache directory of JSON files (`~/.aws/sso/cache`,
+`~/.aws/login/cache`) which botocore reads and rewrites in place. vaultd uses botocore's own
+providers on those files, so the CLI and vaultd keep working together; this module only
+decides *when* they run:
+
+- per sign-in, one call at a time (a thread lock): when twenty IMDS clients or two profiles
+  built on one sso-session ask while a token is refreshed, the first caller refreshes and
+  writes the cache, the others then read the fresh token from it;
+- after a sign-in failed because a person must sign in again, it is not retried against the
+  network until a file in its cache directory changes (the person ran `aws sso login`);
+  until then the same `LoginRequired` is raised at once, so polling for it is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import botocore.config
+import botocore.session
+
+from vaultd.errors import LoginRequired
+
+T = TypeVar("T")
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+# Bounded calls, as for STS: a refresh that hangs helps nobody, the broker retries.
+CLIENT_CONFIG = botocore.config.Config(
+    connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2}
+)
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """Name, mtime (ns) and size of each JSON file in `directory`; () when it is absent.
+
+    botocore's JSONFileCache replaces a file atomically on every write, so a new sign-in
+    or a refresh by the CLI always changes this value.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return ()
+    seen: list[tuple[str, int, int]] = []
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
+        try:
+            info = entry.stat()
+        except OSError:
+            continue  # replaced while we looked: the next look sees the new one
+        seen.append((entry.name, info.st_mtime_ns, info.st_size))
+    return tuple(sorted(seen))
+
+
+class SigninGate:
+    """Serialises the work on each sign-in and remembers which ones wait for a person."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._waiting: dict[str, tuple[Fingerprint, LoginRequired]] = {}
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def run(self, key: str, cache_dir: Path, work: Callable[[], T]) -> T:
+        """`work()` under the lock for `key`; raises LoginRequired again without calling it
+        while the sign-in waits for a person and `cache_dir` has not changed since."""
+        with self._lock(key):
+            seen = fingerprint(cache_dir)
+            waiting = self._waiting.get(key)
+            if waiting is not None and waiting[0] == seen:
+                exc = waiting[1]
+                raise type(exc)(exc.message, profile=exc.profile, command=exc.command)
+            try:
+                result = work()
+            except LoginRequired as exc:
+                self._waiting[key] = (seen, exc)
+                raise
+            self._waiting.pop(key, None)
+            return result
+
+
+def botocore_session(profile: str) -> Any:
+    """A new botocore session on `profile`, reading the config files as they are now.
+
+    Only unsigned clients are made from it (sso, sso-oidc, signin), for which botocore
+    resolves no credentials at all, so nothing here can ask IMDS (vaultd itself).
+    Endpoints follow botocore's own settings (AWS_ENDPOINT_URL_SSO, ..._SSO_OIDC, ..._SIGNIN).
+    """
+    session = botocore.session.Session(profile=profile)
+    session.set_default_client_config(CLIENT_CONFIG)
+    return session
+
+
+def utc_clock(clock: Callable[[], float]) -> Callable[[], datetime]:
+    """The injected clock (epoch seconds) as the aware datetimes botocore's providers take."""
+    return lambda: datetime.fromtimestamp(clock(), UTC)

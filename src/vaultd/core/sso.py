@@ -1,0 +1,129 @@
+"""IAM Identity Center (SSO) as the root of a chain, with botocore's own providers.
+
+- `botocore.tokens.SSOTokenProvider` loads the access token the AWS CLI cached for an
+  sso-session (`aws sso login`) from `~/.aws/sso/cache` and, when it has under 15 minutes
+  left, refreshes it with sso-oidc CreateToken and the refresh token, writing the cache back
+  in the CLI's format (the refresh token rotates; a cache left with a spent one would break
+  the CLI's next refresh).
+- `botocore.credentials.SSOProvider` (and its `SSOCredentialFetcher`) turns the token into
+  role credentials with sso GetRoleCredentials, for both the sso-session form and the legacy
+  form (`sso_start_url` in the profile, whose tokens botocore never refreshes).
+
+vaultd keeps the role credentials in memory (the broker decides when to renew them), so the
+fetcher's own cache is a throwaway dict; botocore's clients here are unsigned and resolve no
+credentials, so nothing asks IMDS. See `signin` for the locking and the wait for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botocore.credentials import SSOProvider
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    InvalidConfigError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
+)
+from botocore.tokens import SSOTokenProvider, _sso_json_dumps
+from botocore.utils import JSONFileCache
+
+from vaultd.core.credentials import Credentials, from_sts
+from vaultd.core.resolve import SigninRoot
+from vaultd.core.signin import SigninGate, botocore_session, utc_clock
+from vaultd.errors import ConfigError, SsoLoginRequired, StsError
+
+
+def sso_cache_dir(home: Path | None = None) -> Path:
+    """Where the AWS CLI and botocore keep IAM Identity Center tokens (not configurable)."""
+    return (home or Path.home()) / ".aws" / "sso" / "cache"
+
+
+class IdentityCenter:
+    """Role credentials for profiles whose root signs in through IAM Identity Center.
+
+    `clock` gives epoch seconds (UTC); `new_session(profile)` a botocore session that reads
+    the config files as they are now (tests and the daemon use `signin.botocore_session`).
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        gate: SigninGate | None = None,
+        cache_dir: Path | None = None,
+        new_session: Callable[[str], Any] = botocore_session,
+    ) -> None:
+        self.clock = clock
+        self.gate = gate or SigninGate()
+        self.cache_dir = cache_dir or sso_cache_dir()
+        self.new_session = new_session
+        # GetRoleCredentials calls made: shown in status next to the STS calls.
+        self.calls = 0
+
+    def credentials(self, root: SigninRoot) -> Credentials:
+        """Role credentials for `root` (a "sso" root).
+
+        Raises SsoLoginRequired when a person must run `aws sso login` (no token cached, token
+        expired and not refreshable, refresh token or session revoked), ConfigError for a
+        profile botocore cannot use, StsError when the portal refuses or cannot be reached.
+        """
+        key = f"sso:{root.session or root.profile}"
+        return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
+
+    def _fetch(self, root: SigninRoot) -> Credentials:
+        session = self.new_session(root.profile)
+        # botocore writes tokens with this dumps function; the CLI reads that exact format.
+        cache = JSONFileCache(str(self.cache_dir), dumps_func=_sso_json_dumps)
+        tokens = SSOTokenProvider(
+            session, cache=cache, time_fetcher=utc_clock(self.clock), profile_name=root.profile
+        )
+        answers: dict[str, Any] = {}  # the fetcher's cache: GetRoleCredentials' answer lands here
+        provider = SSOProvider(
+            load_config=lambda: session.full_config,
+            client_creator=session.create_client,
+            profile_name=root.profile,
+            cache=answers,
+            token_cache=cache,
+            token_provider=tokens,
+        )
+        issued = self.clock()
+        try:
+            loaded = provider.load()
+            if loaded is None:
+                raise ConfigError(
+                    f"profile {root.profile!r}: sso_account_id and sso_role_name are both needed"
+                )
+            self.calls += 1
+            loaded.get_frozen_credentials()
+        except (SSOTokenLoadError, UnauthorizedSSOTokenError, TokenRetrievalError) as exc:
+            raise self._login_required(root, exc) from None
+        except InvalidConfigError as exc:
+            raise ConfigError(f"profile {root.profile!r}: {exc}") from None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            raise StsError(
+                f"{root.label} refused the role for {root.profile!r} ({code})", code
+            ) from None
+        except BotoCoreError as exc:
+            raise StsError(f"cannot reach {root.label}: {type(exc).__name__}") from None
+        # SSOCredentialFetcher caches GetRoleCredentials' answer in STS's shape.
+        return from_sts(next(iter(answers.values()))["Credentials"], issued)
+
+    @staticmethod
+    def _login_required(root: SigninRoot, exc: Exception) -> SsoLoginRequired:
+        if isinstance(exc, SSOTokenLoadError):
+            why = "not signed in (no token in the AWS CLI's cache)"
+        elif isinstance(exc, UnauthorizedSSOTokenError):
+            why = "the portal refused the sign-in (expired or revoked)"
+        else:
+            why = "the sign-in has expired and could not be refreshed"
+        return SsoLoginRequired(
+            f"{root.label}: {why}: run `{root.command}`",
+            profile=root.profile,
+            command=root.command,
+        )

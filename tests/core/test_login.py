@@ -1,0 +1,116 @@
+"""`aws login` roots against the loopback signin fake: botocore's LoginCredentialFetcher signs
+the refresh with the cached DPoP key; vaultd renews at half-life and once for everyone."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from botocore.utils import generate_login_cache_key
+
+from tests.fakes.signin import Fakes
+from vaultd.core import config, login, resolve, schedule
+from vaultd.core.login import AwsLogin
+from vaultd.errors import LoginRequired
+
+SESSION_ARN = "arn:aws:iam::111122223333:user/elmerfudd"
+
+
+def cache_dir(isolated: Path) -> Path:
+    return isolated / "home" / ".aws" / "login" / "cache"
+
+
+def cache_file(isolated: Path) -> Path:
+    return cache_dir(isolated) / f"{generate_login_cache_key(SESSION_ARN)}.json"
+
+
+@pytest.fixture
+def root(signin_config: Path) -> resolve.SigninRoot:
+    found = resolve.plan(config.load_profiles(), "console").signin
+    assert found == resolve.SigninRoot("login", "console", SESSION_ARN)
+    return found
+
+
+@pytest.fixture
+def aws_login(isolated: Path) -> AwsLogin:
+    return AwsLogin(time.time, cache_dir=cache_dir(isolated))
+
+
+def test_fresh_cached_credentials_are_served_as_they_are(
+    aws_login: AwsLogin, root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path
+) -> None:
+    key = signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=840)
+    creds = aws_login.credentials(root)
+    assert creds.access_key_id == key
+    assert signin_fakes.oauth2_calls == 0
+
+
+def test_renewed_at_half_life_with_a_signed_proof_and_the_cache_rewritten(
+    aws_login: AwsLogin, root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=840)
+    first = aws_login.credentials(root)
+    due = schedule.refresh_due(first)
+    assert first.expiration - due == pytest.approx(first.lifetime / 2)  # the half-life rule
+    # At the time the broker renews, botocore's fetcher must renew rather than reuse.
+    assert first.expiration - due < login.REUSE_ABOVE
+    before = json.loads(cache_file(isolated).read_text())
+    before["accessToken"]["expiresAt"] = time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + first.lifetime / 2 - 5)
+    )
+    cache_file(isolated).write_text(json.dumps(before))
+    renewed = aws_login.credentials(root)
+    assert signin_fakes.oauth2_calls == 1
+    assert signin_fakes.refusals == []
+    assert renewed.access_key_id == signin_fakes.issued_keys[-1] != first.access_key_id
+    assert renewed.remaining(time.time()) == pytest.approx(900, abs=5)
+    after = json.loads(cache_file(isolated).read_text())
+    assert after["refreshToken"] != before["refreshToken"]
+    assert after["refreshToken"] in signin_fakes.login_refresh
+    assert after["dpopKey"] == before["dpopKey"]
+    assert after["accessToken"]["accessKeyId"] == renewed.access_key_id
+
+
+def test_one_renewal_for_twenty_callers(
+    aws_login: AwsLogin, root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=-30)
+    keys: list[str] = []
+    start = threading.Barrier(20)
+
+    def ask() -> None:
+        start.wait()
+        keys.append(aws_login.credentials(root).access_key_id)
+
+    threads = [threading.Thread(target=ask) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert keys == [signin_fakes.issued_keys[-1]] * 20
+    assert signin_fakes.oauth2_calls == 1
+
+
+def test_an_expired_session_needs_a_person_once(
+    aws_login: AwsLogin, root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=-30)
+    signin_fakes.login_refresh.clear()  # the refresh token's 12 hours are over
+    for _ in range(3):
+        with pytest.raises(LoginRequired) as caught:
+            aws_login.credentials(root)
+    assert caught.value.code == "login_required"
+    assert caught.value.command == "aws login --profile console"
+    assert caught.value.message.endswith("run `aws login --profile console`")
+    assert signin_fakes.oauth2_calls == 1
+    # `aws login` again: picked up without anyone telling vaultd.
+    key = signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN)
+    assert aws_login.credentials(root).access_key_id == key
+
+
+def test_not_signed_in(aws_login: AwsLogin, root: resolve.SigninRoot) -> None:
+    with pytest.raises(LoginRequired, match="not signed in"):
+        aws_login.credentials(root)

@@ -1,0 +1,142 @@
+"""IAM Identity Center roots against the loopback fakes: botocore's providers do the work,
+vaultd decides when (one refresh at a time, nothing sent while a person is needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.signin import Fakes, sso_cache_file
+from vaultd.core import config, resolve
+from vaultd.core.sso import IdentityCenter
+from vaultd.errors import SsoLoginRequired
+
+
+def cache_dir(isolated: Path) -> Path:
+    return isolated / "home" / ".aws" / "sso" / "cache"
+
+
+def root_of(profile: str) -> resolve.SigninRoot:
+    root = resolve.plan(config.load_profiles(), profile).signin
+    assert root is not None
+    return root
+
+
+@pytest.fixture
+def center(signin_config: Path, isolated: Path) -> IdentityCenter:
+    return IdentityCenter(time.time, cache_dir=cache_dir(isolated))
+
+
+def test_the_portals_role_credentials(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated))
+    creds = center.credentials(root_of("dev-sso"))
+    assert creds.access_key_id == signin_fakes.issued_keys[-1]
+    assert signin_fakes.role_calls == [("222233334444", "DeveloperAccess")]
+    assert creds.remaining(time.time()) == pytest.approx(3600, abs=5)
+    assert signin_fakes.create_token_calls == 0  # the token had hours left
+
+
+def test_master_via_sso_has_its_root_at_dev_sso(signin_config: Path) -> None:
+    plan = resolve.plan(config.load_profiles(), "master-via-sso")
+    assert plan.signin == resolve.SigninRoot("sso", "dev-sso", "corp")
+    assert plan.role_arn == "arn:aws:iam::222233334444:role/DeveloperRole"
+    assert plan.signin.label == "IAM Identity Center corp"
+    assert plan.signin.command == "aws sso login --sso-session corp"
+
+
+def test_the_legacy_form(center: IdentityCenter, signin_fakes: Fakes, isolated: Path) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), session=None)
+    root = root_of("legacy-sso")
+    assert root.command == "aws sso login --profile legacy-sso"
+    creds = center.credentials(root)
+    assert creds.access_key_id == signin_fakes.issued_keys[-1]
+    assert signin_fakes.role_calls == [("222233334444", "ReadOnly")]
+
+
+def test_one_refresh_for_twenty_callers_and_the_cache_rewritten(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)  # expired, refreshable
+    before = json.loads(sso_cache_file(cache_dir(isolated), "corp").read_text())
+    keys: list[str] = []
+    start = threading.Barrier(20)
+
+    def ask(profile: str) -> None:
+        start.wait()
+        keys.append(center.credentials(root_of(profile)).access_key_id)
+
+    # dev-sso and the root of master-via-sso share the sso-session's token.
+    threads = [
+        threading.Thread(target=ask, args=("dev-sso" if i % 2 else "master-via-sso",))
+        for i in range(20)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(keys) == 20
+    assert signin_fakes.create_token_calls == 1
+    after = json.loads(sso_cache_file(cache_dir(isolated), "corp").read_text())
+    assert after["refreshToken"] != before["refreshToken"]
+    assert after["refreshToken"] in signin_fakes.sso_refresh  # the CLI can refresh next
+    assert after["accessToken"] in signin_fakes.access_tokens
+    assert signin_fakes.refusals == []
+
+
+def test_an_expired_token_without_refresh_needs_a_person(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60, refreshable=False)
+    with pytest.raises(SsoLoginRequired) as caught:
+        center.credentials(root_of("dev-sso"))
+    assert caught.value.code == "sso_login_required"
+    assert caught.value.command == "aws sso login --sso-session corp"
+    assert "\n" not in caught.value.message
+    assert caught.value.message.endswith("run `aws sso login --sso-session corp`")
+    # Asked again with nothing changed: answered at once, nothing sent.
+    with pytest.raises(SsoLoginRequired):
+        center.credentials(root_of("master-via-sso"))
+    assert signin_fakes.role_calls == []
+    assert signin_fakes.create_token_calls == 0
+    # `aws sso login` in some terminal: the next ask finds the new token.
+    signin_fakes.sign_in_sso(cache_dir(isolated))
+    assert center.credentials(root_of("dev-sso")).access_key_id == signin_fakes.issued_keys[-1]
+
+
+def test_a_revoked_refresh_token_is_tried_once(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)
+    signin_fakes.sso_refresh.clear()  # revoked by an administrator
+    for _ in range(3):
+        with pytest.raises(SsoLoginRequired):
+            center.credentials(root_of("dev-sso"))
+    assert signin_fakes.create_token_calls == 1
+
+
+def test_not_signed_in_at_all(center: IdentityCenter, signin_fakes: Fakes) -> None:
+    with pytest.raises(SsoLoginRequired, match="not signed in"):
+        center.credentials(root_of("dev-sso"))
+
+
+def test_no_token_or_secret_in_errors_or_logs(
+    center: IdentityCenter,
+    signin_fakes: Fakes,
+    isolated: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG", logger="vaultd")
+    access = signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)
+    cached = json.loads(sso_cache_file(cache_dir(isolated), "corp").read_text())
+    signin_fakes.sso_refresh.clear()
+    with pytest.raises(SsoLoginRequired) as caught:
+        center.credentials(root_of("dev-sso"))
+    shown = f"{caught.value.message} {caught.value.to_json()} {caplog.text}"
+    for secret in (access, cached["refreshToken"], cached["clientSecret"]):
+        assert secret not in shown
