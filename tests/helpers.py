@@ -104,9 +104,13 @@ class FakeProvider:
 class RecordingAnnouncer:
     statuses: list[str] = field(default_factory=list)
     requests: list[tuple[str, bool]] = field(default_factory=list)
+    signins: list[str] = field(default_factory=list)
 
     def status(self, text: str) -> None:
         self.statuses.append(text)
 
     def mfa_needed(self, profile: str, serial: str, early: bool) -> None:
         self.requests.append((profile, early))
+
+    def login_needed(self, command: str, message: str) -> None:
+        self.signins.append(command)

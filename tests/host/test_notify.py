@@ -88,3 +88,22 @@ def test_a_missing_or_failing_notifier_is_logged_once(
     assert [r.getMessage() for r in caplog.records if "notify-send" in r.getMessage()] == [
         "notify-send exited with status 1 (further notifier problems are not logged)"
     ]
+
+
+def test_sign_in_announcement_names_the_command(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    spawned: list[list[str]] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        announcer = Announcer(
+            env={"NOTIFY_SOCKET": str(path)},
+            platform="linux",
+            which=lambda tool: f"/usr/bin/{tool}",
+            spawn=spawned.append,
+        )
+        message = "IAM Identity Center corp: expired: run `aws sso login --sso-session corp`"
+        announcer.login_needed("aws sso login --sso-session corp", message)
+        assert sock.recv(4096) == b"STATUS=waiting for sign-in: aws sso login --sso-session corp"
+    assert spawned == [
+        ["notify-send", "--app-name=vaultd", "vaultd: sign-in needed", message],
+    ]

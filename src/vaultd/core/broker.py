@@ -23,6 +23,7 @@ from vaultd.core.resolve import Plan, describe_source
 from vaultd.core.state import AnnouncerLike, MfaRequest, ProviderLike, Silent, Slot, Status
 from vaultd.errors import (
     BadMfaCode,
+    LoginRequired,
     MfaRequired,
     NoPendingMfa,
     NoProfile,
@@ -35,6 +36,11 @@ log = logging.getLogger("vaultd.broker")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
 MAX_IDLE = 30.0
 SPENT_CODES = 32
+# How often a sign-in that waits for a person (`aws sso login`, `aws login`) is looked at
+# again: a look costs a few stat() calls until the AWS CLI's cache changes, and the person
+# expects to be served within seconds of signing in, without telling vaultd.
+SIGNIN_POLL = 3.0
+
 Blocking = Callable[..., Awaitable[Any]]
 
 
@@ -60,6 +66,8 @@ class Broker:
         self.mfa: MfaRequest | None = None
         self.startup_error: VaultdError | None = None
         self._spent: deque[tuple[str, str]] = deque(maxlen=SPENT_CODES)
+        # Sign-in commands a person has been told to run, and since when: announced once.
+        self.signins_wanted: dict[str, float] = {}
         self._wake = asyncio.Event()
         # Strong references: the loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -345,6 +353,7 @@ class Broker:
         slot.plan = plan
         if schedule.stale_on_arrival(creds, self.clock()):
             self._stale(slot, plan, creds)
+        self._signed_in(slot.error)
         slot.creds = creds
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.mfa is not None and self.mfa.profile == slot.profile:
@@ -380,6 +389,9 @@ class Broker:
         if isinstance(exc, MfaRequired):
             slot.retry_at = None
             return
+        if isinstance(exc, LoginRequired):
+            self._login_needed(slot, exc, now)
+            return
         if exc.code in ("mfa_rejected", "bad_mfa_code"):
             # The person typed a wrong code: the MFA request stays open, nothing to retry.
             slot.error = MfaRequired(
@@ -397,3 +409,22 @@ class Broker:
             slot.retry_at - now,
         )
         self._wake.set()
+
+    def _login_needed(self, slot: Slot, exc: LoginRequired, now: float) -> None:
+        """A sign-in waits for a person: looked at again every SIGNIN_POLL seconds (cheap
+        until the AWS CLI's cache changes), and announced once per command, however many
+        profiles and requests run into it."""
+        slot.failures, slot.retry_at = 0, now + SIGNIN_POLL
+        if exc.command not in self.signins_wanted:
+            self.signins_wanted[exc.command] = now
+            log.warning("%s", exc.message)
+            self.announcer.login_needed(exc.command, exc.message)
+        self._wake.set()
+
+    def _signed_in(self, previous: VaultdError | None) -> None:
+        """A refresh succeeded where a sign-in was wanted: the person has signed in."""
+        if not isinstance(previous, LoginRequired):
+            return
+        if self.signins_wanted.pop(previous.command, None) is not None:
+            log.info("signed in again (%s): serving", previous.command)
+            self.announcer.status(f"serving {self.active}" if self.active else "idle")

@@ -126,6 +126,8 @@ def describe_source(plan: Plan) -> str:
         return f"AssumeRole of {plan.roles[-1].role_arn} for {plan.target}"
     if plan.credential_process:
         return f"credential_process for {plan.root}"
+    if plan.signin is not None:
+        return f"{plan.signin.label} for {plan.root}"
     return f"GetSessionToken for {plan.root}"
 
 

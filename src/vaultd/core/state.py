@@ -39,6 +39,7 @@ class AnnouncerLike(Protocol):
 
     def status(self, text: str) -> None: ...
     def mfa_needed(self, profile: str, serial: str, early: bool) -> None: ...
+    def login_needed(self, command: str, message: str) -> None: ...
 
 
 class Silent:
@@ -48,6 +49,9 @@ class Silent:
         pass
 
     def mfa_needed(self, profile: str, serial: str, early: bool) -> None:
+        pass
+
+    def login_needed(self, command: str, message: str) -> None:
         pass
 
 

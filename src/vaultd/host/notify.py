@@ -79,6 +79,11 @@ class Announcer:
         self.status(f"waiting for MFA for {profile}")
         self._desktop("vaultd: MFA code needed", f"{profile} needs a code {why}: vaultd mfa CODE")
 
+    def login_needed(self, command: str, message: str) -> None:
+        """A sign-in (IAM Identity Center, `aws login`) must be renewed by a person."""
+        self.status(f"waiting for sign-in: {command}")
+        self._desktop("vaultd: sign-in needed", message)
+
     def _desktop(self, title: str, body: str) -> None:
         if not self.desktop:
             return

@@ -17,7 +17,7 @@ def message(status: Status) -> str:
     """One sentence for a person: what is served, or what stops it and what to do."""
     profile = status.active
     if status.reason is Reason.SERVING:
-        return f"serving {profile}"
+        return f"serving {profile}{_renewal_note(status)}"
     if status.reason is Reason.FETCHING:
         return f"fetching credentials for {profile}"
     if status.reason is Reason.WAITING_FOR_MFA:
@@ -28,6 +28,17 @@ def message(status: Status) -> str:
     if status.error is not None:  # STARTUP_ERROR, FAILED: the error's own words
         return status.error.message
     return NO_PROFILE
+
+
+def _renewal_note(status: Status) -> str:
+    """`aws login` credentials last 15 minutes: say that they are renewed at half-life."""
+    plan, held = status.plan, status.held
+    if plan is None or held is None or plan.roles or plan.signin is None:
+        return ""
+    if plan.signin.kind != "login":
+        return ""
+    due = iso8601(held.refresh_at)
+    return f" (aws login credentials last 15 minutes: renewed at half-life, next at {due})"
 
 
 def document(status: Status) -> dict[str, Any]:
