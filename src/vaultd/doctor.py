@@ -6,18 +6,28 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
-from botocore.exceptions import BotoCoreError
-from botocore.utils import InstanceMetadataFetcher
+from botocore.compat import HAS_CRT
+from botocore.exceptions import BotoCoreError, SSOTokenLoadError
+from botocore.utils import (
+    InstanceMetadataFetcher,
+    JSONFileCache,
+    LoginTokenLoader,
+    SSOTokenLoader,
+    get_login_token_cache_directory,
+)
 
 from vaultd import settings
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
-from vaultd.core import chain, config
+from vaultd.core import chain, config, resolve
+from vaultd.core.credentials import parse_time
 from vaultd.core.keystore import Keystore, backend_name
+from vaultd.core.sso import sso_cache_dir
 from vaultd.errors import VaultdError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -57,10 +67,48 @@ def _keyring(profiles: dict[str, config.Profile]) -> Iterator[Finding]:
         root = profiles.get(name)
         if root is None or root.source_profile or root.credential_process:
             continue
+        if resolve.signin_root(root) is not None:
+            continue  # signs in through the AWS CLI: see _signins
         if name in stored:
             yield Finding(OK, "keys", f"{name}: stored")
         else:
             yield Finding(FAIL, "keys", f"{name}: no keys stored: run `vaultd add {name}`")
+
+
+def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Finding]:
+    """For each IAM Identity Center / `aws login` root: is the AWS CLI's cache signed in?
+    Read only (botocore's own loaders), nothing is refreshed or sent."""
+    roots = {
+        root
+        for p in profiles.values()
+        if not p.source_profile and (root := resolve.signin_root(p)) is not None
+    }
+    for root in sorted(roots, key=lambda r: (r.kind, r.label, r.profile)):
+        fix = f"run `{root.command}`"
+        if root.kind == "login":
+            loader = LoginTokenLoader(JSONFileCache(get_login_token_cache_directory()))
+            if not HAS_CRT:
+                yield Finding(FAIL, "sign-in", f"{root.profile}: pip install 'botocore[crt]'")
+            elif loader.load_token(root.session) is None:
+                yield Finding(FAIL, "sign-in", f"{root.profile}: not signed in: {fix}")
+            else:
+                yield Finding(OK, "sign-in", f"{root.profile}: {root.label} session cached")
+            continue
+        start_url = profiles[root.profile].sso_start_url or ""
+        try:
+            token = SSOTokenLoader(JSONFileCache(str(sso_cache_dir())))(
+                start_url, session_name=root.session
+            )
+            left = parse_time(token["expiresAt"]) - now
+        except (SSOTokenLoadError, ValueError):
+            yield Finding(FAIL, "sign-in", f"{root.label}: not signed in: {fix}")
+            continue
+        if left > 0:
+            yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
+        elif "refreshToken" in token:
+            yield Finding(OK, "sign-in", f"{root.label}: token expired, vaultd refreshes it")
+        else:
+            yield Finding(WARN, "sign-in", f"{root.label}: sign-in expired: {fix}")
 
 
 def _daemon(conf: settings.Settings) -> tuple[Finding, dict[str, Any] | None]:
@@ -186,6 +234,7 @@ def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
     found, profiles = _config()
     findings.append(found)
     findings += list(_keyring(profiles))
+    findings += list(_signins(profiles, time.time()))
     daemon, status = _daemon(conf)
     findings.append(daemon)
     findings += list(_link_local(run_cmd))

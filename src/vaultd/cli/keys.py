@@ -62,7 +62,7 @@ def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from vaultd.core import config
+    from vaultd.core import config, resolve
     from vaultd.core.credentials import AccessKeys, mask_key_id
     from vaultd.core.keystore import Keystore
     from vaultd.secret import Secret
@@ -74,6 +74,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             f"profile {args.profile!r} takes its keys from {profile.source_profile!r}: "
             f"run `vaultd add {profile.source_profile}` instead"
         )
+    signin = resolve.signin_root(profile) if profile is not None else None
+    if signin is not None:
+        raise Failure(signin.no_keys)
     key_id, secret = _read_keys(args)
     store = Keystore()
     store.set_keys(args.profile, AccessKeys(key_id, Secret(secret)))
@@ -137,12 +140,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"No profiles in {config.config_path()} and no stored keys.")
         return EXIT_OK
     width = max(len(r["name"]) for r in rows) + 2
-    print(f"  {'PROFILE':<{width}}{'SOURCE':<20}{'MFA SESSION':<16}{'EXEC':<6}ROLE")
+    # "IAM Identity Center <sso-session>" can be longer than the usual sources.
+    src = max(20, *(len(r["source"]) + 2 for r in rows))
+    print(f"  {'PROFILE':<{width}}{'SOURCE':<{src}}{'MFA SESSION':<16}{'EXEC':<6}ROLE")
     for r in rows:
         mark = "*" if r["active"] else " "
         left_text = _left(r["session_left_seconds"]) if r["session_expires"] else "-"
         print(
-            f"{mark} {r['name']:<{width}}{r['source']:<20}{left_text:<16}"
+            f"{mark} {r['name']:<{width}}{r['source']:<{src}}{left_text:<16}"
             f"{r['exec_tokens'] or '-'!s:<6}{r['role_arn'] or '-'}"
         )
     if not status:

@@ -11,7 +11,7 @@ from typing import Any
 from vaultd.core.config import Profile
 from vaultd.core.credentials import iso8601
 from vaultd.core.keystore import Keystore
-from vaultd.core.resolve import chain_of
+from vaultd.core.resolve import chain_of, signin_root
 
 
 def profile_rows(
@@ -29,7 +29,10 @@ def profile_rows(
     for name in sorted(set(profiles) | keys):
         profile = profiles.get(name)
         cached = keystore.get_session(name) if name in sessions else None
-        if name in keys:
+        signin = signin_root(profile) if profile and not profile.source_profile else None
+        if signin is not None:
+            source = signin.label
+        elif name in keys:
             source = "stored keys"
         elif profile and profile.credential_process:
             source = "credential_process"

@@ -92,6 +92,8 @@ def rotate(
     """
     profiles = load_profiles()
     plan = resolve.plan(profiles, profile)
+    if plan.signin is not None:
+        raise NoKeys(plan.signin.no_keys)
     root = plan.root
     old = keystore.get_keys(root)
     if old is None:
