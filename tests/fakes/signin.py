@@ -69,6 +69,8 @@ class Fakes:
     token_lifetime: int = 8 * 3600
     role_lifetime: int = 3600
     login_lifetime: int = 900
+    # Seconds CreateToken takes, so that callers can arrive while a refresh is in flight.
+    create_token_delay: float = 0.0
     access_tokens: dict[str, float] = field(default_factory=dict)
     sso_refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> clientId
     clients: dict[str, str] = field(default_factory=dict)  # clientId -> clientSecret
@@ -140,6 +142,7 @@ class Fakes:
 
     async def create_token(self, request: web.Request) -> web.Response:
         body = await request.json()
+        await asyncio.sleep(self.create_token_delay)
         client_id, refresh = body.get("clientId"), body.get("refreshToken")
         with self._lock:
             self.create_token_calls += 1
