@@ -80,6 +80,7 @@ async def test_named_state_one_announcement_and_picked_up_by_itself(clock: FakeC
     assert broker.current() is not None
     assert document(broker.status())["state"] == "ok"
     assert announcer.statuses[-1] == "serving dev-sso"
+    assert document(broker.status())["message"] == "serving dev-sso (from IAM Identity Center corp)"
     assert broker.signins_wanted == {}
 
 

@@ -4,14 +4,19 @@ vaultd."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
+import botocore.session
 import pytest
+from botocore.credentials import LoginCredentialFetcher
 from botocore.exceptions import ClientError
+from botocore.utils import JSONFileCache, LoginTokenLoader
 
 from tests.fakes.signin import Fakes, sso_cache_file
 
@@ -128,3 +133,34 @@ def test_the_fake_speaks_what_botocore_parses(signin_fakes: Fakes) -> None:
     with pytest.raises(ClientError) as caught:
         sso.get_role_credentials(roleName="R", accountId="1", accessToken="x")
     assert caught.value.response["Error"]["Code"] == "UnauthorizedException"
+
+
+def test_the_fake_refuses_a_proof_whose_signature_does_not_verify(
+    signin_fakes: Fakes, signin_config: Path, isolated: Path
+) -> None:
+    """botocore's own fetcher, with the proof's signature altered on its way out."""
+    signin_fakes.sign_in_login(login_dir(isolated), SESSION_ARN, expires_in=60)
+    session = botocore.session.Session(profile="console")
+
+    def corrupt(request: Any, **_: Any) -> None:
+        proof = request.headers["DPoP"]
+        text = proof.decode() if isinstance(proof, bytes) else proof
+        head, payload, signature = text.split(".")
+        raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+        raw[0] ^= 0xFF
+        bad = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+        request.headers["DPoP"] = f"{head}.{payload}.{bad}"
+
+    def creator(service: str, **kwargs: Any) -> Any:
+        client = session.create_client(service, **kwargs)
+        client.meta.events.register("before-send.signin.CreateOAuth2Token", corrupt)
+        return client
+
+    fetcher = LoginCredentialFetcher(
+        session_name=SESSION_ARN,
+        token_loader=LoginTokenLoader(JSONFileCache(str(login_dir(isolated)))),
+        client_creator=creator,
+    )
+    with pytest.raises(ClientError):
+        fetcher.refresh_credentials()
+    assert signin_fakes.refusals == ["CreateOAuth2Token: DPoP signature does not verify"]

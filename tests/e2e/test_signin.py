@@ -75,6 +75,7 @@ def test_dev_sso_and_master_via_sso_reach_boto3(
     assert seen["access_key"] == portal.issued_keys[-1]  # the portal's credentials
     assert seen["arn"].startswith(SSO_ROLE + "DeveloperAccess_")
     assert portal.role_calls == [("222233334444", "DeveloperAccess")]
+    assert status()["message"] == "serving dev-sso (from IAM Identity Center corp)"
 
     done = run_vaultd("switch", "master-via-sso")
     assert done.returncode == 0, done.stderr

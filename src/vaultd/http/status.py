@@ -17,7 +17,7 @@ def message(status: Status) -> str:
     """One sentence for a person: what is served, or what stops it and what to do."""
     profile = status.active
     if status.reason is Reason.SERVING:
-        return f"serving {profile}{_renewal_note(status)}"
+        return f"serving {profile}{_signin_note(status)}"
     if status.reason is Reason.FETCHING:
         return f"fetching credentials for {profile}"
     if status.reason is Reason.WAITING_FOR_MFA:
@@ -30,13 +30,14 @@ def message(status: Status) -> str:
     return NO_PROFILE
 
 
-def _renewal_note(status: Status) -> str:
-    """`aws login` credentials last 15 minutes: say that they are renewed at half-life."""
+def _signin_note(status: Status) -> str:
+    """Where a root that signs in through the AWS CLI gets its credentials; `aws login`
+    credentials served as they are last 15 minutes and are renewed at half-life."""
     plan, held = status.plan, status.held
-    if plan is None or held is None or plan.roles or plan.signin is None:
+    if plan is None or held is None or plan.signin is None:
         return ""
-    if plan.signin.kind != "login":
-        return ""
+    if plan.signin.kind != "login" or plan.roles:
+        return f" (from {plan.signin.label})"
     due = iso8601(held.refresh_at)
     return f" (aws login credentials last 15 minutes: renewed at half-life, next at {due})"
 
