@@ -193,6 +193,11 @@ def test_vaultd_reads_every_generated_config_as_botocore_does(
             for name, keys in theirs.items()
             for key, value in botocore_view(keys).items()
             if rules.problem(key, value) is not None
+        } | {  # `key =` then indented lines: botocore reads a nested block, not a value
+            (name, key)
+            for name, keys in theirs.items()
+            for key in config.KNOWN_KEYS
+            if isinstance(keys.get(key), dict)
         }
         if refused:  # e.g. an indented line, which INI reads as the value's second line
             with pytest.raises(ConfigError) as info:
@@ -204,3 +209,10 @@ def test_vaultd_reads_every_generated_config_as_botocore_does(
     assert set(ours) == set(theirs)
     for name, profile in ours.items():
         assert vaultd_view(profile) == botocore_view(theirs[name]), name
+
+
+def test_a_nested_block_where_a_value_belongs_is_named() -> None:
+    # Found by the generated configs: botocore reads `key =` plus indented lines as a block.
+    text = "[default]\nsource_profile =\n  sso_start_url = https://example.awsapps.com/start\n"
+    with pytest.raises(ConfigError, match="profile 'default': source_profile must be one value"):
+        config.parse_profiles(text, "cfg")
