@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from vaultd.cli import completion, host, keys, run, serve, session
 from vaultd.cli.common import Command
 from vaultd.cli.exits import (
     EXIT_CLOSED_PIPE,
@@ -44,29 +44,32 @@ __all__ = [
     "main",
 ]
 
-# The order `vaultd --help` lists the commands in.
-ORDER = (
-    "serve",
-    "add",
-    "remove",
-    "list",
-    "switch",
-    "mfa",
-    "exec",
-    "export",
-    "rotate",
-    "login",
-    "refresh",
-    "clear",
-    "status",
-    "env",
-    "relay",
-    "service",
-    "network",
-    "doctor",
-    "demo",
-    "completion",
-)
+# Every command, in the order `vaultd --help` lists them, and the group module that declares
+# it. A command's module is imported only when it runs (or the whole parser is built), so
+# `vaultd status` loads session.py and none of the other groups.
+GROUP_OF = {
+    "serve": "serve",
+    "add": "keys",
+    "remove": "keys",
+    "list": "keys",
+    "switch": "session",
+    "mfa": "session",
+    "exec": "run",
+    "export": "run",
+    "rotate": "keys",
+    "login": "run",
+    "refresh": "session",
+    "clear": "keys",
+    "status": "session",
+    "env": "session",
+    "relay": "serve",
+    "service": "host",
+    "network": "host",
+    "doctor": "host",
+    "demo": "host",
+    "completion": "completion",
+}
+ORDER = tuple(GROUP_OF)
 
 EPILOG = """\
 exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
@@ -75,10 +78,13 @@ closed early (`| head`). `vaultd exec` exits with its command's status. Shell co
 `vaultd completion bash|zsh|fish`."""
 
 
-def commands() -> dict[str, Command]:
-    """Every command of every group, by name."""
-    groups = (serve, keys, session, run, host, completion)
-    return {c.name: c for group in groups for c in group.COMMANDS}
+def commands(names: Sequence[str] = ORDER) -> dict[str, Command]:
+    """The commands declared by the groups that hold `names` (default: every group), by name."""
+    found: dict[str, Command] = {}
+    for group in dict.fromkeys(GROUP_OF[name] for name in names):
+        module = importlib.import_module(f"vaultd.cli.{group}")
+        found.update((c.name, c) for c in module.COMMANDS)
+    return found
 
 
 class _Version(argparse.Action):
@@ -101,8 +107,9 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: one subparser per command, each group adding its arguments."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line: one subparser per command, each group adding its arguments. With
+    `only`, just that command's subparser, which parses its words the same way."""
     parser = argparse.ArgumentParser(
         prog="vaultd",
         description="Serve AWS role credentials to every SDK on this machine through IMDS.",
@@ -112,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-V", "--version", action=_Version, help="show program's version number and exit"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    # A command missing from ORDER fails here (ValueError) rather than vanishing from --help.
-    for command in sorted(commands().values(), key=lambda c: ORDER.index(c.name)):
+    names = ORDER if only is None else (only,)
+    declared = commands(names)
+    for name in names:
+        command = declared[name]  # KeyError: GROUP_OF names a group that does not declare it
         p = sub.add_parser(
             command.name, help=command.help, description=command.description or command.help
         )
@@ -176,11 +185,14 @@ def _run(words: list[str]) -> int:
     if "--" in words:
         cut = words.index("--")
         words, trailing = words[:cut], words[cut + 1 :]
-    parser = build_parser()
+    # `vaultd COMMAND ...` needs only COMMAND's subparser; anything else (help, -V, a typo)
+    # gets the whole parser.
+    word = words[0] if words else None
+    parser = build_parser(only=word if word in GROUP_OF else None)
     _check_command(parser, words)
     args = parser.parse_args(words)
     if trailing is not None:
-        if args.func is not run.cmd_exec:
+        if word != "exec":
             parser.error("`--` is only for `vaultd exec PROFILE -- CMD`")
         args.command = [*args.command, *trailing]
     try:

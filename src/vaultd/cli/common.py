@@ -8,7 +8,6 @@ this module, and import-linter keeps it free of aiohttp, boto3, botocore, pydant
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -17,7 +16,6 @@ from vaultd import settings
 from vaultd.cli.documents import SERVING, checked
 from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
-from vaultd.core.mfa import is_mfa_code
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -55,8 +53,18 @@ def has_terminal() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
+def is_mfa_code(text: str) -> bool:
+    """core.mfa's rule for a code (six digits), imported when a code is checked: core.mfa
+    loads subprocess for its code sources, which `vaultd status` never needs."""
+    from vaultd.core import mfa
+
+    return mfa.is_mfa_code(text)
+
+
 def ask_code(prompt: str) -> str:
     """Ask for a six-digit MFA code without echo, up to three times; Failure after that."""
+    import getpass  # termios and friends: only when someone is asked
+
     for _ in range(3):
         code = getpass.getpass(prompt).strip()
         if is_mfa_code(code):

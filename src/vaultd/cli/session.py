@@ -19,6 +19,7 @@ from vaultd.cli.common import (
     code_argument,
     code_from_person,
     has_terminal,
+    is_mfa_code,
     print_serving,
     settings_for,
     socket_arg,
@@ -27,7 +28,6 @@ from vaultd.cli.common import (
 from vaultd.cli.documents import STATUS, checked
 from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
-from vaultd.core.mfa import is_mfa_code
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
