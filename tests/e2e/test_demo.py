@@ -3,6 +3,7 @@ shell (no venv on PATH, no region variables) work against it, then leaves nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -99,12 +100,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     finally:
         # Stop it as a person would (Ctrl-C), so a failed test still leaves no daemon or
         # temporary directory behind; SIGKILL would orphan the demo's daemon.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        # SIGTERM next: a caller that runs pytest with SIGINT ignored passes that on.
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            proc.send_signal(stop)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.communicate(timeout=30)
 
 
