@@ -29,7 +29,7 @@ lint: $(VENV)/.installed
 tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
 	@if command -v npm >/dev/null; then \
 		echo "==> installing the AWS SDK for JavaScript for the client tests (npm ci)"; \
-		npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch $@; \
+		npm ci --prefix tests/js --no-audit --no-fund --no-update-notifier --loglevel=error && touch $@; \
 	else echo "npm not found: the JavaScript SDK tests will be skipped"; fi
 
 test: lint tests/js/node_modules/.installed
