@@ -12,9 +12,7 @@ does not pay for pydantic.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +95,8 @@ def loopback_for(host: str) -> str:
     """`host`, or the loopback address of its family when it is unspecified (any address)."""
     if host == "":
         return "127.0.0.1"
+    import ipaddress  # noqa: PLC0415 - kept off the control commands' start-up path
+
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -163,11 +163,16 @@ def config_file(env: Mapping[str, str]) -> Path:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            # Imported only when a settings file exists: most users have none, and every
+            # control command (status, switch, mfa) reads the settings at start.
+            import tomllib  # noqa: PLC0415
+
+            try:
+                return tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
     except FileNotFoundError:
         return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -228,6 +233,8 @@ class _Sources:
 
 
 def _cidrs(items: list[str], source: str) -> tuple[str, ...]:
+    import ipaddress  # noqa: PLC0415 - kept off the control commands' start-up path
+
     for cidr in items:
         try:
             ipaddress.ip_network(cidr, strict=False)
