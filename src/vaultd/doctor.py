@@ -43,15 +43,20 @@ class Finding:
         return f"[{self.level:>4}] {self.topic}: {self.message}"
 
 
-def _config() -> tuple[Finding, dict[str, config.Profile]]:
+def _config() -> tuple[list[Finding], dict[str, config.Profile]]:
+    """The config file's state, then one FAIL per profile with a wrong value (each other
+    profile still works, so the rest of the checks run on those)."""
     path = config.config_path()
     if not path.exists():
-        return Finding(WARN, "config", f"{path} does not exist: create it with your profiles"), {}
+        return [Finding(WARN, "config", f"{path} does not exist: create it with your profiles")], {}
     try:
         profiles = config.load_profiles(path)
     except VaultdError as exc:
-        return Finding(FAIL, "config", f"{exc.message}: fix that line"), {}
-    return Finding(OK, "config", f"{path} has {len(profiles)} profile(s)"), profiles
+        return [Finding(FAIL, "config", f"{exc.message}: fix that line")], {}
+    found = [Finding(OK, "config", f"{path} has {len(profiles)} profile(s)")]
+    for message in profiles.problems().values():
+        found.append(Finding(FAIL, "config", f"{message}: fix that line"))
+    return found, profiles.usable()
 
 
 def _keyring(profiles: dict[str, config.Profile]) -> Iterator[Finding]:
@@ -232,7 +237,7 @@ def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
     conf = settings.load()
     findings: list[Finding] = []
     found, profiles = _config()
-    findings.append(found)
+    findings += found
     findings += list(_keyring(profiles))
     findings += list(_signins(profiles, time.time()))
     daemon, status = _daemon(conf)

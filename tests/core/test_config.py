@@ -46,7 +46,7 @@ def test_default_is_a_profile_and_nothing_is_inherited() -> None:
 )
 def test_bad_config_names_profile_and_key(text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
-        config.parse_profiles(text, "cfg")
+        config.parse_profiles(text, "cfg")["a"]
     assert fragment in info.value.message
     assert "\n" not in info.value.message
 

@@ -150,6 +150,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{mark} {r['name']:<{width}}{r['source']:<{src}}{left_text:<16}"
             f"{r['exec_tokens'] or '-'!s:<6}{r['role_arn'] or '-'}"
         )
+    for r in rows:
+        if r["problem"]:
+            print(f"! {r['name']}: {r['problem']}")
     if not status:
         print("(vaultd is not running: no active profile or exec tokens to show)")
     return EXIT_OK

@@ -14,7 +14,7 @@ from __future__ import annotations
 import configparser
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,17 +140,63 @@ def to_profile(name: str, keys: Mapping[str, Any], source: str = "config") -> Pr
     return Profile(name=name, **values)  # type: ignore[arg-type]
 
 
-def load_profiles(path: Path | None = None, source: str | None = None) -> dict[str, Profile]:
-    """Every profile in the config file (default: `config_path()`), keyed by name."""
+class Profiles(Mapping[str, Profile]):
+    """The config's profiles by name, each checked against `rules` only when looked up.
+
+    A wrong value in one profile makes only that profile unusable: looking it up (directly,
+    or as a link of another profile's source_profile chain) raises its one-line
+    ConfigError, while every other profile works. This is how botocore and the AWS CLI
+    behave: `AWS_PROFILE=master aws ...` never reads the keys of an unrelated profile.
+    Listing names (`iter`, `len`, `in`) checks nothing; `problems()` checks every profile.
+    """
+
+    def __init__(self, raw: Mapping[str, Mapping[str, Any]], source: str) -> None:
+        self._raw = dict(raw)
+        self._source = source
+        self._checked: dict[str, Profile] = {}
+
+    def __getitem__(self, name: str) -> Profile:
+        if name not in self._checked:
+            self._checked[name] = to_profile(name, self._raw[name], self._source)
+        return self._checked[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def problems(self) -> dict[str, str]:
+        """Profile name -> the one-line ConfigError message, for every unusable profile."""
+        found: dict[str, str] = {}
+        for name in self._raw:
+            try:
+                self[name]
+            except ConfigError as exc:
+                found[name] = exc.message
+        return found
+
+    def usable(self) -> dict[str, Profile]:
+        """Every profile whose values are all accepted, keyed by name."""
+        bad = self.problems()
+        return {name: self[name] for name in self._raw if name not in bad}
+
+
+def load_profiles(path: Path | None = None, source: str | None = None) -> Profiles:
+    """The profiles in the config file (default: `config_path()`), keyed by name.
+
+    Raises ConfigError (one line) only when botocore cannot read the file at all; a wrong
+    value is raised when its profile is looked up (`Profiles`).
+    """
     path = config_path() if path is None else path
     source = source or str(path)
-    return {
-        name: to_profile(name, keys, source)
-        for name, keys in read_profile_map(path, source).items()
-    }
+    return Profiles(read_profile_map(path, source), source)
 
 
-def parse_profiles(text: str, source: str = "config") -> dict[str, Profile]:
+def parse_profiles(text: str, source: str = "config") -> Profiles:
     """`load_profiles` for a config given as text (botocore's loader reads only files)."""
     with tempfile.TemporaryDirectory(prefix="vaultd-config-") as tmp:
         path = Path(tmp) / "config"

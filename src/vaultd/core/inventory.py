@@ -12,6 +12,7 @@ from vaultd.core.config import Profile
 from vaultd.core.credentials import iso8601
 from vaultd.core.keystore import Keystore
 from vaultd.core.resolve import chain_of, signin_root
+from vaultd.errors import ConfigError
 
 
 def profile_rows(
@@ -27,10 +28,17 @@ def profile_rows(
     sessions = set(keystore.profiles_with_sessions())
     rows: list[dict[str, Any]] = []
     for name in sorted(set(profiles) | keys):
-        profile = profiles.get(name)
+        # A profile with a wrong value is listed with its problem, not a failed listing.
+        problem: str | None = None
+        try:
+            profile = profiles.get(name)
+        except ConfigError as exc:
+            profile, problem = None, exc.message
         cached = keystore.get_session(name) if name in sessions else None
         signin = signin_root(profile) if profile and not profile.source_profile else None
-        if signin is not None:
+        if problem is not None:
+            source = "config error"
+        elif signin is not None:
             source = signin.label
         elif name in keys:
             source = "stored keys"
@@ -44,7 +52,7 @@ def profile_rows(
         rows.append(
             {
                 "name": name,
-                "in_config": profile is not None,
+                "in_config": name in profiles,
                 "source": source,
                 "has_keys": name in keys,
                 "source_profile": profile.source_profile if profile else None,
@@ -54,6 +62,7 @@ def profile_rows(
                 "session_left_seconds": int(expires - now) if expires is not None else None,
                 "active": name == active,
                 "exec_tokens": int(exec_tokens.get(name, 0)),
+                "problem": problem,
             }
         )
     return rows

@@ -42,7 +42,7 @@ class Provider:
     def __init__(
         self,
         *,
-        load_profiles: Callable[[], dict[str, Profile]],
+        load_profiles: Callable[[], Mapping[str, Profile]],
         keystore: Keystore,
         sts_factory: StsFactory,
         clock: Clock,

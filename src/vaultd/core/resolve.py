@@ -161,6 +161,20 @@ def chain_of(profiles: Mapping[str, Profile], name: str) -> list[Profile]:
     return chain
 
 
+def built_on(profiles: Mapping[str, Profile], root: str) -> list[str]:
+    """The sorted names of the profiles whose chain ends at `root`. A profile that cannot
+    be resolved (a wrong value, a loop) is left out: it has no credentials built on
+    anything, and one broken profile must not stop work on the others."""
+    found = []
+    for name in profiles:
+        try:
+            if chain_of(profiles, name)[-1].name == root:
+                found.append(name)
+        except ConfigError:
+            continue
+    return sorted(found)
+
+
 def plan(
     profiles: Mapping[str, Profile],
     name: str,

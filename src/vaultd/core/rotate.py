@@ -8,7 +8,7 @@ works, and a failure says exactly which key exists where.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,7 @@ def rotate(
     profile: str,
     *,
     keystore: Keystore,
-    load_profiles: Callable[[], dict[str, config.Profile]],
+    load_profiles: Callable[[], Mapping[str, config.Profile]],
     clients: Clients,
     mfa_code: str | None = None,
     clock: Callable[[], float] = time.time,
@@ -129,9 +129,7 @@ def rotate(
             f"still holds {mask_key_id(old_id)}, which works"
         ) from None
 
-    built_on_root = sorted(
-        name for name in profiles if resolve.chain_of(profiles, name)[-1].name == root
-    )
+    built_on_root = resolve.built_on(profiles, root)
     dropped = [name for name in built_on_root if keystore.delete_session(name)]
 
     try:
