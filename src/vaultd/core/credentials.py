@@ -10,6 +10,9 @@ the control API) goes through `parse_time`.
 
 from __future__ import annotations
 
+import itertools
+import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +27,31 @@ def iso8601(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+# The latest instant an ISO 8601 expiry (and so every SDK) can write: 9999-12-31T23:59:59Z.
+LATEST = 253402300799.0
+
+
+def epoch_time(value: object) -> float:
+    """`value` as an instant in seconds since the epoch (UTC), if it is a sane one: an int
+    or float (not a bool or text), finite, from 1970 to the end of year 9999.
+
+    Raises TypeError (not a number) or ValueError (not a sane instant), saying what is
+    wrong but never the value: `inf` or `NaN` would crash `iso8601` and make every expiry
+    comparison lie.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("a time must be a number of seconds")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError("a time must lie between 1970 and 9999") from None
+    if not math.isfinite(seconds):
+        raise ValueError("a time must be finite, not infinity or NaN")
+    if not 0 <= seconds <= LATEST:
+        raise ValueError("a time must lie between 1970 and 9999")
+    return seconds
+
+
 def parse_time(value: object) -> float:
     """An ISO 8601 time (or a `datetime`, as botocore returns) as seconds since the epoch.
 
@@ -33,7 +61,7 @@ def parse_time(value: object) -> float:
     started with `TZ=Asia/Tokyo` must read the same instant as one started in London.
 
     Raises ValueError (its message names the value's shape, not the value) when the text is
-    not ISO 8601.
+    not ISO 8601 or not a sane instant (`epoch_time`).
     """
     if isinstance(value, datetime):
         moment = value
@@ -44,12 +72,40 @@ def parse_time(value: object) -> float:
             raise ValueError("not an ISO 8601 time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return epoch_time(moment.timestamp())
 
 
 def mask_key_id(access_key_id: str) -> str:
     """Key ids are not secret, but showing only the tail is enough to tell keys apart."""
     return "****" + access_key_id[-4:]
+
+
+# IAM's unique-id prefixes (AKIA user keys, ASIA temporary keys, ...), per the IAM
+# identifiers reference.
+_KEY_ID = re.compile(
+    r"(?<![A-Z0-9])(?:AKIA|ASIA|AIDA|AROA|AGPA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{8,}"
+)
+# A run of the secret key's alphabet with a lower->upper turn or a digit among letters
+# (`wJalrXUtnFEMI/K7MDENG`): words of prose (`Credentials`, `expired`) stay readable.
+_SECRETISH = re.compile(r"[A-Za-z0-9/+=]{10,}")
+DETAIL_MAX = 200
+
+
+def _secretish(word: str) -> bool:
+    turns = any(a.islower() and b.isupper() for a, b in itertools.pairwise(word))
+    mixed = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+    return turns or mixed
+
+
+def outside_detail(text: str) -> str:
+    """What a tool or service said (stderr, an error body), fit for a log line or status:
+    its last non-empty line, at most DETAIL_MAX characters, every access key id shown as
+    `mask_key_id` does and anything shaped like a secret or token replaced by `****`."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    last = _KEY_ID.sub(lambda m: mask_key_id(m.group(0)), last)
+    last = _SECRETISH.sub(lambda m: "****" if _secretish(m.group(0)) else m.group(0), last)
+    return last if len(last) <= DETAIL_MAX else last[: DETAIL_MAX - 3] + "..."
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import keyring
 import keyring.errors
 
-from vaultd.core.credentials import AccessKeys, Credentials
+from vaultd.core.credentials import AccessKeys, Credentials, epoch_time
 from vaultd.errors import KeyringError, KeyringLocked
 from vaultd.secret import Secret
 
@@ -208,8 +208,9 @@ class Keystore:
                 access_key_id=str(value["AccessKeyId"]),
                 secret_access_key=Secret(str(value["SecretAccessKey"])),
                 session_token=Secret(str(value["SessionToken"])),
-                expiration=float(value["Expiration"]),
-                issued=float(value["Issued"]),
+                # An unreadable or absurd stored time (inf, NaN, text) means no session.
+                expiration=epoch_time(value["Expiration"]),
+                issued=epoch_time(value["Issued"]),
                 arn=str(value.get("Arn", "")),
             )
         except (KeyError, TypeError, ValueError):
