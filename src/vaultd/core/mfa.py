@@ -13,20 +13,22 @@ import re
 import subprocess
 from collections.abc import Callable
 
+from vaultd.core.credentials import outside_detail
 from vaultd.errors import VaultdError
 
 # What a person types: STS's TokenCode for a TOTP device is exactly six digits.
-MFA_CODE = re.compile(r"^\d{6}$")
+MFA_CODE = re.compile(r"[0-9]{6}")
 # The same code inside a tool's output, not part of a longer number.
-CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+CODE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")
 COMMAND_TIMEOUT = 60.0
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def is_mfa_code(text: str) -> bool:
-    """Whether `text` is a code a person may send (six digits, nothing else)."""
-    return MFA_CODE.match(text) is not None
+    """Whether `text` is a code a person may send: six ASCII digits and nothing else (no
+    `١٢٣٤٥٦`, no trailing newline), since STS's TokenCode is `[0-9]{6}`."""
+    return MFA_CODE.fullmatch(text) is not None
 
 
 class SourceFailed(VaultdError):
@@ -46,9 +48,10 @@ def run_command(argv: list[str], what: str, timeout: float, runner: Runner) -> s
     except OSError as exc:
         raise SourceFailed(f"{what} could not run: {exc.strerror}") from None
     if done.returncode != 0:
-        # stderr is the tool's own complaint (e.g. "no YubiKey found"); it carries no code.
-        detail = (done.stderr or "").strip().splitlines()
-        hint = f": {detail[-1][:200]}" if detail else ""
+        # stderr is the tool's own complaint (e.g. "no YubiKey found"), but a
+        # credential_process may echo keys into it: one masked, bounded line only.
+        detail = outside_detail(done.stderr or "")
+        hint = f": {detail}" if detail else ""
         raise SourceFailed(f"{what} exited with status {done.returncode}{hint}")
     return str(done.stdout)
 
