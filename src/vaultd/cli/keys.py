@@ -28,7 +28,7 @@ from vaultd.cli.documents import STATUS, checked
 from vaultd.cli.exits import EXIT_OK, Failure
 from vaultd.client import ControlError, DaemonNotRunning
 
-KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
+KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 
 
 def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
@@ -54,7 +54,7 @@ def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
         key_id = input("Access key ID: ")
         secret = getpass.getpass("Secret access key: ")
     key_id, secret = key_id.strip(), secret.strip()
-    if not KEY_ID.match(key_id):
+    if not KEY_ID.fullmatch(key_id):
         raise Failure("that does not look like an access key id (AKIA... in capitals and digits)")
     if not secret or any(c.isspace() for c in secret):
         raise Failure("the secret access key is empty or contains spaces")

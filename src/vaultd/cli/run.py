@@ -160,7 +160,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _duration(text: str) -> int:
     """`3600`, `90m`, `1h`, `1h30m` -> seconds."""
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", text.strip())
+    match = re.fullmatch(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s?)?", text.strip())
     if not text.strip() or match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 3600, 90m or 1h")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())

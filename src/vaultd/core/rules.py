@@ -8,7 +8,9 @@ Sources: the STS API reference's parameter constraints (AssumeRole: RoleArn, Rol
 `[\\w+=,.@-]*` 2-64, ExternalId `[\\w+=,.@:/-]*` 2-1224, SerialNumber `[\\w+=/:,.@-]*` 9-256,
 DurationSeconds 900-43200), IAM's role name constraint (`[\\w+=,.@-]+`, 1-64), and
 botocore's own region check (`botocore.utils.validate_region_name`). `\\w` in AWS's
-patterns is ASCII: letters, digits and underscore.
+patterns is ASCII: letters, digits and underscore. Every pattern here is therefore written
+with explicit ASCII classes (`[0-9]`, never `\\d`, which also matches Arabic-Indic and
+fullwidth digits) and checked whole with `fullmatch` (`$` lets a trailing newline through).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import botocore.exceptions
 import botocore.utils
 
 _W = "A-Za-z0-9_"
-ROLE_ARN = re.compile(rf"^arn:aws[a-z-]*:iam::\d{{12}}:role/[{_W}+=,.@/-]{{1,512}}$")
+ROLE_ARN = re.compile(rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role/[{_W}+=,.@/-]{{1,512}}")
 MFA_SERIAL = re.compile(
-    rf"^(arn:aws[a-z-]*:iam::\d{{12}}:(mfa|u2f)/[{_W}+=,.@/-]+|GA[A-Z0-9]{{10,}})$"
+    rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:(mfa|u2f)/[{_W}+=,.@/-]+|GA[A-Z0-9]{{10,}}"
 )
-SESSION_NAME = re.compile(rf"^[{_W}+=,.@-]{{2,64}}$")
-EXTERNAL_ID = re.compile(rf"^[{_W}+=,.@:/-]{{2,1224}}$")
-IAM_ROLE_NAME = re.compile(rf"^[{_W}+=,.@-]{{1,64}}$")
+SESSION_NAME = re.compile(rf"[{_W}+=,.@-]{{2,64}}")
+EXTERNAL_ID = re.compile(rf"[{_W}+=,.@:/-]{{2,1224}}")
+IAM_ROLE_NAME = re.compile(rf"[{_W}+=,.@-]{{1,64}}")
 _NOT_ROLE_NAME = re.compile(rf"[^{_W}+=,.@-]")
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -45,7 +47,7 @@ def _pattern(regex: re.Pattern[str], expected: str) -> Rule:
 
 def _seconds(low: int, high: int) -> Rule:
     def check(value: str) -> str | None:
-        if not re.fullmatch(r"\d+", value):
+        if not re.fullmatch(r"[0-9]+", value):
             return "must be a whole number of seconds"
         return None if low <= int(value) <= high else f"must be between {low} and {high} seconds"
 

@@ -19,15 +19,15 @@ MIN_TTL = 1
 MAX_TTL = 21600
 # Real tokens are 56 characters; anything far longer is not ours and not worth decoding.
 MAX_TOKEN_LENGTH = 100
-_TTL = re.compile(r"^[0-9]{1,6}$")
+_TTL = re.compile(r"[0-9]{1,6}")
 _MAC_BYTES = 24
 # 8 bytes of expiry + the MAC, base64url without padding: exactly 43 characters.
-_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def parse_ttl(value: str | None) -> int | None:
     """The requested TTL, or None when it is missing or not an integer in 1..21600."""
-    if value is None or not _TTL.match(value):
+    if value is None or not _TTL.fullmatch(value):
         return None
     ttl = int(value)
     return ttl if MIN_TTL <= ttl <= MAX_TTL else None
@@ -47,7 +47,7 @@ class Tokens:
 
     def remaining(self, token: str) -> int | None:
         """Seconds the token has left, or None when it is not one of ours or has expired."""
-        if len(token) > MAX_TOKEN_LENGTH or not _SHAPE.match(token):
+        if len(token) > MAX_TOKEN_LENGTH or not _SHAPE.fullmatch(token):
             return None
         try:
             raw = base64.urlsafe_b64decode(token + "=")
