@@ -20,7 +20,15 @@ from vaultd.core import schedule, state
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
 from vaultd.core.mfa import is_mfa_code
 from vaultd.core.resolve import Plan, describe_source
-from vaultd.core.state import AnnouncerLike, MfaRequest, ProviderLike, Silent, Slot, Status
+from vaultd.core.state import (
+    AnnouncerLike,
+    MfaRequest,
+    ProviderLike,
+    Silent,
+    Slot,
+    Status,
+    waits_for_person,
+)
 from vaultd.errors import (
     BadMfaCode,
     LoginRequired,
@@ -66,6 +74,8 @@ class Broker:
         self.mfa: MfaRequest | None = None
         self.startup_error: VaultdError | None = None
         self._spent: deque[tuple[str, str]] = deque(maxlen=SPENT_CODES)
+        # Profiles a switch is fetching for: not active yet, but a person is waiting.
+        self._switching: set[str] = set()
         # Sign-in commands a person has been told to run, and since when: announced once.
         self.signins_wanted: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -86,34 +96,61 @@ class Broker:
 
     # -- commands ------------------------------------------------------------------------
     async def switch(self, profile: str, mfa_code: str | None = None) -> Slot:
-        """Make `profile` the one IMDS serves and wait until it has credentials.
+        """Make `profile` the one IMDS serves once it has credentials.
 
-        The switch takes effect even when it then needs MFA: the person's intent is this
-        profile, and the open MFA request says what is missing.
+        A failure never takes away a profile that is serving: the switch raises and the
+        active profile, and its credentials, stay. The switch stands despite a failure
+        only when the new profile waits for a person (an MFA code, which `vaultd mfa CODE`
+        then completes, a sign-in or an unlocked keyring: `state.waits_for_person`), or
+        when nothing was being served (it is then retried with backoff, as at start-up).
         """
         slot, _ = await self._planned(profile, mfa_code)
+        self._switching.add(profile)
+        try:
+            await self._fresh(slot, self._unspent(slot, mfa_code))
+        except Exception:
+            if waits_for_person(slot.error) or not self._serving():
+                self._make_active(profile)
+            raise
+        finally:
+            self._switching.discard(profile)
+        self._make_active(profile)
+        return slot
+
+    def _serving(self) -> bool:
+        slot = self.active_slot()
+        return slot is not None and schedule.servable(slot.creds, self.clock())
+
+    def _make_active(self, profile: str) -> None:
         self.active = profile
         if self.mfa is not None and self.mfa.profile != profile:
             self._close_mfa()
         self._wake.set()
-        await self._fresh(slot, mfa_code)
-        return slot
 
     async def ensure(self, profile: str, mfa_code: str | None = None) -> tuple[Plan, Credentials]:
         """Credentials for `profile` without making it the active one (`vaultd exec`,
         `vaultd export`): served from memory while fresh, fetched otherwise."""
         slot, plan = await self._planned(profile, mfa_code)
         slot.requested = True
-        return plan, await self._fresh(slot, mfa_code)
+        return plan, await self._fresh(slot, self._unspent(slot, mfa_code))
 
     async def _planned(self, profile: str, mfa_code: str | None) -> tuple[Slot, Plan]:
-        """The slot for `profile` with a current plan; a given code is checked first."""
+        """The slot for `profile` with a current plan; a given code must look like one."""
         plan = await self.run_blocking(self.provider.plan, profile)
         if mfa_code is not None:
-            self._check_code(plan.mfa_serial or "", mfa_code)
+            self._check_shape(mfa_code)
         slot = self._slot(profile)
         slot.plan = plan
         return slot, plan
+
+    def _unspent(self, slot: Slot, mfa_code: str | None) -> str | None:
+        """The code to send with a switch or exec: None when this very code already made
+        the device's current MFA session (`switch a --mfa C`, then `switch b --mfa C`), so
+        that cached session is used instead of refusing a code nobody needed."""
+        serial = slot.plan.mfa_serial if slot.plan else None
+        if mfa_code is not None and (serial or "", mfa_code) in self._spent:
+            return None
+        return mfa_code
 
     async def _fresh(self, slot: Slot, mfa_code: str | None) -> Credentials:
         """What the slot holds while it is fresh and no code asks for more, else a refresh."""
@@ -174,6 +211,9 @@ class Broker:
             if profile:
                 raise NoProfile(f"{profile!r} is not in use: nothing to refresh")
             raise NoProfile("no profile is active: run `vaultd switch PROFILE`")
+        held = slot.creds
+        if slot.task is None and held is not None and schedule.just_issued(held, self.clock()):
+            return slot  # a refresh (a backoff retry, another client's) landed just now
         await self._refresh_now(slot, None)
         return slot
 
@@ -290,9 +330,13 @@ class Broker:
             slot = self.slots[profile] = Slot(profile)
         return slot
 
-    def _check_code(self, serial: str, code: str) -> None:
+    @staticmethod
+    def _check_shape(code: str) -> None:
         if not is_mfa_code(code):
             raise BadMfaCode("an MFA code is six digits")
+
+    def _check_code(self, serial: str, code: str) -> None:
+        self._check_shape(code)
         if (serial, code) in self._spent:
             raise BadMfaCode("that code was already sent to STS: wait for the next one")
 
@@ -330,7 +374,12 @@ class Broker:
             )
         except MfaRequired as exc:
             self._failed(slot, exc)
-            wanted = slot.profile == self.active or slot.holders > 0 or slot.requested
+            wanted = (
+                slot.profile == self.active
+                or slot.profile in self._switching
+                or slot.holders > 0
+                or slot.requested
+            )
             if wanted and (self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early):
                 self._open_mfa(exc.profile, exc.serial, early=False)
             raise

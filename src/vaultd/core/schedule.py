@@ -52,3 +52,15 @@ def backoff(failures: int, rand: Callable[[], float]) -> float:
     """
     step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, failures - 1))
     return float(step / 2 + rand() * step / 2)
+
+
+# A manual refresh this soon after a set was issued is the same request as that refresh.
+JUST_ISSUED = 2.0
+
+
+def just_issued(creds: Credentials, now: float) -> bool:
+    """Whether `creds` were issued under JUST_ISSUED seconds before `now` (epoch seconds):
+    a `vaultd refresh` that coincides with a backoff retry (or another client's refresh)
+    gets that set instead of a second STS call. Single-flight covers the call in flight;
+    this covers the one that landed while the request was on its way."""
+    return 0 <= now - creds.issued < JUST_ISSUED

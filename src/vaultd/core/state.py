@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from vaultd.core import schedule
 from vaultd.core.credentials import Credentials, mask_key_id
 from vaultd.core.resolve import Plan
-from vaultd.errors import MfaRequired, VaultdError
+from vaultd.errors import KeyringLocked, LoginRequired, MfaRequired, VaultdError
 
 
 class ProviderLike(Protocol):
@@ -103,6 +103,13 @@ class Slot:
         if self.creds is not None:
             return schedule.refresh_due(self.creds)
         return None
+
+
+def waits_for_person(error: VaultdError | None) -> bool:
+    """Whether a failed refresh waits for a person (an MFA code, a sign-in, an unlocked
+    keyring) rather than having failed: a switch to such a profile stands, since status
+    and the announcer say what to do, while any other failure keeps what was served."""
+    return isinstance(error, MfaRequired | LoginRequired | KeyringLocked)
 
 
 class Reason(Enum):
