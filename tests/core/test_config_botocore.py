@@ -215,4 +215,4 @@ def test_a_nested_block_where_a_value_belongs_is_named() -> None:
     # Found by the generated configs: botocore reads `key =` plus indented lines as a block.
     text = "[default]\nsource_profile =\n  sso_start_url = https://example.awsapps.com/start\n"
     with pytest.raises(ConfigError, match="profile 'default': source_profile must be one value"):
-        config.parse_profiles(text, "cfg")
+        config.parse_profiles(text, "cfg")["default"]

@@ -117,7 +117,7 @@ async def test_a_manual_refresh_just_after_a_retry_landed_reuses_it(clock: FakeC
     await broker.refresh()
     assert len(provider.calls) == before and broker.current() is landed
     # Later, a manual refresh is a new call again.
-    clock.advance(schedule.JUST_ISSUED)
+    clock.advance(schedule.JUST_RECOVERED)
     await broker.refresh()
     assert len(provider.calls) == before + 1
 
@@ -129,3 +129,11 @@ async def test_a_failed_first_switch_stands_and_is_retried(clock: FakeClock) -> 
         await broker.switch("broken")
     slot = broker.active_slot()
     assert broker.active == "broken" and slot is not None and slot.retry_at is not None
+
+
+async def test_a_manual_refresh_after_an_ordinary_one_asks_sts_again(clock: FakeClock) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    before = len(provider.calls)
+    await broker.refresh()
+    assert len(provider.calls) == before + 1

@@ -64,6 +64,18 @@ def test_a_zone_less_expiration_in_tokyo_is_utc_and_a_stale_set_is_backed_off(
     daemon.start()
     env = client_env(daemon.endpoint, "http://127.0.0.1:9", isolated / "client")
 
+    # A set that is already expired, while nothing else is served: backed off like an STS
+    # failure, and status says so.
+    done = run_vaultd("switch", "old")
+    assert done.returncode == 1
+    assert "credential_process for old returned credentials that expire at " in done.stderr
+    for _ in range(20):  # two seconds of IMDS clients and status calls
+        status = json.loads(run_vaultd("status", "--json").stdout)
+        assert status["state"] == "stale_credentials" and status["credentials"] is None
+        assert " — retrying in " in status["message"]
+        time.sleep(0.1)
+    assert runs(stale) <= 4  # backoff 0.5-1 s, 1-2 s, ...: the old loop ran it hundreds of times
+
     # A zone-less Expiration is UTC: served as printed (plus Z), the process run once.
     done = run_vaultd("switch", "cp")
     assert done.returncode == 0, done.stderr
@@ -74,13 +86,9 @@ def test_a_zone_less_expiration_in_tokyo_is_utc_and_a_stale_set_is_backed_off(
     assert abs(served - (time.time() + 3600)) < 60  # read as local time: 9 hours off
     assert runs(fresh) == 1
 
-    # A set that is already expired: backed off like an STS failure, and status says so.
+    # Once cp serves, a switch to the stale source fails and leaves cp served.
     done = run_vaultd("switch", "old")
     assert done.returncode == 1
-    assert "credential_process for old returned credentials that expire at " in done.stderr
-    for _ in range(20):  # two seconds of IMDS clients and status calls
-        status = json.loads(run_vaultd("status", "--json").stdout)
-        assert status["state"] == "stale_credentials" and status["credentials"] is None
-        assert " — retrying in " in status["message"]
-        time.sleep(0.1)
-    assert runs(stale) <= 4  # backoff 0.5-1 s, 1-2 s, ...: the old loop ran it hundreds of times
+    status = json.loads(run_vaultd("status", "--json").stdout)
+    assert status["active"] == "cp" and status["state"] == "ok"
+    assert run_json([sys.executable, "-c", BOTO3_CREDS], env) == seen

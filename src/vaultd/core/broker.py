@@ -211,9 +211,8 @@ class Broker:
             if profile:
                 raise NoProfile(f"{profile!r} is not in use: nothing to refresh")
             raise NoProfile("no profile is active: run `vaultd switch PROFILE`")
-        held = slot.creds
-        if slot.task is None and held is not None and schedule.just_issued(held, self.clock()):
-            return slot  # a refresh (a backoff retry, another client's) landed just now
+        if slot.task is None and schedule.just_recovered(slot.recovered_at, self.clock()):
+            return slot  # a backoff retry landed while this request was on its way
         await self._refresh_now(slot, None)
         return slot
 
@@ -404,6 +403,7 @@ class Broker:
             self._stale(slot, plan, creds)
         self._signed_in(slot.error)
         slot.creds = creds
+        slot.recovered_at = self.clock() if slot.failures else None
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.mfa is not None and self.mfa.profile == slot.profile:
             self._close_mfa()

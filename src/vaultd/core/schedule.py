@@ -54,13 +54,14 @@ def backoff(failures: int, rand: Callable[[], float]) -> float:
     return float(step / 2 + rand() * step / 2)
 
 
-# A manual refresh this soon after a set was issued is the same request as that refresh.
-JUST_ISSUED = 2.0
+# A manual refresh this soon after a backoff retry succeeded is the same request as it.
+JUST_RECOVERED = 2.0
 
 
-def just_issued(creds: Credentials, now: float) -> bool:
-    """Whether `creds` were issued under JUST_ISSUED seconds before `now` (epoch seconds):
-    a `vaultd refresh` that coincides with a backoff retry (or another client's refresh)
-    gets that set instead of a second STS call. Single-flight covers the call in flight;
-    this covers the one that landed while the request was on its way."""
-    return 0 <= now - creds.issued < JUST_ISSUED
+def just_recovered(recovered_at: float | None, now: float) -> bool:
+    """Whether a backoff retry succeeded under JUST_RECOVERED seconds before `now` (epoch
+    seconds): a `vaultd refresh` typed because of the outage, coinciding with the retry that
+    ended it, gets that set instead of a second STS call. Single-flight covers a retry still
+    in flight; this covers one that landed while the request was on its way. Any other
+    manual refresh always asks STS again."""
+    return recovered_at is not None and 0 <= now - recovered_at < JUST_RECOVERED

@@ -82,6 +82,8 @@ class Slot:
     holders: int = 0
     # Someone asked for this profile directly (exec, export): a needed code opens a request.
     requested: bool = False
+    # When the last refresh succeeded after failures (a backoff retry), else None.
+    recovered_at: float | None = None
     task: asyncio.Task[Credentials] | None = field(default=None, repr=False)
 
     def due(self, now: float) -> bool:
