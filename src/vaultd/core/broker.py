@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from vaultd.core import schedule, state
+from vaultd.core.asks import Asks
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
-from vaultd.core.mfa import is_mfa_code
 from vaultd.core.resolve import Plan, describe_source
 from vaultd.core.state import (
     AnnouncerLike,
@@ -30,7 +29,6 @@ from vaultd.core.state import (
     waits_for_person,
 )
 from vaultd.errors import (
-    BadMfaCode,
     LoginRequired,
     MfaRequired,
     NoPendingMfa,
@@ -43,7 +41,6 @@ from vaultd.errors import (
 log = logging.getLogger("vaultd.broker")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
 MAX_IDLE = 30.0
-SPENT_CODES = 32
 # How often a sign-in that waits for a person (`aws sso login`, `aws login`) is looked at
 # again: a look costs a few stat() calls until the AWS CLI's cache changes, and the person
 # expects to be served within seconds of signing in, without telling vaultd.
@@ -71,16 +68,23 @@ class Broker:
         self.announcer: AnnouncerLike = announcer or Silent()
         self.active: str | None = None
         self.slots: dict[str, Slot] = {}
-        self.mfa: MfaRequest | None = None
+        self.asks = Asks(clock, self.announcer)
         self.startup_error: VaultdError | None = None
-        self._spent: deque[tuple[str, str]] = deque(maxlen=SPENT_CODES)
         # Profiles a switch is fetching for: not active yet, but a person is waiting.
         self._switching: set[str] = set()
-        # Sign-in commands a person has been told to run, and since when: announced once.
-        self.signins_wanted: dict[str, float] = {}
         self._wake = asyncio.Event()
         # Strong references: the loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def mfa(self) -> MfaRequest | None:
+        """The one pending MFA request, if any."""
+        return self.asks.mfa
+
+    @property
+    def signins_wanted(self) -> dict[str, float]:
+        """Sign-in commands a person has been told to run, and since when (epoch seconds)."""
+        return self.asks.signins_wanted
 
     # -- reading (never blocks) ------------------------------------------------------------
     def active_slot(self) -> Slot | None:
@@ -124,7 +128,7 @@ class Broker:
     def _make_active(self, profile: str) -> None:
         self.active = profile
         if self.mfa is not None and self.mfa.profile != profile:
-            self._close_mfa()
+            self.asks.close_mfa(self.active)
         self._wake.set()
 
     async def ensure(self, profile: str, mfa_code: str | None = None) -> tuple[Plan, Credentials]:
@@ -138,7 +142,7 @@ class Broker:
         """The slot for `profile` with a current plan; a given code must look like one."""
         plan = await self.run_blocking(self.provider.plan, profile)
         if mfa_code is not None:
-            self._check_shape(mfa_code)
+            self.asks.check_shape(mfa_code)
         slot = self._slot(profile)
         slot.plan = plan
         return slot, plan
@@ -148,7 +152,7 @@ class Broker:
         the device's current MFA session (`switch a --mfa C`, then `switch b --mfa C`), so
         that cached session is used instead of refusing a code nobody needed."""
         serial = slot.plan.mfa_serial if slot.plan else None
-        if mfa_code is not None and (serial or "", mfa_code) in self._spent:
+        if mfa_code is not None and self.asks.is_spent(serial or "", mfa_code):
             return None
         return mfa_code
 
@@ -200,7 +204,7 @@ class Broker:
         request = self.mfa
         if request is None:
             raise NoPendingMfa("no MFA code is being waited for: `vaultd status` shows why")
-        self._check_code(request.serial, code)
+        self.asks.check_code(request.serial, code)
         slot = self._slot(request.profile)
         await self._refresh_now(slot, code)
         return slot
@@ -253,7 +257,7 @@ class Broker:
             slot.error = None
             slot.failures = 0
             slot.retry_at = None
-        self._close_mfa()
+        self.asks.close_mfa(self.active)
 
     # -- background maintenance -------------------------------------------------------------
     def in_use(self) -> list[Slot]:
@@ -290,17 +294,7 @@ class Broker:
     def _open_mfa(self, profile: str, serial: str, *, early: bool) -> None:
         slot = self.slots.get(profile)
         ends = slot.creds.source_expiration if slot and slot.creds else None
-        self.mfa = MfaRequest(profile, serial, self.clock(), early=early, session_ends=ends)
-        if early:
-            log.warning("the MFA session for %s ends soon: run `vaultd mfa CODE`", profile)
-        else:
-            log.warning("MFA needed for %s: run `vaultd mfa CODE`", profile)
-        self.announcer.mfa_needed(profile, serial, early)
-
-    def _close_mfa(self) -> None:
-        if self.mfa is not None:
-            self.mfa = None
-            self.announcer.status(f"serving {self.active}" if self.active else "idle")
+        self.asks.open_mfa(profile, serial, early=early, session_ends=ends)
 
     async def run(self) -> None:
         """Maintenance loop; cancelled at shutdown."""
@@ -329,16 +323,6 @@ class Broker:
             slot = self.slots[profile] = Slot(profile)
         return slot
 
-    @staticmethod
-    def _check_shape(code: str) -> None:
-        if not is_mfa_code(code):
-            raise BadMfaCode("an MFA code is six digits")
-
-    def _check_code(self, serial: str, code: str) -> None:
-        self._check_shape(code)
-        if (serial, code) in self._spent:
-            raise BadMfaCode("that code was already sent to STS: wait for the next one")
-
     def _kick(self, slot: Slot, now: float) -> None:
         if slot.due(now):
             self._start(slot, None)
@@ -366,7 +350,7 @@ class Broker:
 
     async def _refresh(self, slot: Slot, code: str | None) -> Credentials:
         if code is not None and slot.plan is not None and slot.plan.mfa_serial:
-            self._spent.append((slot.plan.mfa_serial, code))
+            self.asks.spend(slot.plan.mfa_serial, code)
         try:
             result: tuple[Plan, Credentials] = await asyncio.wait_for(
                 self.run_blocking(self._fetch, slot.profile, code), self.call_timeout
@@ -401,12 +385,12 @@ class Broker:
         slot.plan = plan
         if schedule.stale_on_arrival(creds, self.clock()):
             self._stale(slot, plan, creds)
-        self._signed_in(slot.error)
+        self.asks.signed_in(slot.error, self.active)
         slot.creds = creds
         slot.recovered_at = self.clock() if slot.failures else None
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
-        if self.mfa is not None and self.mfa.profile == slot.profile:
-            self._close_mfa()
+        if self.asks.waiting_for(slot.profile):
+            self.asks.close_mfa(self.active)
         log.info(
             "credentials for %s refreshed (key %s, expires %s)",
             slot.profile,
@@ -439,7 +423,9 @@ class Broker:
             slot.retry_at = None
             return
         if isinstance(exc, LoginRequired):
-            self._login_needed(slot, exc, now)
+            slot.failures, slot.retry_at = 0, now + SIGNIN_POLL
+            self.asks.signin_needed(exc, now)
+            self._wake.set()
             return
         if exc.code in ("mfa_rejected", "bad_mfa_code"):
             # The person typed a wrong code: the MFA request stays open, nothing to retry.
@@ -458,22 +444,3 @@ class Broker:
             slot.retry_at - now,
         )
         self._wake.set()
-
-    def _login_needed(self, slot: Slot, exc: LoginRequired, now: float) -> None:
-        """A sign-in waits for a person: looked at again every SIGNIN_POLL seconds (cheap
-        until the AWS CLI's cache changes), and announced once per command, however many
-        profiles and requests run into it."""
-        slot.failures, slot.retry_at = 0, now + SIGNIN_POLL
-        if exc.command not in self.signins_wanted:
-            self.signins_wanted[exc.command] = now
-            log.warning("%s", exc.message)
-            self.announcer.login_needed(exc.command, exc.message)
-        self._wake.set()
-
-    def _signed_in(self, previous: VaultdError | None) -> None:
-        """A refresh succeeded where a sign-in was wanted: the person has signed in."""
-        if not isinstance(previous, LoginRequired):
-            return
-        if self.signins_wanted.pop(previous.command, None) is not None:
-            log.info("signed in again (%s): serving", previous.command)
-            self.announcer.status(f"serving {self.active}" if self.active else "idle")
