@@ -222,6 +222,9 @@ class Sandbox:
         """The variables a new shell needs to use this sandbox, taken from the environment
         the demo's own `vaultd` commands run with, plus the IMDS endpoint."""
         exports = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds_endpoint}
+        # The address the daemon really listens on (the demo may have moved off 9169), so
+        # `vaultd env` and `doctor` in that shell name it too.
+        exports["VAULTD_LISTEN"] = self.imds_endpoint.split("//", 1)[-1].rstrip("/")
         exports.update((name, self.env[name]) for name in SHELL_VARIABLES)
         return exports
 

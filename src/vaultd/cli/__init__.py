@@ -73,8 +73,9 @@ ORDER = tuple(GROUP_OF)
 
 EPILOG = """\
 exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
-was given and there was no terminal to ask on; 4 the daemon is not running; 141 stdout was
-closed early (`| head`). `vaultd exec` exits with its command's status. Shell completion:
+was given and there was no terminal to ask on; 4 the daemon is not running; 130 interrupted
+(Ctrl-C); 141 stdout was closed early (`| true`). `vaultd exec` exits with its command's
+status (126 not executable, 127 not found). Shell completion:
 `vaultd completion bash|zsh|fish`."""
 
 

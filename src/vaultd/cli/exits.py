@@ -2,7 +2,7 @@
 
 0 success; 1 error (one line on stderr); 2 usage; 3 a command needed an MFA code, none was
 given and there was no terminal to ask on; 4 the daemon is not running; 141 stdout was closed
-before the output was written (`vaultd status | head -c1`), reported quietly. `vaultd exec`
+before the output was written (`vaultd status | true`), reported quietly. `vaultd exec`
 exits with its command's status (126 not executable, 127 not found); 130 interrupted.
 """
 

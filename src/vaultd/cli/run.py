@@ -65,6 +65,9 @@ def _run_child(
         raise Failure(f"{command[0]}: command not found", 127) from None
     except PermissionError:
         raise Failure(f"{command[0]}: permission denied", 126) from None
+    except OSError as exc:
+        # Found but not runnable (not a program, a bad interpreter line): 126, as a shell says.
+        raise Failure(f"{command[0]}: cannot run it ({exc.strerror})", 126) from None
 
     def forward(signum: int, frame: object) -> None:
         child.send_signal(signum)
