@@ -114,3 +114,47 @@ def test_an_expired_session_needs_a_person_once(
 def test_not_signed_in(aws_login: AwsLogin, root: resolve.SigninRoot) -> None:
     with pytest.raises(LoginRequired, match="not signed in"):
         aws_login.credentials(root)
+
+
+def _corrupt_login(path: Path, how: str) -> None:
+    if how == "truncated":
+        path.write_text(path.read_text()[:40])
+        return
+    token = json.loads(path.read_text())
+    if how == "accessToken a string":
+        token["accessToken"] = "ASIAEXAMPLE"
+    elif how == "expiresAt garbage":
+        token["accessToken"]["expiresAt"] = "garbage"
+    else:  # "dpopKey malformed"
+        token["dpopKey"] = (
+            "-----BEGIN EC PRIVATE KEY-----\nbm90IGEga2V5\n-----END EC PRIVATE KEY-----\n"
+        )
+    path.write_text(json.dumps(token))
+
+
+@pytest.mark.parametrize(
+    ("how", "expires_in"),
+    [
+        ("truncated", 840),
+        ("accessToken a string", 840),
+        ("expiresAt garbage", 840),
+        ("dpopKey malformed", 300),  # the key is used only to sign a renewal
+    ],
+)
+def test_an_unreadable_cache_entry_is_the_named_state(
+    aws_login: AwsLogin,
+    root: resolve.SigninRoot,
+    signin_fakes: Fakes,
+    isolated: Path,
+    how: str,
+    expires_in: int,
+) -> None:
+    signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=expires_in)
+    _corrupt_login(cache_file(isolated), how)
+    with pytest.raises(LoginRequired) as caught:
+        aws_login.credentials(root)
+    assert caught.value.code == "login_required"
+    assert caught.value.message == (
+        "the AWS CLI's cache for console is unreadable: run `aws login --profile console`"
+    )
+    assert signin_fakes.oauth2_calls == 0

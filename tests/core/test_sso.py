@@ -140,3 +140,57 @@ def test_no_token_or_secret_in_errors_or_logs(
     shown = f"{caught.value.message} {caught.value.to_json()} {caplog.text}"
     for secret in (access, cached["refreshToken"], cached["clientSecret"]):
         assert secret not in shown
+
+
+def _corrupt_sso(path: Path, how: str) -> None:
+    if how == "truncated":
+        path.write_text(path.read_text()[:40])
+        return
+    if how == "empty":
+        path.write_text("")
+        return
+    if how == "null":
+        path.write_text("null")
+        return
+    field, value = {
+        "expiresAt soon": ("expiresAt", "soon"),
+        "expiresAt 5": ("expiresAt", 5),
+        "expiresAt null": ("expiresAt", None),
+        "expiresAt zone-less": ("expiresAt", "2099-01-01T00:00:00"),
+        "registrationExpiresAt garbage": ("registrationExpiresAt", "garbage"),
+    }[how]
+    token = json.loads(path.read_text())
+    token[field] = value
+    path.write_text(json.dumps(token))
+
+
+BROKEN_SSO = [
+    "truncated",
+    "empty",
+    "null",
+    "expiresAt soon",
+    "expiresAt 5",
+    "expiresAt null",
+    "expiresAt zone-less",
+]
+
+
+# With hours left and when due for a refresh (botocore then reads registrationExpiresAt too,
+# which a token with hours left never needs).
+@pytest.mark.parametrize(
+    ("how", "expires_in"),
+    [(how, 3600) for how in BROKEN_SSO]
+    + [(how, -60) for how in [*BROKEN_SSO, "registrationExpiresAt garbage"]],
+)
+def test_an_unreadable_cache_entry_is_the_named_state(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, how: str, expires_in: int
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=expires_in)
+    _corrupt_sso(sso_cache_file(cache_dir(isolated), "corp"), how)
+    with pytest.raises(SsoLoginRequired) as caught:
+        center.credentials(root_of("dev-sso"))
+    assert caught.value.code == "sso_login_required"
+    assert caught.value.message == (
+        "the AWS CLI's cache for corp is unreadable: run `aws sso login --sso-session corp`"
+    )
+    assert signin_fakes.role_calls == []

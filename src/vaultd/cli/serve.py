@@ -42,6 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # botocore narrates every request at DEBUG; its details are not ours to print.
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    # Its token and credential providers log every failed refresh of a sign-in with a full
+    # traceback ("Refreshing token failed during the mandatory refresh period") before
+    # raising; vaultd turns that failure into one line of its own (core.signin.reading_cache).
+    for name in ("botocore.tokens", "botocore.credentials"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     return daemon.serve(conf)
 
 

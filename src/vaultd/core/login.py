@@ -37,7 +37,7 @@ from botocore.utils import (
 
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
-from vaultd.core.signin import SigninGate, botocore_session, utc_clock
+from vaultd.core.signin import SigninGate, botocore_session, reading_cache, utc_clock
 from vaultd.errors import ConfigError, LoginRequired, StsError
 from vaultd.secret import Secret
 
@@ -102,8 +102,9 @@ class AwsLogin:
         try:
             # As LoginProvider.load does: check the cached session is there and complete
             # (refresh_credentials assumes it is), then renew it if it is due.
-            fetcher.load_cached_credentials()
-            answer = fetcher.refresh_credentials()
+            with reading_cache(root):
+                fetcher.load_cached_credentials()
+                answer = fetcher.refresh_credentials()
         except (LoginTokenLoadError, LoginRefreshRequired) as exc:
             why = (
                 "not signed in (no session in the AWS CLI's cache)"
@@ -126,7 +127,8 @@ class AwsLogin:
             ) from None
         except (LoginError, ClientError, BotoCoreError) as exc:
             raise StsError(f"cannot renew the {root.label} session: {type(exc).__name__}") from None
-        expiration = parse_time(answer["expiry_time"])
+        with reading_cache(root):
+            expiration = parse_time(answer["expiry_time"])
         return Credentials(
             access_key_id=str(answer["access_key"]),
             secret_access_key=Secret(str(answer["secret_key"])),

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +27,8 @@ from typing import Any, TypeVar
 import botocore.config
 import botocore.session
 
-from vaultd.errors import LoginRequired
+from vaultd.core.resolve import SigninRoot
+from vaultd.errors import LoginRequired, SsoLoginRequired
 
 T = TypeVar("T")
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -87,6 +89,42 @@ class SigninGate:
                 raise
             self._waiting.pop(key, None)
             return result
+
+
+# What botocore's cache loaders and providers raise on a cache file that is truncated, empty,
+# `null`, of the wrong shape or with an unparsable date (JSONFileCache: KeyError; a field of
+# the wrong type or a naive `expiresAt` compared with an aware clock: TypeError; dateutil's
+# ParserError is a ValueError; a malformed DPoP key: RuntimeError from awscrt).
+CACHE_FAULTS: tuple[type[Exception], ...] = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RuntimeError,
+)
+
+
+def unreadable(root: SigninRoot) -> LoginRequired:
+    """The named state for `root` (`sso_login_required` or `login_required`) when its entry
+    in the AWS CLI's cache cannot be used: one line, naming the command that rewrites it."""
+    kind = SsoLoginRequired if root.kind == "sso" else LoginRequired
+    name = root.session if root.kind == "sso" and root.session else root.profile
+    return kind(
+        f"the AWS CLI's cache for {name} is unreadable: run `{root.command}`",
+        profile=root.profile,
+        command=root.command,
+    )
+
+
+@contextmanager
+def reading_cache(root: SigninRoot) -> Iterator[None]:
+    """Around every botocore call on the AWS CLI's cache for `root`: an unreadable or
+    ill-formed entry (CACHE_FAULTS) becomes `unreadable(root)`, never a traceback.
+    The daemon and `vaultd doctor` both read through here, so they reach the same verdict."""
+    try:
+        yield
+    except CACHE_FAULTS:
+        raise unreadable(root) from None
 
 
 def botocore_session(profile: str) -> Any:

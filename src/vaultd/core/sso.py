@@ -34,7 +34,7 @@ from botocore.utils import JSONFileCache
 
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
-from vaultd.core.signin import SigninGate, botocore_session, utc_clock
+from vaultd.core.signin import SigninGate, botocore_session, reading_cache, utc_clock
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 
 
@@ -92,6 +92,12 @@ class IdentityCenter:
             token_provider=tokens,
         )
         issued = self.clock()
+        with reading_cache(root):
+            return self._load(root, provider, answers, issued)
+
+    def _load(
+        self, root: SigninRoot, provider: SSOProvider, answers: dict[str, Any], issued: float
+    ) -> Credentials:
         try:
             loaded = provider.load()
             if loaded is None:
