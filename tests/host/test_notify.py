@@ -70,7 +70,9 @@ def test_a_missing_or_failing_notifier_is_logged_once(
     for _ in range(3):
         missing.mfa_needed("master", "x", early=False)
     assert len(caplog.records) == 1
-    assert "notify-send not found" in caplog.records[0].getMessage()
+    assert caplog.records[0].getMessage() == (
+        "notify-send not found: no desktop notification for sign-in and MFA requests"
+    )
 
     caplog.clear()
     bin_dir = tmp_path / "bin"

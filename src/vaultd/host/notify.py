@@ -98,7 +98,9 @@ class Announcer:
             tool = "notify-send"
             argv = [tool, "--app-name=vaultd", title, body]
         if self.which(tool) is None:
-            self._warn_once(f"{tool} not found: no desktop notification for MFA requests")
+            self._warn_once(
+                f"{tool} not found: no desktop notification for sign-in and MFA requests"
+            )
             return
         self.spawn(argv)
 
