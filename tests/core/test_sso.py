@@ -194,3 +194,15 @@ def test_an_unreadable_cache_entry_is_the_named_state(
         "the AWS CLI's cache for corp is unreadable: run `aws sso login --sso-session corp`"
     )
     assert signin_fakes.role_calls == []
+
+
+def test_sso_keys_win_over_login_session_as_in_botocore() -> None:
+    # botocore's ProfileProviderBuilder tries SSOProvider before LoginProvider.
+    both = config.Profile(
+        name="both",
+        sso_session="corp",
+        sso_account_id="222233334444",
+        sso_role_name="DeveloperAccess",
+        login_session="arn:aws:iam::111122223333:user/elmerfudd",
+    )
+    assert resolve.signin_root(both) == resolve.SigninRoot("sso", "both", "corp")

@@ -83,11 +83,16 @@ class SigninRoot:
 
 
 def signin_root(profile: Profile) -> SigninRoot | None:
-    """The sign-in a root profile uses, by the keys botocore's providers look for."""
-    if profile.login_session:
-        return SigninRoot("login", profile.name, profile.login_session)
+    """The sign-in a root profile uses, by the keys botocore's providers look for.
+
+    A profile with both sso_* keys and login_session is IAM Identity Center, as for botocore:
+    `ProfileProviderBuilder.providers` in botocore/credentials.py lists `SSOProvider` before
+    `LoginProvider`, and the first provider that loads wins.
+    """
     if profile.sso_account_id or profile.sso_role_name:
         return SigninRoot("sso", profile.name, profile.sso_session)
+    if profile.login_session:
+        return SigninRoot("login", profile.name, profile.login_session)
     return None
 
 
