@@ -72,6 +72,7 @@ def test_a_missing_or_failing_notifier_is_logged_once(
     assert len(caplog.records) == 1
     assert caplog.records[0].getMessage() == (
         "notify-send not found: no desktop notification for sign-in and MFA requests"
+        " (further notifier problems are not logged)"
     )
 
     caplog.clear()
