@@ -9,26 +9,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import botocore.session
 from botocore.compat import HAS_CRT
-from botocore.exceptions import BotoCoreError, SSOTokenLoadError
-from botocore.utils import (
-    InstanceMetadataFetcher,
-    JSONFileCache,
-    LoginTokenLoader,
-    SSOTokenLoader,
-    get_login_token_cache_directory,
-)
+from botocore.exceptions import BotoCoreError
+from botocore.utils import InstanceMetadataFetcher, get_login_token_cache_directory
 
 from vaultd import settings
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import chain, config, resolve
-from vaultd.core.credentials import parse_time
 from vaultd.core.keystore import Keystore, backend_name
-from vaultd.core.sso import sso_cache_dir
-from vaultd.errors import VaultdError
+from vaultd.core.login import cached_session
+from vaultd.core.sso import cached_token, sso_cache_dir
+from vaultd.errors import LoginRequired, VaultdError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -90,27 +85,29 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
     }
     for root in sorted(roots, key=lambda r: (r.kind, r.label, r.profile)):
         fix = f"run `{root.command}`"
-        if root.kind == "login":
-            loader = LoginTokenLoader(JSONFileCache(get_login_token_cache_directory()))
-            if not HAS_CRT:
-                yield Finding(FAIL, "sign-in", f"{root.profile}: pip install 'botocore[crt]'")
-            elif loader.load_token(root.session) is None:
-                yield Finding(FAIL, "sign-in", f"{root.profile}: not signed in: {fix}")
-            else:
-                yield Finding(OK, "sign-in", f"{root.profile}: {root.label} session cached")
+        if root.kind == "login" and not HAS_CRT:
+            yield Finding(FAIL, "sign-in", f"{root.profile}: pip install 'botocore[crt]'")
             continue
-        start_url = profiles[root.profile].sso_start_url or ""
+        # The same reading the daemon does before every use of the cache.
         try:
-            token = SSOTokenLoader(JSONFileCache(str(sso_cache_dir())))(
-                start_url, session_name=root.session
-            )
-            left = parse_time(token["expiresAt"]) - now
-        except (SSOTokenLoadError, ValueError):
+            if root.kind == "login":
+                if cached_session(root, Path(get_login_token_cache_directory())) is None:
+                    yield Finding(FAIL, "sign-in", f"{root.profile}: not signed in: {fix}")
+                else:
+                    yield Finding(OK, "sign-in", f"{root.profile}: {root.label} session cached")
+                continue
+            start_url = profiles[root.profile].sso_start_url or ""
+            token = cached_token(root, start_url, sso_cache_dir())
+        except LoginRequired as exc:
+            yield Finding(FAIL, "sign-in", exc.message)
+            continue
+        if token is None:
             yield Finding(FAIL, "sign-in", f"{root.label}: not signed in: {fix}")
             continue
+        left = token[0] - now
         if left > 0:
             yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
-        elif "refreshToken" in token:
+        elif token[1]:
             yield Finding(OK, "sign-in", f"{root.label}: token expired, vaultd refreshes it")
         else:
             yield Finding(WARN, "sign-in", f"{root.label}: sign-in expired: {fix}")

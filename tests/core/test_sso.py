@@ -172,15 +172,14 @@ BROKEN_SSO = [
     "expiresAt 5",
     "expiresAt null",
     "expiresAt zone-less",
+    "registrationExpiresAt garbage",
 ]
 
 
-# With hours left and when due for a refresh (botocore then reads registrationExpiresAt too,
-# which a token with hours left never needs).
+# With hours left, and when due for a refresh.
 @pytest.mark.parametrize(
     ("how", "expires_in"),
-    [(how, 3600) for how in BROKEN_SSO]
-    + [(how, -60) for how in [*BROKEN_SSO, "registrationExpiresAt garbage"]],
+    [(how, 3600) for how in BROKEN_SSO] + [(how, -60) for how in BROKEN_SSO],
 )
 def test_an_unreadable_cache_entry_is_the_named_state(
     center: IdentityCenter, signin_fakes: Fakes, isolated: Path, how: str, expires_in: int

@@ -237,3 +237,41 @@ def test_doctor_reads_the_sign_ins(portal: Fakes, isolated: Path) -> None:
     assert "IAM Identity Center corp: signed in" in done.stdout
     assert "console: not signed in: run `aws login --profile console`" in done.stdout
     assert "no keys stored" not in done.stdout  # dev-sso is master-via-sso's root, keyless
+
+
+@pytest.mark.parametrize(
+    ("sso", "login"),
+    [
+        ("null", "accessToken a string"),
+        ('{"accessToken": "x", "expiresAt": "2099-01-01T00:00:00"}', "truncated"),
+    ],
+)
+def test_doctor_names_an_unreadable_cache_as_the_daemon_does(
+    portal: Fakes, isolated: Path, sso: str, login: str
+) -> None:
+    portal.sign_in_sso(sso_dir(isolated))
+    portal.sign_in_login(login_dir(isolated), SESSION_ARN)
+    sso_cache_file(sso_dir(isolated), "corp").write_text(sso)
+    login_file = login_dir(isolated) / f"{generate_login_cache_key(SESSION_ARN)}.json"
+    token = json.loads(login_file.read_text())
+    token["accessToken"] = "ASIAEXAMPLE"
+    login_file.write_text(json.dumps(token) if login == "accessToken a string" else "{")
+    done = subprocess.run(
+        [sys.executable, "-m", "vaultd", "doctor"],
+        env=vaultd_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr
+    assert (
+        "the AWS CLI's cache for corp is unreadable: run `aws sso login --sso-session corp`"
+        in done.stdout
+    )
+    assert (
+        "the AWS CLI's cache for console is unreadable: run `aws login --profile console`"
+        in done.stdout
+    )
+    assert "signed in (" not in done.stdout
+    assert "session cached" not in done.stdout

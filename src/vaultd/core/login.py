@@ -37,7 +37,13 @@ from botocore.utils import (
 
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
-from vaultd.core.signin import SigninGate, botocore_session, reading_cache, utc_clock
+from vaultd.core.signin import (
+    SigninGate,
+    botocore_session,
+    reading_cache,
+    unreadable,
+    utc_clock,
+)
 from vaultd.errors import ConfigError, LoginRequired, StsError
 from vaultd.secret import Secret
 
@@ -53,6 +59,40 @@ class _HalfLifeFetcher(LoginCredentialFetcher):  # type: ignore[misc]
     renewal the broker asks for at half-life is a renewal."""
 
     _REFRESH_THRESHOLD = REUSE_ABOVE
+
+
+def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
+    """The expiry (epoch seconds, UTC) of the credentials the AWS CLI cached for `root`,
+    None when none are cached; read only, with botocore's own loader and checks (its DPoP
+    key too, when botocore has its CRT extra). The daemon checks this before every use of
+    the cache and `vaultd doctor` reports it, so both reach one verdict.
+
+    Raises LoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed.
+    """
+    fetcher = LoginCredentialFetcher(
+        session_name=root.session,
+        token_loader=LoginTokenLoader(JSONFileCache(str(cache_dir))),
+        client_creator=None,  # nothing is sent
+    )
+    with reading_cache(root):
+        try:
+            cached = fetcher.load_cached_credentials()
+        except LoginTokenLoadError:
+            return None
+        if HAS_CRT:
+            try:
+                fetcher._load_private_key(fetcher._token_loader.load_token(root.session))
+            except LoginTokenLoadError:
+                raise unreadable(root) from None
+        return parse_time(cached["expiry_time"])
+
+
+def _login_required(root: SigninRoot, why: str) -> LoginRequired:
+    return LoginRequired(
+        f"{root.label} for {root.profile!r}: {why}: run `{root.command}`",
+        profile=root.profile,
+        command=root.command,
+    )
 
 
 class AwsLogin:
@@ -91,6 +131,8 @@ class AwsLogin:
         return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
 
     def _fetch(self, root: SigninRoot) -> Credentials:
+        # An ill-formed entry stops here; a missing one is botocore's LoginTokenLoadError below.
+        cached_session(root, self.cache_dir)
         session = self.new_session(root.profile)
         fetcher = _HalfLifeFetcher(
             session_name=root.session,
@@ -111,11 +153,7 @@ class AwsLogin:
                 if isinstance(exc, LoginTokenLoadError)
                 else "the session has expired or the user's credentials changed"
             )
-            raise LoginRequired(
-                f"{root.label} for {root.profile!r}: {why}: run `{root.command}`",
-                profile=root.profile,
-                command=root.command,
-            ) from None
+            raise _login_required(root, why) from None
         except LoginInsufficientPermissions:
             raise StsError(
                 f"the IAM user of {root.profile!r} may not renew `aws login` sessions "

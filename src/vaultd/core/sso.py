@@ -30,7 +30,8 @@ from botocore.exceptions import (
     UnauthorizedSSOTokenError,
 )
 from botocore.tokens import SSOTokenProvider, _sso_json_dumps
-from botocore.utils import JSONFileCache
+from botocore.utils import JSONFileCache, SSOTokenLoader
+from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
@@ -41,6 +42,31 @@ from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 def sso_cache_dir(home: Path | None = None) -> Path:
     """Where the AWS CLI and botocore keep IAM Identity Center tokens (not configurable)."""
     return (home or Path.home()) / ".aws" / "sso" / "cache"
+
+
+def cached_token(root: SigninRoot, start_url: str, cache_dir: Path) -> tuple[float, bool] | None:
+    """The expiry (epoch seconds, UTC) of the token the AWS CLI cached for `root`, and
+    whether it carries a refresh token; None when none is cached. Read only, nothing is
+    refreshed or sent.
+
+    The daemon checks this before every use of the cache and `vaultd doctor` reports it, so
+    both reach one verdict. Dates are read as botocore's SSOTokenProvider reads them
+    (dateutil, compared with an aware clock, so a zone-less one fails there too).
+    Raises SsoLoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed.
+    """
+    with reading_cache(root):
+        try:
+            token = SSOTokenLoader(JSONFileCache(str(cache_dir)))(
+                start_url, session_name=root.session
+            )
+        except SSOTokenLoadError:
+            return None
+        dates = [parse_iso(token["expiresAt"])]
+        if "registrationExpiresAt" in token:
+            dates.append(parse_iso(token["registrationExpiresAt"]))
+        if any(date.tzinfo is None for date in dates):
+            raise ValueError("a time without a zone")
+        return dates[0].timestamp(), "refreshToken" in token
 
 
 class IdentityCenter:
@@ -77,6 +103,9 @@ class IdentityCenter:
 
     def _fetch(self, root: SigninRoot) -> Credentials:
         session = self.new_session(root.profile)
+        profile = session.full_config.get("profiles", {}).get(root.profile, {})
+        # An ill-formed entry stops here; a missing one is botocore's SSOTokenLoadError below.
+        cached_token(root, str(profile.get("sso_start_url", "")), self.cache_dir)
         # botocore writes tokens with this dumps function; the CLI reads that exact format.
         cache = JSONFileCache(str(self.cache_dir), dumps_func=_sso_json_dumps)
         tokens = SSOTokenProvider(
