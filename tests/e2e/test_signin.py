@@ -275,3 +275,24 @@ def test_doctor_names_an_unreadable_cache_as_the_daemon_does(
     )
     assert "signed in (" not in done.stdout
     assert "session cached" not in done.stdout
+
+
+@pytest.mark.parametrize("how", ["truncated", "refresh token revoked"])
+def test_a_broken_sign_in_is_one_line_in_the_log(portal: Fakes, isolated: Path, how: str) -> None:
+    portal.sign_in_sso(sso_dir(isolated), expires_in=-60)  # due: botocore must refresh
+    path = sso_cache_file(sso_dir(isolated), "corp")
+    if how == "truncated":
+        path.write_text(path.read_text()[:40])
+    else:
+        portal.sso_refresh.clear()
+    d = Daemon(isolated / "daemon.log", ("--profile", "dev-sso"))
+    try:
+        d.start()
+        assert run_vaultd("switch", "dev-sso").returncode != 0  # answered once it is known
+        assert status()["state"] == "sso_login_required"
+    finally:
+        d.stop()
+    log = d.log()
+    assert "Traceback" not in log
+    assert "internal error" not in log
+    assert "Refreshing token failed" not in log  # botocore's own warning, with its traceback
