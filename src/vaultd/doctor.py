@@ -23,6 +23,7 @@ from vaultd.core import chain, config, resolve
 from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.login import cached_session
 from vaultd.core.sso import cached_token, sso_cache_dir
+from vaultd.documents import RUNNING, MalformedDocument, checked
 from vaultd.errors import LoginRequired, VaultdError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -115,7 +116,11 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
 
 def _daemon(conf: settings.Settings) -> tuple[Finding, dict[str, Any] | None]:
     try:
-        status = ControlClient(conf.control_socket, timeout=5).status()
+        status = checked(
+            ControlClient(conf.control_socket, timeout=5).status(), RUNNING, "status document"
+        )
+    except MalformedDocument as exc:
+        return Finding(FAIL, "daemon", exc.message), None
     except DaemonNotRunning:
         return Finding(
             FAIL, "daemon", "not running: `vaultd serve`, or `vaultd service install`"

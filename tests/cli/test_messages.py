@@ -243,3 +243,30 @@ def test_switch_reads_only_what_it_prints_and_checks_it() -> None:
         "vaultd: vaultd answered a malformed status document: credentials.expires is int, "
         "not a string\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("words", "path"),
+    [
+        (("switch", "master"), ("POST", "/v1/switch")),
+        (("mfa", "123456"), ("POST", "/v1/mfa")),
+        (("refresh",), ("POST", "/v1/refresh")),
+    ],
+)
+def test_every_command_checks_the_document_it_reads(
+    words: tuple[str, ...], path: tuple[str, str]
+) -> None:
+    """An empty object is not an answer: say so in one line, never `Active profile None`."""
+    with FakeControl(settings.load().control_socket, {path: (200, {})}):
+        done = run_vaultd(*words)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "vaultd: vaultd answered a malformed status document: active is missing\n"
+
+
+def test_doctor_checks_the_status_document() -> None:
+    with FakeControl(settings.load().control_socket, {("GET", "/v1/status"): (200, {})}):
+        done = run_vaultd("doctor")
+    assert "Traceback" not in done.stderr
+    assert "[FAIL] daemon: vaultd answered a malformed status document: state is missing\n" in (
+        done.stdout
+    )

@@ -445,7 +445,7 @@ async def test_refusals_are_logged_escaped_bounded_and_rate_limited(
 
 
 def test_printable_escapes_everything_a_request_can_send() -> None:
-    from vaultd.http.refusals import printable
+    from vaultd.untrusted import printable
 
     assert printable('a\nb\rc\0d"e\\f\u2028g\xe9') == 'a\\nb\\rc\\x00d\\"e\\\\f\\u2028g\\xe9'
     assert printable("x" * 500, 10) == "x" * 10 + "...(+490 chars)"

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from vaultd import settings
-from vaultd.cli.documents import SERVING, checked
 from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
+from vaultd.documents import SERVING, checked
+from vaultd.untrusted import printable
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -142,8 +143,11 @@ def print_serving(status: dict[str, Any]) -> None:
     """One line saying what the daemon serves now, from a status document."""
     checked(status, SERVING, "status document")
     creds = status.get("credentials") or {}
-    what = status.get("role_arn") or status.get("active")
+    # Names and messages come from the config and the daemon: shown, never obeyed.
+    active = printable(status["active"], None, ascii=False)
+    what = printable(status.get("role_arn") or status["active"], None, ascii=False)
     if creds:
-        print(f"Serving {status.get('active')} ({what}) until {creds.get('expires')}.")
+        print(f"Serving {active} ({what}) until {printable(creds['expires'], None, ascii=False)}.")
     else:
-        print(f"Active profile {status.get('active')}: {status.get('message')}")
+        said = printable(status.get("message") or status["state"], None, ascii=False)
+        print(f"Active profile {active}: {said}")

@@ -24,9 +24,10 @@ from vaultd.cli.common import (
     has_terminal,
     socket_arg,
 )
-from vaultd.cli.documents import STATUS, checked
 from vaultd.cli.exits import EXIT_OK, Failure
 from vaultd.client import ControlError, DaemonNotRunning
+from vaultd.documents import STATUS, checked
+from vaultd.untrusted import printable
 
 KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 
@@ -139,16 +140,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No profiles in {config.config_path()} and no stored keys.")
         return EXIT_OK
-    width = max(len(r["name"]) for r in rows) + 2
+    # Names and roles come from the config file: escaped, so the table cannot drive the terminal.
+    names = {r["name"]: printable(r["name"], None, ascii=False) for r in rows}
+    sources = {r["name"]: printable(r["source"], None, ascii=False) for r in rows}
+    width = max(len(shown) for shown in names.values()) + 2
     # "IAM Identity Center <sso-session>" can be longer than the usual sources.
-    src = max(20, *(len(r["source"]) + 2 for r in rows))
+    src = max(20, *(len(shown) + 2 for shown in sources.values()))
     print(f"  {'PROFILE':<{width}}{'SOURCE':<{src}}{'MFA SESSION':<16}{'EXEC':<6}ROLE")
     for r in rows:
         mark = "*" if r["active"] else " "
         left_text = _left(r["session_left_seconds"]) if r["session_expires"] else "-"
         print(
-            f"{mark} {r['name']:<{width}}{r['source']:<{src}}{left_text:<16}"
-            f"{r['exec_tokens'] or '-'!s:<6}{r['role_arn'] or '-'}"
+            f"{mark} {names[r['name']]:<{width}}{sources[r['name']]:<{src}}{left_text:<16}"
+            f"{r['exec_tokens'] or '-'!s:<6}{printable(r['role_arn'] or '-', None, ascii=False)}"
         )
     for r in rows:
         if r["problem"]:

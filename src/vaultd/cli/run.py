@@ -22,11 +22,11 @@ from vaultd.cli.common import (
     socket_arg,
     with_mfa,
 )
-from vaultd.cli.documents import EXEC_GRANT, checked
 from vaultd.cli.exits import EXIT_OK, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
+from vaultd.documents import EXEC_GRANT, checked
 
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 

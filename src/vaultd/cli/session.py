@@ -25,9 +25,10 @@ from vaultd.cli.common import (
     socket_arg,
     with_mfa,
 )
-from vaultd.cli.documents import STATUS, checked
 from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
+from vaultd.documents import STATUS, checked
+from vaultd.untrusted import printable
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -66,7 +67,9 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
             request = status.get("mfa")
             if request and request.get("since") != asked_for:
                 why = "the session ends soon" if request.get("early") else "a code is needed"
-                print(f"{request['profile']}: {why}.", file=sys.stderr)
+                print(
+                    f"{printable(request['profile'], None, ascii=False)}: {why}.", file=sys.stderr
+                )
                 try:
                     code = ask_code(f"MFA code for {request['serial']}: ")
                     print_serving(client.mfa(code))
@@ -126,7 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"core dumps:  {status['core_dumps']}")
     if status.get("owner_check"):
         lines.append(f"owner check: {status['owner_check']}")
-    print("\n".join(lines))
+    # Every field came from the daemon, and names from the config: no raw control characters.
+    print("\n".join(printable(line, None, ascii=False) for line in lines))
     return EXIT_OK
 
 

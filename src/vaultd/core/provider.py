@@ -23,6 +23,7 @@ from vaultd.core.login import AwsLogin
 from vaultd.core.sso import IdentityCenter
 from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
 from vaultd.errors import MfaRequired, NoKeys, StsError
+from vaultd.untrusted import printable
 
 MIN_SESSION_LEFT = schedule.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
@@ -183,7 +184,11 @@ class Provider:
             try:
                 return self._auto_code(plan, serial)
             except mfa.SourceFailed as exc:
-                log.warning("automatic MFA code for %s failed: %s", plan.target, exc.message)
+                log.warning(
+                    "automatic MFA code for %s failed: %s",
+                    printable(plan.target, None, ascii=False),
+                    printable(exc.message, None, ascii=False),
+                )
                 failure = f" ({exc.message})"
         raise MfaRequired(
             f"profile {plan.target!r} needs an MFA code for {serial}{failure}: "

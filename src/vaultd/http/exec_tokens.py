@@ -18,6 +18,7 @@ from collections.abc import Callable
 from vaultd.core.broker import Broker
 from vaultd.host.process_watch import watch_exit
 from vaultd.http.ecs import Grant, Grants
+from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.exec")
 
@@ -66,7 +67,12 @@ class ExecTokens:
             timer.cancel()
         if grant is not None:
             self.broker.release(grant.profile)
-            log.info("exec token %s for %s ended: %s", grant.id, grant.profile, why)
+            log.info(
+                "exec token %s for %s ended: %s",
+                grant.id,
+                printable(grant.profile, None, ascii=False),
+                why,
+            )
         return grant
 
     def close(self) -> None:

@@ -33,9 +33,10 @@ from vaultd.http.admission import Owners
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import EcsApp
 from vaultd.http.guards import Guard
-from vaultd.http.refusals import RefusalLog, printable
+from vaultd.http.refusals import RefusalLog
 from vaultd.http.tokens import Tokens, parse_ttl
 from vaultd.http.wire import Limits, Peer, Reply, Request, Server, head
+from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.imds")
 TOKEN_HEADER: Final = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name

@@ -1,6 +1,7 @@
 """Logging what a request sent without letting the request write the log.
 
-Everything taken from a request (method, target, header values) goes through `printable`:
+Everything taken from a request (method, target, header values) goes through `printable`
+(vaultd.untrusted, the one rule for text from outside):
 control characters, quotes, backslashes and non-ASCII are escaped (so `%0a` decoded to a
 newline cannot forge a line, NUL and CR never reach the log) and the length is bounded.
 Refusals are rate-limited: one line per peer (its uid when known) per interval, carrying
@@ -14,20 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-MAX_LOGGED: Final = 160
+from vaultd.untrusted import printable
+
 INTERVAL: Final = 60.0
 MAX_PEERS: Final = 1024
-
-
-def printable(text: str, limit: int = MAX_LOGGED) -> str:
-    """`text` as one safe log field: at most `limit` characters of it, every character
-    outside printable ASCII escaped Python-style (`\\n`, `\\x00`, `\\u2028`), and a note of
-    how much was cut."""
-    cut = text[:limit]
-    out = cut.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-    if len(text) > limit:
-        out += f"...(+{len(text) - limit} chars)"
-    return out
 
 
 @dataclass

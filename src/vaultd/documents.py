@@ -1,5 +1,7 @@
 """What the command line expects in the documents it reads from the control socket, and the one
 check that turns a malformed document into a one-line error instead of a KeyError traceback.
+Every reader of a control-API document (the command line, `vaultd doctor`) checks it here,
+which is why this is a leaf module below both.
 
 A shape maps each key to a type, a tuple of types, or a nested shape; a key written `name?`
 may be missing or null. Keys a shape does not name are allowed (newer daemons add fields).
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vaultd.cli.exits import Failure
+from vaultd.errors import VaultdError
 
 Shape = Mapping[str, Any]
 NUMBER = (int, float)
@@ -37,24 +39,36 @@ STATUS: Shape = {
     "cleared_sessions?": int,
 }
 
-# What `Serving PROFILE (ROLE) until EXPIRES.` reads from the answer of switch, mfa, refresh.
+# What `Serving PROFILE (ROLE) until EXPIRES.` reads from the answer of switch, mfa, refresh:
+# those answers name the profile now active and its state.
 SERVING: Shape = {
-    "active?": str,
+    "active": str,
+    "state": str,
     "role_arn?": str,
     "message?": str,
     "credentials?": {"expires": str},
 }
 
+# GET /v1/status from a running daemon, as `vaultd doctor` and `vaultd env` read it: where
+# the daemon serves IMDS (the URL SDKs should use) and its process.
+RUNNING: Shape = {**STATUS, "endpoint": str, "pid": int}
+
 # POST /v1/exec-tokens: where `vaultd exec`'s child fetches its credentials.
 EXEC_GRANT: Shape = {"id": str, "url": str, "token": str, "region?": str}
 
 
+class MalformedDocument(VaultdError):
+    """The daemon answered a document without the shape its reader needs (the command line
+    prints the message as its one line and exits 1)."""
+
+
 def checked(doc: dict[str, Any], shape: Shape, what: str) -> dict[str, Any]:
-    """Return `doc` if it has the `shape`; otherwise raise Failure (exit 1) naming the first
-    field that is missing or of the wrong type, e.g. `credentials.expires_in is missing`."""
+    """Return `doc` if it has the `shape`; otherwise raise MalformedDocument naming the first
+    field that is missing or of the wrong type, e.g. `vaultd answered a malformed status
+    document: credentials.expires_in is missing`."""
     problem = _problem(doc, shape, "")
     if problem is not None:
-        raise Failure(f"vaultd answered a malformed {what}: {problem}")
+        raise MalformedDocument(f"vaultd answered a malformed {what}: {problem}")
     return doc
 
 

@@ -1,0 +1,35 @@
+"""Text that came from outside vaultd, made safe to print on a terminal or write to a log.
+
+Profile names and config values (botocore accepts `[profile \\x1b]0;pwned\\x07]`), what an
+HTTP request sent, and what the control socket answered may hold control characters: an
+escape sequence printed raw retitles or clears the user's terminal, a newline forges a log
+line. Everything of that kind goes through `printable` before it is printed or logged (the
+IMDS refusal log, `vaultd list`, `status`, `switch`, the daemon's log lines naming profiles).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_LOGGED: Final = 160
+
+
+def printable(text: object, limit: int | None = MAX_LOGGED, *, ascii: bool = True) -> str:
+    """`text` (str() of it) as one safe field: at most `limit` characters of it (None: all)
+    and a note of how much was cut. Every character that is not printable (str.isprintable:
+    control, format and separator characters, e.g. ESC, NUL, CR, U+2028, U+202E) is escaped
+    Python-style (`\\x1b`, `\\n`, `\\u2028`).
+
+    `ascii=True` (log fields) also escapes all non-ASCII, quotes and backslashes, so the field
+    is plain ASCII and unambiguous inside `"..."`; `ascii=False` (what a person reads on a
+    terminal) keeps printable text such as `café` or an em dash as it is.
+    """
+    text = str(text)
+    cut = text if limit is None else text[:limit]
+    if ascii:
+        out = cut.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    else:
+        out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in cut)
+    if limit is not None and len(text) > limit:
+        out += f"...(+{len(text) - limit} chars)"
+    return out
