@@ -279,6 +279,8 @@ class Daemon:
             self.control_path,
             backend_name(),
         )
+        if self.core_dumps is not None:  # after the listeners: a bad --listen is its error alone
+            log.info("core dumps %s", self.core_dumps.describe())
 
     async def stop(self) -> None:
         """Stop serving and remove the control socket we made; safe to call twice."""
@@ -344,8 +346,7 @@ class Relay:
 def serve(settings: Settings) -> int:
     """Run `vaultd serve` until SIGTERM or SIGINT; exit status 0."""
     isolate_environment()
-    dumps = forbid_core_dumps()  # before any secret is read
-    log.info("core dumps %s", dumps.describe())
+    dumps = forbid_core_dumps()  # before any secret is read; said once the listeners are up
     daemon = Daemon(settings)
     daemon.core_dumps = dumps
     asyncio.run(run(daemon))

@@ -270,3 +270,51 @@ def test_doctor_checks_the_status_document() -> None:
     assert "[FAIL] daemon: vaultd answered a malformed status document: state is missing\n" in (
         done.stdout
     )
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("switch", "master", "--mfa", "12"),
+        ("switch", "master", "--mfa", ""),
+        ("mfa", "123"),
+        ("exec", "master", "--mfa", "12345a", "--", "true"),
+    ],
+)
+def test_a_malformed_mfa_code_is_a_usage_error_before_the_daemon_is_asked(
+    words: tuple[str, ...],
+) -> None:
+    """README: exit 2 for a malformed MFA code, whichever command carries it. With no daemon
+    running, exit 4 would show that the daemon was asked first."""
+    done = run_vaultd(*words)
+    assert (done.returncode, done.stderr) == (2, "vaultd: an MFA code is six digits\n")
+
+
+@pytest.mark.parametrize("command", ["switch", "refresh", "exec", "export", "add", "remove"])
+def test_an_empty_profile_name_is_a_usage_error_in_the_users_terms(command: str) -> None:
+    done = run_vaultd(command, "")
+    assert done.returncode == 2
+    assert "argument PROFILE: a profile name cannot be empty" in done.stderr
+    assert "'profile'" not in done.stderr
+
+
+@pytest.mark.parametrize("words", [("exec", "master"), ("exec", "master", "--")])
+def test_exec_without_a_command_and_no_terminal_is_a_usage_error(words: tuple[str, ...]) -> None:
+    done = run_vaultd(*words)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "vaultd: no command given: `vaultd exec master -- CMD [ARGS...]` "
+        "(a shell is started only on a terminal)\n"
+    )
+
+
+def test_a_listen_address_that_cannot_be_bound_is_its_error_alone() -> None:
+    done = run_vaultd("serve", "--listen", "192.0.2.1:80")
+    assert done.returncode != 0
+    assert "core dumps" not in done.stderr
+    assert "cannot listen on" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_removing_a_profile_with_nothing_stored_says_so_before_asking() -> None:
+    done = run_vaultd("remove", "nosuch")
+    assert (done.returncode, done.stderr) == (1, "vaultd: nothing stored for profile 'nosuch'\n")

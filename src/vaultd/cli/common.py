@@ -83,13 +83,18 @@ def code_from_person(prompt: str, no_terminal: str) -> str:
 
 
 def code_argument(value: str | None) -> str | None:
-    """An MFA code as given on the command line, where `-` means: read it from stdin, so that
-    the code never shows in argv (`ps`). A terminal stdin is asked without echo; a piped one
-    gives its first line. None (no code given) stays None.
+    """An MFA code as given on the command line, checked before the daemon is asked (the one
+    place a malformed code becomes exit 2, EXIT_USAGE, as the README's table says). `-` means:
+    read it from stdin, so that the code never shows in argv (`ps`); a terminal stdin is asked
+    without echo, a piped one gives its first line. None (no code given) stays None.
 
-    Raises Failure: exit 3 when stdin holds no code, exit 2 when it is not six digits.
+    Raises Failure: exit 3 when stdin holds no code, exit 2 when a code is not six digits.
     """
+    if value is None:
+        return None
     if value != "-":
+        if not is_mfa_code(value):
+            raise Failure("an MFA code is six digits", EXIT_USAGE)
         return value
     if sys.stdin.isatty():
         return ask_code("MFA code: ")
@@ -101,7 +106,19 @@ def code_argument(value: str | None) -> str | None:
     return code
 
 
+def profile_name(text: str) -> str:
+    """argparse type of every PROFILE argument: a name, not an empty string (exit 2)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a profile name cannot be empty")
+    return text
+
+
 MFA_HELP = "MFA code, if the profile needs one (- reads it from stdin)"
+
+
+def profile_arg(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    """Add the PROFILE argument (optional: may be left out)."""
+    p.add_argument("profile", metavar="PROFILE", type=profile_name, nargs="?" if optional else None)
 
 
 def socket_arg(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from vaultd.cli.common import (
     code_argument,
     code_from_person,
     has_terminal,
+    profile_arg,
     socket_arg,
 )
 from vaultd.cli.exits import EXIT_OK, Failure
@@ -95,6 +96,11 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     from vaultd.core.keystore import Keystore
 
+    store = Keystore()
+    # Say that nothing is stored before asking to confirm deleting it.
+    stored = store.get_keys(args.profile) is not None
+    if not stored and args.profile not in store.profiles_with_sessions():
+        raise Failure(f"nothing stored for profile {args.profile!r}")
     if not args.yes:
         if not has_terminal():
             raise Failure("refusing to delete keys without a terminal to confirm on: pass --yes")
@@ -102,7 +108,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.")
             return EXIT_OK
-    store = Keystore()
     had_keys = store.delete_keys(args.profile)
     sessions = store.delete_session(args.profile)
     if not had_keys and not sessions:
@@ -209,7 +214,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def _add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE")
+    profile_arg(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--env", action="store_true", help="read AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -220,7 +225,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _remove_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE")
+    profile_arg(p)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
 
@@ -230,7 +235,7 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 
 
 def _rotate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE")
+    profile_arg(p)
     p.add_argument(
         "--mfa",
         metavar="CODE",
@@ -240,7 +245,7 @@ def _rotate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _clear_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE", nargs="?")
+    profile_arg(p, optional=True)
     socket_arg(p)
 
 

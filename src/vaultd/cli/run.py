@@ -19,10 +19,12 @@ from vaultd.cli.common import (
     Command,
     client_for,
     code_argument,
+    has_terminal,
+    profile_arg,
     socket_arg,
     with_mfa,
 )
-from vaultd.cli.exits import EXIT_OK, Failure
+from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
@@ -96,6 +98,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     command = list(args.command)
     if not command:
+        # The default command is an interactive shell: without a terminal it would read an
+        # empty stdin and exit 0, so that is a usage error rather than a silent success.
+        if not has_terminal():
+            raise Failure(
+                f"no command given: `vaultd exec {args.profile} -- CMD [ARGS...]` "
+                "(a shell is started only on a terminal)",
+                EXIT_USAGE,
+            )
         command = [os.environ.get("SHELL") or "/bin/sh"]
     if os.environ.get("VAULTD_PROFILE") and not args.allow_nested:
         raise Failure(
@@ -200,7 +210,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def _exec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE")
+    profile_arg(p)
     p.add_argument("--mfa", metavar="CODE", help=MFA_HELP)
     p.add_argument("--env", action="store_true", help="put plain credentials in the environment")
     p.add_argument("--allow-nested", action="store_true", help="allow running inside another exec")
@@ -209,13 +219,13 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE")
+    profile_arg(p)
     p.add_argument("--format", choices=("env", "export", "json", "ini"), default="env")
     socket_arg(p)
 
 
 def _login_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE", nargs="?")
+    profile_arg(p, optional=True)
     p.add_argument(
         "--print", action="store_true", help="print the sign-in URL instead of opening it"
     )

@@ -21,6 +21,7 @@ from vaultd.cli.common import (
     has_terminal,
     is_mfa_code,
     print_serving,
+    profile_arg,
     settings_for,
     socket_arg,
     with_mfa,
@@ -49,8 +50,6 @@ def cmd_mfa(args: argparse.Namespace) -> int:
             "no MFA code given and no terminal to ask on: run `vaultd mfa CODE`, "
             "or `vaultd mfa -` with the code on stdin",
         )
-    if not is_mfa_code(code):
-        raise Failure("an MFA code is six digits", EXIT_USAGE)
     print_serving(client.mfa(code))
     return EXIT_OK
 
@@ -140,7 +139,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def _switch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE")
+    profile_arg(p)
     p.add_argument("--mfa", metavar="CODE", help=MFA_HELP)
     socket_arg(p)
 
@@ -158,7 +157,7 @@ def _mfa_args(p: argparse.ArgumentParser) -> None:
 
 
 def _optional_profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("profile", metavar="PROFILE", nargs="?")
+    profile_arg(p, optional=True)
     socket_arg(p)
 
 
