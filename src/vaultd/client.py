@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+# The longest the daemon lets a program it runs for a call take (credential_process,
+# mfa_process, ykman: core.mfa.COMMAND_TIMEOUT is this). A call that may run one (switch,
+# mfa, refresh, exec, export) waits a little past it, so that the daemon's own reason
+# ("credential_process did not finish within 60s") arrives rather than the client's timeout.
+SOURCE_DEADLINE = 60.0
+CALL_TIMEOUT = SOURCE_DEADLINE + 10.0
+
 # Bounds on what the daemon may answer: a status document is a few KiB.
 MAX_HEAD = 16 * 1024
 MAX_BODY = 4 * 1024 * 1024
@@ -249,7 +256,7 @@ class ControlClient:
     exchange: 502, 504).
     """
 
-    def __init__(self, path: Path, timeout: float = 60.0) -> None:
+    def __init__(self, path: Path, timeout: float = CALL_TIMEOUT) -> None:
         self.path = path
         self.timeout = timeout
 

@@ -4,6 +4,7 @@ answers it must refuse rather than trust."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,14 @@ def test_framings(raw: bytes) -> None:
 def test_malformed_answers_raise_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError, match=r"."):  # ControlClient: ControlError 502
         read(raw)
+
+
+def test_a_call_outwaits_the_deadline_the_daemon_gives_a_program_it_runs(tmp_path: Path) -> None:
+    """A hung credential_process: the daemon gives up at its deadline and answers why; the
+    client must still be waiting then, or it reports only `vaultd did not answer`."""
+    from vaultd.client import ControlClient
+    from vaultd.core import mfa, process
+
+    client = ControlClient(tmp_path / "control.sock")
+    assert client.timeout > mfa.COMMAND_TIMEOUT
+    assert process.COMMAND_TIMEOUT == mfa.COMMAND_TIMEOUT  # credential_process's deadline

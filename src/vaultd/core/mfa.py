@@ -13,6 +13,7 @@ import re
 import subprocess
 from collections.abc import Callable
 
+from vaultd.client import SOURCE_DEADLINE
 from vaultd.core.credentials import outside_detail
 from vaultd.errors import VaultdError
 
@@ -20,7 +21,9 @@ from vaultd.errors import VaultdError
 MFA_CODE = re.compile(r"[0-9]{6}")
 # The same code inside a tool's output, not part of a longer number.
 CODE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")
-COMMAND_TIMEOUT = 60.0
+# How long a program run for credentials or a code may take: the control client's
+# deadline is derived from this one, so it outwaits the daemon's own reason.
+COMMAND_TIMEOUT = SOURCE_DEADLINE
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
