@@ -19,7 +19,6 @@ from vaultd.cli.common import (
     code_argument,
     code_from_person,
     has_terminal,
-    is_mfa_code,
     print_serving,
     profile_arg,
     settings_for,
