@@ -13,6 +13,7 @@ does not pay for pydantic.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,29 +81,38 @@ class Settings:
 
     @property
     def endpoint(self) -> str:
-        """The IMDS base URL handed out (`vaultd env`, exec's container URI): always a host
-        the SDKs accept there. An unspecified listen address (0.0.0.0, ::) is not one
-        (boto3: "Unsupported host '::'"), so its own family's loopback is named instead:
-        127.0.0.1, or ::1 (asyncio binds :: as IPv6 only)."""
-        # The trailing slash matters: Debian's AWS CLI v2 glues the path on without one.
-        host = loopback_for(self.listen.host)
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.listen.port}/"
+        """The IMDS base URL handed out for this listen address (`sdk_url`)."""
+        return sdk_url(self.listen)
+
+
+def sdk_url(listen: Listen) -> str:
+    """The IMDS base URL SDKs should use for a listener on `listen` (`vaultd env`, the
+    daemon's status `endpoint`, exec's container URI): always a host the SDKs accept there.
+    A numeric host is named as the socket binds it (`0` is 0.0.0.0, `127.1` is 127.0.0.1;
+    getaddrinfo's numeric forms, which asyncio binds with), and an unspecified address
+    (0.0.0.0, ::) is not one (boto3: "Unsupported host '::'"), so its own family's loopback
+    is named instead: 127.0.0.1, or ::1 (asyncio binds :: as IPv6 only)."""
+    # The trailing slash matters: Debian's AWS CLI v2 glues the path on without one.
+    host = loopback_for(listen.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{listen.port}/"
 
 
 def loopback_for(host: str) -> str:
-    """`host`, or the loopback address of its family when it is unspecified (any address)."""
+    """`host` as the listener binds it, or the loopback address of its family when it is
+    unspecified (any address). A name (localhost) stays as it is."""
     if host == "":
         return "127.0.0.1"
     import ipaddress  # noqa: PLC0415 - kept off the control commands' start-up path
 
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+        bound = socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)[0][4][0]
+        address = ipaddress.ip_address(bound)
+    except (socket.gaierror, ValueError, IndexError):
         return host  # a name, e.g. localhost
     if not address.is_unspecified:
-        return host
+        return str(address)
     return "::1" if address.version == 6 else "127.0.0.1"
 
 

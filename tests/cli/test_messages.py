@@ -318,3 +318,29 @@ def test_a_listen_address_that_cannot_be_bound_is_its_error_alone() -> None:
 def test_removing_a_profile_with_nothing_stored_says_so_before_asking() -> None:
     done = run_vaultd("remove", "nosuch")
     assert (done.returncode, done.stderr) == (1, "vaultd: nothing stored for profile 'nosuch'\n")
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        ("0:9", "http://127.0.0.1:9/"),  # `0` binds 0.0.0.0, which SDKs reach as 127.0.0.1
+        ("127.1:9", "http://127.0.0.1:9/"),
+        ("[::]:9", "http://[::1]:9/"),
+        ("localhost:9", "http://localhost:9/"),
+    ],
+)
+def test_env_maps_a_listen_address_as_the_daemon_does(listen: str, url: str) -> None:
+    done = run_vaultd("env", "--listen", listen)
+    assert (done.returncode, done.stdout) == (
+        0,
+        f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={url}\n",
+    )
+
+
+def test_env_says_port_0_is_no_endpoint_before_the_daemon_runs() -> None:
+    done = run_vaultd("env", "--listen", "[::]:0")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "vaultd: listen address [::]:0 takes a free port when the daemon starts, so there is "
+        "no endpoint to print yet: start `vaultd serve`, then run `vaultd env`\n"
+    )

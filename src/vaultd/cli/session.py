@@ -7,6 +7,7 @@ of `vaultd status` takes about 65 ms on a quiet 2-core machine, `bench/cli.py` m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -26,8 +27,9 @@ from vaultd.cli.common import (
     with_mfa,
 )
 from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
-from vaultd.client import ControlClient, ControlError
-from vaultd.documents import STATUS, checked
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.documents import RUNNING, STATUS, checked
+from vaultd.settings import sdk_url
 from vaultd.untrusted import printable
 
 
@@ -133,7 +135,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    print(f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={settings_for(args).endpoint}")
+    """The endpoint the running daemon reports (where it really serves); with --listen, or
+    with no daemon, the listen address mapped the way the daemon maps it (`sdk_url`)."""
+    endpoint = None
+    if args.listen is None:
+        with contextlib.suppress(DaemonNotRunning):
+            endpoint = checked(client_for(args).status(), RUNNING, "status document")["endpoint"]
+    if endpoint is None:
+        listen = settings_for(args).listen
+        if listen.port == 0:
+            raise Failure(
+                f"listen address {listen} takes a free port when the daemon starts, so there "
+                "is no endpoint to print yet: start `vaultd serve`, then run `vaultd env`"
+            )
+        endpoint = sdk_url(listen)
+    print(f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={printable(endpoint, None, ascii=False)}")
     return EXIT_OK
 
 
@@ -166,7 +182,12 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 
 
 def _env_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", metavar="HOST:PORT", help="IMDS listener (default 127.0.0.1:9169)")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="print for this IMDS listener, not the running daemon's (default 127.0.0.1:9169)",
+    )
+    socket_arg(p)
 
 
 COMMANDS = (
