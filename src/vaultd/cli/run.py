@@ -152,10 +152,20 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from vaultd.core import chain
     from vaultd.core.childenv import region_variables
 
     client = client_for(args)
     creds, region = _credentials_for(client, args.profile)
+    if args.format in ("env", "export"):
+        # The shell that evaluates these keeps its own environment: what stops its SDKs
+        # outright there (a profile that does not exist, an unreadable config) is the check
+        # `vaultd exec --env` makes on its child's environment.
+        for ahead in chain.ahead_of("env", os.environ, chain.read_shared_files(os.environ)):
+            print(
+                f"vaultd: warning: {ahead.found}, even with these keys: {ahead.fix}",
+                file=sys.stderr,
+            )
     if args.format == "json":
         # The credential_process format (Version 1), so SDKs can run `vaultd export` directly.
         print(json.dumps(credentials.process_fields(creds)))
