@@ -46,3 +46,35 @@ def test_a_missing_profile_is_named(aws_config: Path, monkeypatch: pytest.Monkey
     found = doctor._region()
     assert found.level == doctor.FAIL
     assert "nosuch" in found.message
+
+
+def test_a_region_botocore_refuses_is_named_with_its_variable(
+    aws_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "bogus region")
+    found = doctor._region()
+    assert found.level == doctor.FAIL
+    assert found.message == (
+        "AWS_DEFAULT_REGION=bogus region is not a region name like eu-west-1 (botocore refuses it)"
+    )
+
+
+@pytest.mark.parametrize("kind", ["directory", "devnull"])
+def test_a_config_path_that_is_no_file_is_said_instead_of_advice_to_edit_it(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    path = isolated if kind == "directory" else Path("/dev/null")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    found = doctor._region()
+    assert found.level == doctor.WARN
+    what = "a directory" if kind == "directory" else "not a regular file"
+    assert found.message == (
+        f"SDKs in this shell find no region: {path} is {what}, not a usable config file: "
+        "point AWS_CONFIG_FILE at a file"
+    )
+    assert "under [default]" not in found.message
+    (config_finding,), _ = doctor._config()
+    assert (config_finding.level, config_finding.message) == (
+        doctor.FAIL,
+        f"{path} is {what}, not a usable config file: point AWS_CONFIG_FILE at a file",
+    )

@@ -14,17 +14,27 @@ from typing import Any
 
 import botocore.session
 from botocore.compat import HAS_CRT
-from botocore.exceptions import BotoCoreError
-from botocore.utils import InstanceMetadataFetcher, get_login_token_cache_directory
+from botocore.exceptions import BotoCoreError, SSOTokenLoadError
+from botocore.utils import (
+    InstanceMetadataFetcher,
+    JSONFileCache,
+    LoginTokenLoader,
+    SSOTokenLoader,
+    get_environ_proxies,
+    get_login_token_cache_directory,
+)
 
 from vaultd import settings
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
-from vaultd.core import chain, config, resolve
+from vaultd.core import chain, config, resolve, rules
+from vaultd.core.childenv import REGION_VARIABLES
+from vaultd.core.credentials import parse_time
 from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.login import cached_session
 from vaultd.core.sso import cached_token, sso_cache_dir
 from vaultd.documents import RUNNING, MalformedDocument, checked
 from vaultd.errors import LoginRequired, VaultdError
+from vaultd.untrusted import printable
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -39,10 +49,24 @@ class Finding:
         return f"[{self.level:>4}] {self.topic}: {self.message}"
 
 
+def _unusable(path: Path) -> str | None:
+    """Why `path` (the shared config file SDKs read) cannot be one, or None: a directory,
+    /dev/null or another non-regular file reads as empty, so advice to add lines to it
+    would be wrong."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        variable = "AWS_CONFIG_FILE" if os.environ.get("AWS_CONFIG_FILE") else "the default path"
+        return f"{path} is {kind}, not a usable config file: point {variable} at a file"
+    return None
+
+
 def _config() -> tuple[list[Finding], dict[str, config.Profile]]:
     """The config file's state, then one FAIL per profile with a wrong value (each other
     profile still works, so the rest of the checks run on those)."""
     path = config.config_path()
+    unusable = _unusable(path)
+    if unusable is not None:
+        return [Finding(FAIL, "config", unusable)], {}
     if not path.exists():
         return [Finding(WARN, "config", f"{path} does not exist: create it with your profiles")], {}
     try:
@@ -185,24 +209,34 @@ def _endpoint(conf: settings.Settings, status: dict[str, Any] | None) -> Iterato
 
 
 def _region() -> Finding:
-    """Whether SDKs started from this shell find a region: `AWS_REGION` (read by most SDKs),
-    else botocore's own lookup (`AWS_DEFAULT_REGION`, then `region` in the shell's profile).
-    The AWS CLI v1 and boto3 never ask IMDS for one, so without these they fail with
-    "You must specify a region" even though credentials are served."""
+    """Whether SDKs started from this shell find a usable region: `AWS_REGION` (read by most
+    SDKs), else botocore's own lookup (`AWS_DEFAULT_REGION`, then `region` in the shell's
+    profile), checked with the rule the config check uses (`rules`, botocore's own). The AWS
+    CLI v1 and boto3 never ask IMDS for one, so without these they fail with "You must
+    specify a region" even though credentials are served."""
     session = botocore.session.Session()
     try:
         region = os.environ.get("AWS_REGION") or session.get_config_variable("region")
     except BotoCoreError as exc:
         return Finding(FAIL, "region", f"botocore cannot read this shell's profile: {exc}")
-    if region:
-        return Finding(OK, "region", f"SDKs in this shell use {region}")
     profile = session.profile or "default"
     section = "[default]" if profile == "default" else f"[profile {profile}]"
+    if region:
+        problem = rules.problem("region", str(region))
+        if problem is None:
+            return Finding(OK, "region", f"SDKs in this shell use {region}")
+        source = next((v for v in REGION_VARIABLES if os.environ.get(v)), None)
+        where = f"{source}=" if source else f"region under {section} = "
+        return Finding(FAIL, "region", printable(f"{where}{region} {problem}", None, ascii=False))
+    path = config.config_path()
+    unusable = _unusable(path)
+    if unusable is not None:
+        return Finding(WARN, "region", f"SDKs in this shell find no region: {unusable}")
     return Finding(
         WARN,
         "region",
         f"SDKs in this shell find no region: add `region = us-east-1` (yours) under {section} "
-        f"in {config.config_path()}, or export AWS_REGION",
+        f"in {path}, or export AWS_REGION",
     )
 
 
@@ -217,22 +251,61 @@ def _chain(env: Mapping[str, str]) -> Iterator[Finding]:
         yield Finding(FAIL, "chain", f"{found.found}, so SDKs here never ask vaultd: {found.fix}")
 
 
+# What makes botocore's IMDS fetch in this shell differ from the daemon's view, each with
+# the variable and the config key botocore reads it from (botocore.configprovider).
+IMDS_TIMEOUT = ("AWS_METADATA_SERVICE_TIMEOUT", "metadata_service_timeout")
+IMDS_ATTEMPTS = ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "metadata_service_num_attempts")
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+NO_PROXY_FIX = "export NO_PROXY=127.0.0.1,169.254.169.254"
+
+
 def _fetch(endpoint: str) -> Finding:
+    """Fetch role credentials from `endpoint` the way botocore in this shell would: its
+    IMDS timeout and attempts (variables or config, as `create_credential_resolver` reads
+    them) and its proxy variables; on failure, name the setting that caused it."""
     # The daemon is checked whatever this shell says: `_chain` names AWS_EC2_METADATA_DISABLED.
     env = {k: v for k, v in os.environ.items() if k != "AWS_EC2_METADATA_DISABLED"}
-    fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1, base_url=endpoint, env=env)
+    session = botocore.session.Session()
     try:
+        timeout = session.get_config_variable(IMDS_TIMEOUT[1])
+        attempts = session.get_config_variable(IMDS_ATTEMPTS[1])
+    except (BotoCoreError, ValueError) as exc:
+        return Finding(FAIL, "fetch", f"botocore cannot read this shell's IMDS settings: {exc}")
+    creds: dict[str, Any] = {}
+    failure = "botocore got no credentials"
+    try:
+        fetcher = InstanceMetadataFetcher(
+            timeout=timeout, num_attempts=attempts, base_url=endpoint, env=env
+        )
         creds = fetcher.retrieve_iam_role_credentials()
     except Exception as exc:  # botocore raises many kinds; the name is enough here
-        return Finding(FAIL, "fetch", f"botocore's IMDS fetcher failed: {type(exc).__name__}")
-    if not creds:
-        return Finding(FAIL, "fetch", "botocore got no credentials: `vaultd status` says why")
-    return Finding(
-        OK,
-        "fetch",
-        f"botocore got role {creds.get('role_name')} (key ****{creds['access_key'][-4:]}, "
-        f"expires {creds['expiry_time']})",
-    )
+        failure = f"botocore's IMDS fetcher failed: {type(exc).__name__}"
+    if creds:
+        return Finding(
+            OK,
+            "fetch",
+            f"botocore got role {creds.get('role_name')} (key ****{creds['access_key'][-4:]}, "
+            f"expires {creds['expiry_time']})",
+        )
+    return Finding(FAIL, "fetch", f"{failure}: {_fetch_cause(endpoint, timeout, attempts)}")
+
+
+def _fetch_cause(endpoint: str, timeout: float, attempts: int) -> str:
+    """The shell setting that stops botocore's IMDS fetch, with its fix, or where to look."""
+
+    def source(setting: tuple[str, str]) -> str:
+        variable, key = setting
+        value = os.environ.get(variable)
+        return f"{variable}={value}" if value is not None else f"{key} in your config"
+
+    if attempts < 1:
+        return f"{source(IMDS_ATTEMPTS)} makes botocore never ask IMDS: unset it (default 1)"
+    if timeout <= 0:
+        return f"{source(IMDS_TIMEOUT)} gives botocore no time to ask IMDS: unset it (default 1)"
+    if get_environ_proxies(endpoint):
+        variable = next((v for v in PROXY_VARIABLES if os.environ.get(v)), "a proxy variable")
+        return f"{variable} sends botocore's IMDS requests to a proxy: {NO_PROXY_FIX}"
+    return "`vaultd status` says why"
 
 
 def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
