@@ -14,12 +14,9 @@ from typing import Any
 
 import botocore.session
 from botocore.compat import HAS_CRT
-from botocore.exceptions import BotoCoreError, SSOTokenLoadError
+from botocore.exceptions import BotoCoreError
 from botocore.utils import (
     InstanceMetadataFetcher,
-    JSONFileCache,
-    LoginTokenLoader,
-    SSOTokenLoader,
     get_environ_proxies,
     get_login_token_cache_directory,
 )
@@ -28,7 +25,6 @@ from vaultd import settings
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import chain, config, resolve, rules
 from vaultd.core.childenv import REGION_VARIABLES
-from vaultd.core.credentials import parse_time
 from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.login import cached_session
 from vaultd.core.sso import cached_token, sso_cache_dir

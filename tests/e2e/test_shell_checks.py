@@ -72,11 +72,13 @@ def test_doctor_fetches_with_this_shells_imds_settings_and_names_them(
     cases = {
         "AWS_METADATA_SERVICE_NUM_ATTEMPTS": (
             {"AWS_METADATA_SERVICE_NUM_ATTEMPTS": "0"},
-            "AWS_METADATA_SERVICE_NUM_ATTEMPTS=0 makes botocore never ask IMDS: unset it (default 1)",
+            "AWS_METADATA_SERVICE_NUM_ATTEMPTS=0 makes botocore never ask IMDS: "
+            "unset it (default 1)",
         ),
         "AWS_METADATA_SERVICE_TIMEOUT": (
             {"AWS_METADATA_SERVICE_TIMEOUT": "0"},
-            "AWS_METADATA_SERVICE_TIMEOUT=0 gives botocore no time to ask IMDS: unset it (default 1)",
+            "AWS_METADATA_SERVICE_TIMEOUT=0 gives botocore no time to ask IMDS: "
+            "unset it (default 1)",
         ),
         "HTTP_PROXY": (
             {"HTTP_PROXY": "http://127.0.0.1:1", "NO_PROXY": ""},
