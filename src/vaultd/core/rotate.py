@@ -92,23 +92,11 @@ def rotate(
     """
     profiles = load_profiles()
     plan = resolve.plan(profiles, profile)
-    if plan.signin is not None:
-        raise NoKeys(plan.signin.no_keys)
     root = plan.root
-    old = keystore.get_keys(root)
-    if old is None:
-        raise NoKeys(f"no keys stored for profile {root!r}: run `vaultd add {root}`")
+    old = _stored_keys(plan, keystore)
     session = _session(old, plan, mfa_code, clients, clock)
     iam = clients("iam", session, plan.region)
-    try:
-        user = str(iam.get_access_key_last_used(AccessKeyId=old.access_key_id)["UserName"])
-        made = iam.create_access_key(UserName=user)["AccessKey"]
-    except Exception as exc:
-        raise RotateError(
-            f"could not create a new key for {root!r}: {type(exc).__name__}; "
-            f"nothing changed, the keyring still holds {mask_key_id(old.access_key_id)}"
-        ) from None
-    new = AccessKeys(str(made["AccessKeyId"]), Secret(str(made["SecretAccessKey"])))
+    user, new = _create_key(iam, old, root)
     old_id, new_id = old.access_key_id, new.access_key_id
 
     if not _wait_until_works(
@@ -141,6 +129,29 @@ def rotate(
             f"with `aws iam delete-access-key --user-name {user} --access-key-id {old_id}`"
         ) from None
     return Rotated(root, user, old_id, new_id, dropped)
+
+
+def _stored_keys(plan: resolve.Plan, keystore: Keystore) -> AccessKeys:
+    """The long-lived keys of the plan's root; NoKeys when it has none to rotate."""
+    if plan.signin is not None:
+        raise NoKeys(plan.signin.no_keys)
+    old = keystore.get_keys(plan.root)
+    if old is None:
+        raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
+    return old
+
+
+def _create_key(iam: Any, old: AccessKeys, root: str) -> tuple[str, AccessKeys]:
+    """The IAM user that owns `old`, and a new access key made for it."""
+    try:
+        user = str(iam.get_access_key_last_used(AccessKeyId=old.access_key_id)["UserName"])
+        made = iam.create_access_key(UserName=user)["AccessKey"]
+    except Exception as exc:
+        raise RotateError(
+            f"could not create a new key for {root!r}: {type(exc).__name__}; "
+            f"nothing changed, the keyring still holds {mask_key_id(old.access_key_id)}"
+        ) from None
+    return user, AccessKeys(str(made["AccessKeyId"]), Secret(str(made["SecretAccessKey"])))
 
 
 def _wait_until_works(
