@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
@@ -41,6 +42,7 @@ from vaultd.http.imds import ImdsApp, ImdsOptions
 from vaultd.http.relay import Fetch, RelayProvider, follow_host, http_fetch, socket_fetch
 from vaultd.http.tokens import Tokens
 from vaultd.settings import Listen, Settings, read_token
+from vaultd.untrusted import EscapingFormatter
 
 log = logging.getLogger("vaultd")
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -341,6 +343,20 @@ class Relay:
     async def stop(self) -> None:
         await self.imds.shutdown()
         await self.broker.close()
+
+
+def configure_logging(level: str, name: str) -> None:
+    """Log to stderr as `TIME NAME LEVEL MESSAGE`, every message escaped (`EscapingFormatter`:
+    profile names and upstream errors are text from outside). botocore's own narration is
+    kept out: every request at DEBUG, and its sign-in providers' traceback for each failed
+    refresh ("Refreshing token failed during the mandatory refresh period"), which vaultd
+    turns into one line of its own (core.signin.reading_cache)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter(f"%(asctime)s {name} %(levelname)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    for noisy in ("botocore.tokens", "botocore.credentials"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def serve(settings: Settings) -> int:

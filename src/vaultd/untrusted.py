@@ -4,11 +4,13 @@ Profile names and config values (botocore accepts `[profile \\x1b]0;pwned\\x07]`
 HTTP request sent, and what the control socket answered may hold control characters: an
 escape sequence printed raw retitles or clears the user's terminal, a newline forges a log
 line. Everything of that kind goes through `printable` before it is printed or logged (the
-IMDS refusal log, `vaultd list`, `status`, `switch`, the daemon's log lines naming profiles).
+IMDS refusal log, `vaultd list`, `status`, `switch`); the daemon's own log lines are escaped
+once, by `EscapingFormatter`, whatever their arguments hold.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 MAX_LOGGED: Final = 160
@@ -33,3 +35,14 @@ def printable(text: object, limit: int | None = MAX_LOGGED, *, ascii: bool = Tru
     if limit is not None and len(text) > limit:
         out += f"...(+{len(text) - limit} chars)"
     return out
+
+
+class EscapingFormatter(logging.Formatter):
+    """A log formatter that escapes every record's message with `printable` (terminal form),
+    so no profile name, config value or upstream error can forge a line or carry an escape
+    sequence, without each log call having to remember it. A traceback attached to a record
+    is left as it is: it is multi-line by design and holds no request data."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message, None, ascii=False)
+        return super().formatMessage(record)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from vaultd import settings
 from vaultd.cli.common import Command, settings_for, socket_arg
@@ -30,36 +29,21 @@ def serve_settings(args: argparse.Namespace) -> settings.Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
 
     from vaultd import daemon
 
     conf = serve_settings(args)
-    logging.basicConfig(
-        level=getattr(logging, conf.log_level, logging.INFO),
-        format="%(asctime)s vaultd %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    # botocore narrates every request at DEBUG; its details are not ours to print.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    # Its token and credential providers log every failed refresh of a sign-in with a full
-    # traceback ("Refreshing token failed during the mandatory refresh period") before
-    # raising; vaultd turns that failure into one line of its own (core.signin.reading_cache).
-    for name in ("botocore.tokens", "botocore.credentials"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    daemon.configure_logging(conf.log_level, "vaultd")
     return daemon.serve(conf)
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
     import ipaddress
-    import logging
     from pathlib import Path
 
     from vaultd import daemon
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s vaultd-relay %(levelname)s %(message)s"
-    )
+    daemon.configure_logging("INFO", "vaultd-relay")
     if not args.allow_cidr:
         raise Failure(
             "name the containers' network with --allow-cidr (e.g. 169.254.169.0/24)", EXIT_USAGE

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from vaultd.core.mfa import is_mfa_code
 from vaultd.core.state import AnnouncerLike, MfaRequest
 from vaultd.errors import BadMfaCode, LoginRequired, VaultdError
-from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.broker")
 # Codes remembered per daemon run: far more than a person types within an MFA code's life.
@@ -46,11 +45,10 @@ class Asks:
     ) -> None:
         """Open the one MFA request (replacing any other) and tell the person."""
         self.mfa = MfaRequest(profile, serial, self.clock(), early=early, session_ends=session_ends)
-        shown = printable(profile, None, ascii=False)  # a profile name is text from outside
         if early:
-            log.warning("the MFA session for %s ends soon: run `vaultd mfa CODE`", shown)
+            log.warning("the MFA session for %s ends soon: run `vaultd mfa CODE`", profile)
         else:
-            log.warning("MFA needed for %s: run `vaultd mfa CODE`", shown)
+            log.warning("MFA needed for %s: run `vaultd mfa CODE`", profile)
         self.announcer.mfa_needed(profile, serial, early)
 
     def close_mfa(self, active: str | None) -> None:

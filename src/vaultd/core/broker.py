@@ -37,7 +37,6 @@ from vaultd.errors import (
     StsError,
     VaultdError,
 )
-from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.broker")
 # Longest the maintenance loop sleeps: a laptop that slept through a due time notices soon.
@@ -376,9 +375,7 @@ class Broker:
             raise
         except Exception as exc:
             # A bug, not an outage; keep the daemon alive and say so without the details.
-            log.exception(
-                "refresh of %s failed unexpectedly", printable(slot.profile, None, ascii=False)
-            )
+            log.exception("refresh of %s failed unexpectedly", slot.profile)
             exc3 = VaultdError(f"internal error refreshing {slot.profile!r}: {type(exc).__name__}")
             self._failed(slot, exc3)
             raise exc3 from None
@@ -396,7 +393,7 @@ class Broker:
             self.asks.close_mfa(self.active)
         log.info(
             "credentials for %s refreshed (key %s, expires %s)",
-            printable(slot.profile, None, ascii=False),
+            slot.profile,
             mask_key_id(creds.access_key_id),
             iso8601(creds.expiration),
         )
@@ -442,8 +439,8 @@ class Broker:
         slot.retry_at = now + schedule.backoff(slot.failures, self.rand)
         log.warning(
             "refresh of %s failed (%s); retry in %.0fs",
-            printable(slot.profile, None, ascii=False),
-            printable(exc.message, None, ascii=False),
+            slot.profile,
+            exc.message,
             slot.retry_at - now,
         )
         self._wake.set()

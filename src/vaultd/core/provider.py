@@ -23,7 +23,6 @@ from vaultd.core.login import AwsLogin
 from vaultd.core.sso import IdentityCenter
 from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
 from vaultd.errors import MfaRequired, NoKeys, StsError
-from vaultd.untrusted import printable
 
 MIN_SESSION_LEFT = schedule.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
@@ -186,8 +185,8 @@ class Provider:
             except mfa.SourceFailed as exc:
                 log.warning(
                     "automatic MFA code for %s failed: %s",
-                    printable(plan.target, None, ascii=False),
-                    printable(exc.message, None, ascii=False),
+                    plan.target,
+                    exc.message,
                 )
                 failure = f" ({exc.message})"
         raise MfaRequired(

@@ -21,7 +21,6 @@ from vaultd.http import status as status_words
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.exec_tokens import ExecTokens
 from vaultd.http.reading import BODY_DEADLINE, ClientFaultLog, read_json_object
-from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.control")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -143,7 +142,7 @@ class ControlApp:
         profile = _required(body, "profile")
         code = _optional(body, "mfa_code")
         await self.broker.switch(profile, code)
-        log.info("switched to %s", printable(profile, None, ascii=False))
+        log.info("switched to %s", profile)
         return _json(200, self._status())
 
     async def mfa(self, request: web.Request) -> web.Response:
@@ -201,7 +200,7 @@ class ControlApp:
         sock = request.transport.get_extra_info("socket") if request.transport else None
         peer = peer_credentials(sock)
         grant, token = self.exec_tokens.issue(profile, peer[0] if peer else None)
-        log.info("exec token %s issued for %s", grant.id, printable(profile, None, ascii=False))
+        log.info("exec token %s issued for %s", grant.id, profile)
         return _json(
             200,
             {

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from vaultd.core.broker import Broker
 from vaultd.host.process_watch import watch_exit
 from vaultd.http.ecs import Grant, Grants
-from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.exec")
 
@@ -70,7 +69,7 @@ class ExecTokens:
             log.info(
                 "exec token %s for %s ended: %s",
                 grant.id,
-                printable(grant.profile, None, ascii=False),
+                grant.profile,
                 why,
             )
         return grant
