@@ -14,9 +14,7 @@ Those credentials are served as they are, renewed at half-life by the broker's u
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from botocore.compat import HAS_CRT
 from botocore.credentials import LoginCredentialFetcher
@@ -38,8 +36,7 @@ from botocore.utils import (
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
-    SigninGate,
-    botocore_session,
+    CachedSignin,
     reading_cache,
     unreadable,
     utc_clock,
@@ -95,25 +92,13 @@ def _login_required(root: SigninRoot, why: str) -> LoginRequired:
     )
 
 
-class AwsLogin:
-    """Credentials for profiles whose root is an `aws login` session.
+class AwsLogin(CachedSignin):
+    """Credentials for profiles whose root is an `aws login` session."""
 
-    `clock` gives epoch seconds (UTC); `new_session(profile)` a botocore session that reads
-    the config files as they are now.
-    """
-
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        *,
-        gate: SigninGate | None = None,
-        cache_dir: Path | None = None,
-        new_session: Callable[[str], Any] = botocore_session,
-    ) -> None:
-        self.clock = clock
-        self.gate = gate or SigninGate()
-        self.cache_dir = cache_dir or Path(get_login_token_cache_directory())
-        self.new_session = new_session
+    @staticmethod
+    def default_cache_dir() -> Path:
+        """~/.aws/login/cache, where `aws login` writes its session (botocore's own path)."""
+        return Path(get_login_token_cache_directory())
 
     def credentials(self, root: SigninRoot) -> Credentials:
         """The session's credentials, renewed when under REUSE_ABOVE seconds are left.

@@ -142,3 +142,28 @@ def botocore_session(profile: str) -> Any:
 def utc_clock(clock: Callable[[], float]) -> Callable[[], datetime]:
     """The injected clock (epoch seconds) as the aware datetimes botocore's providers take."""
     return lambda: datetime.fromtimestamp(clock(), UTC)
+
+
+class CachedSignin:
+    """What the IAM Identity Center and `aws login` roots share: the clock (epoch seconds,
+    UTC), one SigninGate, the AWS CLI's cache directory for that kind of sign-in (subclasses
+    name it in `default_cache_dir`) and `new_session(profile)`, a botocore session that reads
+    the config files as they are now."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        gate: SigninGate | None = None,
+        cache_dir: Path | None = None,
+        new_session: Callable[[str], Any] = botocore_session,
+    ) -> None:
+        self.clock = clock
+        self.gate = gate or SigninGate()
+        self.cache_dir = cache_dir or self.default_cache_dir()
+        self.new_session = new_session
+
+    @staticmethod
+    def default_cache_dir() -> Path:
+        """Where the AWS CLI keeps this kind of sign-in (the user's home)."""
+        raise NotImplementedError

@@ -16,7 +16,6 @@ credentials, so nothing asks IMDS. See `signin` for the locking and the wait for
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
-from vaultd.core.signin import SigninGate, botocore_session, reading_cache, utc_clock
+from vaultd.core.signin import CachedSignin, reading_cache, utc_clock
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 
 
@@ -69,27 +68,14 @@ def cached_token(root: SigninRoot, start_url: str, cache_dir: Path) -> tuple[flo
         return dates[0].timestamp(), "refreshToken" in token
 
 
-class IdentityCenter:
-    """Role credentials for profiles whose root signs in through IAM Identity Center.
+class IdentityCenter(CachedSignin):
+    """Role credentials for profiles whose root signs in through IAM Identity Center
+    (tests and the daemon pass `signin.botocore_session` as `new_session`)."""
 
-    `clock` gives epoch seconds (UTC); `new_session(profile)` a botocore session that reads
-    the config files as they are now (tests and the daemon use `signin.botocore_session`).
-    """
-
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        *,
-        gate: SigninGate | None = None,
-        cache_dir: Path | None = None,
-        new_session: Callable[[str], Any] = botocore_session,
-    ) -> None:
-        self.clock = clock
-        self.gate = gate or SigninGate()
-        self.cache_dir = cache_dir or sso_cache_dir()
-        self.new_session = new_session
-        # GetRoleCredentials calls made: shown in status next to the STS calls.
-        self.calls = 0
+    @staticmethod
+    def default_cache_dir() -> Path:
+        """~/.aws/sso/cache, where `aws sso login` writes its tokens."""
+        return sso_cache_dir()
 
     def credentials(self, root: SigninRoot) -> Credentials:
         """Role credentials for `root` (a "sso" root).
@@ -133,7 +119,6 @@ class IdentityCenter:
                 raise ConfigError(
                     f"profile {root.profile!r}: sso_account_id and sso_role_name are both needed"
                 )
-            self.calls += 1
             loaded.get_frozen_credentials()
         except (SSOTokenLoadError, UnauthorizedSSOTokenError, TokenRetrievalError) as exc:
             raise self._login_required(root, exc) from None
