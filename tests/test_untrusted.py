@@ -19,7 +19,7 @@ def test_the_daemon_log_formatter_escapes_every_message_but_keeps_tracebacks() -
     import logging
     import sys
 
-    from vaultd.untrusted import EscapingFormatter
+    from vaultd.daemon import EscapingFormatter
 
     formatter = EscapingFormatter("%(levelname)s %(message)s")
     try:

@@ -42,7 +42,7 @@ from vaultd.http.imds import ImdsApp, ImdsOptions
 from vaultd.http.relay import Fetch, RelayProvider, follow_host, http_fetch, socket_fetch
 from vaultd.http.tokens import Tokens
 from vaultd.settings import Listen, Settings, read_token
-from vaultd.untrusted import EscapingFormatter
+from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd")
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -343,6 +343,17 @@ class Relay:
     async def stop(self) -> None:
         await self.imds.shutdown()
         await self.broker.close()
+
+
+class EscapingFormatter(logging.Formatter):
+    """A log formatter that escapes every record's message with `printable` (terminal form),
+    so no profile name, config value or upstream error can forge a line or carry an escape
+    sequence, without each log call having to remember it. A traceback attached to a record
+    is left as it is: it is multi-line by design and holds no request data."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message, None, ascii=False)
+        return super().formatMessage(record)
 
 
 def configure_logging(level: str, name: str) -> None:

@@ -5,12 +5,12 @@ HTTP request sent, and what the control socket answered may hold control charact
 escape sequence printed raw retitles or clears the user's terminal, a newline forges a log
 line. Everything of that kind goes through `printable` before it is printed or logged (the
 IMDS refusal log, `vaultd list`, `status`, `switch`); the daemon's own log lines are escaped
-once, by `EscapingFormatter`, whatever their arguments hold.
+once, by the daemon's log formatter (`vaultd.daemon.EscapingFormatter`). No logging import
+here: every control command loads this module at start.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 MAX_LOGGED: Final = 160
@@ -35,14 +35,3 @@ def printable(text: object, limit: int | None = MAX_LOGGED, *, ascii: bool = Tru
     if limit is not None and len(text) > limit:
         out += f"...(+{len(text) - limit} chars)"
     return out
-
-
-class EscapingFormatter(logging.Formatter):
-    """A log formatter that escapes every record's message with `printable` (terminal form),
-    so no profile name, config value or upstream error can forge a line or carry an escape
-    sequence, without each log call having to remember it. A traceback attached to a record
-    is left as it is: it is multi-line by design and holds no request data."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = printable(record.message, None, ascii=False)
-        return super().formatMessage(record)

@@ -14,7 +14,7 @@ from vaultd import cli
 NEVER_FOR_CONTROL = (
     *("boto3", "botocore", "aiohttp", "pydantic", "keyring", "shtab", "importlib.metadata"),
     *("vaultd.cli.keys", "vaultd.cli.run", "vaultd.cli.host", "vaultd.cli.serve"),
-    *("vaultd.cli.completion", "getpass"),
+    *("vaultd.cli.completion", "getpass", "logging", "tomllib"),
 )
 
 
