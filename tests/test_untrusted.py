@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vaultd.untrusted import printable
 
 
@@ -40,3 +42,30 @@ def test_the_daemon_log_formatter_escapes_every_message_but_keeps_tracebacks() -
     assert first == "INFO switched to a\\n2026 INFO forged\\x1b[2J"
     assert rest[0] == "Traceback (most recent call last):"
     assert rest[-1].startswith("ValueError: invalid literal")
+
+
+def test_a_one_line_error_reaches_the_terminal_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    from vaultd.cli import _fail
+
+    # As a credential_process's stderr reaches `vaultd switch` (a breaker's reproduction).
+    with pytest.raises(SystemExit) as stopped:
+        _fail("credential_process exited with status 3: LAST\x1b]0;t\x07y\x00z", 1)
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == (
+        "vaultd: credential_process exited with status 3: LAST\\x1b]0;t\\x07y\\x00z\n"
+    )
+
+
+def test_a_traceback_line_cannot_carry_an_escape_sequence() -> None:
+    import logging
+    import sys
+
+    from vaultd.daemon import EscapingFormatter
+
+    try:
+        raise RuntimeError("upstream said \x1b]0;x\x07\rforged")  # noqa: TRY301
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("vaultd", logging.ERROR, __file__, 1, "failed", (), exc_info)
+    last = EscapingFormatter("%(message)s").format(record).split("\n")[-1]
+    assert last == "RuntimeError: upstream said \\x1b]0;x\\x07\\rforged"

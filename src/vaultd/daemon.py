@@ -348,12 +348,17 @@ class Relay:
 class EscapingFormatter(logging.Formatter):
     """A log formatter that escapes every record's message with `printable` (terminal form),
     so no profile name, config value or upstream error can forge a line or carry an escape
-    sequence, without each log call having to remember it. A traceback attached to a record
-    is left as it is: it is multi-line by design and holds no request data."""
+    sequence, without each log call having to remember it. A traceback keeps its lines, each
+    escaped the same way (its last line holds the exception's message, which may carry text
+    from outside); a newline inside that message still starts a line of its own."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message, None, ascii=False)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        text = super().formatException(ei)
+        return "\n".join(printable(line, None, ascii=False) for line in text.split("\n"))
 
 
 def configure_logging(level: str, name: str) -> None:

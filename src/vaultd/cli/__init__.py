@@ -31,6 +31,7 @@ from vaultd.cli.exits import (
 )
 from vaultd.client import ControlError, DaemonNotRunning
 from vaultd.errors import VaultdError
+from vaultd.untrusted import printable
 
 __all__ = [
     "EXIT_CLOSED_PIPE",
@@ -134,7 +135,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"vaultd: {message}", file=sys.stderr)
+    # Every one-line error, escaped: it may carry a profile name or a program's stderr.
+    print(f"vaultd: {printable(message, None, ascii=False)}", file=sys.stderr)
     raise SystemExit(code)
 
 

@@ -141,7 +141,7 @@ def answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
         except ControlError as exc:
             if exc.code not in ("mfa_rejected", "bad_mfa_code"):
                 raise
-            print(f"vaultd: {exc}", file=sys.stderr)
+            print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
     return client.mfa(ask_code(f"MFA code for {serial}: "))  # the third try's error is final
 
 
