@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from vaultd import mfa_code
 from vaultd.core import config, mfa, rules
 from vaultd.errors import ConfigError
 
@@ -54,11 +55,11 @@ def test_ascii_values_are_still_accepted() -> None:
     "text", ["\u0661\u0662\u0663\u0664\u0665\u0666", "123456\n", "12345", "1234567", " 123456"]
 )
 def test_only_six_ascii_digits_are_an_mfa_code(text: str) -> None:
-    assert not mfa.is_mfa_code(text)
+    assert not mfa_code.is_mfa_code(text)
 
 
 def test_an_mfa_code_is_six_ascii_digits() -> None:
-    assert mfa.is_mfa_code("123456")
+    assert mfa_code.is_mfa_code("123456")
 
 
 def test_a_tool_printing_unicode_digits_gives_no_code() -> None:

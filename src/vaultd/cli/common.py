@@ -16,6 +16,7 @@ from vaultd import settings
 from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
 from vaultd.documents import SERVING, checked
+from vaultd.mfa_code import is_mfa_code
 from vaultd.untrusted import printable
 
 Handler = Callable[[argparse.Namespace], int]
@@ -52,14 +53,6 @@ def client_for(args: argparse.Namespace) -> ControlClient:
 def has_terminal() -> bool:
     """Whether there is a person to ask: stdin and stderr are both a terminal."""
     return sys.stdin.isatty() and sys.stderr.isatty()
-
-
-def is_mfa_code(text: str) -> bool:
-    """core.mfa's rule for a code (six digits), imported when a code is checked: core.mfa
-    loads subprocess for its code sources, which `vaultd status` never needs."""
-    from vaultd.core import mfa
-
-    return mfa.is_mfa_code(text)
 
 
 def ask_code(prompt: str) -> str:

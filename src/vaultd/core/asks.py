@@ -14,9 +14,9 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from vaultd.core.mfa import is_mfa_code
 from vaultd.core.state import AnnouncerLike, MfaRequest
 from vaultd.errors import BadMfaCode, LoginRequired, VaultdError
+from vaultd.mfa_code import is_mfa_code
 
 log = logging.getLogger("vaultd.broker")
 # Codes remembered per daemon run: far more than a person types within an MFA code's life.

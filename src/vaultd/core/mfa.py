@@ -1,4 +1,4 @@
-"""Where MFA codes come from when no person types them, and what a code looks like.
+"""Where MFA codes come from when no person types them (what one looks like: `vaultd.mfa_code`).
 
 - `mfa_process` (aws-vault's profile key): a shell command that prints the code;
 - `ykman oath accounts code --single ACCOUNT` for a YubiKey (`mfa_ykman = true`), where
@@ -17,21 +17,13 @@ from vaultd.client import SOURCE_DEADLINE
 from vaultd.core.credentials import outside_detail
 from vaultd.errors import VaultdError
 
-# What a person types: STS's TokenCode for a TOTP device is exactly six digits.
-MFA_CODE = re.compile(r"[0-9]{6}")
-# The same code inside a tool's output, not part of a longer number.
+# A code (`vaultd.mfa_code`'s rule) inside a tool's output, not part of a longer number.
 CODE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")
 # How long a program run for credentials or a code may take: the control client's
 # deadline is derived from this one, so it outwaits the daemon's own reason.
 COMMAND_TIMEOUT = SOURCE_DEADLINE
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-def is_mfa_code(text: str) -> bool:
-    """Whether `text` is a code a person may send: six ASCII digits and nothing else (no
-    `١٢٣٤٥٦`, no trailing newline), since STS's TokenCode is `[0-9]{6}`."""
-    return MFA_CODE.fullmatch(text) is not None
 
 
 class SourceFailed(VaultdError):
