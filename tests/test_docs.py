@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import run_vaultd
-from vaultd import settings
+from vaultd import sources
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", REPO / "docs" / "architecture.md"]
@@ -89,7 +89,7 @@ def _flat(text: str) -> str:
 
 
 def test_the_control_socket_default_is_stated_one_way() -> None:
-    phrase = settings.DEFAULT_SOCKET_TEXT
+    phrase = sources.DEFAULT_SOCKET_TEXT
     for doc in DOCS:
         text = _flat(doc.read_text())
         # Every mention of the fallback directory is inside the one phrase.

@@ -20,11 +20,15 @@ import sys
 
 from vaultd.errors import ConfigError
 
-# typing and pathlib cost milliseconds to import and are needed only by the type checker.
+# typing and pathlib cost milliseconds to import and are needed only by the type checker:
+# paths are taken as str or any os.PathLike (the control commands pass the str that
+# `vaultd.sources.control_socket` gives, the daemon and tests a pathlib.Path).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any
+    from typing import Any, TypeAlias
+
+    StrPath: TypeAlias = str | os.PathLike[str]
 
 # The longest the daemon lets a program it runs for a call take (credential_process,
 # mfa_process, ykman: core.mfa.COMMAND_TIMEOUT is this). A call that may run one (switch,
@@ -39,7 +43,7 @@ MAX_BODY = 4 * 1024 * 1024
 
 
 class DaemonNotRunning(Exception):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: StrPath) -> None:
         # Say where we looked and how to look elsewhere: a daemon on another socket (the
         # demo's, a service with its own) is invisible from a shell that lacks its path.
         super().__init__(
@@ -62,7 +66,7 @@ class ControlError(Exception):
 class UntrustedSocket(ControlError):
     """The control socket failed `verify_socket`: nothing was sent to it."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: StrPath, reason: str) -> None:
         super().__init__(
             403,
             {
@@ -102,7 +106,7 @@ def peer_uid(sock: Any) -> int | None:
     return None if creds is None else creds[1]
 
 
-def directory_problem(folder: Path, uid: int, *, root_ok: bool) -> str | None:
+def directory_problem(folder: StrPath, uid: int, *, root_ok: bool) -> str | None:
     """Why `folder` cannot be trusted to hold the control socket of `uid`, or None.
 
     The one rule for the socket's directory, used by the daemon that makes it and every
@@ -110,7 +114,7 @@ def directory_problem(folder: Path, uid: int, *, root_ok: bool) -> str | None:
     by root when `root_ok`: root can do anything anyway), and writable by nobody else, so
     no other user can have put a socket or a link in it. Raises FileNotFoundError if absent.
     """
-    info = folder.lstat()
+    info = os.lstat(folder)
     if stat.S_ISLNK(info.st_mode):
         return f"{folder} is a symbolic link"
     if not stat.S_ISDIR(info.st_mode):
@@ -140,7 +144,7 @@ def ensure_private_dir(folder: Path) -> None:
         raise ConfigError(f"{problem}: set VAULTD_CONTROL_SOCKET elsewhere")
 
 
-def verify_socket(path: Path, uid: int | None = None) -> None:
+def verify_socket(path: StrPath, uid: int | None = None) -> None:
     """Check that `path` is a control socket only `uid` (default: ours) could have made:
     its directory passes `directory_problem` and the socket is no symbolic link.
 
@@ -148,10 +152,11 @@ def verify_socket(path: Path, uid: int | None = None) -> None:
     otherwise. The server's own uid is checked once connected (`ControlClient`).
     """
     uid = os.getuid() if uid is None else uid
-    problem = directory_problem(path.parent, uid, root_ok=True)
+    # The directory as pathlib's `parent` names it ("." for a bare file name).
+    problem = directory_problem(os.path.dirname(path) or ".", uid, root_ok=True)
     if problem is not None:
         raise UntrustedSocket(path, problem)
-    if stat.S_ISLNK(path.lstat().st_mode):
+    if stat.S_ISLNK(os.lstat(path).st_mode):
         raise UntrustedSocket(path, "it is a symbolic link")
 
 
@@ -163,14 +168,14 @@ def _server_problem(sock: socket.socket, uid: int) -> str | None:
     return None if creds[1] == uid else f"its server runs as uid {creds[1]}"
 
 
-def _connect(path: Path, timeout: float) -> socket.socket:
+def _connect(path: StrPath, timeout: float) -> socket.socket:
     """A connection to a verified socket whose server runs as our uid."""
     uid = os.getuid()
     verify_socket(path, uid)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
+        sock.connect(os.fspath(path))
         problem = _server_problem(sock, uid)
     except OSError:
         sock.close()
@@ -256,7 +261,7 @@ class ControlClient:
     exchange: 502, 504).
     """
 
-    def __init__(self, path: Path, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(self, path: StrPath, timeout: float = CALL_TIMEOUT) -> None:
         self.path = path
         self.timeout = timeout
 

@@ -12,11 +12,15 @@ documents are read by core.credentials.from_document, where their wire format li
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from vaultd.errors import VaultdError
 
-Shape = Mapping[str, Any]
+# typing costs milliseconds to import and only the type checker needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    Shape: TypeAlias = Mapping[str, Any]
 NUMBER = (int, float)
 
 # GET /v1/status, as `vaultd status` and `vaultd list` read it (and the answer of clear).

@@ -5,28 +5,26 @@ variable and a TOML key (the README's "Settings" table lists them). Lists (allow
 uids) are a TOML array, or comma- or space-separated in the variable; booleans are
 true/false, 1/0, yes/no or on/off.
 
-Standard library only, because the control client needs the socket path and must start
-fast: settings live here, not with the AWS config reader in `core`, so that `vaultd status`
-does not pay for pydantic.
+Standard library only, and kept apart from the AWS config reader in `core`. Where each
+value comes from (flag, variable, TOML key) and where the control socket is live in
+`vaultd.sources`: the control commands read only that, never this module, so that
+`vaultd status` pays for neither dataclasses nor pathlib (issue 14).
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from vaultd.errors import ConfigError
+from vaultd.sources import Sources
 
 DEFAULT_PORT = 9169
 DEFAULT_HOST = "127.0.0.1"
 TokenMode = Literal["optional", "required"]
-# The longest Unix socket path in bytes: sun_path is 104 bytes on macOS (108 on Linux),
-# with the terminating NUL.
-MAX_SOCKET_PATH = 103
 
 
 @dataclass(frozen=True)
@@ -116,38 +114,6 @@ def loopback_for(host: str) -> str:
     return "::1" if address.version == 6 else "127.0.0.1"
 
 
-# How `default_socket_path` is described to people: the README and every `--control-socket`
-# help say it in these words (tests/test_docs.py checks both).
-DEFAULT_SOCKET_TEXT = (
-    "$XDG_RUNTIME_DIR/vaultd/control.sock, else ~/.local/state/vaultd/control.sock"
-)
-
-
-def default_socket_path(env: Mapping[str, str]) -> Path:
-    """Where the control socket is when nothing names it: the one rule, for the daemon and
-    every client alike.
-
-    1. `$XDG_RUNTIME_DIR/vaultd/control.sock`: the per-user 0700 runtime directory (systemd).
-    2. Else `$XDG_STATE_HOME/vaultd/control.sock` (default `~/.local/state`): inside the
-       home directory, where another user cannot create the directory first (macOS,
-       containers, cron, some SSH sessions). Not `$TMPDIR`: launchd agents and login
-       shells see different values of it on macOS.
-    3. Else, when HOME is unset or relative or the path would pass the AF_UNIX limit,
-       `/tmp/vaultd-UID/control.sock`. Anyone can create that name first: the daemon then
-       refuses to start, and clients refuse to talk to it (`vaultd.client.verify_socket`).
-    """
-    runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "vaultd" / "control.sock"
-    home = env.get("HOME", "")
-    state = env.get("XDG_STATE_HOME") or (f"{home}/.local/state" if home else "")
-    if state.startswith("/"):
-        path = Path(state) / "vaultd" / "control.sock"
-        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
-            return path
-    return Path("/tmp") / f"vaultd-{os.getuid()}" / "control.sock"  # noqa: S108
-
-
 class FlagError(ConfigError):
     """A flag's value is wrong: the command line's usage error (exit status 2)."""
 
@@ -165,28 +131,6 @@ def read_token(path: Path) -> str:
     return token
 
 
-def config_file(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "vaultd" / "config.toml"
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            # Imported only when a settings file exists: most users have none, and every
-            # control command (status, switch, mfa) reads the settings at start.
-            import tomllib  # noqa: PLC0415
-
-            try:
-                return tomllib.load(fh)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: {exc}") from None
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-
-
 def _flag(value: str | None, name: str, *, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -196,50 +140,6 @@ def _flag(value: str | None, name: str, *, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, not {value!r}")
-
-
-class _Sources:
-    """One setting's value from the first place that has it: flag, variable, TOML key."""
-
-    def __init__(self, env: Mapping[str, str], path: Path) -> None:
-        self.env = env
-        self.path = path
-        self.toml = _read_toml(path)
-
-    def raw(self, flag: object, var: str, key: str) -> tuple[object, str] | None:
-        """The value and a name for where it came from (for error messages), or None."""
-        if flag is not None:
-            return flag, "flag"
-        if self.env.get(var):
-            return self.env[var], var
-        if self.toml.get(key) is not None:
-            return self.toml[key], f"{self.path}: {key}"
-        return None
-
-    def text(self, flag: str | None, var: str, key: str) -> str | None:
-        found = self.raw(flag, var, key)
-        if found is None:
-            return None
-        value = found[0]
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if not isinstance(value, str | int):
-            raise ConfigError(f"{self.path}: {key} must be a string")
-        return str(value)
-
-    def items(self, flag: Sequence[object] | None, var: str, key: str) -> tuple[list[str], str]:
-        """A list setting's items; a string is split on commas and spaces."""
-        found = self.raw(flag, var, key)
-        if found is None:
-            return [], ""
-        value, source = found
-        if isinstance(value, str):
-            return value.replace(",", " ").split(), source
-        if isinstance(value, int) and not isinstance(value, bool):
-            return [str(value)], source
-        if isinstance(value, list | tuple):
-            return [str(v) for v in value], source
-        raise ConfigError(f"{source} must be a list")
 
 
 def _cidrs(items: list[str], source: str) -> tuple[str, ...]:
@@ -282,12 +182,10 @@ def load(
     """The settings, each from its flag (a keyword here, None when not given), else its
     VAULTD_* variable, else its key in the TOML file, else the default. Raises ConfigError
     naming the setting (FlagError when a flag's value is wrong)."""
-    env = os.environ if env is None else env
-    src = _Sources(env, config_file(env))
+    src = Sources.of(env)
     pick = src.text
 
     listen_text = pick(listen, "VAULTD_LISTEN", "listen")
-    socket_text = pick(control_socket, "VAULTD_CONTROL_SOCKET", "control_socket")
     tokens = pick(imds_tokens, "VAULTD_IMDS_TOKENS", "imds_tokens") or "optional"
     if tokens not in ("optional", "required"):
         raise ConfigError(f"imds_tokens must be 'optional' or 'required', not {tokens!r}")
@@ -308,7 +206,7 @@ def load(
         mfa_ykman=flag(None, "VAULTD_MFA_YKMAN", "mfa_ykman", default=False),
         notify=flag(None, "VAULTD_NOTIFY", "notify", default=True),
         listen=Listen.parse(listen_text) if listen_text else Listen(DEFAULT_HOST, DEFAULT_PORT),
-        control_socket=Path(socket_text).expanduser() if socket_text else default_socket_path(env),
+        control_socket=Path(src.control_socket(control_socket)),
         profile=pick(profile, "VAULTD_PROFILE", "profile"),
         imds_tokens="required" if tokens == "required" else "optional",
         session_duration=session_duration,

@@ -11,7 +11,10 @@ here: every control command loads this module at start.
 
 from __future__ import annotations
 
-from typing import Final
+# typing costs milliseconds to import and only the type checker needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 MAX_LOGGED: Final = 160
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import vaultd_env
-from vaultd import settings
+from vaultd import sources
 
 NOBODY = 65534
 pytestmark = [
@@ -218,17 +218,12 @@ def test_our_own_private_socket_is_used(tmp_path: Path) -> None:
 def test_the_fallback_socket_is_under_the_home_directory() -> None:
     uid = os.getuid()
     home = {"HOME": "/home/elmer"}
-    assert settings.default_socket_path({"XDG_RUNTIME_DIR": "/run/user/7", **home}) == Path(
-        "/run/user/7/vaultd/control.sock"
-    )
-    assert settings.default_socket_path(home) == Path(
-        "/home/elmer/.local/state/vaultd/control.sock"
-    )
-    assert settings.default_socket_path({"XDG_STATE_HOME": "/s", **home}) == Path(
-        "/s/vaultd/control.sock"
-    )
+    where = sources.default_socket_path
+    assert where({"XDG_RUNTIME_DIR": "/run/user/7", **home}) == "/run/user/7/vaultd/control.sock"
+    assert where(home) == "/home/elmer/.local/state/vaultd/control.sock"
+    assert where({"XDG_STATE_HOME": "/s", **home}) == "/s/vaultd/control.sock"
     # No home, a relative one, or one too long for a Unix socket path: /tmp, checked.
-    fallback = Path(f"/tmp/vaultd-{uid}/control.sock")
-    assert settings.default_socket_path({}) == fallback
-    assert settings.default_socket_path({"HOME": "relative"}) == fallback
-    assert settings.default_socket_path({"HOME": "/h" + "o" * 100}) == fallback
+    fallback = f"/tmp/vaultd-{uid}/control.sock"
+    assert where({}) == fallback
+    assert where({"HOME": "relative"}) == fallback
+    assert where({"HOME": "/h" + "o" * 100}) == fallback

@@ -11,12 +11,10 @@ them, never by the control commands.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from vaultd.cli.common import Command
 from vaultd.cli.exits import (
@@ -32,6 +30,11 @@ from vaultd.cli.exits import (
 from vaultd.client import ControlError, DaemonNotRunning
 from vaultd.errors import VaultdError
 from vaultd.untrusted import printable
+
+# typing costs milliseconds to import and only the type checker needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = [
     "EXIT_CLOSED_PIPE",
@@ -157,6 +160,8 @@ def _check_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> Non
 def _silence_closed_pipe() -> None:
     """Point stdout and stderr at /dev/null so that nothing, not even the interpreter's
     final flush, writes to the closed pipe again (the Python docs' recipe for SIGPIPE)."""
+    import contextlib  # only on this rare path: not loaded by every command's start
+
     devnull = os.open(os.devnull, os.O_WRONLY)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -9,34 +9,53 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any, NamedTuple
 
-from vaultd import settings
+from vaultd import sources
 from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError
 from vaultd.documents import SERVING, checked
 from vaultd.mfa_code import is_mfa_code
 from vaultd.untrusted import printable
 
-Handler = Callable[[argparse.Namespace], int]
+# typing costs milliseconds to import and only the type checker needs it; settings (with
+# dataclasses and pathlib) is imported by the commands that use more than the socket path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeAlias
+
+    from vaultd import settings
+
+    Handler: TypeAlias = Callable[[argparse.Namespace], int]
 
 
-class Command(NamedTuple):
+class Command:
     """One subcommand: its name, one-line help, the handler that runs it (returns the exit
-    code) and a function that adds its arguments to its subparser."""
+    code), a function that adds its arguments to its subparser, and its --help text when it
+    says more than `help`. (A plain class: typing.NamedTuple would load typing at start.)"""
 
-    name: str
-    help: str
-    handler: Handler
-    arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    # The subcommand's --help text, when it says more than `help`.
-    description: str | None = None
+    __slots__ = ("arguments", "description", "handler", "help", "name")
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        handler: Handler,
+        arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.name = name
+        self.help = help
+        self.handler = handler
+        self.arguments = arguments
+        self.description = description
 
 
 def settings_for(args: argparse.Namespace) -> settings.Settings:
     """The settings, with whichever of --listen, --control-socket, --profile and
     --imds-tokens this command has taking precedence."""
+    from vaultd import settings  # see TYPE_CHECKING above
+
     return settings.load(
         listen=getattr(args, "listen", None),
         control_socket=getattr(args, "control_socket", None),
@@ -46,8 +65,9 @@ def settings_for(args: argparse.Namespace) -> settings.Settings:
 
 
 def client_for(args: argparse.Namespace) -> ControlClient:
-    """A control client for the socket these flags and settings name."""
-    return ControlClient(settings_for(args).control_socket)
+    """A control client for the socket these flags and settings name (only that setting is
+    read: `sources.control_socket`)."""
+    return ControlClient(sources.control_socket(getattr(args, "control_socket", None)))
 
 
 def has_terminal() -> bool:
@@ -119,7 +139,7 @@ def socket_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--control-socket",
         metavar="PATH",
-        help=f"control socket (default {settings.DEFAULT_SOCKET_TEXT}; env VAULTD_CONTROL_SOCKET)",
+        help=f"control socket (default {sources.DEFAULT_SOCKET_TEXT}; env VAULTD_CONTROL_SOCKET)",
     )
 
 

@@ -7,7 +7,6 @@ of `vaultd status` takes about 65 ms on a quiet 2-core machine, `bench/cli.py` m
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -29,7 +28,6 @@ from vaultd.cli.common import (
 from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.documents import RUNNING, STATUS, checked
-from vaultd.settings import sdk_url
 from vaultd.untrusted import printable
 
 
@@ -137,6 +135,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_env(args: argparse.Namespace) -> int:
     """The endpoint the running daemon reports (where it really serves); with --listen, or
     with no daemon, the listen address mapped the way the daemon maps it (`sdk_url`)."""
+    # Imported here: contextlib, and settings with dataclasses and pathlib, are what status,
+    # switch and mfa (this module's other commands) never load.
+    import contextlib
+
+    from vaultd.settings import sdk_url
+
     endpoint = None
     if args.listen is None:
         with contextlib.suppress(DaemonNotRunning):
