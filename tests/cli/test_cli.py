@@ -11,7 +11,8 @@ import keyring
 import pytest
 
 from tests.e2e.harness import run_vaultd
-from vaultd.cli import build_parser, main
+from vaultd.cli import main
+from vaultd.cli.parser import build_parser
 from vaultd.core.keystore import Keystore
 
 

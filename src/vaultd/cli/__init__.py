@@ -1,5 +1,6 @@
-"""The `vaultd` command: the parser, dispatch, and the rules every command shares at its
-edge (exit codes in `exits`, one-line errors, a closed stdout, a mistyped command).
+"""The `vaultd` command: dispatch, and the rules every command shares at its edge (exit
+codes in `exits`, one-line errors, a closed stdout). The argparse parser is in `parser`; the
+control commands' plain forms are read from the same declarations by `quick`.
 
 Each command group lives in its own module and declares its commands (`COMMANDS`): session
 (switch, mfa, refresh, status, env), keys (add, remove, list, rotate, clear), run (exec,
@@ -10,12 +11,12 @@ them, never by the control commands.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
+from vaultd.cli import quick
 from vaultd.cli.common import Command
 from vaultd.cli.exits import (
     EXIT_CLOSED_PIPE,
@@ -44,7 +45,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "Failure",
-    "build_parser",
     "main",
 ]
 
@@ -74,13 +74,9 @@ GROUP_OF = {
     "completion": "completion",
 }
 ORDER = tuple(GROUP_OF)
-
-EPILOG = """\
-exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
-was given and there was no terminal to ask on; 4 the daemon is not running; 130 interrupted
-(Ctrl-C); 141 stdout was closed early (`| true`). `vaultd exec` exits with its command's
-status (126 not executable, 127 not found). Shell completion:
-`vaultd completion bash|zsh|fish`."""
+# The commands whose plain forms are read without argparse (`quick`): the session group's,
+# which only talk to the daemon and run many times a day (issue 14).
+QUICK = frozenset(name for name, group in GROUP_OF.items() if group == "session")
 
 
 def commands(names: Sequence[str] = ORDER) -> dict[str, Command]:
@@ -92,69 +88,10 @@ def commands(names: Sequence[str] = ORDER) -> dict[str, Command]:
     return found
 
 
-class _Version(argparse.Action):
-    """-V/--version: the installed distribution's version (package metadata, the one place it
-    is written), looked up only when asked for."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> None:
-        from vaultd import __version__
-
-        print(f"vaultd {__version__}")
-        parser.exit()
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line: one subparser per command, each group adding its arguments. With
-    `only`, just that command's subparser, which parses its words the same way."""
-    parser = argparse.ArgumentParser(
-        prog="vaultd",
-        description="Serve AWS role credentials to every SDK on this machine through IMDS.",
-        epilog=EPILOG,
-    )
-    parser.add_argument(
-        "-V", "--version", action=_Version, help="show program's version number and exit"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    names = ORDER if only is None else (only,)
-    declared = commands(names)
-    for name in names:
-        command = declared[name]  # KeyError: GROUP_OF names a group that does not declare it
-        p = sub.add_parser(
-            command.name, help=command.help, description=command.description or command.help
-        )
-        p.set_defaults(func=command.handler)
-        if command.arguments is not None:
-            command.arguments(p)
-    return parser
-
-
 def _fail(message: str, code: int) -> NoReturn:
     # Every one-line error, escaped: it may carry a profile name or a program's stderr.
     print(f"vaultd: {printable(message, None, ascii=False)}", file=sys.stderr)
     raise SystemExit(code)
-
-
-def _check_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
-    """A mistyped command names the close one (`vaultd swtich` -> switch) instead of
-    argparse's list of every command; with nothing close, argparse's message stands."""
-    word = next((w for w in words if not w.startswith("-")), None)
-    if word is None or word in ORDER:
-        return
-    import difflib
-
-    # 0.7 takes `swtich`, `stauts`, `lsit`, `netowrk`, and leaves `frobnicate` to argparse.
-    close = difflib.get_close_matches(word, ORDER, n=1, cutoff=0.7)
-    if close:
-        parser.error(f"unknown command {word!r}: did you mean `vaultd {close[0]}`?")
 
 
 def _silence_closed_pipe() -> None:
@@ -193,16 +130,16 @@ def _run(words: list[str]) -> int:
     if "--" in words:
         cut = words.index("--")
         words, trailing = words[:cut], words[cut + 1 :]
-    # `vaultd COMMAND ...` needs only COMMAND's subparser; anything else (help, -V, a typo)
-    # gets the whole parser.
+    # The control commands' plain forms are read without argparse (`quick`, from the same
+    # declaration); everything else, and every usage error, goes through argparse.
     word = words[0] if words else None
-    parser = build_parser(only=word if word in GROUP_OF else None)
-    _check_command(parser, words)
-    args = parser.parse_args(words)
-    if trailing is not None:
-        if word != "exec":
-            parser.error("`--` is only for `vaultd exec PROFILE -- CMD`")
-        args.command = [*args.command, *trailing]
+    args = None
+    if trailing is None and word in QUICK:
+        args = quick.parse(commands((word,))[word], words[1:])
+    if args is None:
+        from vaultd.cli.parser import parse  # argparse: see vaultd.cli.parser
+
+        args = parse(words, trailing)
     try:
         result: int = args.func(args)
     except DaemonNotRunning as exc:

@@ -7,7 +7,6 @@ this module, and import-linter keeps it free of aiohttp, boto3, botocore, pydant
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from vaultd import sources
@@ -18,9 +17,12 @@ from vaultd.mfa_code import is_mfa_code
 from vaultd.untrusted import printable
 
 # typing costs milliseconds to import and only the type checker needs it; settings (with
-# dataclasses and pathlib) is imported by the commands that use more than the socket path.
+# dataclasses and pathlib) is imported by the commands that use more than the socket path,
+# argparse where words are parsed with it (`vaultd.cli.parser`; `quick` reads the control
+# commands' plain forms without it).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
     from typing import Any, TypeAlias
 
@@ -122,9 +124,15 @@ def code_argument(value: str | None) -> str | None:
 def profile_name(text: str) -> str:
     """argparse type of every PROFILE argument: a name, not an empty string (exit 2)."""
     if not text.strip():
+        import argparse  # only argparse reads an empty name: `quick` leaves it to it
+
         raise argparse.ArgumentTypeError("a profile name cannot be empty")
     return text
 
+
+# argparse.SUPPRESS (an argument left out of --help), spelled here so that declaring
+# arguments loads no argparse (tests/cli/test_quick.py checks it is argparse's).
+SUPPRESS = "==SUPPRESS=="
 
 MFA_HELP = "MFA code, if the profile needs one (- reads it from stdin)"
 

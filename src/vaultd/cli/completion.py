@@ -21,7 +21,7 @@ it: bash `vaultd completion bash > ~/.local/share/bash-completion/completions/va
 def cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
-    from vaultd.cli import build_parser
+    from vaultd.cli.parser import build_parser
 
     print(shtab.complete(build_parser(), shell=args.shell), end="")
     return EXIT_OK

@@ -6,13 +6,13 @@ of `vaultd status` takes about 65 ms on a quiet 2-core machine, `bench/cli.py` m
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 from vaultd.cli.common import (
     MFA_HELP,
+    SUPPRESS,
     Command,
     ask_code,
     client_for,
@@ -29,6 +29,12 @@ from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.documents import RUNNING, STATUS, checked
 from vaultd.untrusted import printable
+
+# Only the type checker needs argparse here: the control commands' words are read without it
+# in their plain forms (`vaultd.cli.quick`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -171,7 +177,7 @@ def _mfa_args(p: argparse.ArgumentParser) -> None:
         help="six-digit code (asked for when omitted; - reads it from stdin)",
     )
     p.add_argument("--watch", action="store_true", help="keep waiting and ask for each request")
-    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--interval", type=float, default=1.0, help=SUPPRESS)
     socket_arg(p)
 
 

@@ -1,0 +1,114 @@
+"""The `vaultd` command's argparse parser: one subparser per command, each group adding its
+arguments, and the help for a mistyped command.
+
+Loaded only when argparse must read the words: `vaultd.cli.quick` reads the control
+commands' plain forms from the same declarations without it (issue 14: argparse, with the
+gettext, locale and shutil it loads while it builds a parser, was a third of `vaultd
+status`'s start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from vaultd.cli import GROUP_OF, ORDER, commands
+from vaultd.cli.common import SUPPRESS
+
+# typing costs milliseconds to import and only the type checker needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+EPILOG = """\
+exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
+was given and there was no terminal to ask on; 4 the daemon is not running; 130 interrupted
+(Ctrl-C); 141 stdout was closed early (`| true`). `vaultd exec` exits with its command's
+status (126 not executable, 127 not found). Shell completion:
+`vaultd completion bash|zsh|fish`."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and each subparser: argparse makes them of the parent's class),
+    taking `common.SUPPRESS` for argparse.SUPPRESS: declarations spell it so that `quick`
+    loads no argparse, and argparse tests for SUPPRESS by identity, not equality."""
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("help") == SUPPRESS:
+            kwargs["help"] = argparse.SUPPRESS
+        return super().add_argument(*name_or_flags, **kwargs)
+
+
+class _Version(argparse.Action):
+    """-V/--version: the installed distribution's version (package metadata, the one place it
+    is written), looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from vaultd import __version__
+
+        print(f"vaultd {__version__}")
+        parser.exit()
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line: one subparser per command, each group adding its arguments. With
+    `only`, just that command's subparser, which parses its words the same way."""
+    parser = _Parser(
+        prog="vaultd",
+        description="Serve AWS role credentials to every SDK on this machine through IMDS.",
+        epilog=EPILOG,
+    )
+    parser.add_argument(
+        "-V", "--version", action=_Version, help="show program's version number and exit"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    names = ORDER if only is None else (only,)
+    declared = commands(names)
+    for name in names:
+        command = declared[name]  # KeyError: GROUP_OF names a group that does not declare it
+        p = sub.add_parser(
+            command.name, help=command.help, description=command.description or command.help
+        )
+        p.set_defaults(func=command.handler)
+        if command.arguments is not None:
+            command.arguments(p)
+    return parser
+
+
+def check_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
+    """A mistyped command names the close one (`vaultd swtich` -> switch) instead of
+    argparse's list of every command; with nothing close, argparse's message stands."""
+    word = next((w for w in words if not w.startswith("-")), None)
+    if word is None or word in ORDER:
+        return
+    import difflib
+
+    # 0.7 takes `swtich`, `stauts`, `lsit`, `netowrk`, and leaves `frobnicate` to argparse.
+    close = difflib.get_close_matches(word, ORDER, n=1, cutoff=0.7)
+    if close:
+        parser.error(f"unknown command {word!r}: did you mean `vaultd {close[0]}`?")
+
+
+def parse(words: list[str], trailing: list[str] | None) -> argparse.Namespace:
+    """The namespace for `vaultd WORDS [-- TRAILING]`; argparse's usage error (exit 2) for
+    words it cannot read. `TRAILING`, everything after `--`, is only for `vaultd exec`."""
+    # `vaultd COMMAND ...` needs only COMMAND's subparser; anything else (help, -V, a typo)
+    # gets the whole parser.
+    word = words[0] if words else None
+    parser = build_parser(only=word if word in GROUP_OF else None)
+    check_command(parser, words)
+    args = parser.parse_args(words)
+    if trailing is not None:
+        if word != "exec":
+            parser.error("`--` is only for `vaultd exec PROFILE -- CMD`")
+        args.command = [*args.command, *trailing]
+    return args
