@@ -11,9 +11,13 @@ serve an attacker's keys to `switch`, `mfa`, `export` and `exec`.
 
 from __future__ import annotations
 
+# `_socket`, not `socket`: the standard library's socket module wraps this C module, and at
+# import it turns the constants into enums (IntEnum._convert_), a seventh of what every
+# control command costs (issue 14). The client needs only the C socket type, of which
+# socket.socket is a subclass, and the plain constants.
+import _socket
 import json
 import os
-import socket
 import stat
 import struct
 import sys
@@ -82,11 +86,11 @@ def peer_credentials(sock: Any) -> tuple[int, int] | None:
     asyncio's TransportSocket), as the kernel recorded them at connect time (Linux
     SO_PEERCRED; macOS LOCAL_PEERCRED and LOCAL_PEERPID). None where the OS does not tell,
     or for another socket family (the control API's tests drive it over TCP)."""
-    if getattr(sock, "family", None) != socket.AF_UNIX:
+    if getattr(sock, "family", None) != _socket.AF_UNIX:
         return None
     try:
         if sys.platform.startswith("linux"):
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
             pid, uid, _ = struct.unpack("3i", raw)
             return int(pid), int(uid)
         if sys.platform == "darwin":
@@ -160,7 +164,7 @@ def verify_socket(path: StrPath, uid: int | None = None) -> None:
         raise UntrustedSocket(path, "it is a symbolic link")
 
 
-def _server_problem(sock: socket.socket, uid: int) -> str | None:
+def _server_problem(sock: _socket.socket, uid: int) -> str | None:
     creds = peer_credentials(sock)
     if creds is None:
         # Linux and macOS always tell; elsewhere the directory check stands alone.
@@ -168,11 +172,11 @@ def _server_problem(sock: socket.socket, uid: int) -> str | None:
     return None if creds[1] == uid else f"its server runs as uid {creds[1]}"
 
 
-def _connect(path: StrPath, timeout: float) -> socket.socket:
+def _connect(path: StrPath, timeout: float) -> _socket.socket:
     """A connection to a verified socket whose server runs as our uid."""
     uid = os.getuid()
     verify_socket(path, uid)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(os.fspath(path))
@@ -197,7 +201,7 @@ class _Reader:
     """An HTTP/1.1 response from a socket: status, then a body framed by Content-Length,
     chunked transfer coding, or the end of the connection."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
 
@@ -268,9 +272,12 @@ class ControlClient:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         payload = json.dumps(body).encode() if body is not None else None
         try:
-            with _connect(self.path, self.timeout) as sock:
+            sock = _connect(self.path, self.timeout)
+            try:
                 sock.sendall(_request(method, path, payload))
                 status, raw = _Reader(sock).response()
+            finally:
+                sock.close()  # a C socket: no `with`
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
             raise DaemonNotRunning(self.path) from None
         except TimeoutError:

@@ -23,6 +23,8 @@ NEVER_FOR_CONTROL = (
     # argparse and what it loads while it builds a parser: their plain forms are read by
     # vaultd.cli.quick (tests/cli/test_quick.py checks that both read them alike).
     *("argparse", "vaultd.cli.parser", "gettext", "locale", "shutil"),
+    # The socket module's enums (vaultd.client uses the C module _socket under it).
+    *("socket", "selectors"),
 )
 
 
