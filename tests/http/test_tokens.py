@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import FakeClock
-from vaultd.http.tokens import Tokens, parse_ttl
+from vaultd.http.tokens import MEMO_SIZE, Tokens, parse_ttl
 
 
 def test_ttl_parsing() -> None:
@@ -40,3 +40,30 @@ def test_tampered_tokens_are_refused(clock: FakeClock) -> None:
 def test_arbitrary_strings_are_never_valid(text: str) -> None:
     tokens = Tokens(FakeClock(), key=b"k" * 32)
     assert tokens.remaining(text) is None
+
+
+def test_a_checked_token_is_remembered_not_recomputed(clock: FakeClock) -> None:
+    tokens = Tokens(clock)
+    token = tokens.issue(100)
+    macs = 0
+    real_mac = tokens._mac
+
+    def counting(expiry: bytes) -> bytes:
+        nonlocal macs
+        macs += 1
+        return real_mac(expiry)
+
+    tokens._mac = counting  # type: ignore[method-assign]
+    for _ in range(50):
+        assert tokens.remaining(token) == 100
+    assert macs == 1
+    clock.advance(100)
+    assert tokens.remaining(token) is None  # remembered, yet expired on time
+
+
+def test_the_memo_of_checked_tokens_is_bounded(clock: FakeClock) -> None:
+    tokens = Tokens(clock)
+    for ttl in range(1, 3 * MEMO_SIZE):
+        assert tokens.remaining(tokens.issue(ttl)) == ttl
+        assert tokens.remembered <= MEMO_SIZE
+    assert tokens.remembered > 0

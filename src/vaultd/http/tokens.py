@@ -1,8 +1,14 @@
 """IMDSv2 session tokens: stateless, so a flood of PUTs costs no memory.
 
 A token is its expiry plus an HMAC of that expiry under a key that lives only in this
-process: nothing is stored, any token from an earlier daemon is simply invalid, and checking
-one is a constant-time compare.
+process: nothing is stored per issued token, any token from an earlier daemon is simply
+invalid, and checking one is a constant-time compare.
+
+SDKs send the same token on every request until it nears expiry (boto3 and the AWS CLI ask
+for 21,600 s), so a token whose MAC has been checked once is remembered, with its expiry,
+in a memo of at most `MEMO_SIZE` entries that is emptied when full: every GET on the hot path
+then costs a dictionary lookup, not a base64 decode and an HMAC. Only tokens that passed the
+check enter the memo, and a hit still tests the expiry against the clock.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ _TTL = re.compile(r"[0-9]{1,6}")
 _MAC_BYTES = 24
 # 8 bytes of expiry + the MAC, base64url without padding: exactly 43 characters.
 _SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+# Distinct valid tokens remembered; one per SDK process in practice, so this is generous.
+MEMO_SIZE = 1024
 
 
 def parse_ttl(value: str | None) -> int | None:
@@ -34,12 +42,21 @@ def parse_ttl(value: str | None) -> int | None:
 
 
 class Tokens:
+    """Issues and checks IMDSv2 tokens (`X-aws-ec2-metadata-token`) against `clock`
+    (epoch seconds) under `key` (32 random bytes unless given, for tests)."""
+
     def __init__(self, clock: Callable[[], float], key: bytes | None = None) -> None:
         self.clock = clock
         self._key = key if key is not None else secrets.token_bytes(32)
+        self._memo: dict[str, int] = {}  # verified token -> expiry (epoch seconds)
+
+    @property
+    def remembered(self) -> int:
+        """How many checked tokens are remembered now (never more than `MEMO_SIZE`)."""
+        return len(self._memo)
 
     def _mac(self, expiry: bytes) -> bytes:
-        return hmac.new(self._key, expiry, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, expiry, hashlib.sha256)[:_MAC_BYTES]
 
     def issue(self, ttl: int) -> str:
         expiry = (int(self.clock()) + ttl).to_bytes(8, "big")
@@ -47,6 +64,16 @@ class Tokens:
 
     def remaining(self, token: str) -> int | None:
         """Seconds the token has left, or None when it is not one of ours or has expired."""
+        expiry_at = self._memo.get(token)
+        if expiry_at is None:
+            expiry_at = self._verify(token)
+            if expiry_at is None:
+                return None
+        left = expiry_at - self.clock()
+        return int(left) if left > 0 else None
+
+    def _verify(self, token: str) -> int | None:
+        """The expiry a well-formed token of ours carries (remembered), else None."""
         if len(token) > MAX_TOKEN_LENGTH or not _SHAPE.fullmatch(token):
             return None
         try:
@@ -58,5 +85,7 @@ class Tokens:
         expiry, mac = raw[:8], raw[8:]
         if not hmac.compare_digest(mac, self._mac(expiry)):
             return None
-        left = int.from_bytes(expiry, "big") - self.clock()
-        return int(left) if left > 0 else None
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        expiry_at = self._memo[token] = int.from_bytes(expiry, "big")
+        return expiry_at
