@@ -35,7 +35,7 @@ from vaultd.http.ecs import EcsApp
 from vaultd.http.guards import Guard
 from vaultd.http.refusals import RefusalLog
 from vaultd.http.tokens import Tokens, parse_ttl
-from vaultd.http.wire import Limits, Peer, Reply, Request, Server, head
+from vaultd.http.wire import Limits, Peer, Rendered, Reply, Request, Server, head
 from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd.imds")
@@ -94,6 +94,7 @@ class ImdsApp:
         self.owners = Owners(opts.allow_uids) if opts.uid_check else None
         self.refusals = RefusalLog(log, broker.clock)
         self._prepared = _Prepared()
+        self._rendered = Rendered()
         self._listeners: list[asyncio.Server] = []
         limits = Limits(
             opts.max_connections,
@@ -190,16 +191,21 @@ class ImdsApp:
         content_type: str = metadata.TEXT,
         **extra: str,
     ) -> Reply:
-        top = head(
-            status,
-            len(body),
-            content_type,
-            (*BASE_HEADERS, *extra.items()),
-            self.server.clock.date(),
-            http10=request.http10,
-            close=request.close,
-        )
-        return top if request.method == "HEAD" else top + body
+        date = self.server.clock.date()
+        key = (status, body, content_type, tuple(extra.items()), request.http10, request.close)
+        rendered = self._rendered.get(date, key)
+        if rendered is None:
+            top = head(
+                status,
+                len(body),
+                content_type,
+                (*BASE_HEADERS, *extra.items()),
+                date,
+                http10=request.http10,
+                close=request.close,
+            )
+            rendered = self._rendered.put(key, (top, top + body))
+        return rendered[0] if request.method == "HEAD" else rendered[1]
 
     def _error(self, request: Request, status: int, reason: str, **extra: str) -> Reply:
         return self._reply(

@@ -18,7 +18,7 @@ import asyncio
 import email.utils
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
@@ -116,6 +116,39 @@ def head(
     elif http10 and not close:
         out += b"Connection: keep-alive\r\n"
     return out + b"\r\n"
+
+
+class Rendered:
+    """Responses already rendered in the current second, keyed by what shapes them.
+
+    The Date header changes once a second and nothing else in a reply to the same request
+    does, so rendering it again is waste on the hot path. Keys name everything a reply is
+    made of (status, body, headers, HTTP version, close), so a hit is byte for byte what
+    rendering would give. The table is emptied when the second turns and when it holds
+    `limit` replies, so varied requests cannot make it grow."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._date = b""
+        self._replies: dict[Hashable, tuple[bytes, bytes]] = {}
+
+    def get(self, date: bytes, key: Hashable) -> tuple[bytes, bytes] | None:
+        """(head, head + body) rendered for `key` under `date`, or None."""
+        if date != self._date:
+            self._date = date
+            self._replies.clear()
+            return None
+        return self._replies.get(key)
+
+    def put(self, key: Hashable, rendered: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+        """Remember `rendered` for `key` in the current second; returns it."""
+        if len(self._replies) >= self.limit:
+            self._replies.clear()
+        self._replies[key] = rendered
+        return rendered
+
+    def __len__(self) -> int:
+        return len(self._replies)
 
 
 OVER_CAP: Final = (
