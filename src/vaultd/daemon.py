@@ -29,7 +29,7 @@ from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.provider import Provider
 from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
-from vaultd.host import activation
+from vaultd.host import activation, event_loop
 from vaultd.host.blocking import AbandoningExecutor
 from vaultd.host.coredump import CoreDumps, forbid_core_dumps
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
@@ -197,6 +197,7 @@ class Daemon:
             "sts_calls": self.provider.sts_calls,
             "core_dumps": self.core_dumps.describe() if self.core_dumps else "not changed",
             "owner_check": self.imds.owner_lookup,
+            "event_loop": event_loop.describe(asyncio.get_running_loop()),
         }
 
     async def start(self) -> None:
@@ -283,6 +284,7 @@ class Daemon:
         )
         if self.core_dumps is not None:  # after the listeners: a bad --listen is its error alone
             log.info("core dumps %s", self.core_dumps.describe())
+        log.info("event loop %s", event_loop.describe(asyncio.get_running_loop()))
 
     async def stop(self) -> None:
         """Stop serving and remove the control socket we made; safe to call twice."""
@@ -381,7 +383,7 @@ def serve(settings: Settings) -> int:
     dumps = forbid_core_dumps()  # before any secret is read; said once the listeners are up
     daemon = Daemon(settings)
     daemon.core_dumps = dumps
-    asyncio.run(run(daemon))
+    event_loop.choose().run(run(daemon))
     return 0
 
 
@@ -403,5 +405,5 @@ def relay(
     else:
         raise ServeError("the relay needs the host's control socket or an upstream URL")
     log.info("core dumps %s", forbid_core_dumps().describe())  # before any secret arrives
-    asyncio.run(run(Relay(fetch, listen, allow_cidrs, interval)))
+    event_loop.choose().run(run(Relay(fetch, listen, allow_cidrs, interval)))
     return 0

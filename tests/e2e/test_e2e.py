@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, cast
 
@@ -135,6 +136,9 @@ def test_mfa_pending_answers_at_once_and_mfa_command_completes(
         assert status_out["owner_check"] == "netlink sock_diag (exact socket)"
         text = run_vaultd("status").stdout
         assert "owner check: netlink sock_diag (exact socket)" in text
+    # The event loop the daemon really runs on (uvloop is a dependency where it builds).
+    assert status_out["event_loop"] == f"uvloop {version('uvloop')}"
+    assert f"event loop:  uvloop {version('uvloop')}" in run_vaultd("status").stdout
 
     done = run_vaultd("mfa", "123456")
     assert done.returncode == 0, done.stderr

@@ -134,6 +134,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"core dumps:  {status['core_dumps']}")
     if status.get("owner_check"):
         lines.append(f"owner check: {status['owner_check']}")
+    if status.get("event_loop"):
+        lines.append(f"event loop:  {status['event_loop']}")
     # Every field came from the daemon, and names from the config: no raw control characters.
     print("\n".join(printable(line, None, ascii=False) for line in lines))
     return EXIT_OK
