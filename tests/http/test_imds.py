@@ -450,3 +450,37 @@ def test_printable_escapes_everything_a_request_can_send() -> None:
     assert printable('a\nb\rc\0d"e\\f\u2028g\xe9') == 'a\\nb\\rc\\x00d\\"e\\\\f\\u2028g\\xe9'
     assert printable("x" * 500, 10) == "x" * 10 + "...(+490 chars)"
     assert printable("GET", 16) == "GET"
+
+
+async def test_replies_to_different_requests_never_share_a_rendering(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    """The same path asked as GET, HEAD, HTTP/1.0, and with Connection: close, back to back
+    in one second: each reply is its own (wire.Rendered keys on all that shapes it)."""
+    imds = await make_imds()
+    get = f"GET {CREDS} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n".encode()
+    variants = [
+        get,
+        get.replace(b"GET", b"HEAD"),
+        get.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        get.replace(b"HTTP/1.1", b"HTTP/1.0").replace(
+            b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n"
+        ),
+        get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"),
+    ]
+    # Requests that end their connection are sent once; the others twice, pipelined.
+    ending = (variants[2], variants[4])
+    answers = [
+        await raw_exchange(imds.port, v if v in ending else v + v, half_close=True)
+        for v in variants
+    ]
+    plain, head, http10, http10_keep, close = answers
+    assert plain.count(b"HTTP/1.1 200 OK\r\n") == 2 and plain.endswith(b"DeveloperRole")
+    assert b"Connection:" not in plain
+    assert head.count(b"HTTP/1.1 200 OK\r\n") == 2 and head.endswith(b"\r\n\r\n")
+    assert b"Content-Length: 13\r\n" in head  # HEAD: the length of the body it leaves out
+    assert http10.startswith(b"HTTP/1.0 200 OK\r\n") and http10.count(b"HTTP/1.0") == 1
+    assert b"Connection:" not in http10  # 1.0 without keep-alive: answered once, closed
+    assert http10_keep.count(b"HTTP/1.0 200 OK\r\n") == 2
+    assert http10_keep.count(b"Connection: keep-alive\r\n") == 2
+    assert close.count(b"HTTP/1.1 200 OK\r\n") == 1 and b"Connection: close\r\n" in close
