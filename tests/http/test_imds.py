@@ -164,6 +164,23 @@ async def test_same_document_until_rotation(make_imds: Callable[..., Awaitable[I
     assert len(imds.provider.calls) == 1
 
 
+async def test_a_new_set_is_served_as_soon_as_it_lands(
+    make_imds: Callable[..., Awaitable[Imds]], clock: FakeClock
+) -> None:
+    """Answers are kept per credential set (imds._Prepared): a refresh must replace them."""
+    imds = await make_imds()
+    first = json.loads(await (await imds.client.get(CREDS + "DeveloperRole")).read())
+    clock.advance(3600 - 10 * 60)  # inside the refresh window: the GET starts one
+    await imds.client.get(CREDS + "DeveloperRole")
+    slot = imds.imds.broker.active_slot()
+    assert slot is not None and slot.task is not None
+    await slot.task
+    second = json.loads(await (await imds.client.get(CREDS + "DeveloperRole")).read())
+    assert len(imds.provider.calls) == 2
+    assert second["AccessKeyId"] != first["AccessKeyId"]
+    assert second["Expiration"] > first["Expiration"]
+
+
 async def test_placement_and_listings(make_imds: Callable[..., Awaitable[Imds]]) -> None:
     imds = await make_imds()
     r = await imds.client.get("/latest/meta-data/placement/region")

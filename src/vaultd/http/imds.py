@@ -46,6 +46,8 @@ RELAY_PATH: Final = "/vaultd-relay/v1/credentials"
 # How long a request may wait for a refresh already under way (SDK timeouts are ~1 s).
 WAIT_FOR_REFRESH: Final = 0.5
 JSON: Final = "application/json; charset=utf-8"
+# Distinct request paths whose answers are kept per credential set (SDKs ask for three).
+ROUTES_KEPT: Final = 64
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,15 @@ class ImdsOptions:
 
 @dataclass
 class _Prepared:
+    """What answers need for one (plan, credentials) pair, built once: the instance, the
+    credentials documents, and the answers already worked out, by request path."""
+
     plan: Plan | None = None
     creds: Credentials | None = None
     instance: metadata.Instance | None = None
     body: bytes = b""
     extended: bytes = b""
+    routes: dict[str, tuple[bool, metadata.Reply]] = field(default_factory=dict)
 
 
 class ImdsApp:
@@ -265,21 +271,44 @@ class ImdsApp:
         slot = self.broker.active_slot()
         if slot is None or slot.plan is None:
             return self._answer(request, metadata.route(segments, None, None))
+        prepared = self._prepare(slot.plan, slot.creds)
+        known = prepared.routes.get(request.path)
+        if known is None:
+            known = self._route_prepared(segments, prepared)
+            if len(prepared.routes) < ROUTES_KEPT:
+                prepared.routes[request.path] = known
+        wants_creds, reply = known
+        if not wants_creds:
+            return self._answer(request, reply)
+        # The credentials path: `current()` starts a refresh that is due, and says whether
+        # the set the prepared answer was built from may still be served.
+        if self.broker.current() is not None:
+            return self._answer(request, reply)
+        if slot.task is not None:
+            return self._route_after_refresh(request, segments)
+        return self._answer(request, self._credentials(segments, slot.plan, None))
+
+    def _route_prepared(
+        self, segments: list[str], prepared: _Prepared
+    ) -> tuple[bool, metadata.Reply]:
+        """Whether `segments` asks for credentials, and the answer while the prepared set
+        is served."""
         wants_creds = (
             len(segments) == 5
             and segments[2] == "iam"
             and segments[3] in ("security-credentials", "security-credentials-extended")
         )
+        extended = self.options.serve_extended
         if not wants_creds:
-            instance = self._prepare(slot.plan, slot.creds).instance
-            extended = self.options.serve_extended
-            return self._answer(
-                request, metadata.route(segments, instance, None, extended=extended)
-            )
-        creds = self.broker.current()
-        if creds is None and slot.task is not None:
-            return self._route_after_refresh(request, segments)
-        return self._answer(request, self._credentials(segments, slot.plan, creds))
+            return False, metadata.route(segments, prepared.instance, None, extended=extended)
+        reply = metadata.route(
+            segments,
+            prepared.instance,
+            prepared.body,
+            extended=extended,
+            extended_body=prepared.extended,
+        )
+        return True, reply
 
     async def _route_after_refresh(self, request: Request, segments: list[str]) -> Reply:
         creds = await self.broker.wait_current(WAIT_FOR_REFRESH)
@@ -292,19 +321,13 @@ class ImdsApp:
         self, segments: list[str], plan: Plan, creds: Credentials | None
     ) -> metadata.Reply:
         prepared = self._prepare(plan, creds)
+        if creds is not None:
+            return self._route_prepared(segments, prepared)[1]
+        status = self.broker.status()
+        body = metadata.unavailable_body(status_words.message(status), status.now)
         extended = self.options.serve_extended
-        if creds is None:
-            status = self.broker.status()
-            body = metadata.unavailable_body(status_words.message(status), status.now)
-            return metadata.route(
-                segments, prepared.instance, body, extended=extended, extended_body=body
-            )
         return metadata.route(
-            segments,
-            prepared.instance,
-            prepared.body,
-            extended=extended,
-            extended_body=prepared.extended,
+            segments, prepared.instance, body, extended=extended, extended_body=body
         )
 
     def _answer(self, request: Request, reply: metadata.Reply) -> Reply:
