@@ -4,18 +4,23 @@ Brings up its own sandbox (moto as STS, a throwaway keyring, `vaultd serve`, the
 `master` role) and `bench/minimal.py`, then measures both in the same run: keep-alive
 req/s, p50 and p99 at 1, 16 and 64 connections (wrk when installed, else Python), the
 median new-connection GET with 0 and with 9,000 idle loopback connections held elsewhere,
-`vaultd status` against `python -c pass`, vaultd's RSS idle and after each kind of load
-(keep-alive, a token-PUT flood, new connections), and STS calls made during the run (0).
-Loopback only; bounded to a couple of minutes. Figures are printed, never asserted.
+each server's CPU per request, `vaultd status` and `switch` against `python -c pass`,
+vaultd's RSS idle and after each kind of load (keep-alive, a token-PUT flood, new
+connections, one million requests in all), and STS calls made during the run (0). Each
+row with a goal says whether it was met. Loopback only; a few minutes.
+Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,7 +50,13 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def wall_ms(argv: list[str], env: dict[str, str], runs: int = 10) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wall_ms(argv: list[str], env: dict[str, str], runs: int = 20) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -54,38 +65,83 @@ def wall_ms(argv: list[str], env: dict[str, str], runs: int = 10) -> float:
     return statistics.median(times) * 1000
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A goal from issue 14: `on` is what is compared ("ratio": vaultd / reference,
+    "value": vaultd's own figure), `most` whether it is an upper or a lower bound."""
+
+    on: str
+    bound: float
+    most: bool
+    unit: str = ""
+
+    def text(self) -> str:
+        what = "ratio" if self.on == "ratio" else "vaultd"
+        return f"{what} {'<=' if self.most else '>='} {self.bound:g}{self.unit}"
+
+    def met(self, value: float) -> bool:
+        return value <= self.bound if self.most else value >= self.bound
+
+
 class Table:
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str]] = []
+        self.rows: list[tuple[str, str, str, str, str]] = []
 
-    def add(self, name: str, ours: float, theirs: float, unit: str = "") -> None:
+    def add(
+        self, name: str, ours: float, theirs: float, unit: str = "", goal: Goal | None = None
+    ) -> None:
         ratio = ours / theirs if theirs else float("nan")
-        self.rows.append((name, f"{ours:,.2f}{unit}", f"{theirs:,.2f}{unit}", f"{ratio:.2f}"))
+        verdict = ""
+        if goal is not None:
+            seen = ratio if goal.on == "ratio" else ours
+            verdict = f"{goal.text()}: {'met' if goal.met(seen) else 'NOT MET'}"
+        self.rows.append(
+            (name, f"{ours:,.2f}{unit}", f"{theirs:,.2f}{unit}", f"{ratio:.2f}", verdict)
+        )
         print(f"  {name}: vaultd {ours:,.2f}{unit}  reference {theirs:,.2f}{unit}", flush=True)
 
-    def note(self, name: str, value: str) -> None:
-        self.rows.append((name, value, "", ""))
+    def note(self, name: str, value: str, verdict: str = "") -> None:
+        self.rows.append((name, value, "", "", verdict))
         print(f"  {name}: {value}", flush=True)
 
     def render(self) -> str:
-        head = ("figure", "vaultd", "reference", "ratio")
-        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(4)]
+        head = ("figure", "vaultd", "reference", "ratio", "goal")
+        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(5)]
         lines = [
-            " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in [head, *self.rows]
         ]
         lines.insert(1, "-+-".join("-" * w for w in widths))
         return "\n".join(lines)
 
 
-def run(sandbox: Sandbox, seconds: float, idle: int) -> Table:
+KEEP_ALIVE_RATIO = Goal("ratio", 0.5, most=False)
+P99_AT_64 = Goal("value", 2.0, most=True, unit=" ms")
+NEW_CONNECTION = Goal("ratio", 2.0, most=True)
+IDLE_OWN = Goal("ratio", 1.5, most=True)
+RSS_MIB = 64.0
+START_RATIO = Goal("ratio", 3.0, most=True)
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server under load: its process, its port, and a token of its own."""
+
+    pid: int
+    port: int
+    token: str
+    path: str
+
+
+def run(sandbox: Sandbox, seconds: float, idle: int, million: int) -> Table:
     control = ControlClient(Path(sandbox.env["VAULTD_CONTROL_SOCKET"]))
     status = control.status()
-    pid, calls_before = int(status["pid"]), int(status.get("sts_calls", 0))
-    ours = int(sandbox.imds_endpoint.rstrip("/").rsplit(":", 1)[1])
-    token = token_for(ours)
-    path = ROLES + python_load_role(ours, token)
-    body_size = len(fetch_body(ours, path, token))
+    calls_before = int(status.get("sts_calls", 0))
+    port = int(sandbox.imds_endpoint.rstrip("/").rsplit(":", 1)[1])
+    token = token_for(port)
+    path = ROLES + python_load_role(port, token)
+    ours = Server(int(status["pid"]), port, token, path)
+    body_size = len(fetch_body(port, path, token))
     minimal = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "minimal.py"), str(body_size)],
         stdout=subprocess.PIPE,
@@ -94,46 +150,33 @@ def run(sandbox: Sandbox, seconds: float, idle: int) -> Table:
     table = Table()
     try:
         assert minimal.stdout is not None
-        theirs = int(minimal.stdout.readline().split()[1])
-        their_token = token_for(theirs)
+        their_port = int(minimal.stdout.readline().split()[1])
+        theirs = Server(minimal.pid, their_port, token_for(their_port), path)
+        table.note("load generator", "wrk" if shutil.which("wrk") else LOAD_FALLBACK)
         table.note("owner lookup", str(status.get("owner_check", "(not reported)")))
-        table.note("rss idle", f"{rss_mib(pid):.1f} MiB")
-        served = 0
-        for conns in (1, 16, 64):
-            a = keep_alive(ours, path, token, conns, seconds)
-            b = keep_alive(theirs, path, their_token, conns, seconds)
-            served += int(a.rps * seconds)
-            table.add(f"keep-alive c={conns} req/s", a.rps, b.rps)
-            table.add(f"keep-alive c={conns} p50", a.p50_ms, b.p50_ms, " ms")
-            table.add(f"keep-alive c={conns} p99", a.p99_ms, b.p99_ms, " ms")
-            if a.errors or b.errors:
-                table.note(f"errors c={conns}", f"{a.errors} / {b.errors}")
-        table.note("rss after keep-alive", f"{rss_mib(pid):.1f} MiB (~{served:,} requests)")
-        flood = python_load(ours, path, token, 8, seconds, data=PUT)
+        table.note("event loop", str(status.get("event_loop", "(not reported)")))
+        idle_rss = rss_mib(ours.pid)
+        table.note("rss idle", f"{idle_rss:.1f} MiB", _rss_verdict(idle_rss))
+        served = _keep_alive(table, ours, theirs, seconds)
+        table.note("rss after keep-alive", f"{rss_mib(ours.pid):.1f} MiB (~{served:,} requests)")
+        flood = python_load(port, path, token, 8, seconds, data=PUT)
         table.note(
-            "rss after token-PUT flood", f"{rss_mib(pid):.1f} MiB ({flood.rps * seconds:,.0f} PUTs)"
+            "rss after token-PUT flood",
+            f"{rss_mib(ours.pid):.1f} MiB ({flood.rps * seconds:,.0f} PUTs)",
         )
-        table.add(
-            "new connection median",
-            new_connection_median(ours, path, token),
-            new_connection_median(theirs, path, their_token),
-            " ms",
-        )
-        with idle_connections(idle):
-            table.add(
-                f"new connection, {idle} idle",
-                new_connection_median(ours, path, token),
-                new_connection_median(theirs, path, their_token),
-                " ms",
-            )
-        table.note("rss after new connections", f"{rss_mib(pid):.1f} MiB")
+        _new_connections(table, ours, theirs, idle)
+        table.note("rss after new connections", f"{rss_mib(ours.pid):.1f} MiB")
+        if million:
+            _million(table, ours, million, served)
         vaultd = str(Path(sys.executable).parent / "vaultd")
-        table.add(
-            "vaultd status wall",
-            wall_ms([vaultd, "status"], sandbox.env),
-            wall_ms([sys.executable, "-c", "pass"], sandbox.env),
-            " ms",
-        )
+        for argv in (["status"], ["switch", "master"]):
+            table.add(
+                f"vaultd {' '.join(argv)} wall",
+                wall_ms([vaultd, *argv], sandbox.env),
+                wall_ms([sys.executable, "-c", "pass"], sandbox.env),
+                " ms",
+                goal=START_RATIO,
+            )
         table.note(
             "sts calls during run", str(int(control.status().get("sts_calls", 0)) - calls_before)
         )
@@ -141,6 +184,67 @@ def run(sandbox: Sandbox, seconds: float, idle: int) -> Table:
         minimal.kill()
         minimal.wait()
     return table
+
+
+def _keep_alive(table: Table, ours: Server, theirs: Server, seconds: float) -> int:
+    """Rows for keep-alive load at 1, 16 and 64 connections; returns vaultd's requests."""
+    served = 0
+    for conns in (1, 16, 64):
+        before = cpu_seconds(ours.pid)
+        a = keep_alive(ours.port, ours.path, ours.token, conns, seconds)
+        between = cpu_seconds(ours.pid), cpu_seconds(theirs.pid)
+        b = keep_alive(theirs.port, theirs.path, theirs.token, conns, seconds)
+        after = cpu_seconds(theirs.pid)
+        served += int(a.rps * seconds)
+        table.add(f"keep-alive c={conns} req/s", a.rps, b.rps, goal=KEEP_ALIVE_RATIO)
+        table.add(f"keep-alive c={conns} p50", a.p50_ms, b.p50_ms, " ms")
+        p99_goal = P99_AT_64 if conns == 64 else None
+        table.add(f"keep-alive c={conns} p99", a.p99_ms, b.p99_ms, " ms", goal=p99_goal)
+        if conns == 64:  # CPU per request: the figure a busy machine moves least
+            table.add(
+                "server CPU per request c=64",
+                (between[0] - before) / max(a.rps * seconds, 1) * 1e6,
+                (after - between[1]) / max(b.rps * seconds, 1) * 1e6,
+                " us",
+            )
+        if a.errors or b.errors:
+            table.note(f"errors c={conns}", f"{a.errors} / {b.errors}")
+    return served
+
+
+def _new_connections(table: Table, ours: Server, theirs: Server, idle: int) -> None:
+    """Rows for one GET per new connection, alone and with `idle` connections elsewhere."""
+    plain = new_connection_median(ours.port, ours.path, ours.token)
+    reference = new_connection_median(theirs.port, theirs.path, theirs.token)
+    table.add("new connection median", plain, reference, " ms", goal=NEW_CONNECTION)
+    with idle_connections(idle):
+        crowded = new_connection_median(ours.port, ours.path, ours.token)
+        reference = new_connection_median(theirs.port, theirs.path, theirs.token)
+    table.add(f"new connection, {idle} idle", crowded, reference, " ms")
+    table.add(f"same, {idle} idle / 0 idle (own)", crowded, plain, " ms", goal=IDLE_OWN)
+
+
+LOAD_FALLBACK = "python (install Debian's wrk for the real figures)"
+
+
+def _rss_verdict(mib: float) -> str:
+    return f"vaultd <= {RSS_MIB:g} MiB: {'met' if mib <= RSS_MIB else 'NOT MET'}"
+
+
+def _million(table: Table, ours: Server, total: int, served: int) -> None:
+    """Keep-alive load until `total` requests have been served in this run, then RSS:
+    growth here is a leak per request."""
+    start_rss, rounds = rss_mib(ours.pid), 0
+    while served < total and rounds < 200:
+        load = keep_alive(ours.port, ours.path, ours.token, 64, 5)
+        served += int(load.rps * 5)
+        rounds += 1
+    end_rss = rss_mib(ours.pid)
+    table.note(
+        f"rss after {served:,} requests",
+        f"{end_rss:.1f} MiB ({end_rss - start_rss:+.1f} since the last reading)",
+        _rss_verdict(end_rss),
+    )
 
 
 def fetch_body(port: int, path: str, token: str) -> bytes:
@@ -164,12 +268,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per load level and server")
     parser.add_argument("--idle", type=int, default=9000, help="idle loopback connections")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=1_000_000,
+        help="keep serving until this many requests, then read RSS again (0: skip)",
+    )
     args = parser.parse_args()
     sandbox = Sandbox("127.0.0.1:0", quiet_daemon=True)
     try:
         sandbox.start()
         sandbox.vaultd("switch", "master", "--mfa", DEMO_CODE)
-        table = run(sandbox, args.seconds, args.idle)
+        table = run(sandbox, args.seconds, args.idle, args.requests)
     finally:
         sandbox.close()
     print()
