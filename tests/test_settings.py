@@ -112,6 +112,11 @@ def test_a_bad_value_names_where_it_came_from(tmp_path: Path) -> None:
         settings.load(env)
     with pytest.raises(ConfigError, match="uid_check must be true or false"):
         settings.load({**env, "VAULTD_ALLOW_UID": "5", "VAULTD_UID_CHECK": "perhaps"})
+    with pytest.raises(ConfigError, match="event_loop must be one of auto, uvloop, asyncio"):
+        settings.load({**env, "VAULTD_ALLOW_UID": "5", "VAULTD_EVENT_LOOP": "trio"})
+    assert settings.load({**env, "VAULTD_ALLOW_UID": "5"}).event_loop == "auto"
+    chosen = settings.load({**env, "VAULTD_ALLOW_UID": "5", "VAULTD_EVENT_LOOP": "AsyncIO"})
+    assert chosen.event_loop == "asyncio"
 
 
 def test_bad_allow_cidr_flag_is_a_usage_error() -> None:
@@ -191,5 +196,6 @@ def test_the_readme_documents_every_setting_once() -> None:
     assert sorted(documented_keys) == sorted(keys)
     parser_flags = {"--listen", "--control-socket", "--profile", "--imds-tokens", "--allow-cidr"}
     parser_flags |= {"--allow-uid", "--no-uid-check", "--imds-extended", "--relay-token-file"}
+    parser_flags |= {"--event-loop"}
     documented_flags = {f for row in rows for f in re.findall(r"--[a-z-]+", row[0])}
     assert parser_flags <= documented_flags

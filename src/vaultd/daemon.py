@@ -389,7 +389,7 @@ def serve(settings: Settings) -> int:
     dumps = forbid_core_dumps()  # before any secret is read; said once the listeners are up
     daemon = Daemon(settings)
     daemon.core_dumps = dumps
-    event_loop.choose().run(run(daemon))
+    event_loop.choose(settings.event_loop).run(run(daemon))
     return 0
 
 

@@ -26,6 +26,9 @@ DEFAULT_PORT = 9169
 DEFAULT_HOST = "127.0.0.1"
 TokenMode = Literal["optional", "required"]
 
+# The event loops `serve` can run on (vaultd.host.event_loop): "auto" is uvloop when installed.
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
 
 @dataclass(frozen=True)
 class Listen:
@@ -76,6 +79,8 @@ class Settings:
     relay_token_file: Path | None = None
     # The daemon's log level (a `logging` level name).
     log_level: str = "INFO"
+    # The daemon's event loop (`EVENT_LOOPS`): uvloop when installed, unless asked otherwise.
+    event_loop: str = "auto"
 
     @property
     def endpoint(self) -> str:
@@ -178,6 +183,7 @@ def load(
     imds_extended: bool | None = None,
     relay_token_file: str | None = None,
     log_level: str | None = None,
+    event_loop: str | None = None,
 ) -> Settings:
     """The settings, each from its flag (a keyword here, None when not given), else its
     VAULTD_* variable, else its key in the TOML file, else the default. Raises ConfigError
@@ -197,6 +203,9 @@ def load(
     if not 900 <= session_duration <= 129600:
         raise ConfigError("session_hours must be between 0.25 and 36 (STS's limits)")
     token_file = pick(relay_token_file, "VAULTD_RELAY_TOKEN_FILE", "relay_token_file")
+    loop = (pick(event_loop, "VAULTD_EVENT_LOOP", "event_loop") or "auto").strip().lower()
+    if loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {loop!r}")
 
     def flag(value: bool | None, var: str, key: str, *, default: bool) -> bool:
         text = pick(None if value is None else str(value).lower(), var, key)
@@ -216,4 +225,5 @@ def load(
         imds_extended=flag(imds_extended, "VAULTD_IMDS_EXTENDED", "imds_extended", default=False),
         relay_token_file=Path(token_file).expanduser() if token_file else None,
         log_level=(pick(log_level, "VAULTD_LOG_LEVEL", "log_level") or "INFO").upper(),
+        event_loop=loop,
     )

@@ -37,10 +37,15 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]
         return exc.code, exc.read().decode()
 
 
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
 def test_role_credentials_reach_boto3_and_the_cli(
-    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path, loop: str
 ) -> None:
+    """On uvloop (the default where installed) and on asyncio's own loop (--event-loop)."""
+    daemon.args = (*daemon.args, "--event-loop", loop)
     daemon.start()
+    expected = f"uvloop {version('uvloop')}" if loop == "auto" else "asyncio"
+    assert daemon.status["event_loop"] == expected
     done = run_vaultd("switch", "master", "--mfa", "123456")
     assert done.returncode == 0, done.stderr
     env = client_env(daemon.endpoint, moto, isolated / "client")

@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from vaultd.errors import ConfigError
 from vaultd.host import event_loop
 
 
@@ -50,11 +51,11 @@ def test_uvloop_asked_for_by_name_but_missing_is_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _without_uvloop(monkeypatch)
-    with pytest.raises(ValueError, match="uvloop cannot be imported"):
+    with pytest.raises(ConfigError, match="uvloop cannot be imported"):
         event_loop.choose("uvloop")
 
 
 @pytest.mark.parametrize("word", ["", "UVLOOP", "trio", "auto "])
 def test_other_words_are_refused(word: str) -> None:
-    with pytest.raises(ValueError, match="expected one of auto, uvloop, asyncio"):
+    with pytest.raises(ConfigError, match="event_loop must be one of auto, uvloop, asyncio"):
         event_loop.choose(word)

@@ -23,6 +23,7 @@ def serve_settings(args: argparse.Namespace) -> settings.Settings:
             imds_extended=True if args.imds_extended else None,
             relay_token_file=args.relay_token_file,
             log_level="DEBUG" if args.verbose else None,
+            event_loop=args.event_loop,
         )
     except settings.FlagError as exc:
         raise Failure(exc.message, EXIT_USAGE) from None
@@ -109,6 +110,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         "--relay-token-file",
         metavar="FILE",
         help="let `vaultd relay --upstream` fetch credentials with the token in FILE",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=settings.EVENT_LOOPS,
+        help="the event loop to run on (default auto: uvloop when installed)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

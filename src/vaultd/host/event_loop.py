@@ -1,11 +1,12 @@
 """The event loop the daemon and the relay run on: uvloop where it is installed.
 
-uvloop (libuv under asyncio's API, MIT, maintained by the asyncio core developers' circle)
-moves the accept, read and write paths of every connection into C. On the IMDS hot path,
-where each keep-alive GET is one recv, one parse and one send, it cut the daemon's CPU per
-request by about a sixth in `make bench` (24 against 28 us). It is a dependency wherever it
-builds (Linux and macOS); where it is missing, or when the settings ask for the standard
-loop (a way out if a uvloop release misbehaves), asyncio's own loop runs the same code:
+uvloop (asyncio's event loop API on libuv; MIT-licensed, from MagicStack) moves the accept,
+read and write paths of every connection into C. On the IMDS hot path, where each keep-alive
+GET is one recv, one parse and one send, it cut the daemon's CPU per request by about a
+sixth (24 against 28 us, server CPU over a wrk run). It is a dependency wherever it builds
+(Linux and macOS); where it is missing, or when `--event-loop asyncio` (`event_loop` in the
+settings) asks for the standard loop, a way out should a uvloop release misbehave, asyncio's
+own loop runs the same code:
 everything vaultd does goes through asyncio's public API, and the HTTP and guard tests run
 on both loops.
 """
@@ -18,8 +19,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from vaultd.errors import ConfigError
+from vaultd.settings import EVENT_LOOPS
+
 T = TypeVar("T")
-CHOICES = ("auto", "uvloop", "asyncio")
 
 
 def describe(loop: asyncio.AbstractEventLoop) -> str:
@@ -49,16 +52,18 @@ def choose(wanted: str = "auto") -> EventLoop:
     """The loop for `wanted`: "auto" (uvloop when importable, else asyncio's), "uvloop" or
     "asyncio".
 
-    Raises ValueError for any other word, and for "uvloop" when it cannot be imported
+    Raises ConfigError for any other word, and for "uvloop" when it cannot be imported
     (asked for by name, its absence is an error, not a silent fallback)."""
-    if wanted not in CHOICES:
-        raise ValueError(f"event loop {wanted!r}: expected one of {', '.join(CHOICES)}")
+    if wanted not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {wanted!r}")
     if wanted == "asyncio":
         return EventLoop("asyncio")
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError as exc:
         if wanted == "uvloop":
-            raise ValueError(f"event loop uvloop cannot be imported: {exc}") from None
+            raise ConfigError(
+                f"event_loop is uvloop, but uvloop cannot be imported: {exc}"
+            ) from None
         return EventLoop("asyncio")
     return EventLoop("uvloop", uvloop.new_event_loop)
