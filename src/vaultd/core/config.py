@@ -14,13 +14,13 @@ from __future__ import annotations
 import configparser
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import botocore.configloader
 import botocore.exceptions
-from pydantic import BaseModel, ConfigDict
 
 from vaultd.core import rules
 from vaultd.errors import ConfigError, UnknownProfile
@@ -47,10 +47,12 @@ KNOWN_KEYS = (
 )
 
 
-class Profile(BaseModel):
+# A plain frozen dataclass, not a validating model: every value is checked by `rules` before
+# a Profile is made (`to_profile`), and a validation library here cost the daemon several
+# MiB of resident memory (its compiled core and modules) for two conversions (`CONVERT`).
+@dataclass(frozen=True, kw_only=True)
+class Profile:
     """One profile's keys that vaultd gives meaning to, each already checked by `rules`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     source_profile: str | None = None
@@ -122,10 +124,17 @@ def read_profile_map(path: Path, source: str | None = None) -> dict[str, dict[st
     return dict(loaded.get("profiles", {}))
 
 
+# The keys whose values are not text, converted once `rules` has accepted the text.
+CONVERT: dict[str, Callable[[str], Any]] = {
+    "duration_seconds": int,
+    "mfa_ykman": rules.is_true,
+}
+
+
 def to_profile(name: str, keys: Mapping[str, Any], source: str = "config") -> Profile:
     """The keys vaultd reads from one profile, each checked against `rules`; the first bad
     value raises ConfigError naming the profile, the key and the value."""
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for key in KNOWN_KEYS:
         raw = keys.get(key)
         if isinstance(raw, dict):
@@ -136,8 +145,8 @@ def to_profile(name: str, keys: Mapping[str, Any], source: str = "config") -> Pr
         wrong = rules.problem(key, value)
         if wrong is not None:
             raise ConfigError(f"{source}: profile {name!r}: {key} {wrong} (got {value!r})")
-        values[key] = value
-    return Profile(name=name, **values)  # type: ignore[arg-type]
+        values[key] = CONVERT.get(key, str)(value)
+    return Profile(name=name, **values)
 
 
 class Profiles(Mapping[str, Profile]):

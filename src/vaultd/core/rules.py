@@ -66,6 +66,11 @@ def _boolean(value: str) -> str | None:
     return None if value.lower() in TRUE + FALSE else "must be true or false"
 
 
+def is_true(value: str) -> bool:
+    """A boolean profile value that `_boolean` accepted, as a bool (case-insensitive)."""
+    return value.lower() in TRUE
+
+
 def _one_of(*allowed: str) -> Rule:
     expected = "must be " + " or ".join(repr(a) for a in allowed)
     return Rule(lambda value: None if value in allowed else expected)
