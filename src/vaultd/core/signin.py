@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import botocore.config
-import botocore.session
 
+from vaultd.core import endpoints
 from vaultd.core.resolve import SigninRoot
 from vaultd.errors import LoginRequired, SsoLoginRequired
 
@@ -134,7 +134,7 @@ def botocore_session(profile: str) -> Any:
     resolves no credentials at all, so nothing here can ask IMDS (vaultd itself).
     Endpoints follow botocore's own settings (AWS_ENDPOINT_URL_SSO, ..._SSO_OIDC, ..._SIGNIN).
     """
-    session = botocore.session.Session(profile=profile)
+    session = endpoints.new_session(profile)  # not the whole endpoints.json in memory
     session.set_default_client_config(CLIENT_CONFIG)
     return session
 

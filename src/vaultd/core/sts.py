@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import botocore.config
-import botocore.session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -20,6 +19,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
 )
 
+from vaultd.core import endpoints
 from vaultd.core.credentials import Credentials, Source, from_sts
 from vaultd.errors import MfaRejected, StsError, VaultdError
 
@@ -39,7 +39,7 @@ class Boto3StsFactory:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._session = botocore.session.get_session()
+        self._session = endpoints.new_session()  # not the whole endpoints.json in memory
         # Short, bounded calls: a refresh that hangs helps nobody, the broker retries.
         self._config = botocore.config.Config(
             connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2}

@@ -1,0 +1,158 @@
+"""botocore sessions that read botocore's endpoint data one service at a time.
+
+Every botocore client is created through the session's legacy `EndpointResolver`, which
+botocore builds from `endpoints.json` (1.2 MB, every service in every partition) parsed whole
+into OrderedDicts: about 7 MiB that a long-running daemon keeps for the few services it ever
+calls (sts, iam, sso, sso-oidc, signin). Here the file is read with botocore's own search
+paths (AWS_DATA_PATH, ~/.aws/models, the installed data) and extensions, and decoded as
+botocore decodes it (`json`, OrderedDict objects), except that each partition's `services`
+is a read-only mapping that decodes a service's entry from the file's text the first time
+the resolver asks for it. The resolver then answers exactly as it would with the whole file
+(the structure is the same; only when each service is decoded differs), and the daemon keeps
+the file's text (about 1.2 MiB) instead of its decoded form.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import botocore.loaders
+import botocore.session
+
+ENDPOINTS = "endpoints"
+# The file names botocore's JSONFileLoader tries for a data path, in its order.
+OPENERS: tuple[tuple[str, Callable[..., Any]], ...] = ((".json", open), (".json.gz", gzip.open))
+_SPACE = frozenset(" \t\n\r")  # JSON's whitespace (RFC 8259)
+_PLAIN = json.JSONDecoder()
+_ORDERED = json.JSONDecoder(object_pairs_hook=OrderedDict)  # as botocore's JSONFileLoader
+
+
+class Services(Mapping[str, Any]):
+    """One partition's services, by name: each decoded from `text[start:end]` (`spans`) the
+    first time it is looked up, then kept."""
+
+    def __init__(self, text: str, spans: dict[str, tuple[int, int]]) -> None:
+        self._text = text
+        self._spans = spans
+        self._decoded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._decoded:
+            start, end = self._spans[name]
+            self._decoded[name] = _ORDERED.decode(self._text[start:end])
+        return self._decoded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._spans
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+
+class _Reader:
+    """A cursor over JSON text that walks objects and arrays member by member, leaving every
+    value to `json`'s own decoder (`raw_decode`). Raises ValueError on malformed text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _next(self) -> str:
+        """Skip JSON whitespace; the character there ("" at the end)."""
+        while self.text[self.pos : self.pos + 1] in _SPACE:
+            self.pos += 1
+        return self.text[self.pos : self.pos + 1]
+
+    def _take(self, allowed: str) -> str:
+        found = self._next()
+        if found not in allowed:
+            raise ValueError(f"expected one of {allowed!r} at offset {self.pos}")
+        self.pos += 1
+        return found
+
+    def value(self, decoder: json.JSONDecoder = _ORDERED) -> Any:
+        self._next()
+        found, self.pos = decoder.raw_decode(self.text, self.pos)
+        return found
+
+    def span(self) -> tuple[int, int]:
+        """Where the next value is, checked whole by decoding it (and dropping the result)."""
+        self._next()
+        start = self.pos
+        _, self.pos = _PLAIN.raw_decode(self.text, self.pos)
+        return start, self.pos
+
+    def _members(self, opening: str, closing: str) -> Iterator[None]:
+        self._take(opening)
+        if self._next() == closing:
+            self.pos += 1
+            return
+        while True:
+            yield None
+            if self._take("," + closing) == closing:
+                return
+
+    def object_keys(self) -> Iterator[str]:
+        """Each key of the object that starts here; the caller reads its value."""
+        for _ in self._members("{", "}"):
+            key = self.value(_PLAIN)
+            self._take(":")
+            yield key
+
+    def array_items(self) -> Iterator[None]:
+        """Once per element of the array that starts here; the caller reads the element."""
+        return self._members("[", "]")
+
+
+def decode(text: str) -> OrderedDict[str, Any]:
+    """endpoints.json's `text` as botocore decodes it, but with each partition's `services`
+    a `Services` mapping. Raises ValueError when the text is not JSON."""
+    reader = _Reader(text)
+    data: OrderedDict[str, Any] = OrderedDict()
+    for key in reader.object_keys():
+        if key != "partitions":
+            data[key] = reader.value()
+            continue
+        data[key] = partitions = []
+        for _ in reader.array_items():
+            partition: OrderedDict[str, Any] = OrderedDict()
+            for field in reader.object_keys():
+                if field == "services":
+                    spans = {name: reader.span() for name in reader.object_keys()}
+                    partition[field] = Services(text, spans)
+                else:
+                    partition[field] = reader.value()
+            partitions.append(partition)
+    return data
+
+
+class FileLoader(botocore.loaders.JSONFileLoader):  # type: ignore[misc]
+    """botocore's JSON file loader, except that the endpoint data is `decode`d."""
+
+    def load_file(self, file_path: str) -> Any:
+        if os.path.basename(file_path) != ENDPOINTS:
+            return super().load_file(file_path)
+        for extension, opener in OPENERS:
+            if os.path.isfile(file_path + extension):
+                with opener(file_path + extension, "rb") as stream:
+                    return decode(stream.read().decode("utf-8"))
+        return None
+
+
+def new_session(profile: str | None = None) -> Any:
+    """A new botocore session (on `profile`, None for botocore's default) whose data loader
+    is botocore's own (`create_loader` with the session's `data_path`, i.e. AWS_DATA_PATH)
+    reading endpoint data with `FileLoader`."""
+    session = botocore.session.Session(profile=profile)
+    loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
+    loader.file_loader = FileLoader()
+    session.register_component("data_loader", loader)
+    return session
