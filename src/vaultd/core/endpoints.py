@@ -9,7 +9,7 @@ botocore decodes it (`json`, OrderedDict objects), except that each partition's 
 is a read-only mapping that decodes a service's entry from the file's text the first time
 the resolver asks for it. The resolver then answers exactly as it would with the whole file
 (the structure is the same; only when each service is decoded differs), and the daemon keeps
-the file's text (about 1.2 MiB) instead of its decoded form.
+the file's text, compressed (about 0.1 MiB), instead of its decoded form.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -32,29 +33,40 @@ _PLAIN = json.JSONDecoder()
 _ORDERED = json.JSONDecoder(object_pairs_hook=OrderedDict)  # as botocore's JSONFileLoader
 
 
-class Services(Mapping[str, Any]):
-    """One partition's services, by name: each decoded from `text[start:end]` (`spans`) the
-    first time it is looked up, then kept."""
+class Text:
+    """The file's text, held zlib-compressed (1.2 MB of JSON keeps as about 0.1 MB): it is
+    read again only when a service is first looked up, a few times in a daemon's life."""
 
-    def __init__(self, text: str, spans: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, text: str) -> None:
+        self._packed = zlib.compress(text.encode("utf-8"))
+
+    def __str__(self) -> str:
+        return zlib.decompress(self._packed).decode("utf-8")
+
+
+class Services(Mapping[str, Any]):
+    """One partition's services, by name: each decoded from `text` at its offset (`starts`)
+    the first time it is looked up, then kept."""
+
+    def __init__(self, text: Text, starts: dict[str, int]) -> None:
         self._text = text
-        self._spans = spans
+        self._starts = starts
         self._decoded: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._decoded:
-            start, end = self._spans[name]
-            self._decoded[name] = _ORDERED.decode(self._text[start:end])
+            start = self._starts[name]
+            self._decoded[name] = _ORDERED.raw_decode(str(self._text), start)[0]
         return self._decoded[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._spans
+        return name in self._starts
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._spans)
+        return iter(self._starts)
 
     def __len__(self) -> int:
-        return len(self._spans)
+        return len(self._starts)
 
 
 class _Reader:
@@ -83,12 +95,12 @@ class _Reader:
         found, self.pos = decoder.raw_decode(self.text, self.pos)
         return found
 
-    def span(self) -> tuple[int, int]:
-        """Where the next value is, checked whole by decoding it (and dropping the result)."""
+    def skip(self) -> int:
+        """Where the next value starts; it is checked whole by decoding it (then dropped)."""
         self._next()
         start = self.pos
         _, self.pos = _PLAIN.raw_decode(self.text, self.pos)
-        return start, self.pos
+        return start
 
     def _members(self, opening: str, closing: str) -> Iterator[None]:
         self._take(opening)
@@ -116,6 +128,7 @@ def decode(text: str) -> OrderedDict[str, Any]:
     """endpoints.json's `text` as botocore decodes it, but with each partition's `services`
     a `Services` mapping. Raises ValueError when the text is not JSON."""
     reader = _Reader(text)
+    packed = Text(text)
     data: OrderedDict[str, Any] = OrderedDict()
     for key in reader.object_keys():
         if key != "partitions":
@@ -126,8 +139,8 @@ def decode(text: str) -> OrderedDict[str, Any]:
             partition: OrderedDict[str, Any] = OrderedDict()
             for field in reader.object_keys():
                 if field == "services":
-                    spans = {name: reader.span() for name in reader.object_keys()}
-                    partition[field] = Services(text, spans)
+                    starts = {name: reader.skip() for name in reader.object_keys()}
+                    partition[field] = Services(packed, starts)
                 else:
                     partition[field] = reader.value()
             partitions.append(partition)
