@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import botocore.config
 import botocore.loaders
 import botocore.regions
 import botocore.session
 import pytest
+from botocore import UNSIGNED
 
-from vaultd.core import endpoints
+from vaultd.core import endpoints, signin
+from vaultd.core.credentials import AccessKeys
+from vaultd.core.sts import Boto3StsFactory
+from vaultd.secret import Secret
 
+UNSIGNED_CONFIG = botocore.config.Config(signature_version=UNSIGNED)
 BUILTIN = Path(botocore.loaders.Loader.BUILTIN_DATA_PATH) / "endpoints.json"
 
 
@@ -114,3 +121,32 @@ def test_the_session_keeps_botocores_search_path_and_gzip(
     assert path == str(tmp_path / "endpoints")
     assert materialised(found) == data
     assert loader.load_service_model("sts", "service-2")["metadata"]["serviceId"] == "STS"
+
+
+def decoded_services(session: Any) -> set[str]:
+    """The services whose endpoint data `session`'s resolver has decoded, in any partition;
+    fails when the session reads endpoint data the way plain botocore does."""
+    resolver = session._get_internal_component("endpoint_resolver")
+    found: set[str] = set()
+    for partition in resolver._endpoint_data["partitions"]:
+        services = partition["services"]
+        assert isinstance(services, endpoints.Services), "the whole endpoints.json was decoded"
+        found.update(services._decoded)
+    return found
+
+
+def test_the_daemons_sts_and_iam_clients_decode_only_their_own_entries() -> None:
+    factory = Boto3StsFactory()
+    keys = AccessKeys("AKIAUSERKEY000000001", Secret("s" * 40))
+    assert factory(keys, "eu-west-1").meta.endpoint_url == "https://sts.eu-west-1.amazonaws.com"
+    factory.client("iam", keys, "eu-west-1")
+    assert decoded_services(factory._session) == {"sts", "iam"}
+
+
+def test_sign_in_sessions_decode_only_their_own_entries() -> None:
+    Path(os.environ["AWS_CONFIG_FILE"]).write_text("[profile dev]\nregion = eu-west-1\n")
+    session = signin.botocore_session("dev")
+    session.create_client("sso", region_name="eu-west-1", config=UNSIGNED_CONFIG)
+    session.create_client("sso-oidc", region_name="eu-west-1", config=UNSIGNED_CONFIG)
+    # endpoints.json names services by endpoint prefix: sso is portal.sso, sso-oidc is oidc.
+    assert decoded_services(session) == {"portal.sso", "oidc"}
