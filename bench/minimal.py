@@ -1,9 +1,11 @@
 """The reference server for `make bench`: the least a stdlib asyncio server can do for IMDS.
 
 One asyncio.Protocol: split the request head off the buffer, issue IMDSv2 tokens on PUT,
-check the token (the same HMAC scheme, `vaultd.http.tokens`) on every GET and answer the
-credentials path with a prepared document of the same size as vaultd's. No guards, no
-owner check, no Date header: it is the floor vaultd is measured against.
+check the token on every GET (an HMAC of its expiry, as vaultd's; a token checked once is
+remembered, as vaultd does) and answer the credentials path with a prepared document of the
+same size as vaultd's. No guards, no owner check, no Date header: it is the floor vaultd is
+measured against. It imports nothing from vaultd, so the yardstick stays the same whatever
+vaultd's code does, and before/after runs on two versions compare.
 
 Run: `python bench/minimal.py BODY_BYTES` prints `port N` and serves until killed.
 """
@@ -11,10 +13,12 @@ Run: `python bench/minimal.py BODY_BYTES` prints `port N` and serves until kille
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
 import sys
 import time
-
-from vaultd.http.tokens import Tokens
 
 TOKEN_HEADER = b"x-aws-ec2-metadata-token:"
 TTL_HEADER = b"x-aws-ec2-metadata-token-ttl-seconds:"
@@ -33,6 +37,32 @@ def header(head: bytes, name: bytes) -> str | None:
         if line[: len(name)].lower() == name:
             return line[len(name) :].strip().decode("latin-1")
     return None
+
+
+class Tokens:
+    """The token scheme at its plainest: expiry + HMAC-SHA256(expiry), base64url."""
+
+    def __init__(self) -> None:
+        self.key = secrets.token_bytes(32)
+        self.checked: dict[str, int] = {}
+
+    def issue(self, ttl: int) -> str:
+        expiry = (int(time.time()) + ttl).to_bytes(8, "big")
+        mac = hmac.digest(self.key, expiry, hashlib.sha256)[:24]
+        return base64.urlsafe_b64encode(expiry + mac).decode().rstrip("=")
+
+    def valid(self, token: str) -> bool:
+        expiry = self.checked.get(token)
+        if expiry is None:
+            try:
+                raw = base64.urlsafe_b64decode(token + "=")
+            except ValueError:
+                return False
+            mac = hmac.digest(self.key, raw[:8], hashlib.sha256)[:24]
+            if len(raw) != 32 or not hmac.compare_digest(raw[8:], mac):
+                return False
+            expiry = self.checked[token] = int.from_bytes(raw[:8], "big")
+        return expiry > time.time()
 
 
 class Minimal(asyncio.Protocol):
@@ -60,7 +90,7 @@ class Minimal(asyncio.Protocol):
             ttl = header(head, TTL_HEADER)
             return reply(b"200 OK", self.tokens.issue(int(ttl or "60")).encode(), close)
         token = header(head, TOKEN_HEADER)
-        if token is None or self.tokens.remaining(token) is None:
+        if token is None or not self.tokens.valid(token):
             return reply(b"401 Unauthorized", b"", close)
         if head.startswith(b"GET /latest/meta-data/iam/security-credentials/ "):
             return reply(b"200 OK", b"BenchRole", close)
@@ -68,7 +98,7 @@ class Minimal(asyncio.Protocol):
 
 
 async def serve(size: int) -> None:
-    tokens = Tokens(time.time)
+    tokens = Tokens()
     body = b"x" * size
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Minimal(tokens, body), "127.0.0.1", 0)
