@@ -71,6 +71,50 @@ def test_a_closed_stdout_ends_quietly(
     assert done.returncode == 141
 
 
+def _into(stdout: int | None, args: list[str], buffered: bool) -> subprocess.CompletedProcess[str]:
+    env = vaultd_env()
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    return subprocess.run(
+        [sys.executable, "-m", "vaultd", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["status", "--json"], ["list", "--json"], ["completion", "bash"]],
+    ids=" ".join,
+)
+def test_output_that_cannot_be_written_is_one_line(
+    control: Path, aws_config: Path, args: list[str], *, buffered: bool
+) -> None:
+    with Path("/dev/full").open("w") as full:
+        done = _into(full.fileno(), args, buffered)
+    assert done.returncode == 1
+    assert done.stderr == "vaultd: cannot write the output: No space left on device\n"
+
+
+def test_a_stdout_closed_from_the_start_is_not_a_traceback(control: Path) -> None:
+    # `vaultd status >&-`: Python starts with no sys.stdout, so there is nothing to write to.
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m vaultd status >&-', sys.executable],
+        stderr=subprocess.PIPE,
+        env=vaultd_env(),
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_mfa_without_a_code_or_a_terminal_is_exit_3() -> None:
     # README: 3 = an MFA code was needed, none was given, no terminal to ask on.
     for args in (["mfa"], ["mfa", "-"]):

@@ -11,6 +11,7 @@ them, never by the control commands.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -35,7 +36,7 @@ from vaultd.untrusted import printable
 # typing costs milliseconds to import and only the type checker needs it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import NoReturn, TextIO
 
 __all__ = [
     "EXIT_CLOSED_PIPE",
@@ -94,15 +95,23 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-def _silence_closed_pipe() -> None:
-    """Point stdout and stderr at /dev/null so that nothing, not even the interpreter's
-    final flush, writes to the closed pipe again (the Python docs' recipe for SIGPIPE)."""
+# What a write to stdout fails with besides a closed pipe (EPIPE: exit 141): a full disk or
+# quota, a closed or bad descriptor, an I/O error (write(2)).
+OUTPUT_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EBADF, errno.EIO, errno.EINVAL}
+)
+
+
+def _silence(*streams: TextIO | None) -> None:
+    """Point `streams` at /dev/null so that nothing, not even the interpreter's final flush,
+    writes to them again (the Python docs' recipe for SIGPIPE)."""
     import contextlib  # only on this rare path: not loaded by every command's start
 
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(devnull, stream.fileno())
+    for stream in streams:
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
     os.close(devnull)
 
 
@@ -111,16 +120,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     `vaultd: ...` line on stderr and raise SystemExit with the code (see `exits`).
 
     A reader that stops reading (`vaultd status | head -c1`) ends every command the same
-    way: no traceback, exit 141 (EXIT_CLOSED_PIPE).
+    way: no traceback, exit 141 (EXIT_CLOSED_PIPE). Any other failure to write the output
+    (a full disk, a bad descriptor) is one line and exit 1.
     """
     try:
         try:
             return _run(list(sys.argv[1:] if argv is None else argv))
         finally:
-            sys.stdout.flush()  # a buffered stdout meets the closed pipe here, not at exit
+            _flush_output()
     except BrokenPipeError:
-        _silence_closed_pipe()
+        _silence(sys.stdout, sys.stderr)
         return EXIT_CLOSED_PIPE
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRORS or exc.filename is not None:
+            raise  # not a failed write of the output: a bug, with its traceback
+        _silence(sys.stdout)
+        _fail(f"cannot write the output: {exc.strerror}", EXIT_ERROR)
+
+
+def _flush_output() -> None:
+    """Flush stdout, where a buffered write meets its failure (not at exit, traceback and
+    all); `main` turns the failure into exit 141 (a closed pipe) or one line and exit 1."""
+    if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+        sys.stdout.flush()
 
 
 def _run(words: list[str]) -> int:
