@@ -221,7 +221,7 @@ class Connection(BaseProtocol):
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # answer what is queued, then close
         self.seen = 0
-        self.seen_at_check = -1
+        self.seen_at_check = 0  # a first check with nothing completed closes: one deadline, not two
         self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks -----------------------------------------------------------------
