@@ -17,9 +17,9 @@ from aiohttp import ClientSession
 
 from tests.helpers import FakeClock, FakeProvider, make_plan
 from vaultd.core.broker import Broker
-from vaultd.errors import MfaRequired
+from vaultd.errors import MfaRequired, StsError
 from vaultd.http.guards import Guard
-from vaultd.http.imds import ImdsApp, ImdsOptions
+from vaultd.http.imds import ROUTES_KEPT, ImdsApp, ImdsOptions
 from vaultd.http.tokens import Tokens
 
 CREDS = "/latest/meta-data/iam/security-credentials/"
@@ -179,6 +179,35 @@ async def test_a_new_set_is_served_as_soon_as_it_lands(
     assert len(imds.provider.calls) == 2
     assert second["AccessKeyId"] != first["AccessKeyId"]
     assert second["Expiration"] > first["Expiration"]
+
+
+async def test_an_outage_answers_without_rebuilding_the_prepared_answers(
+    make_imds: Callable[..., Awaitable[Imds]], clock: FakeClock
+) -> None:
+    imds = await make_imds()
+    assert (await imds.client.get(CREDS + "DeveloperRole")).status == 200
+    imds.provider.failure = StsError("cannot reach STS")
+    clock.advance(3600)  # expired, and every refresh fails
+    answers = []
+    for _ in range(3):
+        r = await imds.client.get(CREDS + "DeveloperRole")
+        answers.append((r.status, json.loads(await r.read())["Code"]))
+        prepared = imds.imds._prepared
+        r = await imds.client.get(CREDS + "DeveloperRole")
+        assert imds.imds._prepared is prepared  # kept across requests, not rebuilt each time
+    assert {code for _, code in answers} == {"AssumeRoleUnauthorizedAccess"}  # never stale
+
+
+async def test_answers_kept_per_path_stay_bounded(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    imds = await make_imds()
+    for n in range(3 * ROUTES_KEPT):  # a tool walking the tree, or junk
+        await imds.client.get(f"/latest/meta-data/x{n}")
+        assert len(imds.imds._prepared.routes) <= ROUTES_KEPT
+    r = await imds.client.get(CREDS + "DeveloperRole")
+    assert r.status == 200
+    assert CREDS + "DeveloperRole" in imds.imds._prepared.routes  # still kept after junk
 
 
 async def test_placement_and_listings(make_imds: Callable[..., Awaitable[Imds]]) -> None:

@@ -275,8 +275,9 @@ class ImdsApp:
         known = prepared.routes.get(request.path)
         if known is None:
             known = self._route_prepared(segments, prepared)
-            if len(prepared.routes) < ROUTES_KEPT:
-                prepared.routes[request.path] = known
+            if len(prepared.routes) >= ROUTES_KEPT:
+                prepared.routes.clear()  # a tree walker must not keep the SDKs' paths out
+            prepared.routes[request.path] = known
         wants_creds, reply = known
         if not wants_creds:
             return self._answer(request, reply)
@@ -311,18 +312,23 @@ class ImdsApp:
         return True, reply
 
     async def _route_after_refresh(self, request: Request, segments: list[str]) -> Reply:
-        creds = await self.broker.wait_current(WAIT_FOR_REFRESH)
+        await self.broker.wait_current(WAIT_FOR_REFRESH)
+        # Answer from the profile active now, with its own credentials: a switch during the
+        # wait must not pair the new profile's plan with the old profile's set.
         slot = self.broker.active_slot()
         if slot is None or slot.plan is None:
             return self._answer(request, metadata.route(segments, None, None))
-        return self._answer(request, self._credentials(segments, slot.plan, creds))
+        return self._answer(request, self._credentials(segments, slot.plan, self.broker.current()))
 
     def _credentials(
         self, segments: list[str], plan: Plan, creds: Credentials | None
     ) -> metadata.Reply:
-        prepared = self._prepare(plan, creds)
         if creds is not None:
-            return self._route_prepared(segments, prepared)[1]
+            return self._route_prepared(segments, self._prepare(plan, creds))[1]
+        # Nothing servable: keep what is prepared for this plan (its set may come back).
+        # Rebuilding it for "no credentials" on every request of an outage, and back on
+        # the next, cost two renderings of the document per request.
+        prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan, None)
         status = self.broker.status()
         body = metadata.unavailable_body(status_words.message(status), status.now)
         extended = self.options.serve_extended
