@@ -82,6 +82,8 @@ class Tokens:
             return None
         if len(raw) != 8 + _MAC_BYTES:
             return None
+        if base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") != token:
+            return None  # the last character's two spare bits set: one token, one spelling
         expiry, mac = raw[:8], raw[8:]
         if not hmac.compare_digest(mac, self._mac(expiry)):
             return None
