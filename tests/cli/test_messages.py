@@ -115,6 +115,14 @@ def test_a_stdout_closed_from_the_start_is_not_a_traceback(control: Path) -> Non
     assert (done.returncode, done.stderr) == (0, "")
 
 
+@pytest.mark.parametrize("args", [["status"], ["switch", "master"], ["mfa", "123456"], ["list"]])
+def test_an_empty_socket_path_is_a_usage_error(args: list[str]) -> None:
+    # Not a silent fall-back to the default socket (breaker pass).
+    done = run_vaultd(*args, "--control-socket", "")
+    assert done.returncode == 2
+    assert "--control-socket: invalid path value: ''" in done.stderr
+
+
 def test_mfa_without_a_code_or_a_terminal_is_exit_3() -> None:
     # README: 3 = an MFA code was needed, none was given, no terminal to ask on.
     for args in (["mfa"], ["mfa", "-"]):

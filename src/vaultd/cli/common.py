@@ -142,10 +142,20 @@ def profile_arg(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
     p.add_argument("profile", metavar="PROFILE", type=profile_name, nargs="?" if optional else None)
 
 
+def path(value: str) -> str:
+    """A path given on the command line: not empty (`--control-socket ""` would otherwise
+    fall back to the default socket without a word). argparse reports the ValueError as
+    "invalid path value", exit 2."""
+    if not value.strip():
+        raise ValueError(value)
+    return value
+
+
 def socket_arg(p: argparse.ArgumentParser) -> None:
     """Add --control-socket to a command that talks to the daemon."""
     p.add_argument(
         "--control-socket",
+        type=path,
         metavar="PATH",
         help=f"control socket (default {sources.DEFAULT_SOCKET_TEXT}; env VAULTD_CONTROL_SOCKET)",
     )
