@@ -171,7 +171,7 @@ def run(sandbox: Sandbox, seconds: float, idle: int, million: int) -> Table:
         vaultd = str(Path(sys.executable).parent / "vaultd")
         for argv in (["status"], ["switch", "master"]):
             table.add(
-                f"vaultd {' '.join(argv)} wall",
+                f"vaultd {' '.join(argv)} wall (ref. python -c pass)",
                 wall_ms([vaultd, *argv], sandbox.env),
                 wall_ms([sys.executable, "-c", "pass"], sandbox.env),
                 " ms",
