@@ -123,6 +123,23 @@ def test_an_empty_socket_path_is_a_usage_error(args: list[str]) -> None:
     assert "--control-socket: invalid path value: ''" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "usage", "hint"),
+    [
+        (["status", "--jsn"], "usage: vaultd status", "(did you mean --json?)"),
+        (["mfa", "--wacth"], "usage: vaultd mfa", "(did you mean --watch?)"),
+        (["switch", "master", "extra"], "usage: vaultd switch", ""),
+    ],
+)
+def test_a_stray_word_gets_its_commands_usage_and_the_close_option(
+    args: list[str], usage: str, hint: str
+) -> None:
+    done = run_vaultd(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(usage)
+    assert f"error: unrecognized arguments: {args[-1]} {hint}".rstrip() in done.stderr
+
+
 def test_mfa_without_a_code_or_a_terminal_is_exit_3() -> None:
     # README: 3 = an MFA code was needed, none was given, no terminal to ask on.
     for args in (["mfa"], ["mfa", "-"]):

@@ -31,12 +31,20 @@ status (126 not executable, 127 not found). Shell completion:
 class _Parser(argparse.ArgumentParser):
     """argparse's parser (and each subparser: argparse makes them of the parent's class),
     taking `common.SUPPRESS` for argparse.SUPPRESS: declarations spell it so that `quick`
-    loads no argparse, and argparse tests for SUPPRESS by identity, not equality."""
+    loads no argparse, and argparse tests for SUPPRESS by identity, not equality. It keeps
+    its option strings (`options`) and, at the top, each command's subparser (`subparsers`)
+    for the message about words a command does not take."""
+
+    options: list[str]
+    subparsers: dict[str, argparse.ArgumentParser]
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
         if kwargs.get("help") == SUPPRESS:
             kwargs["help"] = argparse.SUPPRESS
-        return super().add_argument(*name_or_flags, **kwargs)
+        action = super().add_argument(*name_or_flags, **kwargs)
+        # getattr: argparse's own __init__ adds -h before any attribute of ours exists.
+        self.options = [*getattr(self, "options", []), *action.option_strings]
+        return action
 
 
 class _Version(argparse.Action):
@@ -59,7 +67,7 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> _Parser:
     """The command line: one subparser per command, each group adding its arguments. With
     `only`, just that command's subparser, which parses its words the same way."""
     parser = _Parser(
@@ -71,6 +79,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "-V", "--version", action=_Version, help="show program's version number and exit"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers: dict[str, argparse.ArgumentParser] = {}
     names = ORDER if only is None else (only,)
     declared = commands(names)
     for name in names:
@@ -81,6 +90,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.set_defaults(func=command.handler)
         if command.arguments is not None:
             command.arguments(p)
+        subparsers[command.name] = p
+    parser.subparsers = subparsers
     return parser
 
 
@@ -98,6 +109,20 @@ def check_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> None
         parser.error(f"unknown command {word!r}: did you mean `vaultd {close[0]}`?")
 
 
+def unrecognized(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
+    """Words the command does not take: its own usage (not the top-level one, which argparse
+    shows for a subcommand's stray option), and the close option for a misspelt one
+    (`vaultd status --jsn` -> --json). Exits 2."""
+    import difflib
+
+    message = f"unrecognized arguments: {' '.join(words)}"
+    options = getattr(parser, "options", [])
+    close = difflib.get_close_matches(words[0].partition("=")[0], options, n=1, cutoff=0.6)
+    if words[0].startswith("-") and close:
+        message += f" (did you mean {close[0]}?)"
+    parser.error(message)
+
+
 def parse(words: list[str], trailing: list[str] | None) -> argparse.Namespace:
     """The namespace for `vaultd WORDS [-- TRAILING]`; argparse's usage error (exit 2) for
     words it cannot read. `TRAILING`, everything after `--`, is only for `vaultd exec`."""
@@ -106,7 +131,9 @@ def parse(words: list[str], trailing: list[str] | None) -> argparse.Namespace:
     word = words[0] if words else None
     parser = build_parser(only=word if word in GROUP_OF else None)
     check_command(parser, words)
-    args = parser.parse_args(words)
+    args, unknown = parser.parse_known_args(words)
+    if unknown:
+        unrecognized(parser.subparsers.get(args.command, parser), unknown)
     if trailing is not None:
         if word != "exec":
             parser.error("`--` is only for `vaultd exec PROFILE -- CMD`")
