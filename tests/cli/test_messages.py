@@ -140,6 +140,13 @@ def test_a_stray_word_gets_its_commands_usage_and_the_close_option(
     assert f"error: unrecognized arguments: {args[-1]} {hint}".rstrip() in done.stderr
 
 
+def test_mfa_without_a_code_when_none_is_wanted_says_so(control: Path) -> None:
+    # Not "no code given and no terminal" (exit 3) when nothing waits for a code.
+    assert SERVING_STATUS["mfa"] is None  # serving, no code asked for
+    done = run_vaultd("mfa", stdin="")
+    assert (done.returncode, done.stderr) == (1, "vaultd: no MFA code is being waited for\n")
+
+
 def test_mfa_without_a_code_or_a_terminal_is_exit_3() -> None:
     # README: 3 = an MFA code was needed, none was given, no terminal to ask on.
     for args in (["mfa"], ["mfa", "-"]):

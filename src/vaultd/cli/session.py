@@ -26,7 +26,7 @@ from vaultd.cli.common import (
     socket_arg,
     with_mfa,
 )
-from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
+from vaultd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.documents import RUNNING, STATUS, checked
 from vaultd.untrusted import printable
@@ -51,6 +51,7 @@ def cmd_mfa(args: argparse.Namespace) -> int:
         return _watch_mfa(client, args.interval)
     code = code_argument(args.code)
     if code is None:
+        _code_wanted(client)
         code = code_from_person(
             "MFA code: ",
             "no MFA code given and no terminal to ask on: run `vaultd mfa CODE`, "
@@ -58,6 +59,18 @@ def cmd_mfa(args: argparse.Namespace) -> int:
         )
     print_serving(client.mfa(code))
     return EXIT_OK
+
+
+def _code_wanted(client: ControlClient) -> None:
+    """Before asking a person for a code: is the daemon waiting for one? Raises Failure
+    (exit 1, the daemon's own words for a code sent unasked) when it is not; a daemon that
+    cannot be asked leaves the question to the code's own path."""
+    try:
+        status = checked(client.status(), STATUS, "status document")
+    except (DaemonNotRunning, ControlError):
+        return
+    if not status.get("mfa"):
+        raise Failure("no MFA code is being waited for", EXIT_ERROR)
 
 
 def _watch_mfa(client: ControlClient, interval: float) -> int:
