@@ -65,10 +65,24 @@ HEADERS = st.dictionaries(
 )
 
 
-def exchange(path: Path, raw: bytes) -> bytes:
+def exchange(path: Path, raw: bytes) -> bytes | None:
+    """The server's reply, or None when it reset the connection: on a Unix socket, a server
+    that answers and closes with part of a long body unread resets the client, which may
+    then lose the answer (only long bodies may do this: see `check_sent`)."""
     with connect(path) as sock:
-        sock.sendall(raw)
-        return read_all(sock)
+        try:
+            sock.sendall(raw)
+            return read_all(sock)
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+
+
+def check_sent(reply: bytes | None, body: bytes) -> None:
+    """`check`, where a reset is allowed only after a body too long to wait for."""
+    if reply is None:
+        assert len(body) >= 2_000, "reset on a short request"
+        return
+    check(reply)
 
 
 def check(reply: bytes, *, answered: bool = True) -> None:
@@ -93,14 +107,14 @@ def test_no_request_gets_a_5xx_a_traceback_or_a_hang() -> None:
         lines += [f"{k}: {v}" for k, v in headers.items()]
         if "Transfer-Encoding" not in headers:
             lines.append(f"Content-Length: {len(body)}")
-        check(exchange(socket_path, ("\r\n".join(lines) + "\r\n\r\n").encode() + body))
+        check_sent(exchange(socket_path, ("\r\n".join(lines) + "\r\n\r\n").encode() + body), body)
 
     @settings(max_examples=150, deadline=None)
     @given(target=POSTED_TO, body=BODIES)
     def posted(socket_path: Path, target: str, body: bytes) -> None:
         head = f"POST {target} HTTP/1.1\r\nHost: vaultd\r\nConnection: close\r\n"
         head += f"Content-Length: {len(body)}\r\n\r\n"
-        check(exchange(socket_path, head.encode() + body))
+        check_sent(exchange(socket_path, head.encode() + body), body)
 
     @settings(max_examples=120, deadline=None)
     @given(raw=st.binary(max_size=400))
