@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials
 from vaultd.core.resolve import Plan
 from vaultd.errors import MfaRejected, MfaRequired, VaultdError
@@ -114,3 +116,12 @@ class RecordingAnnouncer:
 
     def login_needed(self, command: str, message: str) -> None:
         self.signins.append(command)
+
+
+async def settle(broker: Broker, rounds: int = 200) -> None:
+    """Let the broker's background refresh tasks finish (they run the provider in a thread)."""
+    for _ in range(rounds):
+        pending = [s.task for s in broker.slots.values() if s.task is not None]
+        if not pending:
+            return
+        await asyncio.wait(pending)

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan
+from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core import schedule
 from vaultd.core.broker import Broker
 from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
@@ -18,15 +18,6 @@ from vaultd.http.status import document
 def make(clock: FakeClock, **kw: object) -> tuple[Broker, FakeProvider]:
     provider = FakeProvider(clock, **kw)  # type: ignore[arg-type]
     return Broker(provider, clock, rand=lambda: 0.5), provider
-
-
-async def settle(broker: Broker) -> None:
-    """Let background refresh tasks finish (they run the provider in a thread)."""
-    for _ in range(200):
-        pending = [s.task for s in broker.slots.values() if s.task is not None]
-        if not pending:
-            return
-        await asyncio.wait(pending)
 
 
 async def test_no_profile_serves_nothing(clock: FakeClock) -> None:

@@ -3,12 +3,11 @@ state, one announcement, no credentials served, and picked up again by itself.""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 
 import pytest
 
-from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan
+from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core.broker import SIGNIN_POLL, Broker
 from vaultd.core.resolve import Plan, SigninRoot
 from vaultd.errors import LoginRequired, SsoLoginRequired
@@ -34,14 +33,6 @@ class SigninProvider(FakeProvider):
     def plan(self, name: str) -> Plan:
         roles = make_plan(name).roles if name != self.root.profile else ()
         return replace(make_plan(name, serial=None), signin=self.root, roles=roles)
-
-
-async def settle(broker: Broker) -> None:
-    for _ in range(200):
-        pending = [s.task for s in broker.slots.values() if s.task is not None]
-        if not pending:
-            return
-        await asyncio.wait(pending)
 
 
 def make(

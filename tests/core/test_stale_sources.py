@@ -3,14 +3,13 @@ like a failed STS call: never re-run in a loop, never served past its real expir
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from typing import Any
 
 import pytest
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, settle
 from vaultd.core import config, schedule
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import iso8601
@@ -49,14 +48,6 @@ def make(clock: FakeClock, left: float) -> tuple[Broker, Process]:
         runner=process,
     )
     return Broker(provider, clock, rand=lambda: 0.5), process
-
-
-async def settle(broker: Broker) -> None:
-    for _ in range(100):
-        pending = [s.task for s in broker.slots.values() if s.task is not None]
-        if not pending:
-            return
-        await asyncio.wait(pending)
 
 
 @pytest.mark.parametrize("left", [-8 * 3600, 30, 0])

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tests.helpers import FakeClock, FakeProvider
+from tests.helpers import FakeClock, FakeProvider, settle
 from vaultd.core import schedule
 from vaultd.core.broker import Broker
 from vaultd.errors import MfaRequired, StsError, VaultdError
@@ -32,14 +32,6 @@ def make(clock: FakeClock) -> tuple[Broker, PerProfile]:
     provider = PerProfile(clock)
     provider.broken = frozenset({"broken"})
     return Broker(provider, clock, rand=lambda: 0.5), provider
-
-
-async def settle(broker: Broker) -> None:
-    for _ in range(200):
-        pending = [s.task for s in broker.slots.values() if s.task is not None]
-        if not pending:
-            return
-        await asyncio.wait(pending)
 
 
 async def test_a_failed_switch_keeps_serving_the_working_profile(clock: FakeClock) -> None:
