@@ -68,7 +68,9 @@ async def test_a_code_that_made_the_cached_session_is_not_refused(clock: FakeClo
     assert provider.calls[-1] == ("../../etc", None)
 
 
-async def test_a_manual_refresh_joins_a_backoff_retry_in_flight(clock: FakeClock) -> None:
+async def in_backoff(clock: FakeClock) -> tuple[Broker, PerProfile, float]:
+    """master served, then a refresh failed: its retry is due at the time returned (epoch
+    seconds), and STS is back."""
     broker, provider = make(clock)
     await broker.switch("master")
     provider.failure = StsError("cannot reach STS")
@@ -78,9 +80,14 @@ async def test_a_manual_refresh_joins_a_backoff_retry_in_flight(clock: FakeClock
     slot = broker.active_slot()
     assert slot is not None and slot.retry_at is not None
     provider.failure = None
+    return broker, provider, slot.retry_at
+
+
+async def test_a_manual_refresh_joins_a_backoff_retry_in_flight(clock: FakeClock) -> None:
+    broker, provider, retry_at = await in_backoff(clock)
     provider.gate = threading.Event()
     before = len(provider.calls)
-    clock.now = slot.retry_at
+    clock.now = retry_at
     broker.maintain()  # the retry starts and blocks in the provider
     manual = asyncio.ensure_future(broker.refresh())
     await asyncio.sleep(0)
@@ -91,16 +98,8 @@ async def test_a_manual_refresh_joins_a_backoff_retry_in_flight(clock: FakeClock
 
 
 async def test_a_manual_refresh_just_after_a_retry_landed_reuses_it(clock: FakeClock) -> None:
-    broker, provider = make(clock)
-    await broker.switch("master")
-    provider.failure = StsError("cannot reach STS")
-    clock.advance(31 * 60)
-    broker.maintain()
-    await settle(broker)
-    slot = broker.active_slot()
-    assert slot is not None and slot.retry_at is not None
-    provider.failure = None
-    clock.now = slot.retry_at
+    broker, provider, retry_at = await in_backoff(clock)
+    clock.now = retry_at
     broker.maintain()
     await settle(broker)
     landed = broker.current()
