@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,17 +43,29 @@ def test_watchdog_interval() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
 
 
-def test_mfa_announcement_status_and_desktop(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def linux_announcer(
+    tmp_path: Path, spawned: list[list[str]]
+) -> Iterator[tuple[socket.socket, Announcer]]:
+    """An Announcer on Linux with notify-send found, its NOTIFY_SOCKET bound to a test
+    socket, and the programs it starts recorded in `spawned` instead of run."""
     path = tmp_path / "notify.sock"
-    spawned: list[list[str]] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
-        announcer = Announcer(
-            env={"NOTIFY_SOCKET": str(path)},
-            platform="linux",
-            which=lambda tool: f"/usr/bin/{tool}",
-            spawn=spawned.append,
+        yield (
+            sock,
+            Announcer(
+                env={"NOTIFY_SOCKET": str(path)},
+                platform="linux",
+                which=lambda tool: f"/usr/bin/{tool}",
+                spawn=spawned.append,
+            ),
         )
+
+
+def test_mfa_announcement_status_and_desktop(tmp_path: Path) -> None:
+    spawned: list[list[str]] = []
+    with linux_announcer(tmp_path, spawned) as (sock, announcer):
         announcer.mfa_needed("master", "arn:aws:iam::111122223333:mfa/e", early=False)
         assert sock.recv(4096) == b"STATUS=waiting for MFA for master"
     assert spawned[0][0] == "notify-send"
@@ -94,16 +108,8 @@ def test_a_missing_or_failing_notifier_is_logged_once(
 
 
 def test_sign_in_announcement_names_the_command(tmp_path: Path) -> None:
-    path = tmp_path / "notify.sock"
     spawned: list[list[str]] = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(path))
-        announcer = Announcer(
-            env={"NOTIFY_SOCKET": str(path)},
-            platform="linux",
-            which=lambda tool: f"/usr/bin/{tool}",
-            spawn=spawned.append,
-        )
+    with linux_announcer(tmp_path, spawned) as (sock, announcer):
         message = "IAM Identity Center corp: expired: run `aws sso login --sso-session corp`"
         announcer.login_needed("aws sso login --sso-session corp", message)
         assert sock.recv(4096) == b"STATUS=waiting for sign-in: aws sso login --sso-session corp"
