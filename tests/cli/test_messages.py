@@ -35,24 +35,30 @@ def control() -> Iterator[Path]:
         yield path
 
 
+def _into(stdout: int, args: list[str], *, buffered: bool) -> subprocess.CompletedProcess[str]:
+    """Run `vaultd ARGS` with `stdout` as its standard output (a descriptor), buffered as
+    a pipe or file is unless PYTHONUNBUFFERED says otherwise."""
+    env = vaultd_env()
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    return subprocess.run(
+        [sys.executable, "-m", "vaultd", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _into_closed_pipe(args: list[str], *, buffered: bool) -> subprocess.CompletedProcess[str]:
     """Run `vaultd ARGS` with stdout a pipe whose reading end is already closed, as when the
     reader (`| true`, `| head -c1`) has gone before vaultd writes."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    env = vaultd_env()
-    if buffered:
-        env.pop("PYTHONUNBUFFERED", None)
     try:
-        return subprocess.run(
-            [sys.executable, "-m", "vaultd", *args],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return _into(write_end, args, buffered=buffered)
     finally:
         os.close(write_end)
 
@@ -71,21 +77,6 @@ def test_a_closed_stdout_ends_quietly(
     assert done.returncode == 141
 
 
-def _into(stdout: int | None, args: list[str], buffered: bool) -> subprocess.CompletedProcess[str]:
-    env = vaultd_env()
-    if buffered:
-        env.pop("PYTHONUNBUFFERED", None)
-    return subprocess.run(
-        [sys.executable, "-m", "vaultd", *args],
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
 @pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
 @pytest.mark.parametrize(
@@ -97,7 +88,7 @@ def test_output_that_cannot_be_written_is_one_line(
     control: Path, aws_config: Path, args: list[str], *, buffered: bool
 ) -> None:
     with Path("/dev/full").open("w") as full:
-        done = _into(full.fileno(), args, buffered)
+        done = _into(full.fileno(), args, buffered=buffered)
     assert done.returncode == 1
     assert done.stderr == "vaultd: cannot write the output: No space left on device\n"
 
