@@ -5,7 +5,6 @@ processes that know only the IMDS endpoint."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import urllib.error
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.utils import generate_login_cache_key
 
-from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd, vaultd_env
+from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd
 from tests.fakes.signin import Fakes, sso_cache_file
 
 SSO_ROLE = "arn:aws:sts::222233334444:assumed-role/AWSReservedSSO_"
@@ -226,14 +225,7 @@ def test_an_expired_login_names_its_command(portal: Fakes, daemon: Daemon, isola
 
 def test_doctor_reads_the_sign_ins(portal: Fakes, isolated: Path) -> None:
     portal.sign_in_sso(sso_dir(isolated))
-    done = subprocess.run(
-        [sys.executable, "-m", "vaultd", "doctor"],
-        env=vaultd_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_vaultd("doctor")
     assert "IAM Identity Center corp: signed in" in done.stdout
     assert "console: not signed in: run `aws login --profile console`" in done.stdout
     assert "no keys stored" not in done.stdout  # dev-sso is master-via-sso's root, keyless
@@ -256,14 +248,7 @@ def test_doctor_names_an_unreadable_cache_as_the_daemon_does(
     token = json.loads(login_file.read_text())
     token["accessToken"] = "ASIAEXAMPLE"
     login_file.write_text(json.dumps(token) if login == "accessToken a string" else "{")
-    done = subprocess.run(
-        [sys.executable, "-m", "vaultd", "doctor"],
-        env=vaultd_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_vaultd("doctor")
     assert "Traceback" not in done.stderr
     assert (
         "the AWS CLI's cache for corp is unreadable: run `aws sso login --sso-session corp`"
