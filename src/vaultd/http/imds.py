@@ -287,7 +287,7 @@ class ImdsApp:
             return self._answer(request, reply)
         if slot.task is not None:
             return self._route_after_refresh(request, segments)
-        return self._answer(request, self._credentials(segments, slot.plan, None))
+        return self._answer(request, self._unavailable(segments, prepared))
 
     def _route_prepared(
         self, segments: list[str], prepared: _Prepared
@@ -318,17 +318,14 @@ class ImdsApp:
         slot = self.broker.active_slot()
         if slot is None or slot.plan is None:
             return self._answer(request, metadata.route(segments, None, None))
-        return self._answer(request, self._credentials(segments, slot.plan, self.broker.current()))
+        prepared = self._prepare(slot.plan, slot.creds)
+        if self.broker.current() is None:
+            return self._answer(request, self._unavailable(segments, prepared))
+        return self._answer(request, self._route_prepared(segments, prepared)[1])
 
-    def _credentials(
-        self, segments: list[str], plan: Plan, creds: Credentials | None
-    ) -> metadata.Reply:
-        if creds is not None:
-            return self._route_prepared(segments, self._prepare(plan, creds))[1]
-        # Nothing servable: keep what is prepared for this plan (its set may come back).
-        # Rebuilding it for "no credentials" on every request of an outage, and back on
-        # the next, cost two renderings of the document per request.
-        prepared = self._prepared if self._prepared.plan is plan else self._prepare(plan, None)
+    def _unavailable(self, segments: list[str], prepared: _Prepared) -> metadata.Reply:
+        """The answer while nothing may be served: IMDS's error document with the reason,
+        on the paths of the prepared instance (the set it holds may be served again)."""
         status = self.broker.status()
         body = metadata.unavailable_body(status_words.message(status), status.now)
         extended = self.options.serve_extended
