@@ -186,3 +186,22 @@ def run_on_tty(
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def served(endpoint: str) -> dict[str, Any]:
+    """What the daemon is serving right now, read the way an SDK would (IMDSv2)."""
+    put = urllib.request.Request(
+        endpoint + "latest/api/token",
+        method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+    )
+    with urllib.request.urlopen(put, timeout=5) as r:
+        token = r.read().decode()
+    headers = {"X-aws-ec2-metadata-token": token}
+    base = endpoint + "latest/meta-data/iam/security-credentials/"
+    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as r:
+        role = r.read().decode()
+    with urllib.request.urlopen(
+        urllib.request.Request(base + role, headers=headers), timeout=5
+    ) as r:
+        return dict(json.loads(r.read()))

@@ -13,13 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Daemon, client_env, run_vaultd
+from tests.e2e.harness import Daemon, client_env, run_vaultd, served
 
 JS_DIR = Path(__file__).parents[1] / "js"
 BOTOCORE_REGION = """
@@ -31,25 +30,6 @@ import json, boto3
 c = boto3.session.Session().get_credentials()
 print(json.dumps({"method": c.method, "key": c.access_key}))
 """
-
-
-def served(endpoint: str) -> dict[str, Any]:
-    """What the daemon is serving right now, read the way an SDK would (IMDSv2)."""
-    put = urllib.request.Request(
-        endpoint + "latest/api/token",
-        method="PUT",
-        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
-    )
-    with urllib.request.urlopen(put, timeout=5) as r:
-        token = r.read().decode()
-    headers = {"X-aws-ec2-metadata-token": token}
-    base = endpoint + "latest/meta-data/iam/security-credentials/"
-    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as r:
-        role = r.read().decode()
-    with urllib.request.urlopen(
-        urllib.request.Request(base + role, headers=headers), timeout=5
-    ) as r:
-        return dict(json.loads(r.read()))
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:

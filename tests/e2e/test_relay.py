@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Daemon, run_vaultd, vaultd_env
-from tests.e2e.test_clients import BOTO3_CREDS, served
+from tests.e2e.harness import Daemon, run_vaultd, served, vaultd_env
+from tests.e2e.test_clients import BOTO3_CREDS
 
 pytestmark = [
     pytest.mark.skipif(

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.utils import generate_login_cache_key
 
-from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd
+from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd, served
 from tests.fakes.signin import Fakes, sso_cache_file
 
 SSO_ROLE = "arn:aws:sts::222233334444:assumed-role/AWSReservedSSO_"
@@ -36,23 +34,6 @@ def sso_dir(isolated: Path) -> Path:
 
 def login_dir(isolated: Path) -> Path:
     return isolated / "home" / ".aws" / "login" / "cache"
-
-
-def imds_credentials(endpoint: str) -> dict[str, Any]:
-    """What an SDK reads from IMDS (v2), once."""
-    put = urllib.request.Request(
-        endpoint + "latest/api/token",
-        method="PUT",
-        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
-    )
-    with urllib.request.urlopen(put, timeout=5) as r:
-        headers = {"X-aws-ec2-metadata-token": r.read().decode()}
-    base = endpoint + "latest/meta-data/iam/security-credentials/"
-    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as r:
-        role = r.read().decode()
-    request = urllib.request.Request(base + role, headers=headers)
-    with urllib.request.urlopen(request, timeout=5) as r:
-        return dict(json.loads(r.read()))
 
 
 def status() -> dict[str, Any]:
@@ -111,7 +92,7 @@ def test_one_create_token_for_twenty_clients_and_the_cache_rewritten(
 
         def fetch(_: int) -> dict[str, Any]:
             for _attempt in range(40):  # as an SDK does: no credentials yet, ask again
-                doc = imds_credentials(d.endpoint)
+                doc = served(d.endpoint)
                 if doc["Code"] == "Success":
                     break
                 time.sleep(0.25)
@@ -147,7 +128,7 @@ def test_a_person_is_needed_then_picked_up_without_a_vaultd_command(
         assert now["state"] == "sso_login_required"
         assert now["message"].endswith("run `aws sso login --sso-session corp`")
         started = time.monotonic()
-        doc = imds_credentials(d.endpoint)
+        doc = served(d.endpoint)
         assert doc["Code"] != "Success" and "aws sso login --sso-session corp" in doc["Message"]
         assert time.monotonic() - started < 2  # at once, as for MFA
         shown = run_vaultd("status")
@@ -159,7 +140,7 @@ def test_a_person_is_needed_then_picked_up_without_a_vaultd_command(
 
         portal.sign_in_sso(sso_dir(isolated))  # `aws sso login` in some terminal
         deadline = time.monotonic() + 15
-        while (doc := imds_credentials(d.endpoint))["Code"] != "Success":
+        while (doc := served(d.endpoint))["Code"] != "Success":
             assert time.monotonic() < deadline, d.log()
             time.sleep(0.25)
         assert doc["AccessKeyId"] == portal.issued_keys[-1]
