@@ -62,8 +62,13 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def aws_config(isolated: Path) -> Path:
+    return shared_config(isolated, README_CONFIG)
+
+
+def shared_config(isolated: Path, text: str) -> Path:
+    """Write `text` as the test's ~/.aws/config (AWS_CONFIG_FILE points there)."""
     path = isolated / "home" / ".aws" / "config"
-    path.write_text(README_CONFIG)
+    path.write_text(text)
     return path
 
 
@@ -136,9 +141,7 @@ region = us-east-1
 @pytest.fixture
 def signin_config(isolated: Path) -> Path:
     """The issue's IAM Identity Center and `aws login` profiles, exactly as the CLI writes them."""
-    path = isolated / "home" / ".aws" / "config"
-    path.write_text(SIGNIN_CONFIG)
-    return path
+    return shared_config(isolated, SIGNIN_CONFIG)
 
 
 @pytest.fixture
