@@ -5,6 +5,15 @@ bytes. A handler answers synchronously when it can — the credentials path does
 a request that must wait (a refresh under way, the ECS and relay paths) costs a task, so a
 keep-alive GET is one parse and one write. Pipelined requests are answered in order.
 
+Replies are written once per turn of the event loop, after every connection that had data
+in that turn has been answered (`Server.flush`), not one by one as each is ready: under
+load, each write on loopback wakes the client that reads it, and a client woken for one
+reply goes back to sleep before the next is written. Writing the turn's replies together
+wakes each client once for all of them: with 64 keep-alive connections it cut the server's
+CPU per request by about a fifth, kernel time most (`make bench`). A lone request waits for
+no one, as its turn ends when it is answered; a reply that ends its connection is written
+at once, before the close.
+
 Every connection is admitted first (`Admit`: who is at the other end, and whether they may
 be served) and counted in one of two pools, so that refused peers never take the slots the
 owner needs: refused peers have their own small pool, get one 403 and are closed. A
@@ -162,7 +171,8 @@ BAD_REQUEST: Final = (
 
 
 class Server:
-    """Counts connections per pool and builds a `Connection` per accepted socket."""
+    """Counts connections per pool, builds a `Connection` per accepted socket, and writes
+    the replies of each turn of the event loop together (`write_later`, `flush`)."""
 
     def __init__(
         self,
@@ -179,6 +189,7 @@ class Server:
         self.connections: set[Connection] = set()
         self.open = {False: 0, True: 0}  # refused peer? -> open connections
         self.over_cap = 0
+        self.unflushed: list[Connection] = []  # connections with replies not yet written
 
     def take(self, refused: bool) -> bool:
         """A slot in the pool for admitted or for refused peers, or False when it is full."""
@@ -191,6 +202,19 @@ class Server:
 
     def protocol(self) -> Connection:
         return Connection(self)
+
+    def write_later(self, conn: Connection) -> None:
+        """Have `conn`'s replies written when this turn of the event loop has answered
+        every connection that had data in it."""
+        if not self.unflushed:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.unflushed.append(conn)
+
+    def flush(self) -> None:
+        """Write the replies of every connection answered in this turn."""
+        conns, self.unflushed = self.unflushed, []
+        for conn in conns:
+            conn.flush()
 
     def close_all(self) -> None:
         for conn in list(self.connections):
@@ -218,6 +242,7 @@ class Connection(BaseProtocol):
         self.counted: bool | None = None  # the pool this connection holds a slot in
         self.parser: HttpRequestParser | None = None
         self.queue: deque[Request] = deque()
+        self.out: list[bytes] = []  # replies answered, written at the end of the turn
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # answer what is queued, then close
         self.seen = 0
@@ -231,7 +256,7 @@ class Connection(BaseProtocol):
         self.peer = server.admit(transport)
         refused = self.peer.refusal is not None
         if not server.take(refused):
-            self._send(OVER_CAP)
+            transport.write(OVER_CAP)  # type: ignore[attr-defined]
             transport.close()
             return
         self.counted = refused
@@ -259,6 +284,7 @@ class Connection(BaseProtocol):
         if self.task is not None:
             self.task.cancel()
         self.queue.clear()
+        self.out.clear()
         self.parser = None
 
     def data_received(self, data: bytes) -> None:
@@ -320,10 +346,6 @@ class Connection(BaseProtocol):
                 self.queue.clear()
         if self.closing:
             self.close()
-        elif self.transport is not None and self.transport.get_write_buffer_size() > (
-            WRITE_HIGH_WATER
-        ):
-            self.transport.pause_reading()  # a pipelining client that does not read
 
     async def _wait(self, request: Request, reply: Awaitable[Reply]) -> None:
         try:
@@ -336,9 +358,22 @@ class Connection(BaseProtocol):
         self._answer()
 
     def _send(self, data: bytes) -> None:
+        if not self.out:
+            self.server.write_later(self)
+        self.out.append(data)
+
+    def flush(self) -> None:
+        """Write the replies answered so far, in order."""
+        out = self.out
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if not out or transport is None:
+            return
+        self.out = []
+        if transport.is_closing():
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if not self.closing and transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            transport.pause_reading()  # a pipelining client that does not read
 
     def _bad_request(self, exc: HttpProcessingError) -> None:
         first = (exc.message or type(exc).__name__).splitlines()
@@ -350,7 +385,9 @@ class Connection(BaseProtocol):
             self.close()
 
     def close(self) -> None:
+        """Write what has been answered, then close."""
         self.closing = True
+        self.flush()
         if self.transport is not None:
             self.transport.close()
 
