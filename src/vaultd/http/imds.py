@@ -195,17 +195,17 @@ class ImdsApp:
         status: int,
         body: bytes,
         content_type: str = metadata.TEXT,
-        **extra: str,
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> Reply:
         date = self.server.clock.date()
-        key = (status, body, content_type, tuple(extra.items()), request.http10, request.close)
+        key = (status, body, content_type, extra, request.http10, request.close)
         rendered = self._rendered.get(date, key)
         if rendered is None:
             top = head(
                 status,
                 len(body),
                 content_type,
-                (*BASE_HEADERS, *extra.items()),
+                (*BASE_HEADERS, *extra),
                 date,
                 http10=request.http10,
                 close=request.close,
@@ -215,7 +215,11 @@ class ImdsApp:
 
     def _error(self, request: Request, status: int, reason: str, **extra: str) -> Reply:
         return self._reply(
-            request, status, metadata.error_page(status, reason), metadata.HTML, **extra
+            request,
+            status,
+            metadata.error_page(status, reason),
+            metadata.HTML,
+            tuple(extra.items()),
         )
 
     def _refuse(self, request: Request, reason: str) -> Reply:
@@ -265,7 +269,7 @@ class ImdsApp:
         if ttl is None:
             return self._error(request, 400, "Missing or Invalid Parameters")
         token = self.tokens.issue(ttl).encode("ascii")
-        return self._reply(request, 200, token, **{TTL_HEADER: str(ttl)})
+        return self._reply(request, 200, token, metadata.TEXT, ((TTL_HEADER, str(ttl)),))
 
     def _route(self, request: Request, segments: list[str]) -> Reply | Awaitable[Reply]:
         slot = self.broker.active_slot()

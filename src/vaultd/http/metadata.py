@@ -175,7 +175,7 @@ def _listing(names: Sequence[str]) -> Reply:
 
 def normalise(path: str) -> list[str]:
     """Split a request path into segments, collapsing repeated and trailing slashes."""
-    return [part for part in path.split("/") if part]
+    return list(filter(None, path.split("/")))
 
 
 def route(
