@@ -325,3 +325,26 @@ async def test_console_credentials_federate_only_without_a_role(clock: FakeClock
     assert (plan.roles, creds.lifetime) == ((), 1800)
     assert provider.calls == [("master", "federate 1800")]
     assert broker.active is None  # a console session changes nothing IMDS serves
+
+
+async def test_clear_wakes_the_maintenance_loop_so_a_code_is_asked_for_at_once(
+    clock: FakeClock,
+) -> None:
+    broker, provider = make(clock)
+    await broker.switch("master")
+    maintenance = asyncio.create_task(broker.run())
+    try:
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop finds nothing due and sleeps for half an hour
+        provider.needs_mfa = True  # the dropped session was what spared the code
+        broker.clear()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await settle(broker)
+        # Asked now, with no SDK request to start it: `vaultd status` shows the request
+        # and `vaultd mfa CODE` answers it, as after any other lost session.
+        assert provider.calls == [("master", None), ("master", None)]
+        assert broker.status().state == "mfa_required"
+    finally:
+        maintenance.cancel()
+        await asyncio.gather(maintenance, return_exceptions=True)

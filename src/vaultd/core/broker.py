@@ -258,6 +258,7 @@ class Broker:
             slot.failures = 0
             slot.retry_at = None
         self.asks.close_mfa(self.active)
+        self._wake.set()  # refetch what is in use now: a code it needs is asked for at once
 
     # -- background maintenance -------------------------------------------------------------
     def in_use(self) -> list[Slot]:
