@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
-# The first run installs about 100 packages: say so, and let pip show each one (plain lines,
+# The first run installs about 110 packages: say so, and let pip show each one (plain lines,
 # no progress bars off a terminal, so CI logs stay readable).
 $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing vaultd with its demo and test tools (under a minute on a fast connection, once)"
