@@ -4,6 +4,7 @@ when replies are written (one write per connection per turn of the event loop)."
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 from vaultd.http.wire import Connection, Limits, Peer, Request, Server
@@ -18,10 +19,25 @@ class Transport(asyncio.Transport):
         self.closed = False
         self.events: list[str] = []  # "write", "close", "pause", in order
         self.buffered = buffered  # what the kernel has not taken yet, as get_write_buffer_size
+        self.parts: list[Any] = []  # the objects handed to write/writelines
+        self.fail: Exception | None = None  # raised by write
 
     def write(self, data: Any) -> None:
+        if self.fail is not None:
+            raise self.fail
         self.sent += bytes(data)
         self.events.append("write")
+        self.parts.append(data)
+
+    def writelines(self, data: Any) -> None:
+        parts = list(data)
+        self.sent += b"".join(parts)
+        self.events.append("write")
+        self.parts.extend(parts)
+
+    def abort(self) -> None:
+        self.closed = True
+        self.events.append("abort")
 
     def is_closing(self) -> bool:
         return self.closed
@@ -40,11 +56,17 @@ class Transport(asyncio.Transport):
         return ("127.0.0.1", 40000) if name == "peername" else default
 
 
+ANSWERED: list[bytes] = []  # every reply _answer gave, in order (cleared by _server)
+
+
 def _answer(request: Request) -> bytes:
-    return f"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Path: {request.path}\r\n\r\n".encode()
+    reply = f"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Path: {request.path}\r\n\r\n".encode()
+    ANSWERED.append(reply)
+    return reply
 
 
 def _server() -> Server:
+    ANSWERED.clear()
     return Server(_answer, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
 
 
@@ -99,6 +121,42 @@ async def test_pipelined_replies_go_out_in_one_write_in_order() -> None:
     assert transport.events == ["write"]
     paths = [line for line in transport.sent.split(b"\r\n") if line.startswith(b"X-Path")]
     assert paths == [b"X-Path: /1", b"X-Path: /2", b"X-Path: /3"]
+    # Handed over as they are, not joined: uvloop buffers a reference to each, so a client
+    # that never reads costs a pointer per reply, not a copy of it.
+    assert len(transport.parts) == 3
+    assert all(part is reply for part, reply in zip(transport.parts, ANSWERED, strict=True))
+
+
+async def test_a_connection_whose_write_fails_is_dropped_and_the_others_are_written() -> None:
+    seen: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: seen.append(context))
+    server = _server()
+    (a, ta), (b, tb) = _connection(server), _connection(server)
+    ta.fail = RuntimeError("the transport broke")
+    a.data_received(_get("/a"))
+    b.data_received(_get("/b"))
+    await asyncio.sleep(0)
+    assert ta.events == ["abort"]
+    assert b"X-Path: /b" in tb.sent  # written in the same turn despite /a's failure
+    assert [str(context["exception"]) for context in seen] == ["the transport broke"]
+
+
+async def test_a_reply_still_to_be_awaited_when_the_client_goes_is_closed_not_leaked() -> None:
+    async def later(request: Request) -> bytes:
+        return _answer(request)
+
+    pending: list[Any] = []
+
+    def answer(request: Request) -> Any:
+        pending.append(later(request))
+        return pending[-1]
+
+    server = Server(answer, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
+    conn, _ = _connection(server)
+    conn.data_received(_get("/ecs"))
+    conn.connection_lost(ConnectionResetError())  # before the task that awaits it ran
+    await asyncio.sleep(0)
+    assert inspect.getcoroutinestate(pending[0]) == inspect.CORO_CLOSED
 
 
 async def test_a_reply_that_ends_its_connection_is_written_at_once_before_the_close() -> None:

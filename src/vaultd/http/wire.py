@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -215,7 +216,10 @@ class Server:
         """Write the replies of every connection answered and not yet written."""
         conns, self.unflushed = self.unflushed, []
         for conn in conns:
-            conn.flush()
+            try:
+                conn.flush()
+            except Exception as exc:  # one connection's fault must not hold the others' replies
+                conn.abort(exc)
 
     def close_all(self) -> None:
         for conn in list(self.connections):
@@ -245,6 +249,7 @@ class Connection(BaseProtocol):
         self.queue: deque[Request] = deque()
         self.out: list[bytes] = []  # replies answered, written at the end of the turn
         self.task: asyncio.Task[None] | None = None
+        self.waiting: Awaitable[Reply] | None = None  # the reply the task waits for
         self.closing = False  # answer what is queued, then close
         self.seen = 0
         self.seen_at_check = 0  # a first check with nothing completed closes: one deadline, not two
@@ -284,6 +289,10 @@ class Connection(BaseProtocol):
             self.timer = None
         if self.task is not None:
             self.task.cancel()
+            if inspect.iscoroutine(self.waiting) and (
+                inspect.getcoroutinestate(self.waiting) == inspect.CORO_CREATED
+            ):
+                self.waiting.close()  # the task never ran: no "never awaited" warning
         self.queue.clear()
         self.out.clear()
         self.parser = None
@@ -342,6 +351,7 @@ class Connection(BaseProtocol):
             self.seen += 1
             reply = handler(request)
             if not isinstance(reply, bytes):
+                self.waiting = reply
                 self.task = self._loop.create_task(self._wait(request, reply))
                 return
             self._send(reply)
@@ -355,7 +365,7 @@ class Connection(BaseProtocol):
         try:
             self._send(await reply)
         finally:
-            self.task = None
+            self.task = self.waiting = None
         if request.close:
             self.closing = True
             self.queue.clear()
@@ -376,9 +386,26 @@ class Connection(BaseProtocol):
         self.out = []
         if transport.is_closing():
             return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if len(out) == 1:
+            transport.write(out[0])
+        else:
+            # Not joined: replies are mostly the same cached bytes, and uvloop keeps a
+            # reference to each buffered one where a join would copy them all, so a client
+            # that pipelines and never reads would cost real memory for every reply.
+            transport.writelines(out)
         if not self.closing and transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             transport.pause_reading()  # a pipelining client that does not read
+
+    def abort(self, exc: Exception) -> None:
+        """Drop the connection after `exc` broke writing to it; report it as asyncio
+        reports an exception in a callback."""
+        self.out.clear()
+        self.closing = True
+        self._loop.call_exception_handler(
+            {"message": "writing a reply failed", "exception": exc, "protocol": self}
+        )
+        if self.transport is not None:
+            self.transport.abort()
 
     def _bad_request(self, exc: HttpProcessingError) -> None:
         first = (exc.message or type(exc).__name__).splitlines()
