@@ -169,6 +169,16 @@ async def test_a_reply_that_ends_its_connection_is_written_at_once_before_the_cl
     assert transport.events == ["write", "close"]  # and nothing is written twice
 
 
+async def test_a_pipelining_client_that_does_not_read_is_paused_inside_the_read() -> None:
+    conn, transport = _connection(buffered=2**17)
+    requests = _get("/" + "x" * 1000) * 200  # replies over the write high-water mark
+    conn.data_received(requests)
+    # Paused before this read returns: the event loop may read the same socket again in
+    # this turn, and every read answered before a pause is held in memory.
+    assert "pause" in transport.events
+    assert transport.events[0] == "write"
+
+
 async def test_a_client_that_does_not_read_its_replies_stops_being_read() -> None:
     conn, transport = _connection(buffered=2**17)  # the kernel has taken none of the last ones
     conn.data_received(_get("/x"))

@@ -248,6 +248,7 @@ class Connection(BaseProtocol):
         self.parser: HttpRequestParser | None = None
         self.queue: deque[Request] = deque()
         self.out: list[bytes] = []  # replies answered, written at the end of the turn
+        self.out_size = 0  # bytes in `out`
         self.task: asyncio.Task[None] | None = None
         self.waiting: Awaitable[Reply] | None = None  # the reply the task waits for
         self.closing = False  # answer what is queued, then close
@@ -295,6 +296,7 @@ class Connection(BaseProtocol):
                 self.waiting.close()  # the task never ran: no "never awaited" warning
         self.queue.clear()
         self.out.clear()
+        self.out_size = 0
         self.parser = None
 
     def data_received(self, data: bytes) -> None:
@@ -374,8 +376,13 @@ class Connection(BaseProtocol):
     def _send(self, data: bytes) -> None:
         out = self.out
         out.append(data)
+        self.out_size += len(data)
         if len(out) == 1:
             self.server.write_later(self)
+        elif self.out_size > WRITE_HIGH_WATER:
+            # A client pipelining faster than it reads: write now, so that flow control
+            # (the pause in `flush`) acts inside this read, before the loop reads again.
+            self.flush()
 
     def flush(self) -> None:
         """Write the replies answered so far, in order."""
@@ -384,6 +391,7 @@ class Connection(BaseProtocol):
         if not out or transport is None:
             return
         self.out = []
+        self.out_size = 0
         if transport.is_closing():
             return
         if len(out) == 1:
@@ -400,6 +408,7 @@ class Connection(BaseProtocol):
         """Drop the connection after `exc` broke writing to it; report it as asyncio
         reports an exception in a callback."""
         self.out.clear()
+        self.out_size = 0
         self.closing = True
         self._loop.call_exception_handler(
             {"message": "writing a reply failed", "exception": exc, "protocol": self}
