@@ -52,6 +52,9 @@ class Transport(asyncio.Transport):
     def pause_reading(self) -> None:
         self.events.append("pause")
 
+    def resume_reading(self) -> None:
+        self.events.append("resume")
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
@@ -192,3 +195,40 @@ async def test_a_transport_closing_before_the_turn_ends_is_not_written_to() -> N
     transport.closed = True  # the peer reset it, say, while the turn went on
     await asyncio.sleep(0)
     assert transport.events == []
+
+
+async def test_reading_stops_while_a_reply_is_awaited_and_resumes_once_it_is_written() -> None:
+    answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def later() -> bytes:
+        return await answer
+
+    def handler(request: Request) -> Any:
+        return later() if request.path == "/wait" else _answer(request)
+
+    server = Server(handler, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
+    conn, transport = _connection(server)
+    conn.data_received(_get("/wait") + _get("/next"))
+    # Requests read while a reply is awaited would only queue up behind it, without bound.
+    assert transport.events == ["pause"]
+    conn.pause_writing()  # and the client draining earlier replies meanwhile does not undo it
+    conn.resume_writing()
+    assert transport.events == ["pause"]
+    answer.set_result(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Path: /wait\r\n\r\n")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert transport.events == ["pause", "resume", "write"]
+    paths = [line for line in transport.sent.split(b"\r\n") if line.startswith(b"X-Path")]
+    assert paths == [b"X-Path: /wait", b"X-Path: /next"]
+
+
+async def test_a_client_reading_its_replies_slowly_is_not_idle() -> None:
+    conn, transport = _connection()
+    conn.data_received(_get("/x"))
+    conn._check()  # a request answered: alive
+    conn.pause_writing()  # the client reads slower than the replies come
+    conn.resume_writing()  # ...but it does read them down
+    conn._check()
+    assert not transport.closed
+    conn._check()  # a whole period without either: idle
+    assert transport.closed

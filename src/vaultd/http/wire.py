@@ -252,8 +252,9 @@ class Connection(BaseProtocol):
         self.task: asyncio.Task[None] | None = None
         self.waiting: Awaitable[Reply] | None = None  # the reply the task waits for
         self.closing = False  # answer what is queued, then close
-        self.seen = 0
-        self.seen_at_check = 0  # a first check with nothing completed closes: one deadline, not two
+        self.seen = 0  # requests answered
+        self.drained = 0  # times the client read its replies down after writing paused
+        self.progress_at_check = 0  # seen + drained at the last check: one deadline, not two
         self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks -----------------------------------------------------------------
@@ -338,8 +339,15 @@ class Connection(BaseProtocol):
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self.transport is not None and not self.closing:
-            self.transport.resume_reading()
+        self.drained += 1  # the client is reading its replies: not idle
+        self._read_if_free()
+
+    def _read_if_free(self) -> None:
+        """Read again, unless a reply is still awaited (requests read meanwhile would only
+        queue up behind it, without bound) or the client is not reading its replies."""
+        transport = self.transport
+        if transport is not None and not self.closing and self.task is None and not self._paused:
+            transport.resume_reading()
 
     # -- answering ---------------------------------------------------------------------------
     def busy(self) -> bool:
@@ -355,6 +363,7 @@ class Connection(BaseProtocol):
             if not isinstance(reply, bytes):
                 self.waiting = reply
                 self.task = self._loop.create_task(self._wait(request, reply))
+                self.transport.pause_reading()  # until it is answered: see _read_if_free
                 return
             self._send(reply)
             if request.close:
@@ -372,6 +381,7 @@ class Connection(BaseProtocol):
             self.closing = True
             self.queue.clear()
         self._answer()
+        self._read_if_free()
 
     def _send(self, data: bytes) -> None:
         out = self.out
@@ -437,10 +447,12 @@ class Connection(BaseProtocol):
         self.timer = self._loop.call_later(self.server.limits.request_deadline, self._check)
 
     def _check(self) -> None:
-        """Close a connection that completed no request since the last check."""
+        """Close a connection that made no progress since the last check: no request
+        answered, and no replies read by a client that reads slowly."""
         self.timer = None
-        if not self.busy() and self.seen == self.seen_at_check:
+        progress = self.seen + self.drained
+        if not self.busy() and progress == self.progress_at_check:
             self.close()
             return
-        self.seen_at_check = self.seen
+        self.progress_at_check = progress
         self._arm()
