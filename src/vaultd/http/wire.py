@@ -17,8 +17,11 @@ that ends its connection is written at once, before the close.
 Every connection is admitted first (`Admit`: who is at the other end, and whether they may
 be served) and counted in one of two pools, so that refused peers never take the slots the
 owner needs: refused peers have their own small pool, get one 403 and are closed. A
-connection that completes no request within the deadline is closed; a client that half-
-closes (SHUT_WR) after its request still gets the answer, then the connection closes.
+connection that completes no request within the deadline, and reads none of its replies,
+is closed; a client that half-closes (SHUT_WR) after its request still gets the answer,
+then the connection closes. A connection reads only while it can answer: not while a
+reply is awaited, and not while its client leaves more than `WRITE_HIGH_WATER` of replies
+unread.
 """
 
 from __future__ import annotations
