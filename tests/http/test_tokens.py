@@ -74,3 +74,15 @@ def test_the_memo_of_checked_tokens_is_bounded(clock: FakeClock) -> None:
         assert tokens.remaining(tokens.issue(ttl)) == ttl
         assert tokens.remembered <= MEMO_SIZE
     assert tokens.remembered > 0
+
+
+def test_a_token_lives_its_whole_ttl_whatever_the_fraction_of_the_second() -> None:
+    # Real IMDS keeps a token for the seconds asked for. Counting from the whole second
+    # would give a TTL=1 token issued at x.9 a tenth of a second.
+    clock = FakeClock(1_700_000_000.9)
+    tokens = Tokens(clock)
+    token = tokens.issue(1)
+    clock.advance(0.95)
+    assert tokens.remaining(token) is not None
+    clock.advance(0.1)
+    assert tokens.remaining(token) is None

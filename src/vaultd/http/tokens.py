@@ -1,8 +1,10 @@
 """IMDSv2 session tokens: stateless, so a flood of PUTs costs no memory.
 
-A token is its expiry plus an HMAC of that expiry under a key that lives only in this
-process: nothing is stored per issued token, any token from an earlier daemon is simply
-invalid, and checking one is a constant-time compare.
+A token is its expiry (epoch milliseconds, so that a token lives the whole TTL it was asked
+for, as real IMDS's do, whatever the fraction of the second it was issued in) plus an HMAC
+of that expiry under a key that lives only in this process: nothing is stored per issued
+token, any token from an earlier daemon is simply invalid, and checking one is a
+constant-time compare.
 
 SDKs send the same token on every request until it nears expiry (boto3 and the AWS CLI ask
 for 21,600 s), so a token whose MAC has been checked once is remembered, with its expiry,
@@ -48,7 +50,7 @@ class Tokens:
     def __init__(self, clock: Callable[[], float], key: bytes | None = None) -> None:
         self.clock = clock
         self._key = key if key is not None else secrets.token_bytes(32)
-        self._memo: dict[str, int] = {}  # verified token -> expiry (epoch seconds)
+        self._memo: dict[str, float] = {}  # verified token -> expiry (epoch seconds)
 
     @property
     def remembered(self) -> int:
@@ -59,7 +61,8 @@ class Tokens:
         return hmac.digest(self._key, expiry, hashlib.sha256)[:_MAC_BYTES]
 
     def issue(self, ttl: int) -> str:
-        expiry = (int(self.clock()) + ttl).to_bytes(8, "big")
+        """A token valid for `ttl` seconds from now."""
+        expiry = (round(self.clock() * 1000) + ttl * 1000).to_bytes(8, "big")
         return base64.urlsafe_b64encode(expiry + self._mac(expiry)).decode("ascii").rstrip("=")
 
     def remaining(self, token: str) -> int | None:
@@ -72,7 +75,7 @@ class Tokens:
         left = expiry_at - self.clock()
         return int(left) if left > 0 else None
 
-    def _verify(self, token: str) -> int | None:
+    def _verify(self, token: str) -> float | None:
         """The expiry a well-formed token of ours carries (remembered), else None."""
         if len(token) > MAX_TOKEN_LENGTH or not _SHAPE.fullmatch(token):
             return None
@@ -89,5 +92,5 @@ class Tokens:
             return None
         if len(self._memo) >= MEMO_SIZE:
             self._memo.clear()
-        expiry_at = self._memo[token] = int.from_bytes(expiry, "big")
+        expiry_at = self._memo[token] = int.from_bytes(expiry, "big") / 1000
         return expiry_at
