@@ -13,6 +13,10 @@ GET = b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
 
 
 class Transport(asyncio.Transport):
+    """Records what the connection does to it. With `buffered` over the high-water mark it
+    flow-controls as asyncio's and uvloop's transports do: a write calls the protocol's
+    pause_writing at once."""
+
     def __init__(self, buffered: int = 0) -> None:
         super().__init__()
         self.sent = b""
@@ -21,6 +25,16 @@ class Transport(asyncio.Transport):
         self.buffered = buffered  # what the kernel has not taken yet, as get_write_buffer_size
         self.parts: list[Any] = []  # the objects handed to write/writelines
         self.fail: Exception | None = None  # raised by write
+        self.protocol: Connection | None = None
+        self.reading = True
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def _flow_control(self) -> None:
+        protocol = self.protocol
+        if self.buffered > 2**16 and protocol is not None and not protocol.writing_paused:
+            protocol.pause_writing()
 
     def write(self, data: Any) -> None:
         if self.fail is not None:
@@ -28,12 +42,14 @@ class Transport(asyncio.Transport):
         self.sent += bytes(data)
         self.events.append("write")
         self.parts.append(data)
+        self._flow_control()
 
     def writelines(self, data: Any) -> None:
         parts = list(data)
         self.sent += b"".join(parts)
         self.events.append("write")
         self.parts.extend(parts)
+        self._flow_control()
 
     def abort(self) -> None:
         self.closed = True
@@ -50,10 +66,14 @@ class Transport(asyncio.Transport):
         return self.buffered
 
     def pause_reading(self) -> None:
-        self.events.append("pause")
+        if self.reading:  # as asyncio's and uvloop's: pausing twice is one pause
+            self.reading = False
+            self.events.append("pause")
 
     def resume_reading(self) -> None:
-        self.events.append("resume")
+        if not self.reading:
+            self.reading = True
+            self.events.append("resume")
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
@@ -76,6 +96,7 @@ def _server() -> Server:
 def _connection(server: Server | None = None, buffered: int = 0) -> tuple[Connection, Transport]:
     conn = (server or _server()).protocol()
     transport = Transport(buffered)
+    transport.set_protocol(conn)
     conn.connection_made(transport)
     return conn, transport
 

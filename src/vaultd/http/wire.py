@@ -267,8 +267,8 @@ class Connection(BaseProtocol):
         self.peer = server.admit(transport)
         refused = self.peer.refusal is not None
         if not server.take(refused):
-            transport.write(OVER_CAP)  # type: ignore[attr-defined]
-            transport.close()
+            self._send(OVER_CAP)
+            self.close()
             return
         self.counted = refused
         server.connections.add(self)
@@ -299,8 +299,7 @@ class Connection(BaseProtocol):
             ):
                 self.waiting.close()  # the task never ran: no "never awaited" warning
         self.queue.clear()
-        self.out.clear()
-        self.out_size = 0
+        self._take_out()
         self.parser = None
 
     def data_received(self, data: bytes) -> None:
@@ -340,6 +339,14 @@ class Connection(BaseProtocol):
             self.close()
         return True
 
+    def pause_writing(self) -> None:
+        """The transport holds more than its high-water mark (64 KiB in asyncio and uvloop)
+        of replies the client has not read: read no more until it catches up. Called from
+        inside `transport.write`, so the pause takes effect before the socket is read again."""
+        super().pause_writing()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
     def resume_writing(self) -> None:
         super().resume_writing()
         self.drained += 1  # the client is reading its replies: not idle
@@ -349,7 +356,12 @@ class Connection(BaseProtocol):
         """Read again, unless a reply is still awaited (requests read meanwhile would only
         queue up behind it, without bound) or the client is not reading its replies."""
         transport = self.transport
-        if transport is not None and not self.closing and self.task is None and not self._paused:
+        if (
+            transport is not None
+            and not self.closing
+            and self.task is None
+            and not self.writing_paused
+        ):
             transport.resume_reading()
 
     # -- answering ---------------------------------------------------------------------------
@@ -394,17 +406,20 @@ class Connection(BaseProtocol):
             self.server.write_later(self)
         elif self.out_size > WRITE_HIGH_WATER:
             # A client pipelining faster than it reads: write now, so that flow control
-            # (the pause in `flush`) acts inside this read, before the loop reads again.
+            # (`pause_writing`) acts inside this read, before the loop reads again.
             self.flush()
+
+    def _take_out(self) -> list[bytes]:
+        """The replies not yet written, which the connection no longer holds."""
+        out, self.out, self.out_size = self.out, [], 0
+        return out
 
     def flush(self) -> None:
         """Write the replies answered so far, in order."""
-        out = self.out
         transport = self.transport
-        if not out or transport is None:
+        if not self.out or transport is None:
             return
-        self.out = []
-        self.out_size = 0
+        out = self._take_out()
         if transport.is_closing():
             return
         if len(out) == 1:
@@ -414,14 +429,11 @@ class Connection(BaseProtocol):
             # reference to each buffered one where a join would copy them all, so a client
             # that pipelines and never reads would cost real memory for every reply.
             transport.writelines(out)
-        if not self.closing and transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-            transport.pause_reading()  # a pipelining client that does not read
 
     def abort(self, exc: Exception) -> None:
         """Drop the connection after `exc` broke writing to it; report it as asyncio
         reports an exception in a callback."""
-        self.out.clear()
-        self.out_size = 0
+        self._take_out()
         self.closing = True
         self._loop.call_exception_handler(
             {"message": "writing a reply failed", "exception": exc, "protocol": self}
