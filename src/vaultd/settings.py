@@ -30,6 +30,13 @@ TokenMode = Literal["optional", "required"]
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
+def event_loop_named(word: str) -> str:
+    """`word` when it is one of `EVENT_LOOPS`, exactly; raises ConfigError otherwise."""
+    if word not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {word!r}")
+    return word
+
+
 @dataclass(frozen=True)
 class Listen:
     host: str
@@ -203,9 +210,9 @@ def load(
     if not 900 <= session_duration <= 129600:
         raise ConfigError("session_hours must be between 0.25 and 36 (STS's limits)")
     token_file = pick(relay_token_file, "VAULTD_RELAY_TOKEN_FILE", "relay_token_file")
-    loop = (pick(event_loop, "VAULTD_EVENT_LOOP", "event_loop") or "auto").strip().lower()
-    if loop not in EVENT_LOOPS:
-        raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {loop!r}")
+    loop = event_loop_named(
+        (pick(event_loop, "VAULTD_EVENT_LOOP", "event_loop") or "auto").strip().lower()
+    )
 
     def flag(value: bool | None, var: str, key: str, *, default: bool) -> bool:
         text = pick(None if value is None else str(value).lower(), var, key)

@@ -4,11 +4,10 @@ uvloop (asyncio's event loop API on libuv; MIT-licensed, from MagicStack) moves 
 read and write paths of every connection into C. On the IMDS hot path, where each keep-alive
 GET is one recv, one parse and one send, it cut the daemon's CPU per request by about a
 sixth (24 against 28 us, server CPU over a wrk run). It is a dependency wherever it builds
-(Linux and macOS); where it is missing, or when `--event-loop asyncio` (`event_loop` in the
-settings) asks for the standard loop, a way out should a uvloop release misbehave, asyncio's
-own loop runs the same code:
-everything vaultd does goes through asyncio's public API, and the HTTP and guard tests run
-on both loops.
+(Linux and macOS). Where it is missing, or when `--event-loop asyncio` (`event_loop` in the
+settings) asks for the standard loop as a way out should a uvloop release misbehave,
+asyncio's own loop runs the same code: everything vaultd does goes through asyncio's public
+API, and the HTTP and guard tests run on both loops.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vaultd.errors import ConfigError
-from vaultd.settings import EVENT_LOOPS
+from vaultd.settings import event_loop_named
 
 T = TypeVar("T")
 
@@ -54,9 +53,7 @@ def choose(wanted: str = "auto") -> EventLoop:
 
     Raises ConfigError for any other word, and for "uvloop" when it cannot be imported
     (asked for by name, its absence is an error, not a silent fallback)."""
-    if wanted not in EVENT_LOOPS:
-        raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {wanted!r}")
-    if wanted == "asyncio":
+    if event_loop_named(wanted) == "asyncio":
         return EventLoop("asyncio")
     try:
         uvloop = importlib.import_module("uvloop")
