@@ -19,7 +19,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from load import (
     token_for,
 )
 
+from cli import compile_vaultd, timed
 from vaultd.client import ControlClient
 from vaultd.demo import DEMO_CODE, Sandbox
 
@@ -57,12 +57,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wall_ms(argv: list[str], env: dict[str, str], runs: int = 20) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, capture_output=True, check=True, timeout=30)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    """Median wall-clock milliseconds of `runs` runs of `argv`, timed as bench/cli.py does."""
+    return statistics.median(timed(argv, env, runs)) * 1000
 
 
 @dataclass(frozen=True)
@@ -168,6 +164,7 @@ def run(sandbox: Sandbox, seconds: float, idle: int, million: int) -> Table:
         table.note("rss after new connections", f"{rss_mib(ours.pid):.1f} MiB")
         if million:
             _million(table, ours, million, served)
+        compile_vaultd()  # as an install has it, and as bench/cli.py measures
         vaultd = str(Path(sys.executable).parent / "vaultd")
         for argv in (["status"], ["switch", "master"]):
             table.add(
