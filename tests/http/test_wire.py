@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from vaultd.http.wire import Connection, Limits, Peer, Request, Server
@@ -88,9 +89,9 @@ def _answer(request: Request) -> bytes:
     return reply
 
 
-def _server() -> Server:
+def _server(handler: Callable[[Request], Any] = _answer) -> Server:
     ANSWERED.clear()
-    return Server(_answer, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
+    return Server(handler, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
 
 
 def _connection(server: Server | None = None, buffered: int = 0) -> tuple[Connection, Transport]:
@@ -175,7 +176,7 @@ async def test_a_reply_still_to_be_awaited_when_the_client_goes_is_closed_not_le
         pending.append(later(request))
         return pending[-1]
 
-    server = Server(answer, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
+    server = _server(answer)
     conn, _ = _connection(server)
     conn.data_received(_get("/ecs"))
     conn.connection_lost(ConnectionResetError())  # before the task that awaits it ran
@@ -227,7 +228,7 @@ async def test_reading_stops_while_a_reply_is_awaited_and_resumes_once_it_is_wri
     def handler(request: Request) -> Any:
         return later() if request.path == "/wait" else _answer(request)
 
-    server = Server(handler, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
+    server = _server(handler)
     conn, transport = _connection(server)
     conn.data_received(_get("/wait") + _get("/next"))
     # Requests read while a reply is awaited would only queue up behind it, without bound.
