@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import START, make_creds
+from vaultd.core import schedule
 from vaultd.core.state import Slot
 from vaultd.errors import MfaRequired, StsError
 
@@ -16,6 +19,17 @@ def test_held_credentials_are_due_at_their_refresh_time() -> None:
     slot = Slot("master", creds=make_creds(START, lifetime=3600))
     assert slot.next_due() == START + 1800
     assert not slot.due(START + 1799) and slot.due(START + 1800)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "due_after"),
+    [(12 * 3600, 12 * 3600 - 1800), (7200, 5400), (3600, 1800), (900, 450), (61, 30.5)],
+)
+def test_refresh_starts_30_minutes_before_expiry_or_at_half_life(
+    lifetime: int, due_after: float
+) -> None:
+    creds = make_creds(START, lifetime=lifetime)
+    assert schedule.refresh_due(creds) == START + due_after
 
 
 def test_a_failure_is_due_at_its_retry_time_only() -> None:

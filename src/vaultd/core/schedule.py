@@ -22,9 +22,12 @@ BACKOFF_MAX = 5 * 60.0
 
 
 def refresh_due(creds: Credentials) -> float:
-    """The moment to start renewing: 30 minutes before expiry, or at half-life if shorter."""
-    lead = min(REFRESH_BEFORE, creds.lifetime / 2)
-    return creds.expiration - lead
+    """The moment to start renewing: 30 minutes before expiry, or at half-life if shorter.
+
+    Asked on every credentials request (`Broker.current`), so it is plain arithmetic: a
+    conditional costs less than calling min()."""
+    half = (creds.expiration - creds.issued) / 2
+    return creds.expiration - (half if half < REFRESH_BEFORE else REFRESH_BEFORE)
 
 
 def stale_on_arrival(creds: Credentials, now: float) -> bool:
