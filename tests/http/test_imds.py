@@ -18,6 +18,7 @@ from aiohttp import ClientSession
 from tests.helpers import FakeClock, FakeProvider, make_plan
 from vaultd.core.broker import Broker
 from vaultd.errors import MfaRequired, StsError
+from vaultd.http import metadata
 from vaultd.http.guards import Guard
 from vaultd.http.imds import ROUTES_KEPT, ImdsApp, ImdsOptions
 from vaultd.http.tokens import Tokens
@@ -205,9 +206,12 @@ async def test_answers_kept_per_path_stay_bounded(
     for n in range(3 * ROUTES_KEPT):  # a tool walking the tree, or junk
         await imds.client.get(f"/latest/meta-data/x{n}")
         assert len(imds.imds._prepared.routes) <= ROUTES_KEPT
+        assert len(imds.imds._segments) <= ROUTES_KEPT
     r = await imds.client.get(CREDS + "DeveloperRole")
     assert r.status == 200
     assert CREDS + "DeveloperRole" in imds.imds._prepared.routes  # still kept after junk
+    path = CREDS + "DeveloperRole"
+    assert imds.imds._segments[path] == metadata.normalise(path)  # remembered, and the same
 
 
 async def test_placement_and_listings(make_imds: Callable[..., Awaitable[Imds]]) -> None:

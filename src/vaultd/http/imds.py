@@ -46,7 +46,8 @@ RELAY_PATH: Final = "/vaultd-relay/v1/credentials"
 # How long a request may wait for a refresh already under way (SDK timeouts are ~1 s).
 WAIT_FOR_REFRESH: Final = 0.5
 JSON: Final = "application/json; charset=utf-8"
-# Distinct request paths whose answers are kept per credential set (SDKs ask for three).
+# Distinct request paths whose answers are kept per credential set (SDKs ask for three),
+# and whose segments are kept.
 ROUTES_KEPT: Final = 64
 
 
@@ -101,6 +102,7 @@ class ImdsApp:
         self.refusals = RefusalLog(log, broker.clock)
         self._prepared = _Prepared()
         self._rendered = Rendered()
+        self._segments: dict[str, list[str]] = {}  # request path -> `metadata.normalise`
         self._listeners: list[asyncio.Server] = []
         limits = Limits(
             opts.max_connections,
@@ -167,7 +169,7 @@ class ImdsApp:
             return self._refuse(request, refusal)
         if self.ecs is not None and request.path.startswith(ECS_PREFIX):
             return self._ecs(request, self.ecs)
-        segments = metadata.normalise(request.path)
+        segments = self._normalised(request.path)
         if len(segments) == 3 and segments[1:] == ["api", "token"]:
             return self._token(request, segments[0])
         if request.method not in ("GET", "HEAD"):
@@ -178,6 +180,16 @@ class ImdsApp:
         if token is not None and self.tokens.remaining(token) is None:
             return self._error(request, 401, "Unauthorized")
         return self._route(request, segments)
+
+    def _normalised(self, path: str) -> list[str]:
+        """`metadata.normalise(path)`, remembered: SDKs ask for the same few paths. The
+        lists are shared, and nothing that routes a request changes them."""
+        segments = self._segments.get(path)
+        if segments is None:
+            if len(self._segments) >= ROUTES_KEPT:
+                self._segments.clear()  # a tree walker must not make it grow
+            segments = self._segments[path] = metadata.normalise(path)
+        return segments
 
     def _refusal(self, request: Request) -> str | None:
         """The per-request guards. An absolute-form target names a host as Host does, so
