@@ -2,8 +2,10 @@
 
 Brings up its own sandbox (moto as STS, a throwaway keyring, `vaultd serve`, the demo's
 `master` role) and `bench/minimal.py`, then measures both in the same run: keep-alive
-req/s, p50 and p99 at 1, 16 and 64 connections (wrk when installed, else Python), the
-median new-connection GET with 0 and with 9,000 idle loopback connections held elsewhere,
+req/s, p50 and p99 at 1, 16 and 64 connections (wrk when installed, else Python; the median
+of three trials, the servers taking turns), the median new-connection GET with 0 and with
+9,000 idle loopback connections held elsewhere (the servers alternating connection by
+connection),
 each server's CPU per request, `vaultd status` and `switch` against `python -c pass`,
 vaultd's RSS idle and after each kind of load (keep-alive, a token-PUT flood, new
 connections, one million requests in all), and STS calls made during the run (0). Each
@@ -19,15 +21,17 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from load import (
+    Load,
     idle_connections,
     keep_alive,
-    new_connection_median,
+    new_connection_medians,
     python_load,
     token_for,
 )
@@ -129,7 +133,7 @@ class Server:
     path: str
 
 
-def run(sandbox: Sandbox, seconds: float, idle: int, million: int) -> Table:
+def run(sandbox: Sandbox, seconds: float, trials: int, idle: int, million: int) -> Table:
     control = ControlClient(Path(sandbox.env["VAULTD_CONTROL_SOCKET"]))
     status = control.status()
     calls_before = int(status.get("sts_calls", 0))
@@ -153,7 +157,7 @@ def run(sandbox: Sandbox, seconds: float, idle: int, million: int) -> Table:
         table.note("event loop", str(status.get("event_loop", "(not reported)")))
         idle_rss = rss_mib(ours.pid)
         table.note("rss idle", f"{idle_rss:.1f} MiB", _rss_verdict(idle_rss))
-        served = _keep_alive(table, ours, theirs, seconds)
+        served = _keep_alive(table, ours, theirs, seconds, trials)
         table.note("rss after keep-alive", f"{rss_mib(ours.pid):.1f} MiB (~{served:,} requests)")
         flood = python_load(port, path, token, 8, seconds, data=PUT)
         table.note(
@@ -183,40 +187,94 @@ def run(sandbox: Sandbox, seconds: float, idle: int, million: int) -> Table:
     return table
 
 
-def _keep_alive(table: Table, ours: Server, theirs: Server, seconds: float) -> int:
-    """Rows for keep-alive load at 1, 16 and 64 connections; returns vaultd's requests."""
+@dataclass(frozen=True)
+class Trial:
+    """One keep-alive trial: vaultd's load and the reference's, back to back, and each
+    server's CPU per request (microseconds) during its own load."""
+
+    ours: Load
+    theirs: Load
+    our_cpu_us: float
+    their_cpu_us: float
+
+
+def _trial(ours: Server, theirs: Server, conns: int, seconds: float, first: bool) -> Trial:
+    """Load each server in turn, vaultd `first` or second, measuring its CPU meanwhile."""
+    measured: dict[int, tuple[Load, float]] = {}
+    for server in (ours, theirs) if first else (theirs, ours):
+        before = cpu_seconds(server.pid)
+        load = keep_alive(server.port, server.path, server.token, conns, seconds)
+        used = cpu_seconds(server.pid) - before
+        measured[server.pid] = load, used / max(load.rps * seconds, 1) * 1e6
+    (a, a_cpu), (b, b_cpu) = measured[ours.pid], measured[theirs.pid]
+    return Trial(a, b, a_cpu, b_cpu)
+
+
+def _keep_alive(table: Table, ours: Server, theirs: Server, seconds: float, trials: int) -> int:
+    """Rows for keep-alive load at 1, 16 and 64 connections; returns vaultd's requests.
+
+    Each level runs `trials` times, vaultd and the reference back to back, taking turns at
+    going first, and each row gives the median of the trials: a tail figure such as p99
+    from one short run follows whatever else the machine was doing in it. The p99 of
+    every trial at 64 connections is printed too."""
     served = 0
     for conns in (1, 16, 64):
-        before = cpu_seconds(ours.pid)
-        a = keep_alive(ours.port, ours.path, ours.token, conns, seconds)
-        between = cpu_seconds(ours.pid), cpu_seconds(theirs.pid)
-        b = keep_alive(theirs.port, theirs.path, theirs.token, conns, seconds)
-        after = cpu_seconds(theirs.pid)
-        served += int(a.rps * seconds)
-        table.add(f"keep-alive c={conns} req/s", a.rps, b.rps, goal=KEEP_ALIVE_RATIO)
-        table.add(f"keep-alive c={conns} p50", a.p50_ms, b.p50_ms, " ms")
-        p99_goal = P99_AT_64 if conns == 64 else None
-        table.add(f"keep-alive c={conns} p99", a.p99_ms, b.p99_ms, " ms", goal=p99_goal)
+        runs = [_trial(ours, theirs, conns, seconds, n % 2 == 0) for n in range(trials)]
+        served += sum(int(t.ours.rps * seconds) for t in runs)
+
+        def median(figure: Callable[[Trial], float], runs: list[Trial] = runs) -> float:
+            return statistics.median(figure(t) for t in runs)
+
+        table.add(
+            f"keep-alive c={conns} req/s",
+            median(lambda t: t.ours.rps),
+            median(lambda t: t.theirs.rps),
+            goal=KEEP_ALIVE_RATIO,
+        )
+        table.add(
+            f"keep-alive c={conns} p50",
+            median(lambda t: t.ours.p50_ms),
+            median(lambda t: t.theirs.p50_ms),
+            " ms",
+        )
+        table.add(
+            f"keep-alive c={conns} p99",
+            median(lambda t: t.ours.p99_ms),
+            median(lambda t: t.theirs.p99_ms),
+            " ms",
+            goal=P99_AT_64 if conns == 64 else None,
+        )
         if conns == 64:  # CPU per request: the figure a busy machine moves least
+            table.note(
+                "p99 c=64 of each trial",
+                "vaultd "
+                + ", ".join(f"{t.ours.p99_ms:.2f}" for t in runs)
+                + " ms; reference "
+                + ", ".join(f"{t.theirs.p99_ms:.2f}" for t in runs)
+                + " ms",
+            )
             table.add(
                 "server CPU per request c=64",
-                (between[0] - before) / max(a.rps * seconds, 1) * 1e6,
-                (after - between[1]) / max(b.rps * seconds, 1) * 1e6,
+                median(lambda t: t.our_cpu_us),
+                median(lambda t: t.their_cpu_us),
                 " us",
             )
-        if a.errors or b.errors:
-            table.note(f"errors c={conns}", f"{a.errors} / {b.errors}")
+        errors = [
+            (t.ours.errors, t.theirs.errors) for t in runs if t.ours.errors or t.theirs.errors
+        ]
+        if errors:
+            table.note(f"errors c={conns}", ", ".join(f"{a} / {b}" for a, b in errors))
     return served
 
 
 def _new_connections(table: Table, ours: Server, theirs: Server, idle: int) -> None:
-    """Rows for one GET per new connection, alone and with `idle` connections elsewhere."""
-    plain = new_connection_median(ours.port, ours.path, ours.token)
-    reference = new_connection_median(theirs.port, theirs.path, theirs.token)
+    """Rows for one GET per new connection, alone and with `idle` connections elsewhere;
+    vaultd and the reference take turns, connection by connection."""
+    both = [(s.port, s.path, s.token) for s in (ours, theirs)]
+    plain, reference = new_connection_medians(both)
     table.add("new connection median", plain, reference, " ms", goal=NEW_CONNECTION)
     with idle_connections(idle):
-        crowded = new_connection_median(ours.port, ours.path, ours.token)
-        reference = new_connection_median(theirs.port, theirs.path, theirs.token)
+        crowded, reference = new_connection_medians(both)
     table.add(f"new connection, {idle} idle", crowded, reference, " ms")
     table.add(f"same, {idle} idle / 0 idle (own)", crowded, plain, " ms", goal=IDLE_OWN)
 
@@ -264,6 +322,9 @@ def python_load_role(port: int, token: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per load level and server")
+    parser.add_argument(
+        "--trials", type=int, default=3, help="keep-alive trials per level; rows give medians"
+    )
     parser.add_argument("--idle", type=int, default=9000, help="idle loopback connections")
     parser.add_argument(
         "--requests",
@@ -276,7 +337,7 @@ def main() -> int:
     try:
         sandbox.start()
         sandbox.vaultd("switch", "master", "--mfa", DEMO_CODE)
-        table = run(sandbox, args.seconds, args.idle, args.requests)
+        table = run(sandbox, args.seconds, args.trials, args.idle, args.requests)
     finally:
         sandbox.close()
     print()

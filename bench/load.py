@@ -130,21 +130,28 @@ def keep_alive(port: int, path: str, token: str, connections: int, seconds: floa
     return runner(port, path, token, connections, seconds)
 
 
-def new_connection_median(port: int, path: str, token: str, count: int = 200) -> float:
-    """Median milliseconds for connect + one GET + the whole answer, a new connection each."""
-    data = request(path, token, close=True)
-    times: list[float] = []
+def new_connection_medians(targets: list[tuple[int, str, str]], count: int = 200) -> list[float]:
+    """Median milliseconds for connect + one GET + the whole answer, a new connection each,
+    for each (port, path, token) in `targets`. The targets take turns, one connection each,
+    so that every server is timed across the same stretch of a noisy machine."""
+    times: list[list[float]] = [[] for _ in targets]
     for _ in range(count):
-        start = time.perf_counter()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(data)
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-        times.append(time.perf_counter() - start)
-        if not answer.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"new connection answered {answer[:40]!r}")
-    return statistics.median(times) * 1000
+        for (port, path, token), taken in zip(targets, times, strict=True):
+            taken.append(_new_connection_seconds(port, request(path, token, close=True)))
+    return [statistics.median(taken) * 1000 for taken in times]
+
+
+def _new_connection_seconds(port: int, data: bytes) -> float:
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    elapsed = time.perf_counter() - start
+    if not answer.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"new connection answered {answer[:40]!r}")
+    return elapsed
 
 
 @contextlib.contextmanager
