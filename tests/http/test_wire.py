@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from vaultd.http.wire import Connection, Limits, Peer, Request, Server
+from vaultd.http.wire import FEED, WRITE_HIGH_WATER, Connection, Limits, Peer, Request, Server
 
 GET = b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
 
@@ -254,3 +254,87 @@ async def test_a_client_reading_its_replies_slowly_is_not_idle() -> None:
     assert not transport.closed
     conn._check()  # a whole period without either: idle
     assert transport.closed
+
+
+def _paths(sent: bytes) -> list[bytes]:
+    return [line for line in sent.split(b"\r\n") if line.startswith(b"X-Path")]
+
+
+async def test_a_long_read_is_answered_only_as_fast_as_the_client_reads_the_replies() -> None:
+    conn, transport = _connection(buffered=2**17)  # the client reads none of its replies
+    count = 3000  # 170 KB of requests in one read, as asyncio reads a pipelining client
+    conn.data_received(b"".join(_get(f"/{n}") for n in range(count)))
+    await asyncio.sleep(0)
+    # Only what was parsed before writing paused is answered; the rest waits as bytes, not
+    # as parsed requests and their replies.
+    assert 0 < len(b"".join(ANSWERED)) < 2 * WRITE_HIGH_WATER
+    assert len(conn.unparsed) > 50_000
+    assert "pause" in transport.events and not transport.reading
+    while len(ANSWERED) < count:
+        before = len(ANSWERED)
+        conn.resume_writing()  # the client read its replies down
+        await asyncio.sleep(0)
+        assert len(ANSWERED) > before  # each time, answering goes on
+    assert _paths(transport.sent) == [f"X-Path: /{n}".encode() for n in range(count)]
+    assert not conn.unparsed
+    assert "resume" in transport.events  # and reading went on once all of it was answered
+
+
+async def test_a_half_closed_client_gets_every_answer_of_a_long_read_then_the_close() -> None:
+    conn, transport = _connection(buffered=2**17)
+    conn.data_received(b"".join(_get(f"/{n}") for n in range(3000)))
+    conn.eof_received()  # SHUT_WR after the burst
+    await asyncio.sleep(0)
+    assert not transport.closed  # not before what it sent is answered
+    while not transport.closed:
+        conn.resume_writing()
+        await asyncio.sleep(0)
+    assert _paths(transport.sent) == [f"X-Path: /{n}".encode() for n in range(3000)]
+
+
+async def test_a_half_closed_client_waiting_for_an_awaited_reply_is_closed_after_it() -> None:
+    loop = asyncio.get_running_loop()
+    answers: dict[str, asyncio.Future[bytes]] = {
+        "/wait1": loop.create_future(),
+        "/wait2": loop.create_future(),
+    }
+
+    async def later(path: str) -> bytes:
+        return await answers[path]
+
+    def handler(request: Request) -> Any:
+        return later(request.path) if request.path in answers else _answer(request)
+
+    conn, transport = _connection(_server(handler))
+    middle = b"".join(_get(f"/{n}") for n in range(100))
+    conn.data_received(_get("/wait1") + middle + _get("/wait2"))  # longer than a slice
+    conn.eof_received()  # while most of it is still unparsed
+    for path, answer in answers.items():
+        await asyncio.sleep(0)
+        assert not transport.closed
+        answer.set_result(f"HTTP/1.1 200 OK\r\nX-Path: {path}\r\n\r\n".encode())
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert transport.closed  # everything it sent is answered: no wait for the deadline
+    paths = _paths(transport.sent)
+    assert paths == [
+        b"X-Path: /wait1",
+        *[f"X-Path: /{n}".encode() for n in range(100)],
+        b"X-Path: /wait2",
+    ]
+
+
+async def test_what_follows_a_closing_request_in_a_long_read_is_not_parsed() -> None:
+    conn, transport = _connection()
+    last = _get("/last", "Connection: close")
+    head = b"".join(_get(f"/{n}") for n in range(100)) + last
+    pad = (-len(head) - len(_get("/"))) % FEED  # the closing request ends a slice
+    head = _get("/" + "p" * pad) + head
+    assert len(head) % FEED == 0
+    conn.data_received(head + _get("/after") * 100)
+    await asyncio.sleep(0)
+    assert transport.closed
+    paths = _paths(transport.sent)
+    assert len(paths) == 102 and paths[-1] == b"X-Path: /last"  # answered, then the close
+    assert b"400" not in transport.sent  # what followed was dropped, not parsed
+    assert not conn.unparsed

@@ -21,7 +21,9 @@ connection that completes no request within the deadline, and reads none of its 
 is closed; a client that half-closes (SHUT_WR) after its request still gets the answer,
 then the connection closes. A connection reads only while it can answer: not while a
 reply is awaited, and not while its client leaves more than `WRITE_HIGH_WATER` of replies
-unread.
+unread. A long read (asyncio's are up to 256 KiB) is parsed `FEED` bytes at a time under
+the same rule, so a client that pipelines faster than it reads holds bytes in the daemon,
+not parsed requests and their replies.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ TEXT: Final = "text/plain"
 READ_LIMIT: Final = 2**16
 WRITE_HIGH_WATER: Final = 2**16
 HTTP_11: Final = (1, 1)
+# A read longer than this is parsed this much at a time, so that a client pipelining faster
+# than it reads holds at most about a slice of parsed requests and replies (`_feed`).
+FEED: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +257,8 @@ class Connection(BaseProtocol):
         self.queue: deque[Request] = deque()
         self.out: list[bytes] = []  # replies answered, written at the end of the turn
         self.out_size = 0  # bytes in `out`
+        self.unparsed = bytearray()  # read and not yet parsed (see _feed)
+        self.eof = False  # the client half-closed
         self.task: asyncio.Task[None] | None = None
         self.waiting: Awaitable[Reply] | None = None  # the reply the task waits for
         self.closing = False  # answer what is queued, then close
@@ -300,16 +307,49 @@ class Connection(BaseProtocol):
                 self.waiting.close()  # the task never ran: no "never awaited" warning
         self.queue.clear()
         self._take_out()
+        self.unparsed.clear()
         self.parser = None
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.parser is None:
             return
+        if len(data) > FEED or self.unparsed:
+            self.unparsed += data
+            self._feed()
+        elif self._parse(data) and self.task is None:
+            self._answer()  # the common case: a request or a few, parsed whole
+
+    def _feed(self) -> None:
+        """Parse and answer what was read `FEED` bytes at a time, while answering can go
+        on: asyncio reads up to 256 KiB at once, and parsing it all would answer a client
+        that pipelines and never reads with megabytes of replies before flow control could
+        act. What is not parsed stays as bytes, and reading pauses until it is answered."""
+        unparsed = self.unparsed
+        while unparsed and not self.closing and self.task is None and not self.writing_paused:
+            chunk = bytes(unparsed[:FEED])
+            del unparsed[:FEED]
+            if self._parse(chunk) and self.task is None:
+                self._answer()
+        if self.closing:
+            unparsed.clear()  # a request ended the connection: what follows is not read
+        elif unparsed:
+            if self.transport is not None:
+                self.transport.pause_reading()  # until _read_if_free
+        elif self.eof:  # the client half-closed, and all it sent is parsed: as eof_received
+            self.closing = True
+            if self.task is None and not self.queue:
+                self.close()
+
+    def _parse(self, data: bytes) -> bool:
+        """Queue the requests in `data`; False when it was bad HTTP (answered with 400)."""
+        parser = self.parser
+        if parser is None:  # the connection is gone
+            return False
         try:
-            messages, _upgraded, _tail = self.parser.feed_data(data)
+            messages, _upgraded, _tail = parser.feed_data(data)
         except HttpProcessingError as exc:
             self._bad_request(exc)
-            return
+            return False
         queue, peer = self.queue, self.peer
         for message, payload in messages:
             url = message.url
@@ -329,14 +369,15 @@ class Connection(BaseProtocol):
             if close:
                 self.closing = True
                 break
-        if self.task is None:
-            self._answer()
+        return True
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close (keep the write side)."""
-        self.closing = True
-        if self.task is None and not self.queue:
-            self.close()
+        self.eof = True
+        if not self.unparsed:  # else `_feed` closes once it has answered the rest
+            self.closing = True
+            if self.task is None and not self.queue:
+                self.close()
         return True
 
     def pause_writing(self) -> None:
@@ -353,12 +394,17 @@ class Connection(BaseProtocol):
         self._read_if_free()
 
     def _read_if_free(self) -> None:
-        """Read again, unless a reply is still awaited (requests read meanwhile would only
-        queue up behind it, without bound) or the client is not reading its replies."""
+        """Answer what was read and not yet parsed, then read again: unless a reply is still
+        awaited (requests read meanwhile would only queue up behind it, without bound), the
+        client is not reading its replies, or it has half-closed."""
+        if self.unparsed:
+            self._feed()
         transport = self.transport
         if (
             transport is not None
             and not self.closing
+            and not self.eof
+            and not self.unparsed
             and self.task is None
             and not self.writing_paused
         ):
