@@ -24,7 +24,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 IDENTITY_ACCOUNT = "111122223333"
 MASTER_ACCOUNT = "222233334444"
@@ -250,6 +250,14 @@ class Sandbox:
         env.update(self.shell_exports())
         return env
 
+    def wait(self) -> NoReturn:
+        """Block while the daemon runs (a signal's KeyboardInterrupt ends the wait). Raises
+        RuntimeError once it stops by itself, or when it was never started."""
+        if self.daemon is None:
+            raise RuntimeError("the daemon was not started")
+        status = self.daemon.wait()
+        raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
+
     def close(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.terminate()
@@ -281,7 +289,8 @@ def pick_listen(listen: str | None, preferred: tuple[str, int] = ("127.0.0.1", 9
 
 
 def run(listen: str | None = None) -> int:
-    """`vaultd demo`: exit 0 after Ctrl-C (or SIGTERM), 1 when the demo cannot start."""
+    """`vaultd demo`: exit 0 after Ctrl-C (or SIGTERM), 1 when the demo cannot start or its
+    daemon stops by itself."""
     sandbox = Sandbox(pick_listen(listen))
     try:
         sandbox.start()
@@ -305,8 +314,7 @@ def run(listen: str | None = None) -> int:
             flush=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)
-        while True:
-            time.sleep(3600)
+        sandbox.wait()  # until Ctrl-C, unless the daemon stops by itself
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:

@@ -66,11 +66,9 @@ def run_in_bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
-    # Module scope starts before the autouse `isolated` fixture: isolate this process the same
-    # way (its own HOME, no AWS, vaultd, XDG or keyring variables from the caller).
-    home = tmp_path_factory.mktemp("demo-home")
+def start_demo(home: Path) -> RunningDemo:
+    """`vaultd demo` as a person starts it, isolated in `home` (no AWS, vaultd, XDG or
+    keyring variables from the caller), read up to its `Ready.` line."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -94,19 +92,29 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         lines.append(line)
         if line.startswith("Ready."):
             break
-    running = RunningDemo(proc, "".join(lines))
+    return RunningDemo(proc, "".join(lines))
+
+
+def stop_demo(proc: subprocess.Popen[str]) -> None:
+    """Stop it as a person would (Ctrl-C), so a failed test still leaves no daemon or
+    temporary directory behind; SIGKILL would orphan the demo's daemon. SIGTERM next: a
+    caller that runs pytest with SIGINT ignored passes that on."""
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(stop)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    # Module scope starts before the autouse `isolated` fixture: start_demo isolates it.
+    running = start_demo(tmp_path_factory.mktemp("demo-home"))
     try:
         yield running
     finally:
-        # Stop it as a person would (Ctrl-C), so a failed test still leaves no daemon or
-        # temporary directory behind; SIGKILL would orphan the demo's daemon.
-        # SIGTERM next: a caller that runs pytest with SIGINT ignored passes that on.
-        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            proc.send_signal(stop)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=30)
+        stop_demo(running.proc)
 
 
 def test_demo_serves_the_role(demo: RunningDemo) -> None:
@@ -155,3 +163,35 @@ def test_a_taken_default_port_moves_the_demo_to_a_free_one() -> None:
         assert pick_listen(None, ("127.0.0.1", port)) == "127.0.0.1:0"
         assert pick_listen("127.0.0.1:7000", ("127.0.0.1", port)) == "127.0.0.1:7000"
     assert pick_listen(None, ("127.0.0.1", port)) == f"127.0.0.1:{port}"
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of each process whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append((int(entry.name), argv))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_the_demo_stops_and_cleans_up_when_its_daemon_dies(tmp_path: Path) -> None:
+    running = start_demo(tmp_path / "home")
+    try:
+        workdir = running.workdir
+        daemons = [pid for pid, argv in _children(running.proc.pid) if argv.endswith(" serve ")]
+        assert len(daemons) == 1, _children(running.proc.pid)
+        os.kill(daemons[0], signal.SIGKILL)
+        out, err = running.proc.communicate(timeout=30)
+    finally:
+        stop_demo(running.proc)
+    assert running.proc.returncode == 1
+    assert "its daemon stopped by itself (exit status -9)" in err
+    assert "Demo stopped" in out
+    assert not workdir.exists()
+    assert "Traceback" not in err
