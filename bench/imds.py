@@ -158,7 +158,9 @@ def run(sandbox: Sandbox, seconds: float, trials: int, idle: int, million: int) 
         idle_rss = rss_mib(ours.pid)
         table.note("rss idle", f"{idle_rss:.1f} MiB", _rss_verdict(idle_rss))
         served = _keep_alive(table, ours, theirs, seconds, trials)
-        table.note("rss after keep-alive", f"{rss_mib(ours.pid):.1f} MiB (~{served:,} requests)")
+        table.note(
+            "rss after keep-alive", f"{rss_mib(ours.pid):.1f} MiB (about {served:,} requests)"
+        )
         flood = python_load(port, path, token, 8, seconds, data=PUT)
         table.note(
             "rss after token-PUT flood",
@@ -178,8 +180,9 @@ def run(sandbox: Sandbox, seconds: float, trials: int, idle: int, million: int) 
                 " ms",
                 goal=START_RATIO,
             )
+        calls = int(control.status().get("sts_calls", 0)) - calls_before
         table.note(
-            "sts calls during run", str(int(control.status().get("sts_calls", 0)) - calls_before)
+            "sts calls during run", str(calls), f"vaultd = 0: {'met' if calls == 0 else 'NOT MET'}"
         )
     finally:
         minimal.kill()
@@ -296,7 +299,7 @@ def _million(table: Table, ours: Server, total: int, served: int) -> None:
         rounds += 1
     end_rss = rss_mib(ours.pid)
     table.note(
-        f"rss after {served:,} requests",
+        f"rss after about {served:,} requests",
         f"{end_rss:.1f} MiB ({end_rss - start_rss:+.1f} since the last reading)",
         _rss_verdict(end_rss),
     )
