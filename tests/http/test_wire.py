@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -270,11 +271,12 @@ async def test_a_long_read_is_answered_only_as_fast_as_the_client_reads_the_repl
     assert 0 < len(b"".join(ANSWERED)) < 2 * WRITE_HIGH_WATER
     assert len(conn.unparsed) > 50_000
     assert "pause" in transport.events and not transport.reading
-    while len(ANSWERED) < count:
-        before = len(ANSWERED)
-        conn.resume_writing()  # the client read its replies down
+    for _ in range(count):  # answering goes on as the client reads its replies down
+        if len(ANSWERED) == count:
+            break
+        conn.resume_writing()
         await asyncio.sleep(0)
-        assert len(ANSWERED) > before  # each time, answering goes on
+    await asyncio.sleep(0)  # the turn that answered the last of them ends: written
     assert _paths(transport.sent) == [f"X-Path: /{n}".encode() for n in range(count)]
     assert not conn.unparsed
     assert "resume" in transport.events  # and reading went on once all of it was answered
@@ -338,3 +340,60 @@ async def test_what_follows_a_closing_request_in_a_long_read_is_not_parsed() -> 
     assert len(paths) == 102 and paths[-1] == b"X-Path: /last"  # answered, then the close
     assert b"400" not in transport.sent  # what followed was dropped, not parsed
     assert not conn.unparsed
+
+
+async def test_a_closing_request_answered_as_the_client_catches_up_closes_once() -> None:
+    # Real sockets. Two replies over the transport's high-water mark pause writing while the
+    # rest of the read (small requests, then a closing one) is still unparsed; once the
+    # client has read it all, the rest is answered and the connection closed. That must not
+    # happen inside the transport's write callback: asyncio's would then report the loss
+    # twice, the second time failing on its own closed socket.
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+
+    def handler(request: Request) -> bytes:
+        body = b"x" * (200_000 if request.path.startswith("/big") else 10)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    server = _server(handler)
+    made: list[Connection] = []
+
+    def protocol() -> Connection:
+        made.append(server.protocol())
+        return made[-1]
+
+    listener = await loop.create_server(protocol, "127.0.0.1", 0)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client takes little
+    client.setblocking(False)
+    try:
+        await loop.sock_connect(client, listener.sockets[0].getsockname())
+        reader, writer = await asyncio.open_connection(sock=client)
+        for _ in range(100):  # accepted in a turn or two
+            if made and made[0].transport is not None:
+                break
+            await asyncio.sleep(0.01)
+        conn = made[0]
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel takes little
+        big = _get("/big") + _get("/big" + "b" * (FEED - 2 * len(_get("/big"))))
+        assert len(big) == FEED  # the first slice: both replies, then writing pauses
+        writer.write(big + _get("/small") * 50 + _get("/last", "Connection: close"))
+        for _ in range(100):
+            if conn.writing_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.unparsed  # the small and the closing requests wait as bytes
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 2**20)  # now it takes all
+        answer = await asyncio.wait_for(reader.read(), 10)  # to the server's close
+        writer.close()
+        assert answer.count(b"HTTP/1.1 200 OK") == 53
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+    finally:
+        client.close()
+        listener.close()
+        await listener.wait_closed()
+    assert [str(context.get("exception") or context["message"]) for context in seen] == []

@@ -391,7 +391,10 @@ class Connection(BaseProtocol):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.drained += 1  # the client is reading its replies: not idle
-        self._read_if_free()
+        # Not from inside this callback: answering what is still unparsed may close the
+        # connection, and asyncio's transport, which calls this from its own write, would
+        # then report the connection lost twice (the second time with its socket gone).
+        self._loop.call_soon(self._read_if_free)
 
     def _read_if_free(self) -> None:
         """Answer what was read and not yet parsed, then read again: unless a reply is still
