@@ -9,6 +9,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from vaultd.http.wire import FEED, WRITE_HIGH_WATER, Connection, Limits, Peer, Request, Server
 
 GET = b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
@@ -340,6 +342,56 @@ async def test_what_follows_a_closing_request_in_a_long_read_is_not_parsed() -> 
     assert len(paths) == 102 and paths[-1] == b"X-Path: /last"  # answered, then the close
     assert b"400" not in transport.sent  # what followed was dropped, not parsed
     assert not conn.unparsed
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_cut_by_a_slice_boundary_is_whole_and_the_connection_lives(
+    chunked: bool,
+) -> None:
+    framing = "Transfer-Encoding: chunked" if chunked else "Content-Length: 10"
+    body = b"a\r\n0123456789\r\n0\r\n\r\n" if chunked else b"0123456789"
+    put = _get("/put", framing).replace(b"GET", b"PUT", 1)
+    for cut in range(1, len(body)):  # the boundary falls inside the body, at each place
+        conn, transport = _connection()
+        pad = FEED - len(put) - cut - len(_get("/"))
+        first = _get("/" + "p" * pad)
+        data = first + put + body + _get("/a") + _get("/b")
+        assert len(first + put) + cut == FEED
+        conn.data_received(data)
+        await asyncio.sleep(0)
+        assert len(_paths(transport.sent)) == 4, cut
+        assert not transport.closed and b"Connection: close" not in transport.sent
+
+
+@pytest.mark.parametrize(
+    "asks",
+    [
+        ("Connection: Upgrade", "Upgrade: websocket"),
+        ("Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABk"),
+    ],
+)
+async def test_a_request_to_switch_protocols_is_answered_then_the_connection_ends(
+    asks: tuple[str, ...],
+) -> None:
+    upgrade = _get("/ws", *asks)
+    for before in (_get("/a"), _get("/" + "p" * FEED)):  # a short read, and a long one
+        conn, transport = _connection()
+        conn.data_received(before + upgrade + _get("/after") * 200)
+        await asyncio.sleep(0)
+        assert transport.closed
+        assert _paths(transport.sent)[-1] == b"X-Path: /ws"
+        assert b"400" not in transport.sent and not conn.unparsed
+
+
+async def test_an_idle_client_that_reads_nothing_is_aborted_not_waited_for() -> None:
+    conn, transport = _connection(buffered=2**17)  # the client reads none of its replies
+    conn.data_received(b"".join(_get(f"/{n}") for n in range(3000)))
+    await asyncio.sleep(0)
+    assert conn.writing_paused and conn.unparsed
+    conn._check()
+    conn._check()  # a whole period without a request answered or a reply read
+    assert transport.events[-1] == "abort"  # a close would wait for the replies to drain
+    assert not conn.unparsed and not conn.out
 
 
 async def test_a_closing_request_answered_as_the_client_catches_up_closes_once() -> None:

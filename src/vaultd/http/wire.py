@@ -18,8 +18,10 @@ Every connection is admitted first (`Admit`: who is at the other end, and whethe
 be served) and counted in one of two pools, so that refused peers never take the slots the
 owner needs: refused peers have their own small pool, get one 403 and are closed. A
 connection that completes no request within the deadline, and reads none of its replies,
-is closed; a client that half-closes (SHUT_WR) after its request still gets the answer,
-then the connection closes. A connection reads only while it can answer: not while a
+is closed (aborted, when replies wait for a client that reads nothing); a client that
+half-closes (SHUT_WR) after its request still gets the answer, then the connection
+closes. An Upgrade request is answered, then the connection closes: this is HTTP/1.1
+only. A connection reads only while it can answer: not while a
 reply is awaited, and not while its client leaves more than `WRITE_HIGH_WATER` of replies
 unread. A long read (asyncio's are up to 256 KiB) is parsed `FEED` bytes at a time under
 the same rule, so a client that pipelines faster than it reads holds bytes in the daemon,
@@ -345,15 +347,25 @@ class Connection(BaseProtocol):
         parser = self.parser
         if parser is None:  # the connection is gone
             return False
+        unparsed = self.unparsed
         try:
-            messages, _upgraded, _tail = parser.feed_data(data)
+            messages, upgraded, _tail = parser.feed_data(data)
+            # A body cut by a slice boundary: parse on while the rest of it was read with it,
+            # so that it is whole, as it would have been had the read been parsed at once.
+            while messages and unparsed and not upgraded and not messages[-1][1].is_eof():
+                more = bytes(unparsed[:FEED])
+                del unparsed[:FEED]
+                extra, upgraded, _tail = parser.feed_data(more)
+                messages = [*messages, *extra]
         except HttpProcessingError as exc:
             self._bad_request(exc)
             return False
         queue, peer = self.queue, self.peer
         for message, payload in messages:
             url = message.url
-            close = message.should_close or not payload.is_eof()
+            # A request to switch protocols ends the connection once answered: vaultd speaks
+            # only HTTP/1.1, and the parser drops what follows such a request in its read.
+            close = message.should_close or message.upgrade or not payload.is_eof()
             queue.append(
                 Request(
                     message.method,
@@ -500,8 +512,9 @@ class Connection(BaseProtocol):
             self.close()
 
     def close(self) -> None:
-        """Write what has been answered, then close."""
+        """Write what has been answered, then close; what is not parsed yet is dropped."""
         self.closing = True
+        self.unparsed.clear()
         self.flush()
         if self.transport is not None:
             self.transport.close()
@@ -512,11 +525,20 @@ class Connection(BaseProtocol):
 
     def _check(self) -> None:
         """Close a connection that made no progress since the last check: no request
-        answered, and no replies read by a client that reads slowly."""
+        answered, and no replies read by a client that reads slowly. One whose client
+        reads nothing at all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
         if not self.busy() and progress == self.progress_at_check:
-            self.close()
+            if self.writing_paused and self.transport is not None:
+                # Its client reads nothing: a close would wait for ever for the replies to
+                # drain, holding the socket and the slot. Drop them instead.
+                self.closing = True
+                self.unparsed.clear()
+                self._take_out()
+                self.transport.abort()
+            else:
+                self.close()
             return
         self.progress_at_check = progress
         self._arm()
