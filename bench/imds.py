@@ -322,11 +322,19 @@ def python_load_role(port: int, token: str) -> str:
     return fetch_body(port, ROLES, token).decode()
 
 
+def _positive(word: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(word)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per load level and server")
     parser.add_argument(
-        "--trials", type=int, default=3, help="keep-alive trials per level; rows give medians"
+        "--trials", type=_positive, default=3, help="keep-alive trials per level; rows give medians"
     )
     parser.add_argument("--idle", type=int, default=9000, help="idle loopback connections")
     parser.add_argument(

@@ -133,11 +133,15 @@ def keep_alive(port: int, path: str, token: str, connections: int, seconds: floa
 def new_connection_medians(targets: list[tuple[int, str, str]], count: int = 200) -> list[float]:
     """Median milliseconds for connect + one GET + the whole answer, a new connection each,
     for each (port, path, token) in `targets`. The targets take turns, one connection each,
-    so that every server is timed across the same stretch of a noisy machine."""
+    so that every server is timed across the same stretch of a noisy machine, and going
+    first in every other round."""
     times: list[list[float]] = [[] for _ in targets]
+    order = list(range(len(targets)))
     for _ in range(count):
-        for (port, path, token), taken in zip(targets, times, strict=True):
-            taken.append(_new_connection_seconds(port, request(path, token, close=True)))
+        for at in order:
+            port, path, token = targets[at]
+            times[at].append(_new_connection_seconds(port, request(path, token, close=True)))
+        order.reverse()  # each goes first in every other round
     return [statistics.median(taken) * 1000 for taken in times]
 
 
