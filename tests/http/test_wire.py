@@ -394,6 +394,29 @@ async def test_an_idle_client_that_reads_nothing_is_aborted_not_waited_for() -> 
     assert not conn.unparsed and not conn.out
 
 
+async def test_a_client_reading_what_the_kernel_holds_for_it_is_not_idle() -> None:
+    # Megabytes queued in the kernel for a slow reader: the transport does not drain within
+    # a deadline, but the kernel's queue for the client shrinks as it reads.
+    queued = [3_000_000]
+    server = Server(
+        _answer,
+        lambda _t: Peer(("127.0.0.1", 40000)),
+        Limits(request_deadline=10),
+        unsent=lambda _t: queued[0],
+    )
+    conn, transport = _connection(server, buffered=2**17)
+    conn.data_received(b"".join(_get(f"/{n}") for n in range(3000)))
+    await asyncio.sleep(0)
+    assert conn.writing_paused
+    conn._check()  # requests answered in this period
+    for _ in range(3):
+        queued[0] -= 160_000  # 16 KB/s over a period
+        conn._check()
+        assert not transport.closed
+    conn._check()  # a whole period in which it took nothing
+    assert transport.closed and transport.events[-1] == "abort"
+
+
 async def test_a_closing_request_answered_as_the_client_catches_up_closes_once() -> None:
     # Real sockets. Two replies over the transport's high-water mark pause writing while the
     # rest of the read (small requests, then a closing one) is still unparsed; once the

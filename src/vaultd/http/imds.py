@@ -27,6 +27,7 @@ from aiohttp import web
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, document, iso8601
 from vaultd.core.resolve import Plan
+from vaultd.host import send_queue
 from vaultd.http import metadata
 from vaultd.http import status as status_words
 from vaultd.http.admission import Owners
@@ -111,7 +112,13 @@ class ImdsApp:
             opts.max_headers,
             opts.max_field_size,
         )
-        self.server = Server(self.handle, self.admit, limits, self._bad_request)
+        self.server = Server(
+            self.handle,
+            self.admit,
+            limits,
+            self._bad_request,
+            lambda transport: send_queue.unsent(transport.get_extra_info("socket")),
+        )
 
     @property
     def owner_lookup(self) -> str:

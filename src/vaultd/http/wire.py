@@ -87,6 +87,8 @@ class Request:
 Reply = bytes
 Handler = Callable[[Request], "Reply | Awaitable[Reply]"]
 Admit = Callable[[asyncio.BaseTransport], Peer]
+# Bytes of replies the kernel holds for a connection's client, or None when unknown.
+Unsent = Callable[[asyncio.BaseTransport], "int | None"]
 
 
 @dataclass(frozen=True)
@@ -192,11 +194,13 @@ class Server:
         admit: Admit,
         limits: Limits,
         on_bad_request: Callable[[str], None] = lambda _: None,
+        unsent: Unsent = lambda _: None,
     ) -> None:
         self.handler = handler
         self.admit = admit
         self.limits = limits
         self.on_bad_request = on_bad_request
+        self.unsent = unsent
         self.clock = Clock()
         self.connections: set[Connection] = set()
         self.open = {False: 0, True: 0}  # refused peer? -> open connections
@@ -267,6 +271,7 @@ class Connection(BaseProtocol):
         self.seen = 0  # requests answered
         self.drained = 0  # times the client read its replies down after writing paused
         self.progress_at_check = 0  # seen + drained at the last check: one deadline, not two
+        self.unsent_at_check: int | None = None  # what the kernel held for the client then
         self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks -----------------------------------------------------------------
@@ -525,11 +530,19 @@ class Connection(BaseProtocol):
 
     def _check(self) -> None:
         """Close a connection that made no progress since the last check: no request
-        answered, and no replies read by a client that reads slowly. One whose client
-        reads nothing at all is aborted, its unwritten replies dropped."""
+        answered, and no replies read by a client that reads slowly (its transport drained,
+        or the kernel holds less for it than at the last check). One whose client reads
+        nothing at all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
-        if not self.busy() and progress == self.progress_at_check:
+        unsent = self.server.unsent(self.transport) if self.transport is not None else None
+        reading = (
+            unsent is not None
+            and self.unsent_at_check is not None
+            and unsent < self.unsent_at_check
+        )
+        self.unsent_at_check = unsent
+        if not self.busy() and progress == self.progress_at_check and not reading:
             if self.writing_paused and self.transport is not None:
                 # Its client reads nothing: a close would wait for ever for the replies to
                 # drain, holding the socket and the slot. Drop them instead.
