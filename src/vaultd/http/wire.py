@@ -333,9 +333,7 @@ class Connection(BaseProtocol):
         act. What is not parsed stays as bytes, and reading pauses until it is answered."""
         unparsed = self.unparsed
         while unparsed and not self.closing and self.task is None and not self.writing_paused:
-            chunk = bytes(unparsed[:FEED])
-            del unparsed[:FEED]
-            if self._parse(chunk) and self.task is None:
+            if self._parse(self._next_slice()) and self.task is None:
                 self._answer()
         if self.closing:
             unparsed.clear()  # a request ended the connection: what follows is not read
@@ -346,6 +344,12 @@ class Connection(BaseProtocol):
             self.closing = True
             if self.task is None and not self.queue:
                 self.close()
+
+    def _next_slice(self) -> bytes:
+        """The next `FEED` bytes of what was read and not yet parsed, taken from it."""
+        chunk = bytes(self.unparsed[:FEED])
+        del self.unparsed[:FEED]
+        return chunk
 
     def _parse(self, data: bytes) -> bool:
         """Queue the requests in `data`; False when it was bad HTTP (answered with 400)."""
@@ -358,9 +362,7 @@ class Connection(BaseProtocol):
             # A body cut by a slice boundary: parse on while the rest of it was read with it,
             # so that it is whole, as it would have been had the read been parsed at once.
             while messages and unparsed and not upgraded and not messages[-1][1].is_eof():
-                more = bytes(unparsed[:FEED])
-                del unparsed[:FEED]
-                extra, upgraded, _tail = parser.feed_data(more)
+                extra, upgraded, _tail = parser.feed_data(self._next_slice())
                 messages = [*messages, *extra]
         except HttpProcessingError as exc:
             self._bad_request(exc)
