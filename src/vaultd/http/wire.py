@@ -340,10 +340,8 @@ class Connection(BaseProtocol):
         elif unparsed:
             if self.transport is not None:
                 self.transport.pause_reading()  # until _read_if_free
-        elif self.eof:  # the client half-closed, and all it sent is parsed: as eof_received
-            self.closing = True
-            if self.task is None and not self.queue:
-                self.close()
+        elif self.eof:  # the client half-closed, and all it sent is parsed
+            self._close_when_answered()
 
     def _next_slice(self) -> bytes:
         """The next `FEED` bytes of what was read and not yet parsed, taken from it."""
@@ -393,11 +391,15 @@ class Connection(BaseProtocol):
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close (keep the write side)."""
         self.eof = True
-        if not self.unparsed:  # else `_feed` closes once it has answered the rest
-            self.closing = True
-            if self.task is None and not self.queue:
-                self.close()
+        if not self.unparsed:  # else `_feed` does this once it has parsed the rest
+            self._close_when_answered()
         return True
+
+    def _close_when_answered(self) -> None:
+        """The client will send nothing more: answer what is queued, then close."""
+        self.closing = True
+        if self.task is None and not self.queue:
+            self.close()
 
     def pause_writing(self) -> None:
         """The transport holds more than its high-water mark (64 KiB in asyncio and uvloop)
