@@ -420,14 +420,14 @@ class Connection(BaseProtocol):
     def _read_if_free(self) -> None:
         """Answer what was read and not yet parsed, then read again: unless a reply is still
         awaited (requests read meanwhile would only queue up behind it, without bound), the
-        client is not reading its replies, or it has half-closed."""
+        client is not reading its replies, or the connection is ending (a half-closed
+        client's connection is, once all it sent is parsed)."""
         if self.unparsed:
             self._feed()
         transport = self.transport
         if (
             transport is not None
             and not self.closing
-            and not self.eof
             and not self.unparsed
             and self.task is None
             and not self.writing_paused
