@@ -503,11 +503,16 @@ class Connection(BaseProtocol):
     def abort(self, exc: Exception) -> None:
         """Drop the connection after `exc` broke writing to it; report it as asyncio
         reports an exception in a callback."""
-        self._take_out()
-        self.closing = True
         self._loop.call_exception_handler(
             {"message": "writing a reply failed", "exception": exc, "protocol": self}
         )
+        self._drop()
+
+    def _drop(self) -> None:
+        """End the connection at once, with whatever it still holds unwritten or unparsed."""
+        self.closing = True
+        self.unparsed.clear()
+        self._take_out()
         if self.transport is not None:
             self.transport.abort()
 
@@ -547,13 +552,10 @@ class Connection(BaseProtocol):
         )
         self.unsent_at_check = unsent
         if not self.busy() and progress == self.progress_at_check and not reading:
-            if self.writing_paused and self.transport is not None:
+            if self.writing_paused:
                 # Its client reads nothing: a close would wait for ever for the replies to
                 # drain, holding the socket and the slot. Drop them instead.
-                self.closing = True
-                self.unparsed.clear()
-                self._take_out()
-                self.transport.abort()
+                self._drop()
             else:
                 self.close()
             return
