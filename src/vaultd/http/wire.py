@@ -544,7 +544,12 @@ class Connection(BaseProtocol):
         nothing at all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
-        unsent = self.server.unsent(self.transport) if self.transport is not None else None
+        # Only a paused connection can hold a reader the transport does not see draining;
+        # any other is closed gracefully, the kernel still delivering what it holds.
+        transport = self.transport
+        unsent = (
+            self.server.unsent(transport) if transport is not None and self.writing_paused else None
+        )
         reading = (
             unsent is not None
             and self.unsent_at_check is not None
