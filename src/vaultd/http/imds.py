@@ -20,7 +20,7 @@ import socket
 import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from aiohttp import web
 
@@ -50,6 +50,7 @@ JSON: Final = "application/json; charset=utf-8"
 # Distinct request paths whose answers are kept per credential set (SDKs ask for three),
 # and whose segments are kept.
 ROUTES_KEPT: Final = 64
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -193,9 +194,7 @@ class ImdsApp:
         lists are shared, and nothing that routes a request changes them."""
         segments = self._segments.get(path)
         if segments is None:
-            if len(self._segments) >= ROUTES_KEPT:
-                self._segments.clear()  # a tree walker must not make it grow
-            segments = self._segments[path] = metadata.normalise(path)
+            segments = _keep(self._segments, path, metadata.normalise(path))
         return segments
 
     def _refusal(self, request: Request) -> str | None:
@@ -297,10 +296,7 @@ class ImdsApp:
         prepared = self._prepare(slot.plan, slot.creds)
         known = prepared.routes.get(request.path)
         if known is None:
-            known = self._route_prepared(segments, prepared)
-            if len(prepared.routes) >= ROUTES_KEPT:
-                prepared.routes.clear()  # a tree walker must not keep the SDKs' paths out
-            prepared.routes[request.path] = known
+            known = _keep(prepared.routes, request.path, self._route_prepared(segments, prepared))
         wants_creds, reply = known
         if not wants_creds:
             return self._answer(request, reply)
@@ -379,6 +375,16 @@ class ImdsApp:
         )
         self._prepared = prepared = _Prepared(plan, creds, instance, body, extended)
         return prepared
+
+
+def _keep(table: dict[str, T], path: str, value: T) -> T:
+    """Remember `value` for request path `path` in `table`; returns it. A table holding
+    ROUTES_KEPT paths is emptied first: a tree walker or junk must not make it grow, nor
+    keep the SDKs' few paths out."""
+    if len(table) >= ROUTES_KEPT:
+        table.clear()
+    table[path] = value
+    return value
 
 
 def _account(role_arn: str | None, creds: Credentials | None) -> str:
