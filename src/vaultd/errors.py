@@ -104,6 +104,15 @@ class StaleCredentials(VaultdError):
     http_status = 502
 
 
+class SigninCacheUnwritable(VaultdError):
+    """A sign-in is due for a refresh and the AWS CLI's cache directory cannot take the
+    answer, so it is not sent (it would spend the refresh token): retried with backoff, as
+    the fix (space, permissions) changes nothing vaultd watches."""
+
+    code = "signin_cache_unwritable"
+    http_status = 503
+
+
 class BadRequest(VaultdError):
     code = "bad_request"
     http_status = 400

@@ -9,11 +9,14 @@ cached key, which needs `botocore[crt]`), writing the rotated refresh token back
 expects.
 
 Those credentials are served as they are, renewed at half-life by the broker's usual rule
-(`schedule.refresh_due`), or used to assume the chain's roles.
+(`schedule.refresh_due`), or used to assume the chain's roles. A renewal is sent only when the
+cache directory can take its answer (`signin.write_refusal`): when it cannot, the cached
+credentials are served while they last, and then it is an error naming the directory.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from botocore.compat import HAS_CRT
@@ -30,6 +33,7 @@ from botocore.exceptions import (
 from botocore.utils import (
     JSONFileCache,
     LoginTokenLoader,
+    generate_login_cache_key,
     get_login_token_cache_directory,
 )
 
@@ -37,9 +41,11 @@ from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
     CachedSignin,
+    not_refreshed,
     reading_cache,
     unreadable,
     utc_clock,
+    write_refusal,
 )
 from vaultd.errors import ConfigError, LoginRequired, StsError
 from vaultd.secret import Secret
@@ -50,12 +56,20 @@ LOGIN_LIFETIME = 15 * 60
 # must exceed half of LOGIN_LIFETIME, when the broker asks for a renewal (half-life rule).
 REUSE_ABOVE = 10 * 60
 
+log = logging.getLogger("vaultd.provider")
+
 
 class _HalfLifeFetcher(LoginCredentialFetcher):  # type: ignore[misc]
     """botocore's fetcher, renewing from REUSE_ABOVE instead of its 5 minutes, so that a
     renewal the broker asks for at half-life is a renewal."""
 
     _REFRESH_THRESHOLD = REUSE_ABOVE
+
+
+def session_entry(cache_dir: Path, session: str | None) -> Path:
+    """The file in `cache_dir` botocore keeps the `aws login` session `session` in (a login
+    root always names one: `resolve.signin_root`)."""
+    return cache_dir / f"{generate_login_cache_key(session or '')}.json"
 
 
 def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
@@ -115,9 +129,21 @@ class AwsLogin(CachedSignin):
         key = f"login:{root.session}"
         return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
 
+    def _write_refusal(self, root: SigninRoot, expiry: float | None) -> str | None:
+        """Why a renewal that is due (under REUSE_ABOVE seconds left, as `_HalfLifeFetcher`
+        decides) cannot be written to the cache, or None; raises SigninCacheUnwritable when
+        the cached credentials have expired as well, so nothing is left to serve."""
+        now = self.clock()
+        if expiry is None or expiry - now > REUSE_ABOVE:
+            return None
+        refusal = write_refusal(self.cache_dir, session_entry(self.cache_dir, root.session))
+        if refusal is not None and expiry <= now:
+            raise not_refreshed(root, refusal)
+        return refusal
+
     def _fetch(self, root: SigninRoot) -> Credentials:
         # An ill-formed entry stops here; a missing one is botocore's LoginTokenLoadError below.
-        cached_session(root, self.cache_dir)
+        refusal = self._write_refusal(root, cached_session(root, self.cache_dir))
         session = self.new_session(root.profile)
         fetcher = _HalfLifeFetcher(
             session_name=root.session,
@@ -130,8 +156,8 @@ class AwsLogin(CachedSignin):
             # As LoginProvider.load does: check the cached session is there and complete
             # (refresh_credentials assumes it is), then renew it if it is due.
             with reading_cache(root):
-                fetcher.load_cached_credentials()
-                answer = fetcher.refresh_credentials()
+                cached = fetcher.load_cached_credentials()
+                answer = cached if refusal else fetcher.refresh_credentials()
         except (LoginTokenLoadError, LoginRefreshRequired) as exc:
             why = (
                 "not signed in (no session in the AWS CLI's cache)"
@@ -152,6 +178,14 @@ class AwsLogin(CachedSignin):
             raise StsError(f"cannot renew the {root.label} session: {type(exc).__name__}") from None
         with reading_cache(root):
             expiration = parse_time(answer["expiry_time"])
+        if refusal:
+            log.warning(
+                "%s for %r: not renewing the session, since %s; it serves %.0f more minutes",
+                root.label,
+                root.profile,
+                refusal,
+                (expiration - now) / 60,
+            )
         return Credentials(
             access_key_id=str(answer["access_key"]),
             secret_access_key=Secret(str(answer["secret_key"])),

@@ -11,24 +11,27 @@ decides *when* they run:
   writes the cache, the others then read the fresh token from it;
 - after a sign-in failed because a person must sign in again, it is not retried against the
   network until a file in its cache directory changes (the person ran `aws sso login`);
-  until then the same `LoginRequired` is raised at once, so polling for it is cheap.
+  until then the same `LoginRequired` is raised at once, so polling for it is cheap;
+- a refresh is sent only when the cache directory can take its answer (`write_refusal`).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import botocore.config
 
 from vaultd.core import endpoints
 from vaultd.core.resolve import SigninRoot
-from vaultd.errors import LoginRequired, SsoLoginRequired
+from vaultd.errors import LoginRequired, SigninCacheUnwritable, SsoLoginRequired
 
 T = TypeVar("T")
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -104,6 +107,54 @@ CACHE_FAULTS: tuple[type[Exception], ...] = (
 )
 
 
+# The AWS CLI's entries are 1-3 KiB; a directory that takes this much takes the entry.
+PROBE_BYTES: Final = 16 * 1024
+
+
+def write_refusal(cache_dir: Path, entry: Path) -> str | None:
+    """Why a refreshed `entry` could not be written into `cache_dir` now; None when it could.
+
+    botocore sends a refresh first and writes its answer after (JSONFileCache: mkstemp in
+    the directory, write, fsync, os.replace onto the entry). The answer carries a new refresh
+    token and the old one is spent, so a write that fails then loses the sign-in, for the
+    AWS CLI as well. This goes through the same steps before anything is sent: a temp file
+    is created in `cache_dir`, PROBE_BYTES written and fsynced, then removed (permissions, a
+    read-only file system, a full disk or quota), and rename(2)'s rule for a sticky directory
+    is applied to `entry` (EPERM unless the caller owns it or the directory).
+    The reason names the directory and the OS's words for the fault, nothing from the entry.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+    except OSError as exc:
+        return f"{cache_dir} cannot be written ({exc.strerror or type(exc).__name__})"
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(bytes(PROBE_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as exc:
+        return f"{cache_dir} cannot be written ({exc.strerror or type(exc).__name__})"
+    finally:
+        with suppress(OSError):
+            os.unlink(probe)
+    try:
+        directory, current = os.stat(cache_dir), os.stat(entry)
+    except OSError:
+        return None  # no entry to replace: creating one is what the probe did
+    uid = os.geteuid()
+    if directory.st_mode & stat.S_ISVTX and uid not in (0, directory.st_uid, current.st_uid):
+        return f"{cache_dir} is sticky and its entry belongs to uid {current.st_uid}"
+    return None
+
+
+def not_refreshed(root: SigninRoot, refusal: str) -> SigninCacheUnwritable:
+    """The error for a sign-in that must be refreshed and will not be, because `refusal`."""
+    return SigninCacheUnwritable(
+        f"{root.label}: not refreshing the sign-in of {root.profile!r}, since {refusal} and the "
+        "rotated refresh token would be lost: fix the directory (space, permissions)"
+    )
+
+
 def unreadable(root: SigninRoot) -> LoginRequired:
     """The named state for `root` (`sso_login_required` or `login_required`) when its entry
     in the AWS CLI's cache cannot be used: one line, naming the command that rewrites it."""
@@ -116,15 +167,33 @@ def unreadable(root: SigninRoot) -> LoginRequired:
     )
 
 
+def unsaved(root: SigninRoot, exc: OSError) -> LoginRequired:
+    """The named state for `root` when botocore refreshed its sign-in and could not write the
+    answer back (the disk filled after `write_refusal` looked): the old refresh token is
+    spent, so a person must sign in again once the directory is fixed."""
+    kind = SsoLoginRequired if root.kind == "sso" else LoginRequired
+    return kind(
+        f"{root.label}: the refreshed sign-in could not be saved in the AWS CLI's cache "
+        f"({exc.strerror or type(exc).__name__}): fix the directory (space, permissions), "
+        f"then run `{root.command}`",
+        profile=root.profile,
+        command=root.command,
+    )
+
+
 @contextmanager
 def reading_cache(root: SigninRoot) -> Iterator[None]:
     """Around every botocore call on the AWS CLI's cache for `root`: an unreadable or
-    ill-formed entry (CACHE_FAULTS) becomes `unreadable(root)`, never a traceback.
-    The daemon and `vaultd doctor` both read through here, so they reach the same verdict."""
+    ill-formed entry (CACHE_FAULTS) becomes `unreadable(root)`, and a write that failed
+    `unsaved(root, ...)` (botocore's JSONFileCache turns read faults into KeyError, so an
+    OSError out of it is a write's), never a traceback. The daemon and `vaultd doctor` both
+    read through here, so they reach the same verdict."""
     try:
         yield
     except CACHE_FAULTS:
         raise unreadable(root) from None
+    except OSError as exc:
+        raise unsaved(root, exc) from None
 
 
 def botocore_session(profile: str) -> Any:

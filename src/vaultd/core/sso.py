@@ -9,6 +9,10 @@
   role credentials with sso GetRoleCredentials, for both the sso-session form and the legacy
   form (`sso_start_url` in the profile, whose tokens botocore never refreshes).
 
+A refresh is sent only when the cache directory can take its answer (`signin.write_refusal`):
+when it cannot, a token that is still valid is used as it is, and an expired one is an error
+that names the directory, with nothing sent.
+
 vaultd keeps the role credentials in memory (the broker decides when to renew them), so the
 fetcher's own cache is a throwaway dict; botocore's clients here are unsigned and resolve no
 credentials, so nothing asks IMDS. See `signin` for the locking and the wait for a person.
@@ -16,6 +20,7 @@ credentials, so nothing asks IMDS. See `signin` for the locking and the wait for
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +39,35 @@ from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
-from vaultd.core.signin import CachedSignin, reading_cache, utc_clock
+from vaultd.core.signin import (
+    CachedSignin,
+    not_refreshed,
+    reading_cache,
+    utc_clock,
+    write_refusal,
+)
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
+
+log = logging.getLogger("vaultd.provider")
+
+
+class _Unrefreshed(SSOTokenProvider):  # type: ignore[misc]
+    """botocore's provider, never refreshing: for a token still valid whose refreshed form the
+    cache could not take. botocore then serves the cached token, as after a failed refresh."""
+
+    def _refresh_access_token(self, token: Any) -> None:
+        return None
 
 
 def sso_cache_dir(home: Path | None = None) -> Path:
     """Where the AWS CLI and botocore keep IAM Identity Center tokens (not configurable)."""
     return (home or Path.home()) / ".aws" / "sso" / "cache"
+
+
+def token_entry(cache_dir: Path, start_url: str, session: str | None) -> Path:
+    """The file in `cache_dir` botocore keeps the token of `session` (or, legacy, of
+    `start_url`) in, by SSOTokenLoader's own naming rule."""
+    return cache_dir / f"{SSOTokenLoader()._generate_cache_key(start_url, session)}.json"
 
 
 def cached_token(root: SigninRoot, start_url: str, cache_dir: Path) -> tuple[float, bool] | None:
@@ -90,11 +117,13 @@ class IdentityCenter(CachedSignin):
     def _fetch(self, root: SigninRoot) -> Credentials:
         session = self.new_session(root.profile)
         profile = session.full_config.get("profiles", {}).get(root.profile, {})
+        start_url = str(profile.get("sso_start_url", ""))
         # An ill-formed entry stops here; a missing one is botocore's SSOTokenLoadError below.
-        cached_token(root, str(profile.get("sso_start_url", "")), self.cache_dir)
+        cached = cached_token(root, start_url, self.cache_dir)
         # botocore writes tokens with this dumps function; the CLI reads that exact format.
         cache = JSONFileCache(str(self.cache_dir), dumps_func=_sso_json_dumps)
-        tokens = SSOTokenProvider(
+        may_refresh = self._may_refresh(root, start_url, cached)
+        tokens = (SSOTokenProvider if may_refresh else _Unrefreshed)(
             session, cache=cache, time_fetcher=utc_clock(self.clock), profile_name=root.profile
         )
         answers: dict[str, Any] = {}  # the fetcher's cache: GetRoleCredentials' answer lands here
@@ -109,6 +138,34 @@ class IdentityCenter(CachedSignin):
         issued = self.clock()
         with reading_cache(root):
             return self._load(root, provider, answers, issued)
+
+    def _may_refresh(
+        self, root: SigninRoot, start_url: str, cached: tuple[float, bool] | None
+    ) -> bool:
+        """False when a refresh is due and the cache cannot take its answer; raises
+        SigninCacheUnwritable when the token has expired as well. botocore refreshes the
+        token of an sso-session (never a legacy one) that has a refresh token and under
+        SSOTokenProvider._REFRESH_WINDOW (15 minutes) left.
+        """
+        if cached is None or root.session is None or not cached[1]:
+            return True
+        expiry, now = cached[0], self.clock()
+        if expiry - now >= SSOTokenProvider._REFRESH_WINDOW:
+            return True
+        refusal = write_refusal(
+            self.cache_dir, token_entry(self.cache_dir, start_url, root.session)
+        )
+        if refusal is None:
+            return True
+        if expiry <= now:
+            raise not_refreshed(root, refusal)
+        log.warning(
+            "%s: not refreshing the sign-in, since %s; its token serves %.0f more minutes",
+            root.label,
+            refusal,
+            (expiry - now) / 60,
+        )
+        return False
 
     def _load(
         self, root: SigninRoot, provider: SSOProvider, answers: dict[str, Any], issued: float

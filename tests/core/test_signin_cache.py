@@ -1,0 +1,265 @@
+"""A sign-in is refreshed only when the AWS CLI's cache directory can take the answer
+(`signin.write_refusal`): the refresh token rotates, so an answer that cannot be written would
+lose the sign-in for the CLI as well as for vaultd.
+
+The faults are real ones. Another uid comes from seteuid, around the probe alone. A full
+tmpfs and a read-only mount are made in a mount namespace of the test's own; the sign-in
+there runs in a child process against the loopback fakes. CI runs as root, which all of
+this needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from botocore.utils import generate_login_cache_key
+
+from tests.fakes.signin import Fakes, sso_cache_file
+from vaultd.core import signin
+
+NOBODY = 65534
+AS_ROOT = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="acting as another uid and mounting need root",
+)
+NAMESPACE = pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare missing")
+
+
+@contextmanager
+def as_uid(uid: int) -> Iterator[None]:
+    """Run the block with `uid` as the effective uid and gid (the real ones stay root)."""
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory any uid can reach (pytest's own tmp dirs are root's alone), owned by root."""
+    path = Path(tempfile.mkdtemp(prefix="vaultd-cache-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_writable_directory_takes_it_and_no_probe_is_left(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert signin.write_refusal(cache, cache / "entry.json") is None
+    assert list(cache.iterdir()) == []
+
+
+@AS_ROOT
+def test_a_directory_of_another_uid_is_refused(open_dir: Path) -> None:
+    with as_uid(NOBODY):
+        refusal = signin.write_refusal(open_dir, open_dir / "entry.json")
+    assert refusal == f"{open_dir} cannot be written (Permission denied)"
+    assert list(open_dir.iterdir()) == []
+
+
+@AS_ROOT
+def test_a_sticky_directory_refuses_to_replace_an_entry_of_another_uid(open_dir: Path) -> None:
+    open_dir.chmod(0o1777)
+    entry = open_dir / "entry.json"
+    entry.write_text("{}")
+    with as_uid(NOBODY):
+        refused = signin.write_refusal(open_dir, entry)
+    assert refused == f"{open_dir} is sticky and its entry belongs to uid 0"
+    os.chown(entry, NOBODY, NOBODY)  # its own entry: rename(2) may replace it
+    with as_uid(NOBODY):
+        assert signin.write_refusal(open_dir, entry) is None
+    assert [p.name for p in open_dir.iterdir()] == ["entry.json"]
+
+
+# -- in a mount namespace: the cache directory is a tmpfs, full or read-only ------------------
+# Mounts a tmpfs on $CACHE, copies the staged entries in, makes the fault, then runs the child.
+PREPARE = """
+set -e
+mount -t tmpfs -o size=1m tmpfs "$CACHE"
+cp "$STAGED"/*.json "$CACHE"/
+case "$FAULT" in
+  full) head -c 2m /dev/zero > "$CACHE/fill" 2>/dev/null || true ;;
+  read-only) mount -o remount,ro "$CACHE" ;;
+esac
+exec "$@"
+"""
+
+# The child: one sign-in for PROFILE through the named root, then what came of it.
+CHILD = """
+import hashlib, json, logging, sys, time
+from pathlib import Path
+from vaultd.core import config, resolve
+from vaultd.core.login import AwsLogin
+from vaultd.core.sso import IdentityCenter
+from vaultd.errors import VaultdError
+
+profile, cache, entry = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+if len(sys.argv) > 4:  # the disk fills after the probe looked: only a stand-in can time that
+    import vaultd.core.login, vaultd.core.sso
+    vaultd.core.login.write_refusal = vaultd.core.sso.write_refusal = lambda *_: None
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("vaultd").addHandler(handler)
+root = resolve.plan(config.load_profiles(), profile).signin
+kind = IdentityCenter if root.kind == "sso" else AwsLogin
+before = hashlib.sha256(entry.read_bytes()).hexdigest()
+out = {"warnings": warnings}
+try:
+    out["key"] = kind(time.time, cache_dir=cache).credentials(root).access_key_id
+except VaultdError as exc:
+    out["error"], out["message"] = exc.code, exc.message
+out["entry_rewritten"] = hashlib.sha256(entry.read_bytes()).hexdigest() != before
+out["leftovers"] = sorted(p.name for p in cache.iterdir() if p.suffix == ".tmp")
+print(json.dumps(out))
+"""
+
+
+def sign_in_with_fault(
+    fault: str, profile: str, cache: Path, entry: Path, staged: Path, *, race: bool = False
+) -> dict[str, object]:
+    """Run the child in a new mount namespace with `fault` ("none", "full", "read-only")
+    on the cache directory `cache`, whose entries are staged in `staged`; with `race`, the
+    probe passes whatever it would find, as when the disk fills just after it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CACHE": str(cache), "STAGED": str(staged), "FAULT": fault}
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", PREPARE, "prepare"]
+        + [sys.executable, "-c", CHILD, profile, str(cache), str(entry)]
+        + (["race"] if race else []),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+SSO_CACHE = Path("home/.aws/sso/cache")
+LOGIN_CACHE = Path("home/.aws/login/cache")
+LOGIN_SESSION = "arn:aws:iam::111122223333:user/elmerfudd"
+
+
+def stage_sso(fakes: Fakes, staged: Path, expires_in: float) -> str:
+    fakes.sign_in_sso(staged, expires_in=expires_in)
+    return sso_cache_file(staged, "corp").name
+
+
+def stage_login(fakes: Fakes, staged: Path, expires_in: float) -> str:
+    fakes.sign_in_login(staged, LOGIN_SESSION, expires_in=expires_in)
+    return f"{generate_login_cache_key(LOGIN_SESSION)}.json"
+
+
+ROOTS = {
+    "sso": ("dev-sso", SSO_CACHE, stage_sso, "IAM Identity Center corp"),
+    "login": ("console", LOGIN_CACHE, stage_login, "aws login"),
+}
+
+
+def calls(fakes: Fakes, kind: str) -> int:
+    """Refresh calls the fake answered: sso-oidc CreateToken or signin CreateOAuth2Token."""
+    return fakes.create_token_calls if kind == "sso" else fakes.oauth2_calls
+
+
+@AS_ROOT
+@NAMESPACE
+@pytest.mark.parametrize("kind", ["sso", "login"])
+def test_a_due_refresh_is_sent_when_the_cache_can_take_it(
+    kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
+) -> None:
+    """The control: the same harness without a fault refreshes and rewrites the entry."""
+    profile, cache, stage, _ = ROOTS[kind]
+    name = stage(signin_fakes, isolated / "staged", 300)  # 5 minutes left: due
+    out = sign_in_with_fault(
+        "none", profile, isolated / cache, isolated / cache / name, isolated / "staged"
+    )
+    assert calls(signin_fakes, kind) == 1
+    assert out["entry_rewritten"] is True
+    assert "key" in out
+
+
+@AS_ROOT
+@NAMESPACE
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+@pytest.mark.parametrize("kind", ["sso", "login"])
+def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
+    kind: str, fault: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
+) -> None:
+    profile, cache, stage, label = ROOTS[kind]
+    name = stage(signin_fakes, isolated / "staged", 300)
+    out = sign_in_with_fault(
+        fault, profile, isolated / cache, isolated / cache / name, isolated / "staged"
+    )
+    assert calls(signin_fakes, kind) == 0  # the refresh token was not spent
+    assert "key" in out, out
+    assert out["entry_rewritten"] is False
+    assert out["leftovers"] == []
+    warnings = out["warnings"]
+    assert isinstance(warnings, list)
+    [warning] = warnings
+    assert isinstance(warning, str)
+    assert warning.startswith(label)
+    assert f"{isolated / cache} cannot be written" in warning
+    assert "5 more minutes" in warning
+
+
+@AS_ROOT
+@NAMESPACE
+@pytest.mark.parametrize("kind", ["sso", "login"])
+def test_an_expired_sign_in_is_an_error_naming_the_directory_and_nothing_is_sent(
+    kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
+) -> None:
+    profile, cache, stage, label = ROOTS[kind]
+    name = stage(signin_fakes, isolated / "staged", -60)
+    out = sign_in_with_fault(
+        "full", profile, isolated / cache, isolated / cache / name, isolated / "staged"
+    )
+    assert calls(signin_fakes, kind) == 0
+    assert signin_fakes.role_calls == []
+    assert out["error"] == "signin_cache_unwritable"
+    message = str(out["message"])
+    assert message.startswith(f"{label}: not refreshing the sign-in of {profile!r}")
+    assert f"since {isolated / cache} cannot be written (No space left on device)" in message
+    assert out["entry_rewritten"] is False
+
+
+@AS_ROOT
+@NAMESPACE
+@pytest.mark.parametrize("kind", ["sso", "login"])
+def test_a_refresh_that_could_not_be_saved_needs_a_person_and_says_why(
+    kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
+) -> None:
+    """The disk fills between the probe and botocore's write: the refresh token is spent,
+    and the error says so in one line, with no traceback."""
+    profile, cache, stage, label = ROOTS[kind]
+    name = stage(signin_fakes, isolated / "staged", -60)
+    out = sign_in_with_fault(
+        "full", profile, isolated / cache, isolated / cache / name, isolated / "staged", race=True
+    )
+    assert calls(signin_fakes, kind) == 1
+    assert out["error"] == ("sso_login_required" if kind == "sso" else "login_required")
+    assert out["message"] == (
+        f"{label}: the refreshed sign-in could not be saved in the AWS CLI's cache "
+        "(No space left on device): fix the directory (space, permissions), then run "
+        + (
+            "`aws sso login --sso-session corp`"
+            if kind == "sso"
+            else "`aws login --profile console`"
+        )
+    )
