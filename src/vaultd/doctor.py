@@ -26,8 +26,9 @@ from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import chain, config, resolve, rules
 from vaultd.core.childenv import REGION_VARIABLES
 from vaultd.core.keystore import Keystore, backend_name
-from vaultd.core.login import cached_session
-from vaultd.core.sso import cached_token, sso_cache_dir
+from vaultd.core.login import cached_session, session_entry
+from vaultd.core.signin import write_refusal
+from vaultd.core.sso import cached_token, sso_cache_dir, token_entry
 from vaultd.documents import RUNNING, MalformedDocument, checked
 from vaultd.errors import LoginRequired, VaultdError
 from vaultd.untrusted import printable
@@ -97,8 +98,9 @@ def _keyring(profiles: dict[str, config.Profile]) -> Iterator[Finding]:
 
 
 def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Finding]:
-    """For each IAM Identity Center / `aws login` root: is the AWS CLI's cache signed in?
-    Read only (botocore's own loaders), nothing is refreshed or sent."""
+    """For each IAM Identity Center / `aws login` root: is the AWS CLI's cache signed in, and
+    can it take a refresh? Read with botocore's own loaders; nothing is refreshed or sent, and
+    the only write is `write_refusal`'s probe file, removed at once."""
     roots = {
         root
         for p in profiles.values()
@@ -112,10 +114,12 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
         # The same reading the daemon does before every use of the cache.
         try:
             if root.kind == "login":
-                if cached_session(root, Path(get_login_token_cache_directory())) is None:
+                login_dir = Path(get_login_token_cache_directory())
+                if cached_session(root, login_dir) is None:
                     yield Finding(FAIL, "sign-in", f"{root.profile}: not signed in: {fix}")
                 else:
                     yield Finding(OK, "sign-in", f"{root.profile}: {root.label} session cached")
+                    yield from _refreshable(root, login_dir, session_entry(login_dir, root.session))
                 continue
             start_url = profiles[root.profile].sso_start_url or ""
             token = cached_token(root, start_url, sso_cache_dir())
@@ -132,6 +136,17 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
             yield Finding(OK, "sign-in", f"{root.label}: token expired, vaultd refreshes it")
         else:
             yield Finding(WARN, "sign-in", f"{root.label}: sign-in expired: {fix}")
+        if token[1] and root.session:
+            entry = token_entry(sso_cache_dir(), start_url, root.session)
+            yield from _refreshable(root, sso_cache_dir(), entry)
+
+
+def _refreshable(root: resolve.SigninRoot, cache_dir: Path, entry: Path) -> Iterator[Finding]:
+    """A warning when the AWS CLI's cache could not take a refresh of `root` now: vaultd
+    then serves the sign-in unrefreshed while it lasts (`signin.write_refusal`)."""
+    refusal = write_refusal(cache_dir, entry)
+    if refusal is not None:
+        yield Finding(WARN, "sign-in", f"{root.label}: vaultd will not refresh it, since {refusal}")
 
 
 def _daemon(conf: settings.Settings) -> tuple[Finding, dict[str, Any] | None]:

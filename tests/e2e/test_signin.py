@@ -5,6 +5,9 @@ processes that know only the IMDS endpoint."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +17,14 @@ from typing import Any
 import pytest
 from botocore.utils import generate_login_cache_key
 
-from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd, served
+from tests.e2e.harness import (
+    Daemon,
+    boto3_whoami,
+    client_env,
+    run_vaultd,
+    served,
+    vaultd_env,
+)
 from tests.fakes.signin import Fakes, sso_cache_file
 
 SSO_ROLE = "arn:aws:sts::222233334444:assumed-role/AWSReservedSSO_"
@@ -262,3 +272,38 @@ def test_a_broken_sign_in_is_one_line_in_the_log(portal: Fakes, isolated: Path, 
     assert "Traceback" not in log
     assert "internal error" not in log
     assert "Refreshing token failed" not in log  # botocore's own warning, with its traceback
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="a read-only mount in a namespace of the test's own needs root and unshare",
+)
+def test_doctor_warns_when_the_cache_cannot_take_a_refresh(portal: Fakes, isolated: Path) -> None:
+    portal.sign_in_sso(sso_dir(isolated))
+    portal.sign_in_login(login_dir(isolated), SESSION_ARN)
+    # Both cache directories read-only, as `vaultd doctor` sees them.
+    remount = " && ".join(
+        f'mount --bind "{d}" "{d}" && mount -o remount,ro,bind "{d}"'
+        for d in (sso_dir(isolated), login_dir(isolated))
+    )
+    namespace = ["unshare", "--mount", "--propagation", "private"]
+    shell = ["sh", "-c", f'{remount} && exec "$@"', "doctor"]
+    done = subprocess.run(
+        [*namespace, *shell, sys.executable, "-m", "vaultd", "doctor"],
+        env=vaultd_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr
+    for label, directory in (
+        ("IAM Identity Center corp", sso_dir(isolated)),
+        ("aws login", login_dir(isolated)),
+    ):
+        assert (
+            f"[warn] sign-in: {label}: vaultd will not refresh it, since {directory} cannot be "
+            "written (Read-only file system)"
+        ) in done.stdout
+    # Writable again (no mount): nothing to warn about.
+    assert "will not refresh" not in run_vaultd("doctor").stdout
