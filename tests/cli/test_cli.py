@@ -11,8 +11,8 @@ import keyring
 import pytest
 
 from tests.e2e.harness import run_vaultd
-from vaultd.cli import main
-from vaultd.cli.parser import build_parser
+from vaultd.cli import main, split_command
+from vaultd.cli.parser import build_parser, parse
 from vaultd.core.keystore import Keystore
 
 
@@ -146,3 +146,35 @@ def test_network_macos_plan() -> None:
     assert "ifconfig lo0 alias 169.254.169.254" in text
     undo = network.uninstall(platform="darwin").describe()
     assert "ifconfig lo0 -alias 169.254.169.254" in undo
+
+
+PROFILE_COMMANDS = ["switch", "refresh", "export", "add", "remove"]
+
+
+@pytest.mark.parametrize("command", PROFILE_COMMANDS)
+def test_a_profile_starting_with_a_dash_follows_a_double_dash(command: str) -> None:
+    """A section `[profile -dev]` is a profile like any other: POSIX's `--` ends the options."""
+    words, trailing = split_command([command, "--", "-dev"])
+    assert parse(words, trailing).profile == "-dev"
+
+
+@pytest.mark.parametrize(
+    ("words", "profile", "command"),
+    [
+        (["exec", "dev", "--", "git", "log", "--", "f"], "dev", ["git", "log", "--", "f"]),
+        (["exec", "--", "-dev", "--", "git", "log", "--", "f"], "-dev", ["git", "log", "--", "f"]),
+        (["exec", "--env", "--", "-dev", "--", "true"], "-dev", ["true"]),
+        (["exec", "--", "-dev", "--"], "-dev", []),
+    ],
+)
+def test_exec_takes_such_a_profile_between_two_double_dashes(
+    words: list[str], profile: str, command: list[str]
+) -> None:
+    args = parse(*split_command(words))
+    assert (args.profile, args.command) == (profile, command)
+
+
+def test_a_double_dash_where_a_command_takes_none_is_a_usage_error() -> None:
+    done = run_vaultd("status", "--", "x")
+    assert done.returncode == 2
+    assert "unrecognized arguments: -- x" in done.stderr

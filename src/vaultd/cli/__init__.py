@@ -145,13 +145,24 @@ def _flush_output() -> None:
         sys.stdout.flush()
 
 
+def split_command(words: list[str]) -> tuple[list[str], list[str] | None]:
+    """`vaultd exec`'s words and, apart, its command: everything after the first `--`,
+    options included (argparse would drop a `--` inside the command: `git log -- FILE`).
+    A PROFILE that starts with `-` comes after a `--` of its own, as in every other command
+    (`vaultd switch -- -dev`, where argparse reads the `--`): `vaultd exec -- -dev -- CMD`.
+    No program is named `-...`, so that form is never a command. Other commands' words are
+    left whole (None)."""
+    if words[:1] != ["exec"] or "--" not in words:
+        return words, None
+    cut = words.index("--")
+    words, trailing = words[:cut], words[cut + 1 :]
+    if trailing[1:2] == ["--"] and trailing[0].startswith("-"):
+        return [*words, "--", trailing[0]], trailing[2:]
+    return words, trailing
+
+
 def _run(words: list[str]) -> int:
-    # Everything after `--` is the command for `vaultd exec`, options included. (argparse
-    # mishandles `--` inside subcommands, so it is split off here.)
-    trailing: list[str] | None = None
-    if "--" in words:
-        cut = words.index("--")
-        words, trailing = words[:cut], words[cut + 1 :]
+    words, trailing = split_command(words)
     # The control commands' plain forms are read without argparse (`quick`, from the same
     # declaration); everything else, and every usage error, goes through argparse.
     word = words[0] if words else None

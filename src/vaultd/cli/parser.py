@@ -125,7 +125,7 @@ def unrecognized(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
 
 def parse(words: list[str], trailing: list[str] | None) -> argparse.Namespace:
     """The namespace for `vaultd WORDS [-- TRAILING]`; argparse's usage error (exit 2) for
-    words it cannot read. `TRAILING`, everything after `--`, is only for `vaultd exec`."""
+    words it cannot read. `TRAILING` is `vaultd exec`'s command (`split_command`)."""
     # `vaultd COMMAND ...` needs only COMMAND's subparser; anything else (help, -V, a typo)
     # gets the whole parser.
     word = words[0] if words else None
@@ -135,7 +135,5 @@ def parse(words: list[str], trailing: list[str] | None) -> argparse.Namespace:
     if unknown:
         unrecognized(parser.subparsers.get(args.command, parser), unknown)
     if trailing is not None:
-        if word != "exec":
-            parser.error("`--` is only for `vaultd exec PROFILE -- CMD`")
         args.command = [*args.command, *trailing]
     return args
