@@ -1,10 +1,16 @@
-"""The one rule for text from outside vaultd, shown on a terminal or written to a log."""
+"""The one rule for text from outside vaultd, shown on a terminal or written to a log, and
+the one for names in the command lines vaultd suggests."""
 
 from __future__ import annotations
 
+import argparse
+import shlex
+
 import pytest
 
-from vaultd.untrusted import printable
+from vaultd.cli import split_command
+from vaultd.cli.parser import parse
+from vaultd.untrusted import option_words, printable, profile_words
 
 
 def test_on_a_terminal_controls_are_escaped_and_printable_text_stays() -> None:
@@ -69,3 +75,23 @@ def test_a_traceback_line_cannot_carry_an_escape_sequence() -> None:
     record = logging.LogRecord("vaultd", logging.ERROR, __file__, 1, "failed", (), exc_info)
     last = EscapingFormatter("%(message)s").format(record).split("\n")[-1]
     assert last == "RuntimeError: upstream said \\x1b]0;x\\x07\\rforged"
+
+
+# Names a config file can hold: plain, an ARN, a space, a quote, a leading dash, `$`, a glob.
+ODD_NAMES = ["master", "arn:aws:iam::111122223333:user/e", "my dev", "it's", "-dev", "$HOME", "*"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+@pytest.mark.parametrize("template", ["add {}", "switch {}", "exec {} -- true"])
+def test_a_suggested_vaultd_command_reads_back_as_the_profile(name: str, template: str) -> None:
+    """What the shell makes of the suggested line is what vaultd's parser takes as PROFILE."""
+    words = shlex.split(template.format(profile_words(name)))
+    assert parse(*split_command(words)).profile == name
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_a_suggested_aws_cli_option_reads_back_as_the_value(name: str) -> None:
+    """The AWS CLI reads its options with argparse, as this parser does."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile")
+    assert parser.parse_args(shlex.split(option_words("--profile", name))).profile == name

@@ -31,7 +31,7 @@ from vaultd.core.signin import write_refusal
 from vaultd.core.sso import cached_token, sso_cache_dir, token_entry
 from vaultd.documents import RUNNING, MalformedDocument, checked
 from vaultd.errors import LoginRequired, VaultdError
-from vaultd.untrusted import printable
+from vaultd.untrusted import printable, profile_words
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -94,7 +94,9 @@ def _keyring(profiles: dict[str, config.Profile]) -> Iterator[Finding]:
         if name in stored:
             yield Finding(OK, "keys", f"{name}: stored")
         else:
-            yield Finding(FAIL, "keys", f"{name}: no keys stored: run `vaultd add {name}`")
+            yield Finding(
+                FAIL, "keys", f"{name}: no keys stored: run `vaultd add {profile_words(name)}`"
+            )
 
 
 def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Finding]:

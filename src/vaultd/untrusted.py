@@ -38,3 +38,31 @@ def printable(text: object, limit: int | None = MAX_LOGGED, *, ascii: bool = Tru
     if limit is not None and len(text) > limit:
         out += f"...(+{len(text) - limit} chars)"
     return out
+
+
+# -- names in the command lines vaultd tells a person to run ----------------------------------
+# A profile or session name is whatever a config file holds (`[profile my dev]`, `[profile
+# -dev]`), so a command line that names one must quote it for the shell and keep argparse
+# (vaultd's, the AWS CLI's) from reading it as an option.
+
+
+def shell_word(text: str) -> str:
+    """`text` as one word a POSIX shell reads back as `text` (shlex.quote: plain names such
+    as `master` or an ARN are left as they are)."""
+    import shlex  # noqa: PLC0415 - kept off the control commands' start-up path
+
+    return shlex.quote(text)
+
+
+def profile_words(name: str) -> str:
+    """PROFILE in a suggested `vaultd` command line: one shell word, after a `--` of its own
+    when it starts with `-` (`vaultd add -- -dev`, `vaultd exec -- -dev -- CMD`)."""
+    return f"-- {shell_word(name)}" if name.startswith("-") else shell_word(name)
+
+
+def option_words(option: str, value: str) -> str:
+    """`OPTION VALUE` in a suggested AWS CLI command line, as `OPTION=VALUE` when VALUE starts
+    with `-` (the AWS CLI's argparse would read it as an option): `--profile=-dev`."""
+    if value.startswith("-"):
+        return shell_word(f"{option}={value}")
+    return f"{option} {shell_word(value)}"

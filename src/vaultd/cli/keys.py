@@ -28,7 +28,7 @@ from vaultd.cli.common import (
 from vaultd.cli.exits import EXIT_OK, Failure
 from vaultd.client import ControlError, DaemonNotRunning
 from vaultd.documents import STATUS, checked
-from vaultd.untrusted import printable
+from vaultd.untrusted import printable, profile_words
 
 KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 
@@ -47,9 +47,9 @@ def _read_keys(args: argparse.Namespace) -> tuple[str, str]:
             # Not a terminal and no --stdin: say every way to give the keys, not just one.
             raise Failure(
                 "no terminal to ask for the keys on, and stdin did not hold them: run "
-                f"`vaultd add {args.profile}` in a terminal, pipe the access key id and the "
-                "secret one per line, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and "
-                "pass --env"
+                f"`vaultd add {profile_words(args.profile)}` in a terminal, pipe the access key "
+                "id and the secret one per line, or set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY and pass --env"
             )
         key_id, secret = lines[0], lines[1]
     else:
@@ -74,7 +74,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if profile is not None and profile.source_profile:
         raise Failure(
             f"profile {args.profile!r} takes its keys from {profile.source_profile!r}: "
-            f"run `vaultd add {profile.source_profile}` instead"
+            f"run `vaultd add {profile_words(profile.source_profile)}` instead"
         )
     signin = resolve.signin_root(profile) if profile is not None else None
     if signin is not None:

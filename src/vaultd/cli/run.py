@@ -29,6 +29,7 @@ from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
 from vaultd.documents import EXEC_GRANT, checked
+from vaultd.untrusted import profile_words
 
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
@@ -102,14 +103,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
         # empty stdin and exit 0, so that is a usage error rather than a silent success.
         if not has_terminal():
             raise Failure(
-                f"no command given: `vaultd exec {args.profile} -- CMD [ARGS...]` "
+                f"no command given: `vaultd exec {profile_words(args.profile)} -- CMD [ARGS...]` "
                 "(a shell is started only on a terminal)",
                 EXIT_USAGE,
             )
         command = [os.environ.get("SHELL") or "/bin/sh"]
     if os.environ.get("VAULTD_PROFILE") and not args.allow_nested:
         raise Failure(
-            f"already inside `vaultd exec {os.environ['VAULTD_PROFILE']}`: "
+            f"already inside `vaultd exec {profile_words(os.environ['VAULTD_PROFILE'])}`: "
             "exit that shell first, or pass --allow-nested"
         )
     client = client_for(args)

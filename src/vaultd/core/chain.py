@@ -24,6 +24,8 @@ from typing import Any
 import botocore.configloader
 import botocore.exceptions
 
+from vaultd.untrusted import profile_words
+
 CONTAINER = "container-role"
 IMDS = "iam-role"
 ORDER = (
@@ -123,10 +125,11 @@ def _credentials_file(env: Mapping[str, str], files: SharedFiles) -> list[Ahead]
         return []
     where = f"[{name}] in {files.credentials_path}"
     variable = _profile_variable(env)
+    add = f"vaultd add {profile_words(name)}"
     fix = (
         f"unset {variable}"
         if variable
-        else f"remove the keys from {where} (`vaultd add {name}` keeps them in the keyring)"
+        else f"remove the keys from {where} (`{add}` keeps them in the keyring)"
     )
     return [Ahead("shared-credentials-file", f"{where} has aws_access_key_id", fix)]
 

@@ -23,6 +23,7 @@ from vaultd.core.login import AwsLogin
 from vaultd.core.sso import IdentityCenter
 from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
 from vaultd.errors import MfaRequired, NoKeys, StsError
+from vaultd.untrusted import profile_words
 
 MIN_SESSION_LEFT = schedule.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
@@ -125,7 +126,8 @@ class Provider:
             )
         keys = self.keystore.get_keys(plan.root)
         if keys is None:
-            raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
+            add = f"vaultd add {profile_words(plan.root)}"
+            raise NoKeys(f"no keys stored for profile {plan.root!r}: run `{add}`")
         return keys
 
     def cached_session(self, plan: resolve.Plan, item: str | None = None) -> CachedSession | None:

@@ -28,6 +28,7 @@ from typing import Literal
 from vaultd.core import rules
 from vaultd.core.config import Profile, get_profile
 from vaultd.errors import ConfigError
+from vaultd.untrusted import option_words
 
 DEFAULT_ROLE_DURATION = 3600
 DEFAULT_REGION = "us-east-1"
@@ -68,10 +69,10 @@ class SigninRoot:
     def command(self) -> str:
         """The AWS CLI command that signs the person in again (AWS CLI v2 syntax)."""
         if self.kind == "login":
-            return f"aws login --profile {self.profile}"
+            return f"aws login {option_words('--profile', self.profile)}"
         if self.session is not None:
-            return f"aws sso login --sso-session {self.session}"
-        return f"aws sso login --profile {self.profile}"
+            return f"aws sso login {option_words('--sso-session', self.session)}"
+        return f"aws sso login {option_words('--profile', self.profile)}"
 
     @property
     def no_keys(self) -> str:

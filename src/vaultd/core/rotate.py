@@ -18,6 +18,7 @@ from vaultd.core.keystore import Keystore
 from vaultd.core.sts import Sts
 from vaultd.errors import NoKeys, VaultdError
 from vaultd.secret import Secret
+from vaultd.untrusted import profile_words
 
 Clients = Callable[[str, Source, str], Any]
 VERIFY_TIMEOUT = 30.0
@@ -137,7 +138,9 @@ def _stored_keys(plan: resolve.Plan, keystore: Keystore) -> AccessKeys:
         raise NoKeys(plan.signin.no_keys)
     old = keystore.get_keys(plan.root)
     if old is None:
-        raise NoKeys(f"no keys stored for profile {plan.root!r}: run `vaultd add {plan.root}`")
+        raise NoKeys(
+            f"no keys stored for profile {plan.root!r}: run `vaultd add {profile_words(plan.root)}`"
+        )
     return old
 
 
