@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,10 @@ import pytest
 from botocore.utils import generate_login_cache_key
 
 from tests.fakes.signin import Fakes, sso_cache_file
-from vaultd.core import signin
+from vaultd.core import config, login, resolve, signin
+from vaultd.core.login import AwsLogin
+from vaultd.core.sso import IdentityCenter
+from vaultd.errors import LoginRequired
 
 NOBODY = 65534
 AS_ROOT = pytest.mark.skipif(
@@ -77,11 +81,29 @@ def test_a_sticky_directory_refuses_to_replace_an_entry_of_another_uid(open_dir:
     entry.write_text("{}")
     with as_uid(NOBODY):
         refused = signin.write_refusal(open_dir, entry)
-    assert refused == f"{open_dir} is sticky and its entry belongs to uid 0"
+    assert refused == f"{open_dir} is sticky and this sign-in's entry belongs to uid 0"
     os.chown(entry, NOBODY, NOBODY)  # its own entry: rename(2) may replace it
     with as_uid(NOBODY):
         assert signin.write_refusal(open_dir, entry) is None
     assert [p.name for p in open_dir.iterdir()] == ["entry.json"]
+
+
+@AS_ROOT
+def test_the_sticky_rule_looks_at_a_symlinked_entry_itself(open_dir: Path) -> None:
+    """rename(2) replaces the link, so the link's owner counts, not its target's."""
+    open_dir.chmod(0o1777)
+    mine = open_dir / "mine.json"
+    mine.write_text("{}")
+    os.chown(mine, NOBODY, NOBODY)
+    entry = open_dir / "entry.json"
+    entry.symlink_to(mine)  # root's link to nobody's file
+    with as_uid(NOBODY):
+        refused = signin.write_refusal(open_dir, entry)
+    assert refused == f"{open_dir} is sticky and this sign-in's entry belongs to uid 0"
+    os.lchown(entry, NOBODY, NOBODY)
+    mine.unlink()  # dangling now, and nobody's: rename(2) may replace it
+    with as_uid(NOBODY):
+        assert signin.write_refusal(open_dir, entry) is None
 
 
 # -- in a mount namespace: the cache directory is a tmpfs, full or read-only ------------------
@@ -93,6 +115,10 @@ cp "$STAGED"/*.json "$CACHE"/
 case "$FAULT" in
   full) head -c 2m /dev/zero > "$CACHE/fill" 2>/dev/null || true ;;
   read-only) mount -o remount,ro "$CACHE" ;;
+  append-only) chattr +a "$CACHE" ;;
+  immutable-entry) chattr +i "$CACHE"/*.json ;;
+  mounted-entry) over="$CACHE/../over" && cp "$CACHE"/*.json "$over"
+                 mount --bind "$over" "$CACHE"/*.json ;;
 esac
 exec "$@"
 """
@@ -194,9 +220,18 @@ def test_a_due_refresh_is_sent_when_the_cache_can_take_it(
     assert "key" in out
 
 
+FAULTS = {  # what each fault is called in the warning
+    "full": "{cache} cannot be written (No space left on device)",
+    "read-only": "{cache} cannot be written (Read-only file system)",
+    "append-only": "{cache} is immutable or append-only (chattr)",
+    "immutable-entry": "this sign-in's entry in {cache} is immutable or append-only (chattr)",
+    "mounted-entry": "this sign-in's entry in {cache} is a mount point",
+}
+
+
 @AS_ROOT
 @NAMESPACE
-@pytest.mark.parametrize("fault", ["full", "read-only"])
+@pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("kind", ["sso", "login"])
 def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
     kind: str, fault: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
@@ -215,7 +250,7 @@ def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
     [warning] = warnings
     assert isinstance(warning, str)
     assert warning.startswith(label)
-    assert f"{isolated / cache} cannot be written" in warning
+    assert FAULTS[fault].format(cache=isolated / cache) in warning
     assert "5 more minutes" in warning
 
 
@@ -256,10 +291,85 @@ def test_a_refresh_that_could_not_be_saved_needs_a_person_and_says_why(
     assert out["error"] == ("sso_login_required" if kind == "sso" else "login_required")
     assert out["message"] == (
         f"{label}: the refreshed sign-in could not be saved in the AWS CLI's cache "
-        "(No space left on device): fix the directory (space, permissions), then run "
+        "(No space left on device): fix the directory, then run "
         + (
             "`aws sso login --sso-session corp`"
             if kind == "sso"
             else "`aws login --profile console`"
         )
     )
+
+
+@AS_ROOT
+@NAMESPACE
+def test_a_token_whose_registration_expired_needs_a_person_not_a_directory_fix(
+    signin_config: Path, signin_fakes: Fakes, isolated: Path
+) -> None:
+    """botocore never refreshes once the client registration has expired, so the cache's
+    state does not matter: the person must sign in again, and is told so."""
+    staged = isolated / "staged"
+    name = stage_sso(signin_fakes, staged, -60)
+    entry = staged / name
+    token = json.loads(entry.read_text())
+    token["registrationExpiresAt"] = "2020-01-01T00:00:00Z"
+    entry.write_text(json.dumps(token))
+    out = sign_in_with_fault(
+        "full", "dev-sso", isolated / SSO_CACHE, isolated / SSO_CACHE / name, staged
+    )
+    assert out["error"] == "sso_login_required"
+    assert signin_fakes.create_token_calls == 0
+
+
+def test_a_chmod_of_an_entry_lets_a_waiting_sign_in_be_tried_again(tmp_path: Path) -> None:
+    """A sign-in waiting for a person is not retried until its cache changes; fixing an
+    unreadable entry's mode is such a change, as a new sign-in is."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    entry = cache / "entry.json"
+    entry.write_text("{}")
+    gate, tries = signin.SigninGate(), []
+
+    def work() -> None:
+        tries.append(1)
+        raise LoginRequired("not signed in", profile="p", command="aws sso login")
+
+    for _ in range(3):
+        with pytest.raises(LoginRequired):
+            gate.run("sso:corp", cache, work)
+    assert len(tries) == 1  # replayed without trying
+    before, mode = entry.stat().st_ctime_ns, 0o600
+    while entry.stat().st_ctime_ns == before:  # until the file system's clock has ticked
+        entry.chmod(mode)
+        mode ^= 0o040
+    with pytest.raises(LoginRequired):
+        gate.run("sso:corp", cache, work)
+    assert len(tries) == 2
+
+
+class SteppingClock:
+    """Epoch seconds that move on `step` at every reading: decisions made on two readings
+    see two different instants."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = time.time() - step, step  # the first reading is now
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@pytest.mark.parametrize("kind", ["sso", "login"])
+def test_vaultd_and_botocore_decide_on_one_instant(
+    kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
+) -> None:
+    """A token a minute short of the refresh threshold, and a clock that moves two minutes at
+    every reading: were botocore to read it again, it would refresh what vaultd did not probe."""
+    profile, cache, stage, _ = ROOTS[kind]
+    threshold = 15 * 60 if kind == "sso" else login.REUSE_ABOVE
+    stage(signin_fakes, isolated / cache, threshold + 60)
+    clock = SteppingClock(120)
+    source = IdentityCenter if kind == "sso" else AwsLogin
+    root = resolve.plan(config.load_profiles(), profile).signin
+    assert root is not None
+    source(clock, cache_dir=isolated / cache).credentials(root)
+    assert calls(signin_fakes, kind) == 0

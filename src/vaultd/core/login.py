@@ -129,11 +129,11 @@ class AwsLogin(CachedSignin):
         key = f"login:{root.session}"
         return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
 
-    def _write_refusal(self, root: SigninRoot, expiry: float | None) -> str | None:
-        """Why a renewal that is due (under REUSE_ABOVE seconds left, as `_HalfLifeFetcher`
-        decides) cannot be written to the cache, or None; raises SigninCacheUnwritable when
-        the cached credentials have expired as well, so nothing is left to serve."""
-        now = self.clock()
+    def _write_refusal(self, root: SigninRoot, expiry: float | None, now: float) -> str | None:
+        """Why a renewal that is due at `now` (under REUSE_ABOVE seconds left, as
+        `_HalfLifeFetcher` decides) cannot be written to the cache, or None; raises
+        SigninCacheUnwritable when the cached credentials have expired as well, so nothing
+        is left to serve."""
         if expiry is None or expiry - now > REUSE_ABOVE:
             return None
         refusal = write_refusal(self.cache_dir, session_entry(self.cache_dir, root.session))
@@ -142,16 +142,18 @@ class AwsLogin(CachedSignin):
         return refusal
 
     def _fetch(self, root: SigninRoot) -> Credentials:
+        # One instant for vaultd's decision and botocore's: a threshold passing between two
+        # readings of the clock would let botocore renew what vaultd did not check.
+        now = self.clock()
         # An ill-formed entry stops here; a missing one is botocore's LoginTokenLoadError below.
-        refusal = self._write_refusal(root, cached_session(root, self.cache_dir))
+        refusal = self._write_refusal(root, cached_session(root, self.cache_dir), now)
         session = self.new_session(root.profile)
         fetcher = _HalfLifeFetcher(
             session_name=root.session,
             token_loader=LoginTokenLoader(JSONFileCache(str(self.cache_dir))),
             client_creator=session.create_client,
-            time_fetcher=utc_clock(self.clock),
+            time_fetcher=utc_clock(lambda: now),
         )
-        now = self.clock()
         try:
             # As LoginProvider.load does: check the cached session is there and complete
             # (refresh_credentials assumes it is), then renew it if it is due.

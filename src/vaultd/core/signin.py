@@ -17,8 +17,11 @@ decides *when* they run:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+import struct
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -34,7 +37,7 @@ from vaultd.core.resolve import SigninRoot
 from vaultd.errors import LoginRequired, SigninCacheUnwritable, SsoLoginRequired
 
 T = TypeVar("T")
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 # Bounded calls, as for STS: a refresh that hangs helps nobody, the broker retries.
 CLIENT_CONFIG = botocore.config.Config(
@@ -43,16 +46,18 @@ CLIENT_CONFIG = botocore.config.Config(
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """Name, mtime (ns) and size of each JSON file in `directory`; () when it is absent.
+    """Name, mtime and ctime (ns) and size of each JSON file in `directory`; () when it is
+    absent or unreadable.
 
     botocore's JSONFileCache replaces a file atomically on every write, so a new sign-in
-    or a refresh by the CLI always changes this value.
+    or a refresh by the CLI always changes this value; so does a chmod or chown of an entry
+    (its ctime), the fix for an entry vaultd could not read.
     """
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return ()
-    seen: list[tuple[str, int, int]] = []
+    seen: list[tuple[str, int, int, int]] = []
     for entry in entries:
         if not entry.name.endswith(".json"):
             continue
@@ -60,7 +65,7 @@ def fingerprint(directory: Path) -> Fingerprint:
             info = entry.stat()
         except OSError:
             continue  # replaced while we looked: the next look sees the new one
-        seen.append((entry.name, info.st_mtime_ns, info.st_size))
+        seen.append((entry.name, info.st_mtime_ns, info.st_ctime_ns, info.st_size))
     return tuple(sorted(seen))
 
 
@@ -111,6 +116,30 @@ CACHE_FAULTS: tuple[type[Exception], ...] = (
 PROBE_BYTES: Final = 16 * 1024
 
 
+# chattr's immutable and append-only flags (ioctl_iflags(2)): either one on the directory or
+# the entry makes rename(2) fail with EPERM, for root too. FS_IOC_GETFLAGS is _IOR('f', 1, long).
+_LOCKED_FLAGS: Final = 0x10 | 0x20
+_GETFLAGS: Final = 0x80006601 | (struct.calcsize("l") << 16)
+
+
+def _locked(path: Path) -> bool:
+    """Whether `path` (not followed if a symlink) is immutable or append-only; False where
+    that cannot be read (another system, a file system without the flags)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        raw = fcntl.ioctl(fd, _GETFLAGS, bytes(8))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(int.from_bytes(raw[:4], sys.byteorder) & _LOCKED_FLAGS)
+
+
 def write_refusal(cache_dir: Path, entry: Path) -> str | None:
     """Why a refreshed `entry` could not be written into `cache_dir` now; None when it could.
 
@@ -119,10 +148,14 @@ def write_refusal(cache_dir: Path, entry: Path) -> str | None:
     token and the old one is spent, so a write that fails then loses the sign-in, for the
     AWS CLI as well. This goes through the same steps before anything is sent: a temp file
     is created in `cache_dir`, PROBE_BYTES written and fsynced, then removed (permissions, a
-    read-only file system, a full disk or quota), and rename(2)'s rule for a sticky directory
-    is applied to `entry` (EPERM unless the caller owns it or the directory).
-    The reason names the directory and the OS's words for the fault, nothing from the entry.
+    read-only file system, a full disk, inodes or quota); and what rename(2) refuses for the
+    entry itself is checked without touching it: immutable or append-only flags on the
+    directory or the entry (EPERM), a sticky directory (EPERM unless the caller owns the
+    entry or the directory) and an entry that is a mount point (EBUSY).
+    The reason names the directory and the fault, nothing from the entry's contents.
     """
+    if _locked(cache_dir):  # checked first: no probe could be removed from it
+        return f"{cache_dir} is immutable or append-only (chattr)"
     try:
         fd, probe = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
     except OSError as exc:
@@ -138,12 +171,16 @@ def write_refusal(cache_dir: Path, entry: Path) -> str | None:
         with suppress(OSError):
             os.unlink(probe)
     try:
-        directory, current = os.stat(cache_dir), os.stat(entry)
+        directory, current = os.stat(cache_dir), os.lstat(entry)  # rename(2) sees the link
     except OSError:
         return None  # no entry to replace: creating one is what the probe did
     uid = os.geteuid()
     if directory.st_mode & stat.S_ISVTX and uid not in (0, directory.st_uid, current.st_uid):
-        return f"{cache_dir} is sticky and its entry belongs to uid {current.st_uid}"
+        return f"{cache_dir} is sticky and this sign-in's entry belongs to uid {current.st_uid}"
+    if _locked(entry):
+        return f"this sign-in's entry in {cache_dir} is immutable or append-only (chattr)"
+    if os.path.ismount(entry):
+        return f"this sign-in's entry in {cache_dir} is a mount point"
     return None
 
 
@@ -151,7 +188,7 @@ def not_refreshed(root: SigninRoot, refusal: str) -> SigninCacheUnwritable:
     """The error for a sign-in that must be refreshed and will not be, because `refusal`."""
     return SigninCacheUnwritable(
         f"{root.label}: not refreshing the sign-in of {root.profile!r}, since {refusal} and the "
-        "rotated refresh token would be lost: fix the directory (space, permissions)"
+        "rotated refresh token would be lost: fix the directory"
     )
 
 
@@ -174,7 +211,7 @@ def unsaved(root: SigninRoot, exc: OSError) -> LoginRequired:
     kind = SsoLoginRequired if root.kind == "sso" else LoginRequired
     return kind(
         f"{root.label}: the refreshed sign-in could not be saved in the AWS CLI's cache "
-        f"({exc.strerror or type(exc).__name__}): fix the directory (space, permissions), "
+        f"({exc.strerror or type(exc).__name__}): fix the directory, "
         f"then run `{root.command}`",
         profile=root.profile,
         command=root.command,

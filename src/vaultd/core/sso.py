@@ -70,10 +70,16 @@ def token_entry(cache_dir: Path, start_url: str, session: str | None) -> Path:
     return cache_dir / f"{SSOTokenLoader()._generate_cache_key(start_url, session)}.json"
 
 
-def cached_token(root: SigninRoot, start_url: str, cache_dir: Path) -> tuple[float, bool] | None:
-    """The expiry (epoch seconds, UTC) of the token the AWS CLI cached for `root`, and
-    whether it carries a refresh token; None when none is cached. Read only, nothing is
-    refreshed or sent.
+# What botocore's SSOTokenProvider needs to refresh a token (its _refresh_access_token).
+REFRESH_KEYS = ("refreshToken", "clientId", "clientSecret", "registrationExpiresAt")
+
+
+def cached_token(
+    root: SigninRoot, start_url: str, cache_dir: Path
+) -> tuple[float, float | None] | None:
+    """The expiry (epoch seconds, UTC) of the token the AWS CLI cached for `root`, and until
+    when botocore can refresh it (its client registration's expiry; None when the entry lacks
+    what a refresh needs); None when none is cached. Read only, nothing is refreshed or sent.
 
     The daemon checks this before every use of the cache and `vaultd doctor` reports it, so
     both reach one verdict. Dates are read as botocore's SSOTokenProvider reads them
@@ -92,7 +98,8 @@ def cached_token(root: SigninRoot, start_url: str, cache_dir: Path) -> tuple[flo
             dates.append(parse_iso(token["registrationExpiresAt"]))
         if any(date.tzinfo is None for date in dates):
             raise ValueError("a time without a zone")
-        return dates[0].timestamp(), "refreshToken" in token
+        refreshable = all(key in token for key in REFRESH_KEYS)
+        return dates[0].timestamp(), dates[-1].timestamp() if refreshable else None
 
 
 class IdentityCenter(CachedSignin):
@@ -122,9 +129,12 @@ class IdentityCenter(CachedSignin):
         cached = cached_token(root, start_url, self.cache_dir)
         # botocore writes tokens with this dumps function; the CLI reads that exact format.
         cache = JSONFileCache(str(self.cache_dir), dumps_func=_sso_json_dumps)
-        may_refresh = self._may_refresh(root, start_url, cached)
+        # One instant for vaultd's decision and botocore's: a threshold passing between two
+        # readings of the clock would let botocore refresh what vaultd did not check.
+        now = self.clock()
+        may_refresh = self._may_refresh(root, start_url, cached, now)
         tokens = (SSOTokenProvider if may_refresh else _Unrefreshed)(
-            session, cache=cache, time_fetcher=utc_clock(self.clock), profile_name=root.profile
+            session, cache=cache, time_fetcher=utc_clock(lambda: now), profile_name=root.profile
         )
         answers: dict[str, Any] = {}  # the fetcher's cache: GetRoleCredentials' answer lands here
         provider = SSOProvider(
@@ -135,21 +145,26 @@ class IdentityCenter(CachedSignin):
             token_cache=cache,
             token_provider=tokens,
         )
-        issued = self.clock()
         with reading_cache(root):
-            return self._load(root, provider, answers, issued)
+            return self._load(root, provider, answers, now)
 
     def _may_refresh(
-        self, root: SigninRoot, start_url: str, cached: tuple[float, bool] | None
+        self,
+        root: SigninRoot,
+        start_url: str,
+        cached: tuple[float, float | None] | None,
+        now: float,
     ) -> bool:
-        """False when a refresh is due and the cache cannot take its answer; raises
+        """False when a refresh is due at `now` and the cache cannot take its answer; raises
         SigninCacheUnwritable when the token has expired as well. botocore refreshes the
-        token of an sso-session (never a legacy one) that has a refresh token and under
-        SSOTokenProvider._REFRESH_WINDOW (15 minutes) left.
+        token of an sso-session (never a legacy one) with under SSOTokenProvider._REFRESH_WINDOW
+        (15 minutes) left, while its client registration lasts (`cached_token`).
         """
-        if cached is None or root.session is None or not cached[1]:
+        if cached is None or root.session is None:
             return True
-        expiry, now = cached[0], self.clock()
+        expiry, refresh_until = cached
+        if refresh_until is None or refresh_until <= now:
+            return True  # botocore would not refresh it: nothing to lose
         if expiry - now >= SSOTokenProvider._REFRESH_WINDOW:
             return True
         refusal = write_refusal(
