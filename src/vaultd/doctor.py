@@ -43,7 +43,9 @@ class Finding:
     message: str
 
     def line(self) -> str:
-        return f"[{self.level:>4}] {self.topic}: {self.message}"
+        """The finding as doctor prints it: names from config files and the environment are
+        in its message, so control characters are escaped (`printable`)."""
+        return printable(f"[{self.level:>4}] {self.topic}: {self.message}", None, ascii=False)
 
 
 def _unusable(path: Path) -> str | None:
@@ -116,12 +118,7 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
         # The same reading the daemon does before every use of the cache.
         try:
             if root.kind == "login":
-                login_dir = Path(get_login_token_cache_directory())
-                if cached_session(root, login_dir) is None:
-                    yield Finding(FAIL, "sign-in", f"{root.profile}: not signed in: {fix}")
-                else:
-                    yield Finding(OK, "sign-in", f"{root.profile}: {root.label} session cached")
-                    yield from _refreshable(root, login_dir, session_entry(login_dir, root.session))
+                yield from _login(root, now)
                 continue
             start_url = profiles[root.profile].sso_start_url or ""
             token = cached_token(root, start_url, sso_cache_dir())
@@ -131,24 +128,56 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
         if token is None:
             yield Finding(FAIL, "sign-in", f"{root.label}: not signed in: {fix}")
             continue
-        left = token[0] - now
+        expiry, refresh_until = token
+        left = expiry - now
+        # botocore refreshes an sso-session's token (never a legacy one's) while its client
+        # registration lasts; the daemon decides the same way (`IdentityCenter._may_refresh`).
+        if root.session is None or refresh_until is None or refresh_until <= now:
+            if left > 0:
+                yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
+            else:
+                yield Finding(WARN, "sign-in", f"{root.label}: sign-in expired: {fix}")
+            continue
+        entry = token_entry(sso_cache_dir(), start_url, root.session)
+        refusal = write_refusal(sso_cache_dir(), entry)
         if left > 0:
             yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
-        elif token[1]:
+        elif refusal is None:
             yield Finding(OK, "sign-in", f"{root.label}: token expired, vaultd refreshes it")
-        else:
-            yield Finding(WARN, "sign-in", f"{root.label}: sign-in expired: {fix}")
-        if token[1] and root.session:
-            entry = token_entry(sso_cache_dir(), start_url, root.session)
-            yield from _refreshable(root, sso_cache_dir(), entry)
+        yield from _unrefreshable(root.label, left <= 0, refusal)
 
 
-def _refreshable(root: resolve.SigninRoot, cache_dir: Path, entry: Path) -> Iterator[Finding]:
-    """A warning when the AWS CLI's cache could not take a refresh of `root` now: vaultd
-    then serves the sign-in unrefreshed while it lasts (`signin.write_refusal`)."""
-    refusal = write_refusal(cache_dir, entry)
-    if refusal is not None:
-        yield Finding(WARN, "sign-in", f"{root.label}: vaultd will not refresh it, since {refusal}")
+def _login(root: resolve.SigninRoot, now: float) -> Iterator[Finding]:
+    """The `aws login` session of `root`: cached, and renewable by vaultd when due."""
+    login_dir = Path(get_login_token_cache_directory())
+    expiry = cached_session(root, login_dir)
+    if expiry is None:
+        yield Finding(FAIL, "sign-in", f"{root.profile}: not signed in: run `{root.command}`")
+        return
+    refusal = write_refusal(login_dir, session_entry(login_dir, root.session))
+    if expiry > now or refusal is None:
+        yield Finding(OK, "sign-in", f"{root.profile}: {root.label} session cached")
+    yield from _unrefreshable(f"{root.profile} ({root.label})", expiry <= now, refusal)
+
+
+def _unrefreshable(who: str, expired: bool, refusal: str | None) -> Iterator[Finding]:
+    """What it means that the AWS CLI's cache cannot take a refresh now (`write_refusal`):
+    while the sign-in is valid vaultd serves it unrefreshed, a warning; once it has expired,
+    nothing can be served, a failure."""
+    if refusal is None:
+        return
+    if expired:
+        yield Finding(
+            FAIL,
+            "sign-in",
+            f"{who}: expired, and vaultd cannot refresh it, since {refusal}: fix the directory",
+        )
+    else:
+        yield Finding(
+            WARN,
+            "sign-in",
+            f"{who}: vaultd cannot refresh it when due, since {refusal}: fix the directory",
+        )
 
 
 def _daemon(conf: settings.Settings) -> tuple[Finding, dict[str, Any] | None]:
@@ -240,7 +269,7 @@ def _region() -> Finding:
             return Finding(OK, "region", f"SDKs in this shell use {region}")
         source = next((v for v in REGION_VARIABLES if os.environ.get(v)), None)
         where = f"{source}=" if source else f"region under {section} = "
-        return Finding(FAIL, "region", printable(f"{where}{region} {problem}", None, ascii=False))
+        return Finding(FAIL, "region", f"{where}{region} {problem}")
     path = config.config_path()
     unusable = _unusable(path)
     if unusable is not None:

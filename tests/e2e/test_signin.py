@@ -274,14 +274,8 @@ def test_a_broken_sign_in_is_one_line_in_the_log(portal: Fakes, isolated: Path, 
     assert "Refreshing token failed" not in log  # botocore's own warning, with its traceback
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a read-only mount in a namespace of the test's own needs root and unshare",
-)
-def test_doctor_warns_when_the_cache_cannot_take_a_refresh(portal: Fakes, isolated: Path) -> None:
-    portal.sign_in_sso(sso_dir(isolated))
-    portal.sign_in_login(login_dir(isolated), SESSION_ARN)
-    # Both cache directories read-only, as `vaultd doctor` sees them.
+def doctor_with_read_only_caches(isolated: Path) -> subprocess.CompletedProcess[str]:
+    """`vaultd doctor` in a mount namespace where both sign-in caches are read-only."""
     remount = " && ".join(
         f'mount --bind "{d}" "{d}" && mount -o remount,ro,bind "{d}"'
         for d in (sso_dir(isolated), login_dir(isolated))
@@ -297,13 +291,39 @@ def test_doctor_warns_when_the_cache_cannot_take_a_refresh(portal: Fakes, isolat
         check=False,
     )
     assert "Traceback" not in done.stderr
-    for label, directory in (
+    return done
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="a read-only mount in a namespace of the test's own needs root and unshare",
+)
+def test_doctor_warns_when_the_cache_cannot_take_a_refresh(portal: Fakes, isolated: Path) -> None:
+    portal.sign_in_sso(sso_dir(isolated))
+    portal.sign_in_login(login_dir(isolated), SESSION_ARN)
+    valid = doctor_with_read_only_caches(isolated)
+    for who, directory in (
         ("IAM Identity Center corp", sso_dir(isolated)),
-        ("aws login", login_dir(isolated)),
+        ("console (aws login)", login_dir(isolated)),
     ):
         assert (
-            f"[warn] sign-in: {label}: vaultd will not refresh it, since {directory} cannot be "
-            "written (Read-only file system)"
-        ) in done.stdout
-    # Writable again (no mount): nothing to warn about.
-    assert "will not refresh" not in run_vaultd("doctor").stdout
+            f"[warn] sign-in: {who}: vaultd cannot refresh it when due, since {directory} "
+            "cannot be written (Read-only file system): fix the directory"
+        ) in valid.stdout
+    assert "IAM Identity Center corp: signed in (" in valid.stdout
+    # Writable (no mount): nothing to warn about.
+    assert "cannot refresh" not in run_vaultd("doctor").stdout
+    # Expired: nothing can be served, one failure and no "vaultd refreshes it" beside it.
+    portal.sign_in_sso(sso_dir(isolated), expires_in=-60)
+    portal.sign_in_login(login_dir(isolated), SESSION_ARN, expires_in=-60)
+    expired = doctor_with_read_only_caches(isolated)
+    assert expired.returncode == 1
+    assert (
+        "[FAIL] sign-in: IAM Identity Center corp: expired, and vaultd cannot refresh it, "
+        f"since {sso_dir(isolated)} cannot be written (Read-only file system)"
+    ) in expired.stdout
+    assert "[FAIL] sign-in: console (aws login): expired, and vaultd cannot refresh" in (
+        expired.stdout
+    )
+    assert "vaultd refreshes it" not in expired.stdout
+    assert "session cached" not in expired.stdout

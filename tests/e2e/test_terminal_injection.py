@@ -37,3 +37,27 @@ def test_an_escape_sequence_in_a_profile_name_is_shown_escaped(
     for text in (*outputs.values(), daemon.log()):
         assert "\x1b" not in text and "\x07" not in text
     assert f"switched to {SHOWN}" in daemon.log()
+
+
+def test_doctor_and_lists_problem_lines_show_such_a_name_escaped(
+    aws_config: Path, isolated: Path
+) -> None:
+    """The name reaches doctor's findings and `vaultd list`'s problem lines too: a role
+    profile built on a keyless source with that name, and an sso-session named so."""
+    with aws_config.open("a") as fh:
+        fh.write(
+            f"\n[profile {EVIL}]\nregion = us-east-1\n"
+            f"\n[profile built-on-evil]\nrole_arn = arn:aws:iam::222233334444:role/R\n"
+            f"source_profile = {EVIL}\n"
+            f"\n[profile {EVIL}-dur]\nrole_arn = arn:aws:iam::222233334444:role/R\n"
+            f"source_profile = {EVIL}\nduration_seconds = soon\n"
+            f"\n[sso-session {EVIL}]\nsso_start_url = https://x.awsapps.com/start\n"
+            "sso_region = us-east-1\n"
+            f"\n[profile evil-sso]\nsso_session = {EVIL}\nsso_account_id = 222233334444\n"
+            "sso_role_name = R\n"
+        )
+    doctor, listed = run_vaultd("doctor"), run_vaultd("list")
+    assert SHOWN in doctor.stdout  # the keys finding and the sign-in finding name it
+    assert f"! {SHOWN}-dur: " in listed.stdout
+    for text in (doctor.stdout, doctor.stderr, listed.stdout, listed.stderr):
+        assert "\x1b" not in text and "\x07" not in text

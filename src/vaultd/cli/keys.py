@@ -161,7 +161,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     for r in rows:
         if r["problem"]:
-            print(f"! {r['name']}: {r['problem']}")
+            print(printable(f"! {r['name']}: {r['problem']}", None, ascii=False))
     if not status:
         print("(vaultd is not running: no active profile or exec tokens to show)")
     return EXIT_OK
