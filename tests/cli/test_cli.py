@@ -165,6 +165,7 @@ def test_a_profile_starting_with_a_dash_follows_a_double_dash(command: str) -> N
         (["exec", "--", "-dev", "--", "git", "log", "--", "f"], "-dev", ["git", "log", "--", "f"]),
         (["exec", "--env", "--", "-dev", "--", "true"], "-dev", ["true"]),
         (["exec", "--", "-dev", "--"], "-dev", []),
+        (["exec", "--", "-dev"], "-dev", []),
     ],
 )
 def test_exec_takes_such_a_profile_between_two_double_dashes(

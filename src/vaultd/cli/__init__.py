@@ -149,14 +149,14 @@ def split_command(words: list[str]) -> tuple[list[str], list[str] | None]:
     """`vaultd exec`'s words and, apart, its command: everything after the first `--`,
     options included (argparse would drop a `--` inside the command: `git log -- FILE`).
     A PROFILE that starts with `-` comes after a `--` of its own, as in every other command
-    (`vaultd switch -- -dev`, where argparse reads the `--`): `vaultd exec -- -dev -- CMD`.
-    No program is named `-...`, so that form is never a command. Other commands' words are
-    left whole (None)."""
+    (`vaultd switch -- -dev`, where argparse reads the `--`): `vaultd exec -- -dev -- CMD`,
+    or `vaultd exec -- -dev` for the default shell. No program is named `-...`, so neither
+    form is ever a command. Other commands' words are left whole (None)."""
     if words[:1] != ["exec"] or "--" not in words:
         return words, None
     cut = words.index("--")
     words, trailing = words[:cut], words[cut + 1 :]
-    if trailing[1:2] == ["--"] and trailing[0].startswith("-"):
+    if trailing[:1] and trailing[0].startswith("-") and trailing[1:2] in ([], ["--"]):
         return [*words, "--", trailing[0]], trailing[2:]
     return words, trailing
 

@@ -18,7 +18,7 @@ from vaultd.core.keystore import Keystore
 from vaultd.core.sts import Sts
 from vaultd.errors import NoKeys, VaultdError
 from vaultd.secret import Secret
-from vaultd.untrusted import profile_words
+from vaultd.untrusted import option_words, profile_words
 
 Clients = Callable[[str, Source, str], Any]
 VERIFY_TIMEOUT = 30.0
@@ -124,10 +124,11 @@ def rotate(
     try:
         iam.delete_access_key(UserName=user, AccessKeyId=old_id)
     except Exception as exc:
+        delete = f"aws iam delete-access-key {option_words('--user-name', user)}"
         raise RotateError(
             f"the new key {mask_key_id(new_id)} is stored and works, but the old key "
             f"{old_id} still exists for IAM user {user} ({type(exc).__name__}): delete it "
-            f"with `aws iam delete-access-key --user-name {user} --access-key-id {old_id}`"
+            f"with `{delete} --access-key-id {old_id}`"
         ) from None
     return Rotated(root, user, old_id, new_id, dropped)
 
