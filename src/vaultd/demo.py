@@ -24,7 +24,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 IDENTITY_ACCOUNT = "111122223333"
 MASTER_ACCOUNT = "222233334444"
@@ -250,13 +250,16 @@ class Sandbox:
         env.update(self.shell_exports())
         return env
 
-    def wait(self) -> NoReturn:
-        """Block while the daemon runs (a signal's KeyboardInterrupt ends the wait). Raises
-        RuntimeError once it stops by itself, or when it was never started."""
+    def wait(self) -> None:
+        """Block while the daemon runs (a signal's KeyboardInterrupt ends the wait). Returns
+        when it stopped cleanly (exit status 0: it was signalled, as by a Ctrl-C or a `kill`
+        sent to the whole process group, which the demo may ignore as a background job);
+        raises RuntimeError when it stops otherwise, or was never started."""
         if self.daemon is None:
             raise RuntimeError("the daemon was not started")
         status = self.daemon.wait()
-        raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
+        if status != 0:
+            raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
 
     def close(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
@@ -314,7 +317,7 @@ def run(listen: str | None = None) -> int:
             flush=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)
-        sandbox.wait()  # until Ctrl-C, unless the daemon stops by itself
+        sandbox.wait()  # until Ctrl-C, or the daemon stops
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:

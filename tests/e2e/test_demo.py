@@ -66,21 +66,26 @@ def run_in_bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
-def start_demo(home: Path) -> RunningDemo:
+def start_demo(home: Path, *, own_group: bool = False, ignore_sigint: bool = False) -> RunningDemo:
     """`vaultd demo` as a person starts it, isolated in `home` (no AWS, vaultd, XDG or
-    keyring variables from the caller), read up to its `Ready.` line."""
+    keyring variables from the caller), read up to its `Ready.` line; with `own_group`, as
+    a shell's job: the leader of a process group its daemon belongs to; with
+    `ignore_sigint`, as a script's background job, which inherits SIGINT ignored."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AWS_", "VAULTD_", "XDG_", "PYTHON_KEYRING"))
     }
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), NO_PROXY="*")
+    # An ignored signal stays ignored across exec: the shell ignores it, then becomes the demo.
+    ignoring = ["sh", "-c", 'trap "" INT && exec "$@"', "sh"] if ignore_sigint else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vaultd", "demo", "--listen", "127.0.0.1:0"],
+        [*ignoring, sys.executable, "-m", "vaultd", "demo", "--listen", "127.0.0.1:0"],
         env=vaultd_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_group,
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -153,6 +158,26 @@ def test_ctrl_c_stops_the_demo_and_leaves_nothing_behind(demo: RunningDemo) -> N
     assert "Demo stopped" in out
     assert not workdir.exists()
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_ctrl_c_to_the_process_group_stops_the_demo_and_its_daemon_together(
+    tmp_path: Path, background: bool
+) -> None:
+    """A terminal's Ctrl-C (or `kill -INT -PGID`) signals the whole process group: the daemon
+    stops at the same moment as the demo, which must not take that for a failure. A
+    background job of a script ignores SIGINT (POSIX, job control off): then only the daemon
+    stops, and the demo follows it."""
+    running = start_demo(tmp_path / "home", own_group=True, ignore_sigint=background)
+    try:
+        os.killpg(running.proc.pid, signal.SIGINT)
+        out, err = running.proc.communicate(timeout=30)
+    finally:
+        stop_demo(running.proc)
+    assert running.proc.returncode == 0, err
+    assert "demo failed" not in err
+    assert "Demo stopped" in out
+    assert not running.workdir.exists()
 
 
 def test_a_taken_default_port_moves_the_demo_to_a_free_one() -> None:
