@@ -106,6 +106,68 @@ def test_the_sticky_rule_looks_at_a_symlinked_entry_itself(open_dir: Path) -> No
         assert signin.write_refusal(open_dir, entry) is None
 
 
+@contextmanager
+def append_only(path: Path) -> Iterator[None]:
+    """`path` append-only (chattr +a) for the block: files can be made in it, not removed."""
+    subprocess.run(["chattr", "+a", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-a", str(path)], check=True)
+
+
+CHATTR = pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr (e2fsprogs) missing")
+
+
+@AS_ROOT
+@CHATTR
+def test_an_append_only_directory_behind_a_symlink_is_refused(open_dir: Path) -> None:
+    """~/.aws/sso/cache is often a symlink (dotfiles): its target's flags count."""
+    real, link = open_dir / "real", open_dir / "cache"
+    real.mkdir()
+    link.symlink_to(real)
+    with append_only(real):
+        refused = signin.write_refusal(link, link / "entry.json")
+    assert refused == f"{link} is immutable or append-only (chattr)"
+    assert list(real.iterdir()) == []  # refused before a probe was made
+
+
+@AS_ROOT
+@CHATTR
+def test_a_probe_that_cannot_be_removed_is_a_refusal(open_dir: Path) -> None:
+    """A directory another uid may write but not read: its flags cannot be read, so the
+    probe's own removal is what tells that no entry could be replaced there either."""
+    open_dir.chmod(0o333)
+    with append_only(open_dir), as_uid(NOBODY):
+        refused = signin.write_refusal(open_dir, open_dir / "entry.json")
+    assert refused == f"{open_dir} lets no file be removed or replaced (Operation not permitted)"
+
+
+@AS_ROOT
+def test_root_without_cap_fowner_is_held_to_the_sticky_rule(open_dir: Path) -> None:
+    """rename(2) in a sticky directory asks for CAP_FOWNER, not uid 0 (capabilities(7))."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) missing")
+    open_dir.chmod(0o1777)
+    os.chown(open_dir, NOBODY, NOBODY)
+    entry = open_dir / "entry.json"
+    entry.write_text("{}")
+    os.chown(entry, NOBODY - 1, NOBODY - 1)
+    probe = (
+        "import sys; from pathlib import Path; from vaultd.core.signin import write_refusal\n"
+        "print(write_refusal(Path(sys.argv[1]), Path(sys.argv[1]) / 'entry.json'))"
+    )
+    argv = [sys.executable, "-c", probe, str(open_dir)]
+    capless = [setpriv, "--bounding-set=-all", "--inh-caps=-all", *argv]
+    shown = {
+        "capless": subprocess.run(capless, capture_output=True, text=True, check=True).stdout,
+        "root": subprocess.run(argv, capture_output=True, text=True, check=True).stdout,
+    }
+    refusal = f"{open_dir} is sticky and this sign-in's entry belongs to uid {NOBODY - 1}\n"
+    assert shown == {"capless": refusal, "root": "None\n"}
+
+
 # -- in a mount namespace: the cache directory is a tmpfs, full or read-only ------------------
 # Mounts a tmpfs on $CACHE, copies the staged entries in, makes the fault, then runs the child.
 PREPARE = """
@@ -119,6 +181,7 @@ case "$FAULT" in
   immutable-entry) chattr +i "$CACHE"/*.json ;;
   mounted-entry) over="$CACHE/../over" && cp "$CACHE"/*.json "$over"
                  mount --bind "$over" "$CACHE"/*.json ;;
+  entry-bound-onto-itself) mount --bind "$CACHE"/*.json "$CACHE"/*.json ;;
 esac
 exec "$@"
 """
@@ -226,6 +289,8 @@ FAULTS = {  # what each fault is called in the warning
     "append-only": "{cache} is immutable or append-only (chattr)",
     "immutable-entry": "this sign-in's entry in {cache} is immutable or append-only (chattr)",
     "mounted-entry": "this sign-in's entry in {cache} is a mount point",
+    # The same file system on both sides: os.path.ismount cannot tell, mountinfo does.
+    "entry-bound-onto-itself": "this sign-in's entry in {cache} is a mount point",
 }
 
 
@@ -290,7 +355,7 @@ def test_a_refresh_that_could_not_be_saved_needs_a_person_and_says_why(
     assert calls(signin_fakes, kind) == 1
     assert out["error"] == ("sso_login_required" if kind == "sso" else "login_required")
     assert out["message"] == (
-        f"{label}: the refreshed sign-in could not be saved in the AWS CLI's cache "
+        f"{label}: the refreshed sign-in of {profile!r} could not be saved in the AWS CLI's cache "
         "(No space left on device): fix the directory, then run "
         + (
             "`aws sso login --sso-session corp`"

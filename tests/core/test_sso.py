@@ -13,7 +13,7 @@ import pytest
 from tests.fakes.signin import Fakes, sso_cache_file
 from vaultd.core import config, resolve
 from vaultd.core.sso import IdentityCenter
-from vaultd.errors import SsoLoginRequired
+from vaultd.errors import ConfigError, SsoLoginRequired
 
 
 def cache_dir(isolated: Path) -> Path:
@@ -205,3 +205,16 @@ def test_sso_keys_win_over_login_session_as_in_botocore() -> None:
         login_session="arn:aws:iam::111122223333:user/elmerfudd",
     )
     assert resolve.signin_root(both) == resolve.SigninRoot("sso", "both", "corp")
+
+
+def test_a_profile_gone_from_the_config_is_a_config_error(
+    center: IdentityCenter, signin_fakes: Fakes, signin_config: Path, isolated: Path
+) -> None:
+    """The plan was made from the file as it was; botocore, reading it again, finds no such
+    profile (or could not open it at all): one line, no traceback."""
+    signin_fakes.sign_in_sso(cache_dir(isolated))
+    root = root_of("dev-sso")
+    signin_config.write_text("[default]\nregion = us-east-1\n")
+    with pytest.raises(ConfigError, match=r"^profile 'dev-sso': "):
+        center.credentials(root)
+    assert signin_fakes.role_calls == []

@@ -36,6 +36,7 @@ from botocore.utils import (
     generate_login_cache_key,
     get_login_token_cache_directory,
 )
+from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
@@ -95,6 +96,11 @@ def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
                 fetcher._load_private_key(fetcher._token_loader.load_token(root.session))
             except LoginTokenLoadError:
                 raise unreadable(root) from None
+        # As botocore's fetcher reads it (dateutil, compared with an aware clock), so that a
+        # time without a zone is unreadable here too, not a failure there.
+        expiry = parse_iso(cached["expiry_time"])
+        if expiry.tzinfo is None:
+            raise ValueError("a time without a zone")
         return parse_time(cached["expiry_time"])
 
 
@@ -147,7 +153,7 @@ class AwsLogin(CachedSignin):
         now = self.clock()
         # An ill-formed entry stops here; a missing one is botocore's LoginTokenLoadError below.
         refusal = self._write_refusal(root, cached_session(root, self.cache_dir), now)
-        session = self.new_session(root.profile)
+        session = self.session(root)
         fetcher = _HalfLifeFetcher(
             session_name=root.session,
             token_loader=LoginTokenLoader(JSONFileCache(str(self.cache_dir))),

@@ -25,16 +25,17 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import botocore.config
+import botocore.exceptions
 
 from vaultd.core import endpoints
 from vaultd.core.resolve import SigninRoot
-from vaultd.errors import LoginRequired, SigninCacheUnwritable, SsoLoginRequired
+from vaultd.errors import ConfigError, LoginRequired, SigninCacheUnwritable, SsoLoginRequired
 
 T = TypeVar("T")
 Fingerprint = tuple[tuple[str, int, int, int], ...]
@@ -122,13 +123,15 @@ _LOCKED_FLAGS: Final = 0x10 | 0x20
 _GETFLAGS: Final = 0x80006601 | (struct.calcsize("l") << 16)
 
 
-def _locked(path: Path) -> bool:
-    """Whether `path` (not followed if a symlink) is immutable or append-only; False where
-    that cannot be read (another system, a file system without the flags)."""
+def _locked(path: Path, *, follow: bool) -> bool:
+    """Whether `path` (followed if a symlink only with `follow`) is immutable or append-only;
+    False where that cannot be read (another system, a file system without the flags, no
+    permission to open it: the probe's own removal then tells, `write_refusal`)."""
     if not sys.platform.startswith("linux"):
         return False
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError:
         return False
     try:
@@ -140,6 +143,47 @@ def _locked(path: Path) -> bool:
     return bool(int.from_bytes(raw[:4], sys.byteorder) & _LOCKED_FLAGS)
 
 
+def _mount_point(path: Path) -> bool:
+    """Whether `path` is a mount point, a file bind-mounted from the same file system too
+    (os.path.ismount compares devices, and sees that only across file systems): Linux lists
+    every mount point of this namespace in /proc/self/mountinfo (proc(5)), octal-escaped."""
+    if os.path.ismount(path):
+        return True
+    try:
+        with open("/proc/self/mountinfo", "rb") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return False
+    here = {os.fsencode(os.path.join(os.path.realpath(path.parent), path.name))}
+    here.add(os.fsencode(os.path.realpath(path)))
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) > 4 and _unescaped(fields[4]) in here:
+            return True
+    return False
+
+
+def _unescaped(field: bytes) -> bytes:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    for code in (b"\\040", b"\\011", b"\\012", b"\\134"):
+        field = field.replace(code, bytes([int(code[1:], 8)]))
+    return field
+
+
+def _may_override_owners() -> bool:
+    """Whether this process has CAP_FOWNER, which rename(2) in a sticky directory asks for
+    when it owns neither the entry nor the directory (capabilities(7)); root without it has
+    not. Read from /proc/self/status (CapEff, bit 3); elsewhere, whether it is root."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 3))
+    except (OSError, ValueError):
+        pass
+    return os.geteuid() == 0
+
+
 def write_refusal(cache_dir: Path, entry: Path) -> str | None:
     """Why a refreshed `entry` could not be written into `cache_dir` now; None when it could.
 
@@ -148,38 +192,46 @@ def write_refusal(cache_dir: Path, entry: Path) -> str | None:
     token and the old one is spent, so a write that fails then loses the sign-in, for the
     AWS CLI as well. This goes through the same steps before anything is sent: a temp file
     is created in `cache_dir`, PROBE_BYTES written and fsynced, then removed (permissions, a
-    read-only file system, a full disk, inodes or quota); and what rename(2) refuses for the
-    entry itself is checked without touching it: immutable or append-only flags on the
-    directory or the entry (EPERM), a sticky directory (EPERM unless the caller owns the
-    entry or the directory) and an entry that is a mount point (EBUSY).
-    The reason names the directory and the fault, nothing from the entry's contents.
+    read-only file system, a full disk, inodes or quota; a directory that lets files be made
+    but not removed, as append-only does, refuses the replace as well); and what rename(2)
+    refuses for the entry itself is checked without touching it: immutable or append-only
+    flags on the directory or the entry (EPERM), a sticky directory (EPERM unless the caller
+    owns the entry or the directory, or has CAP_FOWNER) and an entry that is a mount point
+    (EBUSY). The reason names the directory and the fault, nothing from the entry's contents.
     """
-    if _locked(cache_dir):  # checked first: no probe could be removed from it
+    if _locked(cache_dir, follow=True):  # checked first: no probe could be removed from it
         return f"{cache_dir} is immutable or append-only (chattr)"
     try:
         fd, probe = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
     except OSError as exc:
         return f"{cache_dir} cannot be written ({exc.strerror or type(exc).__name__})"
+    unwritten: OSError | None = None
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(bytes(PROBE_BYTES))
             file.flush()
             os.fsync(file.fileno())
     except OSError as exc:
-        return f"{cache_dir} cannot be written ({exc.strerror or type(exc).__name__})"
-    finally:
-        with suppress(OSError):
-            os.unlink(probe)
+        unwritten = exc
+    try:
+        os.unlink(probe)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        return f"{cache_dir} lets no file be removed or replaced ({why})"
+    if unwritten is not None:
+        why = unwritten.strerror or type(unwritten).__name__
+        return f"{cache_dir} cannot be written ({why})"
     try:
         directory, current = os.stat(cache_dir), os.lstat(entry)  # rename(2) sees the link
     except OSError:
         return None  # no entry to replace: creating one is what the probe did
-    uid = os.geteuid()
-    if directory.st_mode & stat.S_ISVTX and uid not in (0, directory.st_uid, current.st_uid):
+    sticky = directory.st_mode & stat.S_ISVTX
+    others = os.geteuid() not in (directory.st_uid, current.st_uid)
+    if sticky and others and not _may_override_owners():
         return f"{cache_dir} is sticky and this sign-in's entry belongs to uid {current.st_uid}"
-    if _locked(entry):
+    if _locked(entry, follow=False):
         return f"this sign-in's entry in {cache_dir} is immutable or append-only (chattr)"
-    if os.path.ismount(entry):
+    if _mount_point(entry):
         return f"this sign-in's entry in {cache_dir} is a mount point"
     return None
 
@@ -188,7 +240,7 @@ def not_refreshed(root: SigninRoot, refusal: str) -> SigninCacheUnwritable:
     """The error for a sign-in that must be refreshed and will not be, because `refusal`."""
     return SigninCacheUnwritable(
         f"{root.label}: not refreshing the sign-in of {root.profile!r}, since {refusal} and the "
-        "rotated refresh token would be lost: fix the directory"
+        "rotated refresh token would be lost: fix that, and vaultd refreshes it"
     )
 
 
@@ -210,8 +262,8 @@ def unsaved(root: SigninRoot, exc: OSError) -> LoginRequired:
     spent, so a person must sign in again once the directory is fixed."""
     kind = SsoLoginRequired if root.kind == "sso" else LoginRequired
     return kind(
-        f"{root.label}: the refreshed sign-in could not be saved in the AWS CLI's cache "
-        f"({exc.strerror or type(exc).__name__}): fix the directory, "
+        f"{root.label}: the refreshed sign-in of {root.profile!r} could not be saved in the AWS "
+        f"CLI's cache ({exc.strerror or type(exc).__name__}): fix the directory, "
         f"then run `{root.command}`",
         profile=root.profile,
         command=root.command,
@@ -273,3 +325,13 @@ class CachedSignin:
     def default_cache_dir() -> Path:
         """Where the AWS CLI keeps this kind of sign-in (the user's home)."""
         raise NotImplementedError
+
+    def session(self, root: SigninRoot) -> Any:
+        """`new_session(root.profile)` with its config read; ConfigError when botocore cannot
+        find the profile now (the file changed since, or could not be opened at all)."""
+        try:
+            session = self.new_session(root.profile)
+            session.full_config  # noqa: B018 - read here, where its faults are caught
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ConfigError(f"profile {root.profile!r}: {exc}") from None
+        return session

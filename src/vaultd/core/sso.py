@@ -122,7 +122,7 @@ class IdentityCenter(CachedSignin):
         return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
 
     def _fetch(self, root: SigninRoot) -> Credentials:
-        session = self.new_session(root.profile)
+        session = self.session(root)
         profile = session.full_config.get("profiles", {}).get(root.profile, {})
         start_url = str(profile.get("sso_start_url", ""))
         # An ill-formed entry stops here; a missing one is botocore's SSOTokenLoadError below.
