@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import FakeClock, FakeProvider, settle
 from vaultd.core import schedule
 from vaultd.core.broker import Broker
-from vaultd.errors import MfaRequired, StsError, VaultdError
+from vaultd.errors import BadMfaCode, MfaRequired, StsError, VaultdError
 
 
 class PerProfile(FakeProvider):
@@ -128,3 +128,21 @@ async def test_a_manual_refresh_after_an_ordinary_one_asks_sts_again(clock: Fake
     before = len(provider.calls)
     await broker.refresh()
     assert len(provider.calls) == before + 1
+
+
+@pytest.mark.parametrize("command", ["switch", "ensure"])
+async def test_a_spent_code_when_a_code_is_needed_after_all_is_named_as_spent(
+    clock: FakeClock, command: str
+) -> None:
+    """The session a code made is gone (`vaultd clear`): the same code again must not read
+    as no code at all (exit 3, "needs an MFA code"), but as the spent one it is."""
+    broker, provider = make(clock)
+    provider.needs_mfa = True
+    await broker.switch("master", "123456")
+    provider.needs_mfa = True  # the cached session was dropped
+    with pytest.raises(BadMfaCode) as raised:
+        await getattr(broker, command)("other", "123456")
+    assert raised.value.message == "that code was already sent to STS: wait for the next one"
+    assert provider.calls[-1] == ("other", None)  # the spent code was never sent again
+    if command == "switch":  # it waits for the next code, as any switch that needs one
+        assert broker.active == "other" and broker.mfa is not None

@@ -23,6 +23,10 @@ log = logging.getLogger("vaultd.broker")
 SPENT_CODES = 32
 
 
+# STS refuses a code it has seen (within its window), so vaultd never sends one twice.
+SPENT = "that code was already sent to STS: wait for the next one"
+
+
 class Asks:
     """The person-facing side of the broker.
 
@@ -71,7 +75,7 @@ class Asks:
         """Raise BadMfaCode for a malformed code or one already sent for `serial`."""
         self.check_shape(code)
         if self.is_spent(serial, code):
-            raise BadMfaCode("that code was already sent to STS: wait for the next one")
+            raise BadMfaCode(SPENT)
 
     def is_spent(self, serial: str, code: str) -> bool:
         """Whether `code` was already sent to STS for the MFA device `serial`."""

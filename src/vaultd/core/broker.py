@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from vaultd.core import schedule, state
-from vaultd.core.asks import Asks
+from vaultd.core.asks import SPENT, Asks
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
 from vaultd.core.resolve import Plan, describe_source
 from vaultd.core.state import (
@@ -29,6 +29,7 @@ from vaultd.core.state import (
     waits_for_person,
 )
 from vaultd.errors import (
+    BadMfaCode,
     LoginRequired,
     MfaRequired,
     NoPendingMfa,
@@ -111,7 +112,7 @@ class Broker:
         slot, _ = await self._planned(profile, mfa_code)
         self._switching.add(profile)
         try:
-            await self._fresh(slot, self._unspent(slot, mfa_code))
+            await self._given(slot, mfa_code)
         except Exception:
             if waits_for_person(slot.error) or not self._serving():
                 self._make_active(profile)
@@ -136,7 +137,7 @@ class Broker:
         `vaultd export`): served from memory while fresh, fetched otherwise."""
         slot, plan = await self._planned(profile, mfa_code)
         slot.requested = True
-        return plan, await self._fresh(slot, self._unspent(slot, mfa_code))
+        return plan, await self._given(slot, mfa_code)
 
     async def _planned(self, profile: str, mfa_code: str | None) -> tuple[Slot, Plan]:
         """The slot for `profile` with a current plan; a given code must look like one."""
@@ -155,6 +156,18 @@ class Broker:
         if mfa_code is not None and self.asks.is_spent(serial or "", mfa_code):
             return None
         return mfa_code
+
+    async def _given(self, slot: Slot, mfa_code: str | None) -> Credentials:
+        """`_fresh` with the code a person gave, if any. One already spent is left out
+        (`_unspent`); when a code is needed all the same, the person is told theirs was
+        spent, not asked for one as if they had given none (BadMfaCode)."""
+        code = self._unspent(slot, mfa_code)
+        try:
+            return await self._fresh(slot, code)
+        except MfaRequired:
+            if mfa_code is not None and code is None:
+                raise BadMfaCode(SPENT) from None
+            raise
 
     async def _fresh(self, slot: Slot, mfa_code: str | None) -> Credentials:
         """What the slot holds while it is fresh and no code asks for more, else a refresh."""
