@@ -148,6 +148,8 @@ def _wait_for_daemon(env: dict[str, str], proc: subprocess.Popen[str]) -> dict[s
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if proc.returncode == 0:  # stopped cleanly: signalled, as `Sandbox.wait` reads it
+                raise KeyboardInterrupt
             raise RuntimeError("the daemon exited; see its messages above")
         done = subprocess.run(
             [sys.executable, "-m", "vaultd", "status", "--json"],
@@ -258,6 +260,9 @@ class Sandbox:
         if self.daemon is None:
             raise RuntimeError("the daemon was not started")
         status = self.daemon.wait()
+        if status < 0:
+            name = signal.Signals(-status).name
+            raise RuntimeError(f"its daemon was killed by signal {-status} ({name})")
         if status != 0:
             raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
 
@@ -294,6 +299,8 @@ def pick_listen(listen: str | None, preferred: tuple[str, int] = ("127.0.0.1", 9
 def run(listen: str | None = None) -> int:
     """`vaultd demo`: exit 0 after Ctrl-C (or SIGTERM), 1 when the demo cannot start or its
     daemon stops by itself."""
+    # From the start: a SIGTERM while the demo starts must clean up as well as a later one.
+    signal.signal(signal.SIGTERM, _interrupt)
     sandbox = Sandbox(pick_listen(listen))
     try:
         sandbox.start()
@@ -316,7 +323,6 @@ def run(listen: str | None = None) -> int:
             "Ready. Press Ctrl-C to stop; the demo leaves nothing behind.",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, _interrupt)
         sandbox.wait()  # until Ctrl-C, or the daemon stops
     except KeyboardInterrupt:
         pass

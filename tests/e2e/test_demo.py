@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -216,7 +217,37 @@ def test_the_demo_stops_and_cleans_up_when_its_daemon_dies(tmp_path: Path) -> No
     finally:
         stop_demo(running.proc)
     assert running.proc.returncode == 1
-    assert "its daemon stopped by itself (exit status -9)" in err
+    assert "its daemon was killed by signal 9 (SIGKILL)" in err
     assert "Demo stopped" in out
     assert not workdir.exists()
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_while_the_demo_starts_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Stopped as soon as its daemon exists, before it answers: no daemon left serving, no
+    throwaway keyring left in /tmp."""
+    before = set(Path(tempfile.gettempdir()).glob("vaultd-demo-*"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VAULTD_", "XDG_"))}
+    env.update(HOME=str(tmp_path / "home"), NO_PROXY="*")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaultd", "demo", "--listen", "127.0.0.1:0"],
+        env=vaultd_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        daemons: list[int] = []
+        while not daemons and time.monotonic() < deadline and proc.poll() is None:
+            daemons = [pid for pid, argv in _children(proc.pid) if argv.endswith(" serve ")]
+        assert daemons, "the demo never started its daemon"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop_demo(proc)
+    assert proc.returncode == 0, err
+    assert "Demo stopped" in out
+    assert not Path(f"/proc/{daemons[0]}").exists()
+    assert set(Path(tempfile.gettempdir()).glob("vaultd-demo-*")) <= before
