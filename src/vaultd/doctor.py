@@ -136,7 +136,8 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
             if left > 0:
                 yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
             else:
-                yield Finding(WARN, "sign-in", f"{root.label}: sign-in expired: {fix}")
+                # Nothing can be served from it: a failure, as an unrefreshable cache is.
+                yield Finding(FAIL, "sign-in", f"{root.label}: sign-in expired: {fix}")
             continue
         entry = token_entry(sso_cache_dir(), start_url, root.session)
         refusal = write_refusal(sso_cache_dir(), entry)

@@ -216,7 +216,12 @@ def test_an_expired_login_names_its_command(portal: Fakes, daemon: Daemon, isola
 
 def test_doctor_reads_the_sign_ins(portal: Fakes, isolated: Path) -> None:
     portal.sign_in_sso(sso_dir(isolated))
+    portal.sign_in_sso(sso_dir(isolated), session=None, expires_in=-60)  # legacy: no refresh
     done = run_vaultd("doctor")
+    assert (
+        "[FAIL] sign-in: IAM Identity Center legacy-sso: sign-in expired: "
+        "run `aws sso login --profile legacy-sso`"
+    ) in done.stdout
     assert "IAM Identity Center corp: signed in" in done.stdout
     assert "console: not signed in: run `aws login --profile console`" in done.stdout
     assert "no keys stored" not in done.stdout  # dev-sso is master-via-sso's root, keyless

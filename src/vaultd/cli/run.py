@@ -225,7 +225,10 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mfa", metavar="CODE", help=MFA_HELP)
     p.add_argument("--env", action="store_true", help="put plain credentials in the environment")
     p.add_argument("--allow-nested", action="store_true", help="allow running inside another exec")
-    p.add_argument("command", nargs="*", metavar="-- CMD [ARGS...]", help="default: $SHELL")
+    # A default makes argparse leave it out of "the following arguments are required".
+    p.add_argument(
+        "command", nargs="*", default=[], metavar="-- CMD [ARGS...]", help="default: $SHELL"
+    )
     socket_arg(p)
 
 

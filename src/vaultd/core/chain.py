@@ -178,7 +178,7 @@ def ahead_of(target: str, env: Mapping[str, str], files: SharedFiles) -> list[Ah
             Ahead(
                 "profile",
                 f"{variable}={name} names no profile in {files.config_path} or "
-                f"{files.credentials_path}, so every SDK call fails",
+                f"{files.credentials_path} (every SDK call fails)",
                 f"unset {variable}",
             )
         )
