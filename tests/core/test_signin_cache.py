@@ -438,3 +438,82 @@ def test_vaultd_and_botocore_decide_on_one_instant(
     assert root is not None
     source(clock, cache_dir=isolated / cache).credentials(root)
     assert calls(signin_fakes, kind) == 0
+
+
+# Run in a mount namespace of its own: binds ENTRY onto TARGET's path (itself unless given),
+# then prints write_refusal(DIR, ENTRY).
+BOUND = """
+import subprocess, sys
+from pathlib import Path
+from vaultd.core.signin import write_refusal
+directory, entry, target = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+subprocess.run(["mount", "--bind", str(target), str(target)], check=True)
+print(repr(write_refusal(directory, entry)))
+"""
+
+
+def refusal_with_a_bind(directory: Path, entry: Path, target: Path) -> str:
+    paths = [str(directory), str(entry), str(target)]
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", BOUND, *paths],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@AS_ROOT
+@NAMESPACE
+@pytest.mark.parametrize("name", ["cr\rdir", "tab\tand space", "back\\slash", "new\nline"])
+def test_a_bound_entry_is_seen_whatever_its_directory_is_called(tmp_path: Path, name: str) -> None:
+    """mountinfo escapes space, tab, newline and backslash, and leaves a CR raw."""
+    directory = tmp_path / name
+    directory.mkdir()
+    entry = directory / "entry.json"
+    entry.write_text("{}")
+    expected = f"this sign-in's entry in {directory} is a mount point"
+    assert refusal_with_a_bind(directory, entry, entry) == repr(expected)
+
+
+@AS_ROOT
+@NAMESPACE
+def test_a_symlinked_entry_is_replaced_whatever_it_points_at(tmp_path: Path) -> None:
+    """rename(2) replaces the link itself, so a mount behind it is no refusal."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    target = tmp_path / "mounted.json"
+    target.write_text("{}")
+    entry = directory / "entry.json"
+    entry.symlink_to(target)
+    assert refusal_with_a_bind(directory, entry, target) == "None"
+
+
+@AS_ROOT
+@NAMESPACE
+def test_in_a_user_namespace_cap_fowner_covers_only_mapped_owners(open_dir: Path) -> None:
+    """A rootless container: root in it has CAP_FOWNER, but not over an entry whose owner
+    is not mapped into it (capable_wrt_inode_uidgid)."""
+    open_dir.chmod(0o1777)
+    os.chown(open_dir, 1000, 1000)
+    entry = open_dir / "entry.json"
+    entry.write_text("{}")
+    os.chown(entry, 1001, 1001)
+    probe = (
+        "import sys; from pathlib import Path; from vaultd.core.signin import write_refusal\n"
+        "print(write_refusal(Path(sys.argv[1]), Path(sys.argv[1]) / 'entry.json'))"
+    )
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", probe, str(open_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    overflow = int(Path("/proc/sys/kernel/overflowuid").read_text())
+    assert (
+        done.stdout == f"{open_dir} is sticky and this sign-in's entry belongs to uid {overflow}\n"
+    )

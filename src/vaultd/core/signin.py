@@ -151,14 +151,14 @@ def _mount_point(path: Path) -> bool:
         return True
     try:
         with open("/proc/self/mountinfo", "rb") as table:
-            lines = table.read().splitlines()
+            lines = table.read().split(b"\n")  # not splitlines: a path may hold a raw CR
     except OSError:
         return False
-    here = {os.fsencode(os.path.join(os.path.realpath(path.parent), path.name))}
-    here.add(os.fsencode(os.path.realpath(path)))
+    # The entry itself is not followed: rename(2) replaces a symlink, not what it names.
+    here = os.fsencode(os.path.join(os.path.realpath(path.parent), path.name))
     for line in lines:
         fields = line.split(b" ")
-        if len(fields) > 4 and _unescaped(fields[4]) in here:
+        if len(fields) > 4 and _unescaped(fields[4]) == here:
             return True
     return False
 
@@ -170,18 +170,22 @@ def _unescaped(field: bytes) -> bytes:
     return field
 
 
-def _may_override_owners() -> bool:
-    """Whether this process has CAP_FOWNER, which rename(2) in a sticky directory asks for
-    when it owns neither the entry nor the directory (capabilities(7)); root without it has
-    not. Read from /proc/self/status (CapEff, bit 3); elsewhere, whether it is root."""
+def _may_override_owners(owner: int) -> bool:
+    """Whether this process may rename over an entry of uid `owner` in a sticky directory it
+    does not own: CAP_FOWNER, which root without it lacks (capabilities(7)), and which counts
+    in a user namespace only for an owner mapped into it (an unmapped one shows as the
+    overflow uid: user_namespaces(7)). Read from /proc/self; elsewhere, whether it is root."""
     try:
         with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) & (1 << 3))
-    except (OSError, ValueError):
-        pass
-    return os.geteuid() == 0
+            caps = next(line for line in status if line.startswith("CapEff:"))
+        if not int(caps.split()[1], 16) & (1 << 3):
+            return False
+        with open("/proc/self/uid_map") as uid_map:
+            every_uid = uid_map.read().split() == ["0", "0", "4294967295"]
+        with open("/proc/sys/kernel/overflowuid") as overflow:
+            return every_uid or owner != int(overflow.read())
+    except (OSError, ValueError, StopIteration):
+        return os.geteuid() == 0
 
 
 def write_refusal(cache_dir: Path, entry: Path) -> str | None:
@@ -227,7 +231,7 @@ def write_refusal(cache_dir: Path, entry: Path) -> str | None:
         return None  # no entry to replace: creating one is what the probe did
     sticky = directory.st_mode & stat.S_ISVTX
     others = os.geteuid() not in (directory.st_uid, current.st_uid)
-    if sticky and others and not _may_override_owners():
+    if sticky and others and not _may_override_owners(current.st_uid):
         return f"{cache_dir} is sticky and this sign-in's entry belongs to uid {current.st_uid}"
     if _locked(entry, follow=False):
         return f"this sign-in's entry in {cache_dir} is immutable or append-only (chattr)"
