@@ -24,7 +24,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 IDENTITY_ACCOUNT = "111122223333"
 MASTER_ACCOUNT = "222233334444"
@@ -144,13 +144,31 @@ def _vaultd(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
+# What ends the demo: Ctrl-C (SIGINT, Python's KeyboardInterrupt), `kill` (SIGTERM), a closed
+# terminal (SIGHUP) and Ctrl-\ (SIGQUIT). Each one cleans up; while it does, they are ignored,
+# so that a second Ctrl-C cannot cut the clean-up short.
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _ended(status: int) -> None:
+    """What the daemon's exit status means for the demo. 0 (a clean stop after a signal) and
+    death by one of STOPPING_SIGNALS mean it was stopped as the demo is, often by the same
+    signal to the whole process group (which a script's background job may even ignore):
+    the demo stops too (KeyboardInterrupt). Anything else is a failure (RuntimeError) that
+    says how it ended."""
+    if status == 0 or -status in STOPPING_SIGNALS:
+        raise KeyboardInterrupt
+    if status < 0:
+        name = signal.Signals(-status).name
+        raise RuntimeError(f"its daemon was killed by signal {-status} ({name})")
+    raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
+
+
 def _wait_for_daemon(env: dict[str, str], proc: subprocess.Popen[str]) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            if proc.returncode == 0:  # stopped cleanly: signalled, as `Sandbox.wait` reads it
-                raise KeyboardInterrupt
-            raise RuntimeError("the daemon exited; see its messages above")
+            _ended(proc.returncode)
         done = subprocess.run(
             [sys.executable, "-m", "vaultd", "status", "--json"],
             env=env,
@@ -218,7 +236,37 @@ class Sandbox:
         return self
 
     def vaultd(self, *args: str) -> str:
-        return _vaultd(self.env, *args)
+        """`vaultd ARGS` against the sandbox; when it fails because the daemon has ended,
+        what ended it (`_ended`), not the command's own complaint."""
+        try:
+            return _vaultd(self.env, *args)
+        except RuntimeError:
+            self.check()
+            raise
+
+    def identity(self) -> str:
+        """The ARN boto3 gets credentials for through the sandbox's IMDS, in a process of its
+        own (`CHECK`); RuntimeError with its last line of complaint when it gets none."""
+        seen = subprocess.run(
+            [sys.executable, "-c", CHECK],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.check()
+        if seen.returncode != 0:
+            last = (seen.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"boto3 found no credentials through IMDS: {last}")
+        return seen.stdout.strip()
+
+    def check(self) -> None:
+        """Return while the daemon runs; else raise as `_ended` says for its exit."""
+        if self.daemon is None:
+            raise RuntimeError("the daemon was not started")
+        if self.daemon.poll() is not None:
+            _ended(self.daemon.returncode)
 
     def shell_exports(self) -> dict[str, str]:
         """The variables a new shell needs to use this sandbox, taken from the environment
@@ -252,19 +300,13 @@ class Sandbox:
         env.update(self.shell_exports())
         return env
 
-    def wait(self) -> None:
-        """Block while the daemon runs (a signal's KeyboardInterrupt ends the wait). Returns
-        when it stopped cleanly (exit status 0: it was signalled, as by a Ctrl-C or a `kill`
-        sent to the whole process group, which the demo may ignore as a background job);
-        raises RuntimeError when it stops otherwise, or was never started."""
+    def wait(self) -> NoReturn:
+        """Block while the daemon runs (a signal's KeyboardInterrupt ends the wait), then
+        raise as `_ended` says for its exit."""
         if self.daemon is None:
             raise RuntimeError("the daemon was not started")
-        status = self.daemon.wait()
-        if status < 0:
-            name = signal.Signals(-status).name
-            raise RuntimeError(f"its daemon was killed by signal {-status} ({name})")
-        if status != 0:
-            raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
+        _ended(self.daemon.wait())
+        raise AssertionError("unreachable: _ended always raises")
 
     def close(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
@@ -297,24 +339,18 @@ def pick_listen(listen: str | None, preferred: tuple[str, int] = ("127.0.0.1", 9
 
 
 def run(listen: str | None = None) -> int:
-    """`vaultd demo`: exit 0 after Ctrl-C (or SIGTERM), 1 when the demo cannot start or its
-    daemon stops by itself."""
-    # From the start: a SIGTERM while the demo starts must clean up as well as a later one.
-    signal.signal(signal.SIGTERM, _interrupt)
-    sandbox = Sandbox(pick_listen(listen))
+    """`vaultd demo`: exit 0 after Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT), 1 when the demo
+    cannot start or its daemon fails."""
+    # From the start: a signal while the demo starts must clean up as well as a later one.
+    for signum in STOPPING_SIGNALS[1:]:
+        signal.signal(signum, _interrupt)
+    sandbox: Sandbox | None = None
     try:
+        sandbox = Sandbox(pick_listen(listen))
         sandbox.start()
         print(f"Stored the demo user's key in a throwaway keyring under {sandbox.workdir}")
         print(sandbox.vaultd("switch", "master", "--mfa", DEMO_CODE).strip())
-        seen = subprocess.run(
-            [sys.executable, "-c", CHECK],
-            env=sandbox.client_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        print(f"Checked: boto3 through IMDS is {seen.stdout.strip() or seen.stderr.strip()}")
+        print(f"Checked: boto3 through IMDS is {sandbox.identity()}")
         block = "\n".join(f"  {line}" for line in sandbox.shell_block())
         print(
             "\nvaultd is serving the DeveloperRole in the demo's fake AWS. Paste these lines into"
@@ -323,13 +359,16 @@ def run(listen: str | None = None) -> int:
             "Ready. Press Ctrl-C to stop; the demo leaves nothing behind.",
             flush=True,
         )
-        sandbox.wait()  # until Ctrl-C, or the daemon stops
+        sandbox.wait()  # until Ctrl-C, or the daemon ends
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:
         print(f"vaultd: demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        sandbox.close()
-        print("Demo stopped; removed", sandbox.workdir, flush=True)
+        for signum in STOPPING_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if sandbox is not None:
+            sandbox.close()
+            print("Demo stopped; removed", sandbox.workdir, flush=True)
     return 0

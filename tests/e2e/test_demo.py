@@ -181,6 +181,35 @@ def test_ctrl_c_to_the_process_group_stops_the_demo_and_its_daemon_together(
     assert not running.workdir.exists()
 
 
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [signal.SIGHUP],  # the terminal was closed
+        [signal.SIGQUIT],  # Ctrl-\
+        [signal.SIGINT, signal.SIGINT],  # Ctrl-C twice: the second lands in the clean-up
+        [signal.SIGTERM, signal.SIGTERM],
+    ],
+    ids=["hup", "quit", "int-int", "term-term"],
+)
+def test_every_stopping_signal_to_the_group_cleans_up_once(
+    tmp_path: Path, signals: list[signal.Signals]
+) -> None:
+    running = start_demo(tmp_path / "home", own_group=True)
+    daemons = [pid for pid, argv in _children(running.proc.pid) if argv.endswith(" serve ")]
+    try:
+        for signum in signals:
+            os.killpg(running.proc.pid, signum)
+            time.sleep(0.2)  # a person's second keypress, not a clock the code reads
+        out, err = running.proc.communicate(timeout=30)
+    finally:
+        stop_demo(running.proc)
+    assert running.proc.returncode == 0, err
+    assert "Demo stopped" in out
+    assert "demo failed" not in err
+    assert not running.workdir.exists()
+    assert daemons and not any(Path(f"/proc/{pid}").exists() for pid in daemons)
+
+
 def test_a_taken_default_port_moves_the_demo_to_a_free_one() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
