@@ -266,6 +266,16 @@ def calls(fakes: Fakes, kind: str) -> int:
     return fakes.create_token_calls if kind == "sso" else fakes.oauth2_calls
 
 
+def sign_in_root(
+    kind: str, fault: str, expires_in: float, fakes: Fakes, isolated: Path, *, race: bool = False
+) -> dict[str, object]:
+    """Stage `kind`'s sign-in with `expires_in` seconds left, then sign in under `fault`."""
+    profile, cache, stage, _ = ROOTS[kind]
+    name = stage(fakes, isolated / "staged", expires_in)
+    staged, entry = isolated / "staged", isolated / cache / name
+    return sign_in_with_fault(fault, profile, isolated / cache, entry, staged, race=race)
+
+
 @AS_ROOT
 @NAMESPACE
 @pytest.mark.parametrize("kind", ["sso", "login"])
@@ -273,11 +283,7 @@ def test_a_due_refresh_is_sent_when_the_cache_can_take_it(
     kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
 ) -> None:
     """The control: the same harness without a fault refreshes and rewrites the entry."""
-    profile, cache, stage, _ = ROOTS[kind]
-    name = stage(signin_fakes, isolated / "staged", 300)  # 5 minutes left: due
-    out = sign_in_with_fault(
-        "none", profile, isolated / cache, isolated / cache / name, isolated / "staged"
-    )
+    out = sign_in_root(kind, "none", 300, signin_fakes, isolated)  # 5 minutes left: due
     assert calls(signin_fakes, kind) == 1
     assert out["entry_rewritten"] is True
     assert "key" in out
@@ -301,11 +307,8 @@ FAULTS = {  # what each fault is called in the warning
 def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
     kind: str, fault: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
 ) -> None:
-    profile, cache, stage, label = ROOTS[kind]
-    name = stage(signin_fakes, isolated / "staged", 300)
-    out = sign_in_with_fault(
-        fault, profile, isolated / cache, isolated / cache / name, isolated / "staged"
-    )
+    _, cache, _, label = ROOTS[kind]
+    out = sign_in_root(kind, fault, 300, signin_fakes, isolated)
     assert calls(signin_fakes, kind) == 0  # the refresh token was not spent
     assert "key" in out, out
     assert out["entry_rewritten"] is False
@@ -325,11 +328,8 @@ def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
 def test_an_expired_sign_in_is_an_error_naming_the_directory_and_nothing_is_sent(
     kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
 ) -> None:
-    profile, cache, stage, label = ROOTS[kind]
-    name = stage(signin_fakes, isolated / "staged", -60)
-    out = sign_in_with_fault(
-        "full", profile, isolated / cache, isolated / cache / name, isolated / "staged"
-    )
+    profile, cache, _, label = ROOTS[kind]
+    out = sign_in_root(kind, "full", -60, signin_fakes, isolated)
     assert calls(signin_fakes, kind) == 0
     assert signin_fakes.role_calls == []
     assert out["error"] == "signin_cache_unwritable"
@@ -347,11 +347,8 @@ def test_a_refresh_that_could_not_be_saved_needs_a_person_and_says_why(
 ) -> None:
     """The disk fills between the probe and botocore's write: the refresh token is spent,
     and the error says so in one line, with no traceback."""
-    profile, cache, stage, label = ROOTS[kind]
-    name = stage(signin_fakes, isolated / "staged", -60)
-    out = sign_in_with_fault(
-        "full", profile, isolated / cache, isolated / cache / name, isolated / "staged", race=True
-    )
+    profile, _, _, label = ROOTS[kind]
+    out = sign_in_root(kind, "full", -60, signin_fakes, isolated, race=True)
     assert calls(signin_fakes, kind) == 1
     assert out["error"] == ("sso_login_required" if kind == "sso" else "login_required")
     assert out["message"] == (
