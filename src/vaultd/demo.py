@@ -23,6 +23,8 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -150,6 +152,25 @@ def _vaultd(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
+@contextmanager
+def deferred_stop() -> Iterator[None]:
+    """Hold STOPPING_SIGNALS until the block is done, then stop (KeyboardInterrupt) if one
+    came: for a step whose result the clean-up needs, such as the daemon's Popen (a
+    KeyboardInterrupt after its fork and before the assignment left a daemon serving that
+    nothing would stop) or the sandbox's temp dir. Main thread only, as signal.signal is."""
+    caught: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in STOPPING_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _ended(status: int) -> None:
     """What the daemon's exit status means for the demo. 0 (a clean stop after a signal) and
     death by one of STOPPING_SIGNALS mean it was stopped as the demo is, often by the same
@@ -226,12 +247,13 @@ class Sandbox:
         )
         self.env = env
         _vaultd(env, "add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "vaultd", "serve"],
-            env=env,
-            text=True,
-            stderr=subprocess.DEVNULL if self.quiet_daemon else None,
-        )
+        with deferred_stop():  # a daemon started must be one `close` knows of
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "vaultd", "serve"],
+                env=env,
+                text=True,
+                stderr=subprocess.DEVNULL if self.quiet_daemon else None,
+            )
         self.imds_endpoint = str(_wait_for_daemon(env, self.daemon)["endpoint"])
         return self
 
@@ -346,7 +368,8 @@ def run(listen: str | None = None) -> int:
         signal.signal(signum, _interrupt)
     sandbox: Sandbox | None = None
     try:
-        sandbox = Sandbox(pick_listen(listen))
+        with deferred_stop():  # its temp dir must be one the clean-up knows of
+            sandbox = Sandbox(pick_listen(listen))
         sandbox.start()
         print(f"Stored the demo user's key in a throwaway keyring under {sandbox.workdir}")
         print(sandbox.vaultd("switch", "master", "--mfa", DEMO_CODE).strip())
