@@ -11,6 +11,7 @@ any new shell. Ctrl-C removes everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -177,10 +178,14 @@ def _ended(status: int) -> None:
     signal to the whole process group (which a script's background job may even ignore):
     the demo stops too (KeyboardInterrupt). Anything else is a failure (RuntimeError) that
     says how it ended."""
-    if status == 0 or -status in STOPPING_SIGNALS:
+    # 130: a SIGINT before its loop took the signals over (the CLI's exit for an interrupt).
+    if status in (0, 130) or -status in STOPPING_SIGNALS:
         raise KeyboardInterrupt
     if status < 0:
-        name = signal.Signals(-status).name
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:  # a real-time signal has a number, not a name
+            name = signal.strsignal(-status) or "unnamed"
         raise RuntimeError(f"its daemon was killed by signal {-status} ({name})")
     raise RuntimeError(f"its daemon stopped by itself (exit status {status})")
 
@@ -263,6 +268,10 @@ class Sandbox:
         try:
             return _vaultd(self.env, *args)
         except RuntimeError:
+            # A daemon shutting down on a signal drops its connections before it exits.
+            if self.daemon is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.daemon.wait(timeout=2)
             self.check()
             raise
 

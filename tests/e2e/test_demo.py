@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import vaultd_env
-from vaultd.demo import pick_listen
+from vaultd.demo import _ended, pick_listen
 
 # A new terminal's PATH: the system's directories only, none holding vaultd or the AWS CLI.
 BARE_PATH = "/usr/bin:/bin"
@@ -280,3 +280,24 @@ def test_sigterm_while_the_demo_starts_leaves_nothing_behind(tmp_path: Path) -> 
     assert "Demo stopped" in out
     assert not Path(f"/proc/{daemons[0]}").exists()
     assert set(Path(tempfile.gettempdir()).glob("vaultd-demo-*")) <= before
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (-9, "its daemon was killed by signal 9 (SIGKILL)"),
+        (-40, "its daemon was killed by signal 40 (Real-time signal 6)"),
+        (3, "its daemon stopped by itself (exit status 3)"),
+    ],
+)
+def test_a_daemon_that_failed_is_named_in_one_line(status: int, said: str) -> None:
+    with pytest.raises(RuntimeError) as raised:
+        _ended(status)
+    assert str(raised.value) == said
+
+
+@pytest.mark.parametrize("status", [0, 130, -signal.SIGTERM, -signal.SIGHUP])
+def test_a_daemon_that_was_stopped_stops_the_demo(status: int) -> None:
+    """0: a clean stop; 130: a SIGINT before its event loop took the signals over."""
+    with pytest.raises(KeyboardInterrupt):
+        _ended(status)
