@@ -15,7 +15,7 @@ from vaultd.cli import main
 from vaultd.core import config, keystore
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import AccessKeys
-from vaultd.core.keystore import CachedSession, Keystore
+from vaultd.core.keystore import CachedSession, Keystore, no_keys
 from vaultd.core.provider import Provider
 from vaultd.errors import KeyringError, KeyringLocked
 from vaultd.http.status import message
@@ -184,3 +184,16 @@ def test_an_accidental_plaintext_keyring_is_refused(monkeypatch: pytest.MonkeyPa
         Keystore().set_keys("identity", AccessKeys("AKIAEXAMPLE000000001", Secret("s")))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
     Keystore().set_keys("identity", AccessKeys("AKIAEXAMPLE000000001", Secret("s")))
+
+
+@pytest.mark.parametrize(
+    ("profile", "command"),
+    [
+        ("master", "vaultd add master"),
+        ("-dev", "vaultd add -- -dev"),
+        ("my dev", "vaultd add 'my dev'"),
+    ],
+)
+def test_the_missing_keys_error_names_a_command_that_pastes(profile: str, command: str) -> None:
+    """One message for switch, serve and rotate alike (`keystore.no_keys`)."""
+    assert no_keys(profile).message == f"no keys stored for profile {profile!r}: run `{command}`"

@@ -18,8 +18,9 @@ import keyring
 import keyring.errors
 
 from vaultd.core.credentials import AccessKeys, Credentials, epoch_time
-from vaultd.errors import KeyringError, KeyringLocked
+from vaultd.errors import KeyringError, KeyringLocked, NoKeys
 from vaultd.secret import Secret
+from vaultd.untrusted import profile_words
 
 SERVICE = "vaultd"
 # How long any keyring call may take: nobody may be there to answer an unlock prompt (a
@@ -122,6 +123,14 @@ def _guard(action: str, call: Callable[[], T], deadline: Deadline) -> T:
         raise KeyringError(f"the keyring refused to {action}: {type(exc).__name__}") from None
     except Exception as exc:  # backends raise anything (dbus, OSError, ...)
         raise KeyringError(f"the keyring failed to {action}: {type(exc).__name__}") from None
+
+
+def no_keys(profile: str) -> NoKeys:
+    """The error for a root profile with no long-lived keys in the keyring, with the command
+    that stores them (pasteable whatever the name: `untrusted.profile_words`)."""
+    return NoKeys(
+        f"no keys stored for profile {profile!r}: run `vaultd add {profile_words(profile)}`"
+    )
 
 
 class Keystore:

@@ -18,12 +18,11 @@ from typing import Any
 from vaultd.core import inventory, mfa, process, resolve, schedule
 from vaultd.core.config import Profile
 from vaultd.core.credentials import Credentials, Source, mask_key_id
-from vaultd.core.keystore import CachedSession, Keystore
+from vaultd.core.keystore import CachedSession, Keystore, no_keys
 from vaultd.core.login import AwsLogin
 from vaultd.core.sso import IdentityCenter
 from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
 from vaultd.errors import MfaRequired, NoKeys, StsError
-from vaultd.untrusted import profile_words
 
 MIN_SESSION_LEFT = schedule.MIN_SESSION_LEFT
 DEFAULT_SESSION_DURATION = 12 * 3600
@@ -126,8 +125,7 @@ class Provider:
             )
         keys = self.keystore.get_keys(plan.root)
         if keys is None:
-            add = f"vaultd add {profile_words(plan.root)}"
-            raise NoKeys(f"no keys stored for profile {plan.root!r}: run `{add}`")
+            raise no_keys(plan.root)
         return keys
 
     def cached_session(self, plan: resolve.Plan, item: str | None = None) -> CachedSession | None:

@@ -14,11 +14,11 @@ from typing import Any
 
 from vaultd.core import config, resolve
 from vaultd.core.credentials import AccessKeys, Source, mask_key_id
-from vaultd.core.keystore import Keystore
+from vaultd.core.keystore import Keystore, no_keys
 from vaultd.core.sts import Sts
 from vaultd.errors import NoKeys, VaultdError
 from vaultd.secret import Secret
-from vaultd.untrusted import option_words, profile_words
+from vaultd.untrusted import option_words
 
 Clients = Callable[[str, Source, str], Any]
 VERIFY_TIMEOUT = 30.0
@@ -139,9 +139,7 @@ def _stored_keys(plan: resolve.Plan, keystore: Keystore) -> AccessKeys:
         raise NoKeys(plan.signin.no_keys)
     old = keystore.get_keys(plan.root)
     if old is None:
-        raise NoKeys(
-            f"no keys stored for profile {plan.root!r}: run `vaultd add {profile_words(plan.root)}`"
-        )
+        raise no_keys(plan.root)
     return old
 
 
