@@ -472,3 +472,64 @@ async def test_a_closing_request_answered_as_the_client_catches_up_closes_once()
         listener.close()
         await listener.wait_closed()
     assert [str(context.get("exception") or context["message"]) for context in seen] == []
+
+
+def _reusing_server() -> tuple[Server, list[str], list[bytes | None]]:
+    """A server whose handler offers every reply again (`Request.again`): the paths it was
+    asked for, and what `again` gives next (a reply, or None to have it worked out anew)."""
+    asked: list[str] = []
+    offered: list[bytes | None] = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Again: 1\r\n\r\n"]
+
+    def handler(request: Request) -> bytes:
+        asked.append(request.path)
+        request.again = lambda: offered[0]
+        return _answer(request)
+
+    return _server(handler), asked, offered
+
+
+async def test_the_same_bytes_again_are_answered_by_the_handlers_again() -> None:
+    server, asked, offered = _reusing_server()
+    conn, transport = _connection(server)
+    for _ in range(3):
+        conn.data_received(_get("/a"))
+    assert asked == ["/a"]  # parsed and routed once
+    assert transport.sent == b""  # and written with the turn's replies, like any
+    await asyncio.sleep(0)
+    assert transport.sent.count(b"X-Path: /a") == 1 and transport.sent.count(b"X-Again") == 2
+    offered[0] = None  # what the reply was made from changed
+    conn.data_received(_get("/a"))
+    assert asked == ["/a", "/a"]
+
+
+async def test_only_a_read_that_is_one_whole_request_is_answered_again() -> None:
+    server, asked, _ = _reusing_server()
+    conn, transport = _connection(server)
+    # Two requests in one read: the pair is not one request, so both are answered each time.
+    for _ in range(2):
+        conn.data_received(_get("/1") + _get("/2"))
+    assert asked == ["/1", "/2", "/1", "/2"]
+    # A read that ends inside a request: the next read continues it, even when its bytes
+    # are those of a request answered before.
+    conn.data_received(_get("/a"))
+    conn.data_received(b"GET /b HTTP/1.1\r\nX-Started: ")
+    conn.data_received(_get("/a"))
+    assert asked[-2:] == ["/a", "/b"]
+    # A read that completes a request begun earlier is not one whole request either: the
+    # same bytes again start a new one (here, not even HTTP).
+    conn.data_received(b"GET /c HTTP/1.1\r\nHost: 169.254.169.254\r\n")
+    conn.data_received(b"X-Tail: 1\r\n\r\n")
+    assert asked[-1] == "/c"
+    conn.data_received(b"X-Tail: 1\r\n\r\n")
+    assert asked[-1] == "/c" and transport.closed
+    assert transport.sent.endswith(b"Bad Request")
+
+
+async def test_a_read_that_leaves_a_request_unfinished_is_not_answered_again() -> None:
+    server, asked, _ = _reusing_server()
+    conn, transport = _connection(server)
+    read = _get("/a") + b"GET /b HTTP/1.1\r\n"
+    conn.data_received(read)
+    conn.data_received(read)  # "GET /a HTTP/1.1" is no header line: the /b request is bad
+    assert asked == ["/a"]
+    assert transport.closed and transport.sent.endswith(b"Bad Request")
