@@ -328,6 +328,7 @@ class Connection(BaseProtocol):
         self.queue.clear()
         self._take_out()
         self.unparsed.clear()
+        self.repeat, self.again = b"", None  # `again` holds the handler's state
         self.parser = None
 
     def data_received(self, data: bytes) -> None:
