@@ -626,8 +626,11 @@ async def test_a_repeated_request_with_an_expired_token_is_refused(
     conn = await KeepAlive.open(imds.port)
     request = _request(CREDS + "DeveloperRole", await imds.token("2"))
     assert (await conn.ask(request))[0] == 200
-    clock.advance(3)
+    clock.advance(3600 - 10 * 60)  # the token has expired, and a refresh is due
     assert (await conn.ask(request))[0] == 401
+    slot = imds.imds.broker.active_slot()
+    assert slot is not None and slot.task is None  # refused before it could start one
+    assert len(imds.provider.calls) == 1
     conn.close()
 
 

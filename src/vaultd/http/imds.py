@@ -396,13 +396,14 @@ class ImdsApp:
         head_only: bool,
     ) -> Reply | None:
         """The reply `_reusable` gave, again, or None when what it was made from changed."""
+        if token is not None and self.tokens.remaining(token) is None:
+            return None  # before `current()`: a refused request starts no refresh (`handle`)
         slot = self.broker.active_slot()
         if (
             slot is None
             or slot.plan is not prepared.plan
             or slot.creds is not prepared.creds
             or (wants_creds and self.broker.current() is None)
-            or (token is not None and self.tokens.remaining(token) is None)
         ):
             return None
         return self._render(shape, head_only)
