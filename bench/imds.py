@@ -3,8 +3,7 @@
 Brings up its own sandbox (moto as STS, a throwaway keyring, `vaultd serve`, the demo's
 `master` role) and `bench/minimal.py`, then measures both in the same run: keep-alive
 req/s, p50 and p99 at 1, 16 and 64 connections (wrk when installed, else Python; the median
-of three trials, the servers taking turns), the same at 64 connections with no request
-repeating the one before on its connection, the median new-connection GET with 0 and with
+of three trials, the servers taking turns), the median new-connection GET with 0 and with
 9,000 idle loopback connections held elsewhere (the servers alternating connection by
 connection),
 each server's CPU per request, `vaultd status` and `switch` against `python -c pass`,
@@ -159,7 +158,6 @@ def run(sandbox: Sandbox, seconds: float, trials: int, idle: int, million: int) 
         idle_rss = rss_mib(ours.pid)
         table.note("rss idle", f"{idle_rss:.1f} MiB", _rss_verdict(idle_rss))
         served = _keep_alive(table, ours, theirs, seconds, trials)
-        served += _varied(table, ours, theirs, seconds, trials)
         table.note(
             "rss after keep-alive", f"{rss_mib(ours.pid):.1f} MiB (about {served:,} requests)"
         )
@@ -203,14 +201,12 @@ class Trial:
     their_cpu_us: float
 
 
-def _trial(
-    ours: Server, theirs: Server, conns: int, seconds: float, first: bool, *, varied: bool = False
-) -> Trial:
+def _trial(ours: Server, theirs: Server, conns: int, seconds: float, first: bool) -> Trial:
     """Load each server in turn, vaultd `first` or second, measuring its CPU meanwhile."""
     measured: dict[int, tuple[Load, float]] = {}
     for server in (ours, theirs) if first else (theirs, ours):
         before = cpu_seconds(server.pid)
-        load = keep_alive(server.port, server.path, server.token, conns, seconds, varied=varied)
+        load = keep_alive(server.port, server.path, server.token, conns, seconds)
         used = cpu_seconds(server.pid) - before
         measured[server.pid] = load, used / max(load.rps * seconds, 1) * 1e6
     (a, a_cpu), (b, b_cpu) = measured[ours.pid], measured[theirs.pid]
@@ -272,31 +268,6 @@ def _keep_alive(table: Table, ours: Server, theirs: Server, seconds: float, tria
         if errors:
             table.note(f"errors c={conns}", ", ".join(f"{a} / {b}" for a, b in errors))
     return served
-
-
-def _varied(table: Table, ours: Server, theirs: Server, seconds: float, trials: int) -> int:
-    """Rows for keep-alive load at 64 connections where no request repeats the one before
-    on its connection (a counting header): what a request costs when vaultd parses and
-    routes each one, as it must for any client that does not send the same bytes again.
-    The rows above are what SDK clients on kept-alive connections get. Returns vaultd's
-    requests."""
-    runs = [_trial(ours, theirs, 64, seconds, n % 2 == 0, varied=True) for n in range(trials)]
-
-    def median(figure: Callable[[Trial], float]) -> float:
-        return statistics.median(figure(t) for t in runs)
-
-    name = "c=64, no request repeated"
-    table.add(f"{name} req/s", median(lambda t: t.ours.rps), median(lambda t: t.theirs.rps))
-    table.add(
-        f"{name} p99", median(lambda t: t.ours.p99_ms), median(lambda t: t.theirs.p99_ms), " ms"
-    )
-    table.add(
-        f"{name} CPU per request",
-        median(lambda t: t.our_cpu_us),
-        median(lambda t: t.their_cpu_us),
-        " us",
-    )
-    return sum(int(t.ours.rps * seconds) for t in runs)
 
 
 def _new_connections(table: Table, ours: Server, theirs: Server, idle: int) -> None:

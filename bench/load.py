@@ -15,7 +15,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,35 +56,10 @@ def _wrk_ms(text: str, label: str) -> float:
     return float(found.group(1)) * _WRK_UNITS[found.group(2)] if found else float("nan")
 
 
-# wrk's Lua hook: a header that counts, so that no request repeats the one before it.
-VARY = """
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, {["X-Request"] = tostring(n)})
-end
-"""
-
-
-def wrk(
-    port: int, path: str, token: str, connections: int, seconds: float, *, varied: bool = False
-) -> Load:
-    """Keep-alive load with wrk (Debian package `wrk`); `varied` sends every request with a
-    header of its own, so that a server cannot answer it as the one before (vaultd's
-    connections answer a request that repeats the last one byte for byte without parsing
-    it again: `wire.Connection._remember`)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(VARY)
-        script.flush()
-        return _wrk(port, path, token, connections, seconds, script=[script.name] if varied else [])
-
-
-def _wrk(
-    port: int, path: str, token: str, connections: int, seconds: float, *, script: list[str]
-) -> Load:
+def wrk(port: int, path: str, token: str, connections: int, seconds: float) -> Load:
+    """Keep-alive load with wrk (Debian package `wrk`)."""
     argv = [
         "wrk",
-        *(["-s", *script] if script else []),
         f"-t{min(2, connections)}",
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
@@ -111,16 +85,13 @@ def _wrk(
     )
 
 
-async def _client(
-    port: int, data: bytes, until: float, latencies: list[float], varied: bool
-) -> int:
+async def _client(port: int, data: bytes, until: float, latencies: list[float]) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    errors = sent = 0
+    errors = 0
     try:
         while time.perf_counter() < until:
             start = time.perf_counter()
-            sent += 1
-            writer.write(_numbered(data, sent) if varied else data)
+            writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
             length = re.search(rb"Content-Length: (\d+)", head)
             await reader.readexactly(int(length.group(1)) if length else 0)
@@ -131,23 +102,11 @@ async def _client(
     return errors
 
 
-def _numbered(data: bytes, n: int) -> bytes:
-    """`data` with a header that counts, as wrk's `VARY` script sends."""
-    return data[:-2] + f"X-Request: {n}\r\n\r\n".encode()
-
-
 def python_load(
-    port: int,
-    path: str,
-    token: str,
-    connections: int,
-    seconds: float,
-    *,
-    varied: bool = False,
-    data: bytes = b"",
+    port: int, path: str, token: str, connections: int, seconds: float, *, data: bytes = b""
 ) -> Load:
     """The same load from Python when wrk is missing (it is the bottleneck sooner); `data`
-    replaces the GET (the token-PUT flood); `varied` as for `wrk`."""
+    replaces the GET (the token-PUT flood)."""
 
     async def run() -> Load:
         latencies: list[float] = []
@@ -155,7 +114,7 @@ def python_load(
         started = time.perf_counter()
         errors = await asyncio.gather(
             *(
-                _client(port, data or request(path, token), until, latencies, varied)
+                _client(port, data or request(path, token), until, latencies)
                 for _ in range(connections)
             )
         )
@@ -166,11 +125,9 @@ def python_load(
     return asyncio.run(run())
 
 
-def keep_alive(
-    port: int, path: str, token: str, connections: int, seconds: float, *, varied: bool = False
-) -> Load:
+def keep_alive(port: int, path: str, token: str, connections: int, seconds: float) -> Load:
     runner = wrk if shutil.which("wrk") else python_load
-    return runner(port, path, token, connections, seconds, varied=varied)
+    return runner(port, path, token, connections, seconds)
 
 
 def new_connection_medians(targets: list[tuple[int, str, str]], count: int = 200) -> list[float]:

@@ -20,7 +20,6 @@ import socket
 import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Final, TypeVar
 
 from aiohttp import web
@@ -52,9 +51,6 @@ JSON: Final = "application/json; charset=utf-8"
 # and whose segments are kept.
 ROUTES_KEPT: Final = 64
 T = TypeVar("T")
-# All a reply is made of besides its Date: status, body, Content-Type, extra headers,
-# HTTP/1.0, and whether it ends the connection (the key of `wire.Rendered`).
-Shape = tuple[int, bytes, str, tuple[tuple[str, str], ...], bool, bool]
 
 
 @dataclass(frozen=True)
@@ -191,7 +187,7 @@ class ImdsApp:
             return self._error(request, 401, "Unauthorized")
         if token is not None and self.tokens.remaining(token) is None:
             return self._error(request, 401, "Unauthorized")
-        return self._route(request, segments, token)
+        return self._route(request, segments)
 
     def _normalised(self, path: str) -> list[str]:
         """`metadata.normalise(path)`, remembered: SDKs ask for the same few paths. The
@@ -219,26 +215,21 @@ class ImdsApp:
         content_type: str = metadata.TEXT,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> Reply:
-        shape = (status, body, content_type, extra, request.http10, request.close)
-        return self._render(shape, request.method == "HEAD")
-
-    def _render(self, shape: Shape, head_only: bool) -> Reply:
-        """The reply `shape` gives in the current second (its head alone for HEAD)."""
         date = self.server.clock.date()
-        rendered = self._rendered.get(date, shape)
+        key = (status, body, content_type, extra, request.http10, request.close)
+        rendered = self._rendered.get(date, key)
         if rendered is None:
-            status, body, content_type, extra, http10, close = shape
             top = head(
                 status,
                 len(body),
                 content_type,
                 (*BASE_HEADERS, *extra),
                 date,
-                http10=http10,
-                close=close,
+                http10=request.http10,
+                close=request.close,
             )
-            rendered = self._rendered.put(shape, (top, top + body))
-        return rendered[0] if head_only else rendered[1]
+            rendered = self._rendered.put(key, (top, top + body))
+        return rendered[0] if request.method == "HEAD" else rendered[1]
 
     def _error(self, request: Request, status: int, reason: str, **extra: str) -> Reply:
         return self._reply(
@@ -298,9 +289,7 @@ class ImdsApp:
         token = self.tokens.issue(ttl).encode("ascii")
         return self._reply(request, 200, token, metadata.TEXT, ((TTL_HEADER, str(ttl)),))
 
-    def _route(
-        self, request: Request, segments: list[str], token: str | None
-    ) -> Reply | Awaitable[Reply]:
+    def _route(self, request: Request, segments: list[str]) -> Reply | Awaitable[Reply]:
         slot = self.broker.active_slot()
         if slot is None or slot.plan is None:
             return self._answer(request, metadata.route(segments, None, None))
@@ -310,11 +299,11 @@ class ImdsApp:
             known = _keep(prepared.routes, request.path, self._route_prepared(segments, prepared))
         wants_creds, reply = known
         if not wants_creds:
-            return self._reusable(request, reply, prepared, token, wants_creds=False)
+            return self._answer(request, reply)
         # The credentials path: `current()` starts a refresh that is due, and says whether
         # the set the prepared answer was built from may still be served.
         if self.broker.current() is not None:
-            return self._reusable(request, reply, prepared, token, wants_creds=True)
+            return self._answer(request, reply)
         if slot.task is not None:
             return self._route_after_refresh(request, segments)
         return self._answer(request, self._unavailable(segments, prepared))
@@ -362,51 +351,6 @@ class ImdsApp:
         return metadata.route(
             segments, prepared.instance, body, extended=extended, extended_body=body
         )
-
-    def _reusable(
-        self,
-        request: Request,
-        reply: metadata.Reply,
-        prepared: _Prepared,
-        token: str | None,
-        *,
-        wants_creds: bool,
-    ) -> Reply:
-        """`reply` to `request`, which its connection may give again for the same bytes
-        (`Request.again`, `_again`) while everything else it was made from holds: the
-        active profile's plan and credentials are still the ones `prepared` holds, `token`
-        (the request's, if any) has not expired, and on the credentials path the set may
-        still be served (`current()`, which also starts a refresh that is due, as a request
-        handled afresh would). The guards and the routing depend on nothing but the bytes
-        and the connection's peer, so they hold as they are. The Date header is rendered
-        for the second the reply is given in."""
-        shape = (reply.status, reply.body, reply.content_type, (), request.http10, request.close)
-        head_only = request.method == "HEAD"
-        # Holds no reference to `request`, which holds it: a cycle would leave every
-        # request to the garbage collector.
-        request.again = partial(self._again, prepared, wants_creds, token, shape, head_only)
-        return self._render(shape, head_only)
-
-    def _again(
-        self,
-        prepared: _Prepared,
-        wants_creds: bool,
-        token: str | None,
-        shape: Shape,
-        head_only: bool,
-    ) -> Reply | None:
-        """The reply `_reusable` gave, again, or None when what it was made from changed."""
-        if token is not None and self.tokens.remaining(token) is None:
-            return None  # before `current()`: a refused request starts no refresh (`handle`)
-        slot = self.broker.active_slot()
-        if (
-            slot is None
-            or slot.plan is not prepared.plan
-            or slot.creds is not prepared.creds
-            or (wants_creds and self.broker.current() is None)
-        ):
-            return None
-        return self._render(shape, head_only)
 
     def _answer(self, request: Request, reply: metadata.Reply) -> Reply:
         return self._reply(request, reply.status, reply.body, reply.content_type)

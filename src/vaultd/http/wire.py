@@ -14,12 +14,6 @@ CPU per request by about a fifth, kernel time most, and p99 by more than half (`
 bench`). A lone request waits for no one, as its turn ends when it is answered; a reply
 that ends its connection is written at once, before the close.
 
-A read that is exactly the request read before it on the same connection, byte for byte,
-is answered without parsing or routing it again, when the handler said how to give its
-reply again and nothing that reply was made from has changed (`Connection._remember`):
-SDK clients on kept-alive connections send the same bytes each time, and the parse and the
-routing are most of what a reply costs.
-
 Every connection is admitted first (`Admit`: who is at the other end, and whether they may
 be served) and counted in one of two pools, so that refused peers never take the slots the
 owner needs: refused peers have their own small pool, get one 403 and are closed. A
@@ -88,13 +82,9 @@ class Request:
     peer: Peer
     http10: bool
     close: bool = False  # set by a handler whose reply ends the connection
-    # Set by a handler: gives its reply again for the same bytes on this connection, or
-    # None when the reply must be worked out afresh (see `Connection._remember`).
-    again: Again | None = None
 
 
 Reply = bytes
-Again = Callable[[], "Reply | None"]
 Handler = Callable[[Request], "Reply | Awaitable[Reply]"]
 Admit = Callable[[asyncio.BaseTransport], Peer]
 # Bytes of replies the kernel holds for a connection's client, or None when unknown.
@@ -283,9 +273,6 @@ class Connection(BaseProtocol):
         self.progress_at_check = 0  # seen + drained at the last check: one deadline, not two
         self.unsent_at_check: int | None = None  # what the kernel held for the client then
         self.timer: asyncio.TimerHandle | None = None
-        self.boundary = True  # the parser is between requests (see `_remember`)
-        self.repeat = b""  # the last read, when it was exactly one request (`_remember`)
-        self.again: Again | None = None  # the reply to `repeat` again, or None
 
     # -- asyncio callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -328,45 +315,16 @@ class Connection(BaseProtocol):
         self.queue.clear()
         self._take_out()
         self.unparsed.clear()
-        self.repeat, self.again = b"", None  # `again` holds the handler's state
         self.parser = None
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.parser is None:
             return
-        again = self.again
-        if again is not None and data == self.repeat and self.task is None and not self.unparsed:
-            reply = again()  # the same request again: see `_remember`
-            if reply is not None:
-                self.seen += 1
-                self._send(reply)
-                return
         if len(data) > FEED or self.unparsed:
             self.unparsed += data
             self._feed()
-            return
-        from_boundary = self.boundary
-        if self._parse(data) and self.task is None:
-            queue = self.queue
-            only = queue[0] if from_boundary and self.boundary and len(queue) == 1 else None
+        elif self._parse(data) and self.task is None:
             self._answer()  # the common case: a request or a few, parsed whole
-            if only is not None and only.again is not None and not self.closing:
-                self._remember(data, only.again)
-
-    def _remember(self, data: bytes, again: Again) -> None:
-        """Keep `data`, a read that was exactly one request, with the handler's `again`.
-
-        Clients that keep a connection open send the same bytes each time (the SDKs' IMDS
-        clients: the same path, headers and token until it nears expiry), and the parse and
-        the routing of a request cost more than the rest of its reply. When the next read is
-        byte for byte the same, `again` gives the reply without either, or None when what
-        the reply was made from has changed; the request is then parsed and handled as any.
-
-        This is sound only while the parser is between requests, so that the bytes would
-        parse to the same request again: both when `data` was parsed and after it
-        (`boundary`). Any other parse forgets the pair, and `again` is the handler's: only
-        it knows what its reply depends on beyond the bytes and the connection."""
-        self.repeat, self.again = data, again
 
     def _feed(self) -> None:
         """Parse and answer what was read `FEED` bytes at a time, while answering can go
@@ -397,7 +355,6 @@ class Connection(BaseProtocol):
         if parser is None:  # the connection is gone
             return False
         unparsed = self.unparsed
-        self.repeat, self.again, self.boundary = b"", None, False
         try:
             messages, upgraded, _tail = parser.feed_data(data)
             # A body cut by a slice boundary: parse on while the rest of it was read with it,
@@ -429,10 +386,6 @@ class Connection(BaseProtocol):
             if close:
                 self.closing = True
                 break
-        # A request head ends with an empty line, and one with a body has already ended the
-        # connection: a read that ends so, with nothing left unparsed, leaves the parser
-        # between requests. Bare-LF line ends only cost the reuse, never a wrong reply.
-        self.boundary = not self.closing and not unparsed and data.endswith(b"\r\n\r\n")
         return True
 
     def eof_received(self) -> bool:
