@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from vaultd.http import metadata
 from vaultd.http.guards import Guard
 from vaultd.http.imds import ROUTES_KEPT, ImdsApp, ImdsOptions
 from vaultd.http.tokens import Tokens
+from vaultd.http.wire import Clock
 
 CREDS = "/latest/meta-data/iam/security-credentials/"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -534,3 +536,135 @@ async def test_replies_to_different_requests_never_share_a_rendering(
     assert http10_keep.count(b"HTTP/1.0 200 OK\r\n") == 2
     assert http10_keep.count(b"Connection: keep-alive\r\n") == 2
     assert close.count(b"HTTP/1.1 200 OK\r\n") == 1 and b"Connection: close\r\n" in close
+
+
+class KeepAlive:
+    """One kept-alive connection, read one reply at a time, that may send the same bytes
+    again: whatever a server keeps between requests, the answer must be what the same
+    bytes get on a new connection at that moment."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> KeepAlive:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def ask(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body) of the reply to `request`."""
+        self.writer.write(request)
+        await self.writer.drain()
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 5)
+        status, *lines = head.decode("latin-1").split("\r\n")[:-2]
+        headers = dict(line.split(": ", 1) for line in lines)
+        body = await self.reader.readexactly(int(headers["Content-Length"]))
+        return int(status.split()[1]), headers, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _request(path: str, token: str | None = None) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 169.254.169.254"]
+    if token is not None:
+        lines.append(f"X-aws-ec2-metadata-token: {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_a_repeated_request_starts_a_due_refresh_and_then_gets_the_new_set(
+    make_imds: Callable[..., Awaitable[Imds]], clock: FakeClock
+) -> None:
+    imds = await make_imds()
+    conn = await KeepAlive.open(imds.port)
+    request = _request(CREDS + "DeveloperRole")
+    _, _, first = await conn.ask(request)
+    clock.advance(3600 - 10 * 60)  # inside the refresh window
+    _, _, during = await conn.ask(request)
+    assert during == first  # the set in hand is still served...
+    slot = imds.imds.broker.active_slot()
+    assert slot is not None and slot.task is not None  # ...and the same bytes started a refresh
+    await slot.task
+    _, _, after = await conn.ask(request)
+    assert json.loads(after)["AccessKeyId"] != json.loads(first)["AccessKeyId"]
+    conn.close()
+
+
+async def test_a_repeated_request_follows_a_switch(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    imds = await make_imds()
+    conn = await KeepAlive.open(imds.port)
+    assert (await conn.ask(_request(CREDS)))[2] == b"DeveloperRole"
+    await imds.imds.broker.switch("audit")
+    assert (await conn.ask(_request(CREDS)))[2] == b"audit"
+    conn.close()
+
+
+async def test_a_repeated_request_follows_a_new_plan_for_the_same_set(
+    make_imds: Callable[..., Awaitable[Imds]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A switch to the profile already served, after its config changed: the set in hand is
+    kept, and the answers built from the old plan are not."""
+    imds = await make_imds()
+    conn = await KeepAlive.open(imds.port)
+    request = _request("/latest/meta-data/placement/region")
+    assert (await conn.ask(request))[2] == b"eu-west-1"
+    calls = len(imds.provider.calls)
+    monkeypatch.setattr(
+        imds.provider, "plan", lambda name: replace(make_plan(name), region="us-east-2")
+    )
+    await imds.imds.broker.switch("master")
+    assert len(imds.provider.calls) == calls  # no new set: only the plan changed
+    assert (await conn.ask(request))[2] == b"us-east-2"
+    conn.close()
+
+
+async def test_a_repeated_request_with_an_expired_token_is_refused(
+    make_imds: Callable[..., Awaitable[Imds]], clock: FakeClock
+) -> None:
+    imds = await make_imds()
+    conn = await KeepAlive.open(imds.port)
+    request = _request(CREDS + "DeveloperRole", await imds.token("2"))
+    assert (await conn.ask(request))[0] == 200
+    clock.advance(3600 - 10 * 60)  # the token has expired, and a refresh is due
+    assert (await conn.ask(request))[0] == 401
+    slot = imds.imds.broker.active_slot()
+    assert slot is not None and slot.task is None  # refused before it could start one
+    assert len(imds.provider.calls) == 1
+    conn.close()
+
+
+async def test_a_repeated_request_is_dated_in_the_second_it_is_answered(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    imds = await make_imds()
+    now = [1_800_000_000.0]
+    imds.imds.server.clock = Clock(lambda: now[0])
+    conn = await KeepAlive.open(imds.port)
+    request = _request(CREDS)
+    _, first, _ = await conn.ask(request)
+    now[0] += 1
+    _, second, _ = await conn.ask(request)
+    assert (first["Date"], second["Date"]) == (
+        "Fri, 15 Jan 2027 08:00:00 GMT",
+        "Fri, 15 Jan 2027 08:00:01 GMT",
+    )
+    conn.close()
+
+
+async def test_a_repeated_request_after_clear_is_answered_as_a_new_connection_would_be(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    """`vaultd clear` drops the set and keeps the plan: what was built from the set goes."""
+    imds = await make_imds()
+    conn = await KeepAlive.open(imds.port)
+    request = _request("/latest/meta-data/iam/info")
+    before = await conn.ask(request)
+    imds.imds.broker.clear()
+    after = await conn.ask(request)
+    fresh = await KeepAlive.open(imds.port)
+    anew = await fresh.ask(request)
+    assert (after[0], after[2]) == (anew[0], anew[2])  # the Date may straddle a second
+    assert json.loads(before[2])["LastUpdated"] and not json.loads(after[2])["LastUpdated"]
+    conn.close()
+    fresh.close()
