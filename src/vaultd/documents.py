@@ -44,13 +44,14 @@ STATUS: Shape = {
 }
 
 # What `Serving PROFILE (ROLE) until EXPIRES.` reads from the answer of switch, mfa, refresh:
-# those answers name the profile now active and its state.
+# those answers name the profile now active and its state; for a profile without a role,
+# the ARN the credentials belong to stands for the role, when it is known.
 SERVING: Shape = {
     "active": str,
     "state": str,
     "role_arn?": str,
     "message?": str,
-    "credentials?": {"expires": str},
+    "credentials?": {"expires": str, "arn?": str},
 }
 
 # GET /v1/status from a running daemon, as `vaultd doctor` and `vaultd env` read it: where

@@ -300,8 +300,14 @@ def test_switch_reads_only_what_it_prints_and_checks_it() -> None:
         done = run_vaultd("switch", "master")
     assert (done.returncode, done.stdout) == (
         0,
-        "Serving master (master) until 2030-01-01T00:00:00Z.\n",
+        "Serving master until 2030-01-01T00:00:00Z.\n",
     )
+    # A profile without a role: the ARN its credentials belong to, when the daemon knows it.
+    held = {"expires": "2030-01-01T00:00:00Z", "arn": "arn:aws:iam::1:user/a"}
+    user = {**answer, "credentials": held}
+    with FakeControl(path, {("POST", "/v1/switch"): (200, user)}):
+        done = run_vaultd("switch", "master")
+    assert done.stdout == "Serving master (arn:aws:iam::1:user/a) until 2030-01-01T00:00:00Z.\n"
     answer["credentials"] = {"expires": 1893456000}
     with FakeControl(path, {("POST", "/v1/switch"): (200, answer)}):
         done = run_vaultd("switch", "master")

@@ -40,7 +40,7 @@ def test_mfa_codes_from_stdin_reach_sts(
     assert run_vaultd("switch", "identity").returncode == 3  # opens a request
     done = run_vaultd("mfa", "-", stdin="234567\n")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("Serving identity (identity) until ")
+    assert done.stdout.startswith("Serving identity until ")  # no role, and no ARN known
 
     # On a terminal, `-` asks without echo rather than reading a line the user can see.
     assert run_vaultd("clear").returncode == 0

@@ -193,9 +193,12 @@ def print_serving(status: dict[str, Any]) -> None:
     creds = status.get("credentials") or {}
     # Names and messages come from the config and the daemon: shown, never obeyed.
     active = printable(status["active"], None, ascii=False)
-    what = printable(status.get("role_arn") or status["active"], None, ascii=False)
+    # The role, or for a profile without one whose credentials these are (the IAM user).
+    source = status.get("role_arn") or creds.get("arn")
+    if source:
+        active += f" ({printable(source, None, ascii=False)})"
     if creds:
-        print(f"Serving {active} ({what}) until {printable(creds['expires'], None, ascii=False)}.")
+        print(f"Serving {active} until {printable(creds['expires'], None, ascii=False)}.")
     else:
         said = printable(status.get("message") or status["state"], None, ascii=False)
         print(f"Active profile {active}: {said}")
