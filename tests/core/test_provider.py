@@ -454,3 +454,47 @@ def test_revoked_cached_long_role_is_dropped_not_the_root_session(
         make_provider(clock, factory).credentials("next")
     assert factory.sources == ["ASIALONGROLE00000001"]
     assert store.get_session("long") is None
+
+
+class UnrefreshedCenter:
+    """IAM Identity Center whose sign-in was served unrefreshed (`IdentityCenter._unrefreshed`)."""
+
+    warning = "the sign-in is not refreshed, since /c cannot be written; it ends at 2030-01-01"
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def credentials(self, root: object) -> Credentials:
+        return Credentials(
+            "ASIASSOROLE000000001",
+            Secret("s" * 40),
+            Secret("t" * 80),
+            self.clock() + 3600,
+            self.clock(),
+            signin_warning=self.warning,
+        )
+
+
+def test_a_sign_in_served_unrefreshed_is_said_of_the_role_built_on_it(
+    signin_config: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    role = sts_credentials(2, in_(clock, 3600))
+    factory.stubber.add_response(
+        "assume_role",
+        {
+            "Credentials": role,
+            "AssumedRoleUser": {"AssumedRoleId": "AROA1:x", "Arn": f"{ROLE}/x"},
+        },
+    )
+    center = UnrefreshedCenter(clock)
+    provider = Provider(
+        load_profiles=config.load_profiles,
+        keystore=Keystore(),
+        sts_factory=factory,
+        clock=clock,
+        env={},
+        identity_center=center,  # type: ignore[arg-type]
+    )
+    creds = provider.credentials("master-via-sso")
+    assert creds.access_key_id == role["AccessKeyId"]  # the role's set...
+    assert creds.signin_warning == center.warning  # ...says what its root's sign-in is
