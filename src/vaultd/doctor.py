@@ -131,7 +131,7 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
         expiry, refresh_until = token
         left = expiry - now
         # botocore refreshes an sso-session's token (never a legacy one's) while its client
-        # registration lasts; the daemon decides the same way (`IdentityCenter._unrefreshed`).
+        # registration lasts; the daemon decides the same way (`IdentityCenter._may_refresh`).
         if root.session is None or refresh_until is None or refresh_until <= now:
             if left > 0:
                 yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")

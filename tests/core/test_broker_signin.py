@@ -9,7 +9,6 @@ import pytest
 
 from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core.broker import SIGNIN_POLL, Broker
-from vaultd.core.credentials import Credentials
 from vaultd.core.resolve import Plan, SigninRoot
 from vaultd.errors import LoginRequired, SsoLoginRequired
 from vaultd.http.status import document
@@ -108,25 +107,3 @@ async def test_aws_login_status_says_half_life(clock: FakeClock) -> None:
     message = document(broker.status())["message"]
     assert message.startswith("serving console (aws login credentials last 15 minutes")
     assert "renewed at half-life" in message
-
-
-@dataclass
-class UnrefreshedProvider(SigninProvider):
-    """Credentials from a sign-in the cache could not take a refresh for."""
-
-    warning: str = "the sign-in is not refreshed, since /c is read-only; it ends at 2030-01-01"
-
-    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
-        return replace(super().credentials(name, mfa_code), signin_warning=self.warning)
-
-
-@pytest.mark.parametrize("root", [CORP, CONSOLE])
-async def test_status_says_a_sign_in_is_served_unrefreshed(
-    clock: FakeClock, root: SigninRoot
-) -> None:
-    provider = UnrefreshedProvider(clock, root=root)
-    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=RecordingAnnouncer())
-    await broker.switch(root.profile)
-    assert document(broker.status())["message"] == (
-        f"serving {root.profile} (from {root.label}; {provider.warning})"
-    )

@@ -208,8 +208,7 @@ kind = IdentityCenter if root.kind == "sso" else AwsLogin
 before = hashlib.sha256(entry.read_bytes()).hexdigest()
 out = {"warnings": warnings}
 try:
-    creds = kind(time.time, cache_dir=cache).credentials(root)
-    out["key"], out["signin_warning"] = creds.access_key_id, creds.signin_warning
+    out["key"] = kind(time.time, cache_dir=cache).credentials(root).access_key_id
 except VaultdError as exc:
     out["error"], out["message"] = exc.code, exc.message
 out["entry_rewritten"] = hashlib.sha256(entry.read_bytes()).hexdigest() != before
@@ -288,7 +287,6 @@ def test_a_due_refresh_is_sent_when_the_cache_can_take_it(
     assert calls(signin_fakes, kind) == 1
     assert out["entry_rewritten"] is True
     assert "key" in out
-    assert out["signin_warning"] is None
 
 
 FAULTS = {  # what each fault is called in the warning
@@ -322,10 +320,6 @@ def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
     assert warning.startswith(label)
     assert FAULTS[fault].format(cache=isolated / cache) in warning
     assert "5 more minutes" in warning
-    # The same goes with the credentials, for `vaultd status` (`Credentials.signin_warning`).
-    said = out["signin_warning"]
-    assert isinstance(said, str)
-    assert f"since {FAULTS[fault].format(cache=isolated / cache)}; it ends at 20" in said
 
 
 @AS_ROOT

@@ -130,9 +130,6 @@ class Credentials:
     # When the MFA'd credentials these were minted from lapse: after that, renewing them
     # needs a new code. None when no MFA session is involved.
     source_expiration: float | None = None
-    # Why the AWS CLI sign-in (IAM Identity Center, `aws login`) these came from was due for
-    # a refresh and was not refreshed, and when it ends; None when there is nothing to say.
-    signin_warning: str | None = None
 
     @property
     def lifetime(self) -> float:

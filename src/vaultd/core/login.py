@@ -38,7 +38,7 @@ from botocore.utils import (
 )
 from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
-from vaultd.core.credentials import Credentials, iso8601, parse_time
+from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
     CachedSignin,
@@ -202,9 +202,4 @@ class AwsLogin(CachedSignin):
             # Counted from now even for a set read back from the cache: the half-life rule
             # then always falls after now and below REUSE_ABOVE.
             issued=now,
-            signin_warning=(
-                f"the session is not renewed, since {refusal}; it ends at {iso8601(expiration)}"
-                if refusal
-                else None
-            ),
         )

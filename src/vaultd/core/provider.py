@@ -86,8 +86,6 @@ class Provider:
         """
         plan = self.plan(name)
         source = self._root_keys(plan)
-        # A sign-in served unrefreshed is said of whatever set is built on it.
-        signin_warning = source.signin_warning if isinstance(source, Credentials) else None
         # The keyring item the current source came from, if it came from the cache.
         cached: str | None = None
         source_expiration: float | None = None
@@ -114,7 +112,7 @@ class Provider:
             cached = None
         if not isinstance(source, Credentials):
             raise NoKeys(f"profile {name!r} resolves to long-lived keys, which vaultd never serves")
-        return replace(source, source_expiration=source_expiration, signin_warning=signin_warning)
+        return replace(source, source_expiration=source_expiration)
 
     def _root_keys(self, plan: resolve.Plan) -> Source:
         if plan.signin is not None:

@@ -21,7 +21,6 @@ credentials, so nothing asks IMDS. See `signin` for the locking and the wait for
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from botocore.tokens import SSOTokenProvider, _sso_json_dumps
 from botocore.utils import JSONFileCache, SSOTokenLoader
 from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
-from vaultd.core.credentials import Credentials, from_sts, iso8601
+from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
     CachedSignin,
@@ -133,8 +132,8 @@ class IdentityCenter(CachedSignin):
         # One instant for vaultd's decision and botocore's: a threshold passing between two
         # readings of the clock would let botocore refresh what vaultd did not check.
         now = self.clock()
-        unrefreshed = self._unrefreshed(root, start_url, cached, now)
-        tokens = (SSOTokenProvider if unrefreshed is None else _Unrefreshed)(
+        may_refresh = self._may_refresh(root, start_url, cached, now)
+        tokens = (SSOTokenProvider if may_refresh else _Unrefreshed)(
             session, cache=cache, time_fetcher=utc_clock(lambda: now), profile_name=root.profile
         )
         answers: dict[str, Any] = {}  # the fetcher's cache: GetRoleCredentials' answer lands here
@@ -147,35 +146,32 @@ class IdentityCenter(CachedSignin):
             token_provider=tokens,
         )
         with reading_cache(root):
-            creds = self._load(root, provider, answers, now)
-        return replace(creds, signin_warning=unrefreshed) if unrefreshed else creds
+            return self._load(root, provider, answers, now)
 
-    def _unrefreshed(
+    def _may_refresh(
         self,
         root: SigninRoot,
         start_url: str,
         cached: tuple[float, float | None] | None,
         now: float,
-    ) -> str | None:
-        """Why the token is not to be refreshed, for `Credentials.signin_warning`: a refresh
-        is due at `now` and the cache cannot take its answer. None when it may be refreshed
-        (or need not be); raises SigninCacheUnwritable when the token has expired as well.
-        botocore refreshes the token of an sso-session (never a legacy one) with under
-        SSOTokenProvider._REFRESH_WINDOW (15 minutes) left, while its client registration
-        lasts (`cached_token`).
+    ) -> bool:
+        """False when a refresh is due at `now` and the cache cannot take its answer; raises
+        SigninCacheUnwritable when the token has expired as well. botocore refreshes the
+        token of an sso-session (never a legacy one) with under SSOTokenProvider._REFRESH_WINDOW
+        (15 minutes) left, while its client registration lasts (`cached_token`).
         """
         if cached is None or root.session is None:
-            return None
+            return True
         expiry, refresh_until = cached
         if refresh_until is None or refresh_until <= now:
-            return None  # botocore would not refresh it: nothing to lose
+            return True  # botocore would not refresh it: nothing to lose
         if expiry - now >= SSOTokenProvider._REFRESH_WINDOW:
-            return None
+            return True
         refusal = write_refusal(
             self.cache_dir, token_entry(self.cache_dir, start_url, root.session)
         )
         if refusal is None:
-            return None
+            return True
         if expiry <= now:
             raise not_refreshed(root, refusal)
         log.warning(
@@ -184,7 +180,7 @@ class IdentityCenter(CachedSignin):
             refusal,
             (expiry - now) / 60,
         )
-        return f"the sign-in is not refreshed, since {refusal}; it ends at {iso8601(expiry)}"
+        return False
 
     def _load(
         self, root: SigninRoot, provider: SSOProvider, answers: dict[str, Any], issued: float

@@ -134,7 +134,6 @@ class Held:
     issued: float
     expires: float
     refresh_at: float
-    signin_warning: str | None = None  # `Credentials.signin_warning`
 
 
 @dataclass(frozen=True)
@@ -196,12 +195,7 @@ def snapshot(
     if creds is not None and schedule.servable(creds, now):
         due = schedule.refresh_due(creds)
         held = Held(
-            mask_key_id(creds.access_key_id),
-            creds.arn,
-            creds.issued,
-            creds.expiration,
-            due,
-            creds.signin_warning,
+            mask_key_id(creds.access_key_id), creds.arn, creds.issued, creds.expiration, due
         )
         return replace(base, state="ok", reason=Reason.SERVING, held=held)
     if isinstance(slot.error, MfaRequired):

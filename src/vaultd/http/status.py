@@ -36,8 +36,6 @@ def _signin_note(status: Status) -> str:
     plan, held = status.plan, status.held
     if plan is None or held is None or plan.signin is None:
         return ""
-    if held.signin_warning:
-        return f" (from {plan.signin.label}; {held.signin_warning})"
     if plan.signin.kind != "login" or plan.roles:
         return f" (from {plan.signin.label})"
     due = iso8601(held.refresh_at)
