@@ -289,12 +289,17 @@ class ControlClient:
             raise ControlError(
                 502, {"error": "control_failed", "message": f"talking to vaultd failed: {exc}"}
             ) from None
+        bad = "something unexpected"
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:
-            data = {"error": "bad_response", "message": "vaultd answered something not JSON"}
+            data, bad = None, "something not JSON"
+        except RecursionError:  # json's decoder recurses once per level of nesting
+            data, bad = None, "JSON nested too deeply"
         if not isinstance(data, dict):
-            data = {"error": "bad_response", "message": "vaultd answered something unexpected"}
+            # Not an answer, whatever its status: the command says so rather than read on.
+            data = {"error": "bad_response", "message": f"vaultd answered {bad}"}
+            raise ControlError(status if status >= 400 else 502, data)
         if status >= 400:
             raise ControlError(status, data)
         return data

@@ -62,3 +62,41 @@ def test_a_call_outwaits_the_deadline_the_daemon_gives_a_program_it_runs(tmp_pat
 
     client = ControlClient(tmp_path / "control.sock")
     assert client.timeout > mfa.COMMAND_TIMEOUT  # also credential_process's (core.process)
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_nested_past_the_decoders_depth_is_a_bad_response(
+    tmp_path: Path, status: int
+) -> None:
+    """json.loads recurses once per level: a deep enough answer would raise RecursionError
+    through every command instead of a one-line error."""
+    import threading
+
+    from vaultd.client import ControlClient, ControlError
+
+    body = b"[" * 200_000 + b"]" * 200_000
+    path = tmp_path / "control.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n"
+            conn.sendall(head.encode() + body)
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    try:
+        with pytest.raises(ControlError) as caught:
+            ControlClient(path).call("GET", "/v1/status")
+    finally:
+        thread.join(5)
+        server.close()
+    assert caught.value.status == (status if status >= 400 else 502)
+    assert caught.value.payload == {
+        "error": "bad_response",
+        "message": "vaultd answered JSON nested too deeply",
+    }
