@@ -36,7 +36,6 @@ from botocore.utils import (
     generate_login_cache_key,
     get_login_token_cache_directory,
 )
-from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
@@ -47,6 +46,7 @@ from vaultd.core.signin import (
     unreadable,
     utc_clock,
     write_refusal,
+    zoned,
 )
 from vaultd.errors import ConfigError, LoginRequired, StsError
 from vaultd.secret import Secret
@@ -96,12 +96,7 @@ def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
                 fetcher._load_private_key(fetcher._token_loader.load_token(root.session))
             except LoginTokenLoadError:
                 raise unreadable(root) from None
-        # As botocore's fetcher reads it (dateutil, compared with an aware clock), so that a
-        # time without a zone is unreadable here too, not a failure there.
-        expiry = parse_iso(cached["expiry_time"])
-        if expiry.tzinfo is None:
-            raise ValueError("a time without a zone")
-        return parse_time(cached["expiry_time"])
+        return parse_time(zoned(cached["expiry_time"]))
 
 
 def _login_required(root: SigninRoot, why: str) -> LoginRequired:

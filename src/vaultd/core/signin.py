@@ -32,6 +32,7 @@ from typing import Any, Final, TypeVar
 
 import botocore.config
 import botocore.exceptions
+from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core import endpoints
 from vaultd.core.resolve import SigninRoot
@@ -115,6 +116,17 @@ CACHE_FAULTS: tuple[type[Exception], ...] = (
 
 # The AWS CLI's entries are 1-3 KiB; a directory that takes this much takes the entry.
 PROBE_BYTES: Final = 16 * 1024
+
+
+def zoned(text: object) -> datetime:
+    """A date from the AWS CLI's caches, read as botocore's token and `aws login` readers read
+    it (dateutil). Raises ValueError when it names no zone: botocore compares it with an aware
+    clock and fails, so such an entry is unreadable here too (`reading_cache`), not a
+    failure there."""
+    moment: datetime = parse_iso(text)
+    if moment.tzinfo is None:
+        raise ValueError("a time without a zone")
+    return moment
 
 
 # chattr's immutable and append-only flags (ioctl_iflags(2)): either one on the directory or

@@ -35,7 +35,6 @@ from botocore.exceptions import (
 )
 from botocore.tokens import SSOTokenProvider, _sso_json_dumps
 from botocore.utils import JSONFileCache, SSOTokenLoader
-from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
@@ -45,6 +44,7 @@ from vaultd.core.signin import (
     reading_cache,
     utc_clock,
     write_refusal,
+    zoned,
 )
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 
@@ -83,7 +83,7 @@ def cached_token(
 
     The daemon checks this before every use of the cache and `vaultd doctor` reports it, so
     both reach one verdict. Dates are read as botocore's SSOTokenProvider reads them
-    (dateutil, compared with an aware clock, so a zone-less one fails there too).
+    (`signin.zoned`).
     Raises SsoLoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed.
     """
     with reading_cache(root):
@@ -93,11 +93,9 @@ def cached_token(
             )
         except SSOTokenLoadError:
             return None
-        dates = [parse_iso(token["expiresAt"])]
+        dates = [zoned(token["expiresAt"])]
         if "registrationExpiresAt" in token:
-            dates.append(parse_iso(token["registrationExpiresAt"]))
-        if any(date.tzinfo is None for date in dates):
-            raise ValueError("a time without a zone")
+            dates.append(zoned(token["registrationExpiresAt"]))
         refreshable = all(key in token for key in REFRESH_KEYS)
         return dates[0].timestamp(), dates[-1].timestamp() if refreshable else None
 
