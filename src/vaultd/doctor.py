@@ -28,7 +28,7 @@ from vaultd.core.childenv import REGION_VARIABLES
 from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.login import cached_session, session_entry
 from vaultd.core.signin import write_refusal
-from vaultd.core.sso import cached_token, sso_cache_dir, token_entry
+from vaultd.core.sso import cached_token, refreshable, sso_cache_dir, token_entry
 from vaultd.documents import RUNNING, MalformedDocument, checked
 from vaultd.errors import LoginRequired, VaultdError
 from vaultd.untrusted import printable, profile_words
@@ -128,21 +128,15 @@ def _signins(profiles: dict[str, config.Profile], now: float) -> Iterator[Findin
         if token is None:
             yield Finding(FAIL, "sign-in", f"{root.label}: not signed in: {fix}")
             continue
-        expiry, refresh_until = token
-        left = expiry - now
-        # botocore refreshes an sso-session's token (never a legacy one's) while its client
-        # registration lasts; the daemon decides the same way (`IdentityCenter._may_refresh`).
-        if root.session is None or refresh_until is None or refresh_until <= now:
-            if left > 0:
-                yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
-            else:
-                # Nothing can be served from it: a failure, as an unrefreshable cache is.
-                yield Finding(FAIL, "sign-in", f"{root.label}: sign-in expired: {fix}")
-            continue
+        left = token[0] - now
+        renewable = refreshable(root, token, now)  # as the daemon decides
         entry = token_entry(sso_cache_dir(), start_url, root.session)
-        refusal = write_refusal(sso_cache_dir(), entry)
+        refusal = write_refusal(sso_cache_dir(), entry) if renewable else None
         if left > 0:
             yield Finding(OK, "sign-in", f"{root.label}: signed in ({int(left // 60)}m left)")
+        elif not renewable:
+            # Nothing can be served from it: a failure, as an unrefreshable cache is.
+            yield Finding(FAIL, "sign-in", f"{root.label}: sign-in expired: {fix}")
         elif refusal is None:
             yield Finding(OK, "sign-in", f"{root.label}: token expired, vaultd refreshes it")
         yield from _unrefreshable(root.label, left <= 0, refusal)

@@ -100,6 +100,17 @@ def cached_token(
         return dates[0].timestamp(), dates[-1].timestamp() if refreshable else None
 
 
+def refreshable(root: SigninRoot, cached: tuple[float, float | None] | None, now: float) -> bool:
+    """Whether botocore would refresh `root`'s cached token (`cached_token`) at `now`: the
+    token of an sso-session, never a legacy one's (SSOTokenProvider is used only for
+    sessions), holding what a refresh needs, while its client registration lasts. The
+    daemon (`IdentityCenter._may_refresh`) and `vaultd doctor` decide by this one rule."""
+    if cached is None or root.session is None:
+        return False
+    refresh_until = cached[1]
+    return refresh_until is not None and refresh_until > now
+
+
 class IdentityCenter(CachedSignin):
     """Role credentials for profiles whose root signs in through IAM Identity Center
     (tests and the daemon pass `signin.botocore_session` as `new_session`)."""
@@ -154,15 +165,13 @@ class IdentityCenter(CachedSignin):
         now: float,
     ) -> bool:
         """False when a refresh is due at `now` and the cache cannot take its answer; raises
-        SigninCacheUnwritable when the token has expired as well. botocore refreshes the
-        token of an sso-session (never a legacy one) with under SSOTokenProvider._REFRESH_WINDOW
-        (15 minutes) left, while its client registration lasts (`cached_token`).
+        SigninCacheUnwritable when the token has expired as well. botocore refreshes a token
+        it can refresh (`refreshable`) with under SSOTokenProvider._REFRESH_WINDOW (15
+        minutes) left.
         """
-        if cached is None or root.session is None:
-            return True
-        expiry, refresh_until = cached
-        if refresh_until is None or refresh_until <= now:
+        if cached is None or not refreshable(root, cached, now):
             return True  # botocore would not refresh it: nothing to lose
+        expiry = cached[0]
         if expiry - now >= SSOTokenProvider._REFRESH_WINDOW:
             return True
         refusal = write_refusal(
