@@ -172,7 +172,7 @@ def deferred_stop() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _ended(status: int) -> None:
+def _ended(status: int) -> NoReturn:
     """What the daemon's exit status means for the demo. 0 (a clean stop after a signal) and
     death by one of STOPPING_SIGNALS mean it was stopped as the demo is, often by the same
     signal to the whole process group (which a script's background job may even ignore):
@@ -294,10 +294,15 @@ class Sandbox:
 
     def check(self) -> None:
         """Return while the daemon runs; else raise as `_ended` says for its exit."""
+        status = self._started().poll()
+        if status is not None:
+            _ended(status)
+
+    def _started(self) -> subprocess.Popen[str]:
+        """The daemon's process; RuntimeError when `start` never got that far."""
         if self.daemon is None:
             raise RuntimeError("the daemon was not started")
-        if self.daemon.poll() is not None:
-            _ended(self.daemon.returncode)
+        return self.daemon
 
     def shell_exports(self) -> dict[str, str]:
         """The variables a new shell needs to use this sandbox, taken from the environment
@@ -334,10 +339,7 @@ class Sandbox:
     def wait(self) -> NoReturn:
         """Block while the daemon runs (a signal's KeyboardInterrupt ends the wait), then
         raise as `_ended` says for its exit."""
-        if self.daemon is None:
-            raise RuntimeError("the daemon was not started")
-        _ended(self.daemon.wait())
-        raise AssertionError("unreachable: _ended always raises")
+        _ended(self._started().wait())
 
     def close(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
