@@ -148,24 +148,18 @@ class Broker:
         slot.plan = plan
         return slot, plan
 
-    def _unspent(self, slot: Slot, mfa_code: str | None) -> str | None:
-        """The code to send with a switch or exec: None when this very code already made
-        the device's current MFA session (`switch a --mfa C`, then `switch b --mfa C`), so
-        that cached session is used instead of refusing a code nobody needed."""
-        serial = slot.plan.mfa_serial if slot.plan else None
-        if mfa_code is not None and self.asks.is_spent(serial or "", mfa_code):
-            return None
-        return mfa_code
-
     async def _given(self, slot: Slot, mfa_code: str | None) -> Credentials:
-        """`_fresh` with the code a person gave, if any. One already spent is left out
-        (`_unspent`); when a code is needed all the same, the person is told theirs was
+        """`_fresh` with the code a person gave to a switch or exec, if any. A code that
+        already made the device's current MFA session (`switch a --mfa C`, then `switch b
+        --mfa C`) is left out, so that cached session is used instead of refusing a code
+        nobody needed; when a code is needed all the same, the person is told theirs was
         spent, not asked for one as if they had given none (BadMfaCode)."""
-        code = self._unspent(slot, mfa_code)
+        serial = slot.plan.mfa_serial if slot.plan else None
+        spent = mfa_code is not None and self.asks.is_spent(serial or "", mfa_code)
         try:
-            return await self._fresh(slot, code)
+            return await self._fresh(slot, None if spent else mfa_code)
         except MfaRequired:
-            if mfa_code is not None and code is None:
+            if spent:
                 raise BadMfaCode(SPENT) from None
             raise
 
