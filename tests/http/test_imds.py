@@ -564,6 +564,20 @@ class KeepAlive:
         self.writer.close()
 
 
+@pytest.fixture
+async def keep_alive() -> AsyncIterator[Callable[[int], Awaitable[KeepAlive]]]:
+    """Opens KeepAlive connections to a port; closes them all after the test, passed or not."""
+    opened: list[KeepAlive] = []
+
+    async def open_to(port: int) -> KeepAlive:
+        opened.append(await KeepAlive.open(port))
+        return opened[-1]
+
+    yield open_to
+    for conn in opened:
+        conn.close()
+
+
 def _request(path: str, token: str | None = None) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Host: 169.254.169.254"]
     if token is not None:
@@ -572,10 +586,12 @@ def _request(path: str, token: str | None = None) -> bytes:
 
 
 async def test_a_repeated_request_starts_a_due_refresh_and_then_gets_the_new_set(
-    make_imds: Callable[..., Awaitable[Imds]], clock: FakeClock
+    keep_alive: Callable[[int], Awaitable[KeepAlive]],
+    make_imds: Callable[..., Awaitable[Imds]],
+    clock: FakeClock,
 ) -> None:
     imds = await make_imds()
-    conn = await KeepAlive.open(imds.port)
+    conn = await keep_alive(imds.port)
     request = _request(CREDS + "DeveloperRole")
     _, _, first = await conn.ask(request)
     clock.advance(3600 - 10 * 60)  # inside the refresh window
@@ -586,27 +602,28 @@ async def test_a_repeated_request_starts_a_due_refresh_and_then_gets_the_new_set
     await slot.task
     _, _, after = await conn.ask(request)
     assert json.loads(after)["AccessKeyId"] != json.loads(first)["AccessKeyId"]
-    conn.close()
 
 
 async def test_a_repeated_request_follows_a_switch(
+    keep_alive: Callable[[int], Awaitable[KeepAlive]],
     make_imds: Callable[..., Awaitable[Imds]],
 ) -> None:
     imds = await make_imds()
-    conn = await KeepAlive.open(imds.port)
+    conn = await keep_alive(imds.port)
     assert (await conn.ask(_request(CREDS)))[2] == b"DeveloperRole"
     await imds.imds.broker.switch("audit")
     assert (await conn.ask(_request(CREDS)))[2] == b"audit"
-    conn.close()
 
 
 async def test_a_repeated_request_follows_a_new_plan_for_the_same_set(
-    make_imds: Callable[..., Awaitable[Imds]], monkeypatch: pytest.MonkeyPatch
+    keep_alive: Callable[[int], Awaitable[KeepAlive]],
+    make_imds: Callable[..., Awaitable[Imds]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A switch to the profile already served, after its config changed: the set in hand is
     kept, and the answers built from the old plan are not."""
     imds = await make_imds()
-    conn = await KeepAlive.open(imds.port)
+    conn = await keep_alive(imds.port)
     request = _request("/latest/meta-data/placement/region")
     assert (await conn.ask(request))[2] == b"eu-west-1"
     calls = len(imds.provider.calls)
@@ -616,14 +633,15 @@ async def test_a_repeated_request_follows_a_new_plan_for_the_same_set(
     await imds.imds.broker.switch("master")
     assert len(imds.provider.calls) == calls  # no new set: only the plan changed
     assert (await conn.ask(request))[2] == b"us-east-2"
-    conn.close()
 
 
 async def test_a_repeated_request_with_an_expired_token_is_refused(
-    make_imds: Callable[..., Awaitable[Imds]], clock: FakeClock
+    keep_alive: Callable[[int], Awaitable[KeepAlive]],
+    make_imds: Callable[..., Awaitable[Imds]],
+    clock: FakeClock,
 ) -> None:
     imds = await make_imds()
-    conn = await KeepAlive.open(imds.port)
+    conn = await keep_alive(imds.port)
     request = _request(CREDS + "DeveloperRole", await imds.token("2"))
     assert (await conn.ask(request))[0] == 200
     clock.advance(3600 - 10 * 60)  # the token has expired, and a refresh is due
@@ -631,16 +649,16 @@ async def test_a_repeated_request_with_an_expired_token_is_refused(
     slot = imds.imds.broker.active_slot()
     assert slot is not None and slot.task is None  # refused before it could start one
     assert len(imds.provider.calls) == 1
-    conn.close()
 
 
 async def test_a_repeated_request_is_dated_in_the_second_it_is_answered(
+    keep_alive: Callable[[int], Awaitable[KeepAlive]],
     make_imds: Callable[..., Awaitable[Imds]],
 ) -> None:
     imds = await make_imds()
     now = [1_800_000_000.0]
     imds.imds.server.clock = Clock(lambda: now[0])
-    conn = await KeepAlive.open(imds.port)
+    conn = await keep_alive(imds.port)
     request = _request(CREDS)
     _, first, _ = await conn.ask(request)
     now[0] += 1
@@ -649,22 +667,20 @@ async def test_a_repeated_request_is_dated_in_the_second_it_is_answered(
         "Fri, 15 Jan 2027 08:00:00 GMT",
         "Fri, 15 Jan 2027 08:00:01 GMT",
     )
-    conn.close()
 
 
 async def test_a_repeated_request_after_clear_is_answered_as_a_new_connection_would_be(
+    keep_alive: Callable[[int], Awaitable[KeepAlive]],
     make_imds: Callable[..., Awaitable[Imds]],
 ) -> None:
     """`vaultd clear` drops the set and keeps the plan: what was built from the set goes."""
     imds = await make_imds()
-    conn = await KeepAlive.open(imds.port)
+    conn = await keep_alive(imds.port)
     request = _request("/latest/meta-data/iam/info")
     before = await conn.ask(request)
     imds.imds.broker.clear()
     after = await conn.ask(request)
-    fresh = await KeepAlive.open(imds.port)
+    fresh = await keep_alive(imds.port)
     anew = await fresh.ask(request)
     assert (after[0], after[2]) == (anew[0], anew[2])  # the Date may straddle a second
     assert json.loads(before[2])["LastUpdated"] and not json.loads(after[2])["LastUpdated"]
-    conn.close()
-    fresh.close()
