@@ -27,7 +27,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
 
 IDENTITY_ACCOUNT = "111122223333"
 MASTER_ACCOUNT = "222233334444"
@@ -219,21 +222,25 @@ class Sandbox:
     """
 
     def __init__(self, listen: str = "127.0.0.1:9169", quiet_daemon: bool = False) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.listen = listen
         self.quiet_daemon = quiet_daemon
         self.workdir = Path(tempfile.mkdtemp(prefix="vaultd-demo-"))
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto: ThreadedMotoServer | None = None  # set once started: what `close` stops
         self.daemon: subprocess.Popen[str] | None = None
         self.sts_endpoint = ""
         self.imds_endpoint = ""
         self.env: dict[str, str] = {}
 
     def start(self) -> Sandbox:
-        self.moto.start()
-        host, port = self.moto.get_host_and_port()
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # A server half started (its thread made, its socket not yet) could not be stopped.
+        with deferred_stop():
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            moto.start()
+            self.moto = moto
+        host, port = moto.get_host_and_port()
         self.sts_endpoint = f"http://{host}:{port}"
         key_id, secret = seed_accounts(self.sts_endpoint)
         work = self.workdir
@@ -348,7 +355,8 @@ class Sandbox:
                 self.daemon.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
-        self.moto.stop()
+        if self.moto is not None:
+            self.moto.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import vaultd_env
-from vaultd.demo import _ended, pick_listen
+from vaultd.demo import Sandbox, _ended, pick_listen
 
 # A new terminal's PATH: the system's directories only, none holding vaultd or the AWS CLI.
 BARE_PATH = "/usr/bin:/bin"
@@ -301,3 +301,11 @@ def test_a_daemon_that_was_stopped_stops_the_demo(status: int) -> None:
     """0: a clean stop; 130: a SIGINT before its event loop took the signals over."""
     with pytest.raises(KeyboardInterrupt):
         _ended(status)
+
+
+def test_a_sandbox_closed_before_it_started_leaves_nothing_behind() -> None:
+    """A stop held by `deferred_stop` lands once the sandbox exists and before `start`: its
+    clean-up must not stop a fake STS that never ran (that raised, and left the directory)."""
+    sandbox = Sandbox("127.0.0.1:0")
+    sandbox.close()
+    assert not sandbox.workdir.exists()
