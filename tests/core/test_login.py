@@ -127,6 +127,8 @@ def _corrupt_login(path: Path, how: str) -> None:
         token["accessToken"]["expiresAt"] = "garbage"
     elif how == "expiresAt without a zone":  # botocore compares it with an aware clock
         token["accessToken"]["expiresAt"] = "2099-01-01T00:00:00"
+    elif how == "expiresAt not ISO 8601":  # dateutil reads it; the daemon's parse_time not
+        token["accessToken"]["expiresAt"] = "2099-01-01 00:00:00 UTC"
     else:  # "dpopKey malformed"
         token["dpopKey"] = (
             "-----BEGIN EC PRIVATE KEY-----\nbm90IGEga2V5\n-----END EC PRIVATE KEY-----\n"
@@ -141,6 +143,7 @@ def _corrupt_login(path: Path, how: str) -> None:
         ("accessToken a string", 840),
         ("expiresAt garbage", 840),
         ("expiresAt without a zone", 840),
+        ("expiresAt not ISO 8601", 840),
         ("dpopKey malformed", 300),  # the key is used only to sign a renewal
     ],
 )
@@ -163,11 +166,12 @@ def test_an_unreadable_cache_entry_is_the_named_state(
     assert signin_fakes.oauth2_calls == 0
 
 
-def test_the_daemon_and_doctor_read_a_zoneless_expiry_alike(
-    root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path
+@pytest.mark.parametrize("how", ["expiresAt without a zone", "expiresAt not ISO 8601"])
+def test_the_daemon_and_doctor_read_an_odd_expiry_alike(
+    root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path, how: str
 ) -> None:
     """doctor reads the cache through `cached_session`, as the daemon does before each use."""
     signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=840)
-    _corrupt_login(cache_file(isolated), "expiresAt without a zone")
+    _corrupt_login(cache_file(isolated), how)
     with pytest.raises(LoginRequired, match="unreadable"):
         login.cached_session(root, cache_dir(isolated))

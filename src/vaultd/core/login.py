@@ -96,7 +96,10 @@ def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
                 fetcher._load_private_key(fetcher._token_loader.load_token(root.session))
             except LoginTokenLoadError:
                 raise unreadable(root) from None
-        return parse_time(zoned(cached["expiry_time"]))
+        # Two rules, both the daemon's: botocore's (a zone-less date fails there), then the
+        # ISO 8601 reading `_fetch` gives the renewed expiry; dateutil alone reads far more.
+        zoned(cached["expiry_time"])
+        return parse_time(cached["expiry_time"])
 
 
 def _login_required(root: SigninRoot, why: str) -> LoginRequired:
