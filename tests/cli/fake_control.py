@@ -8,10 +8,13 @@ import http.server
 import json
 import socketserver
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-Answers = dict[tuple[str, str], tuple[int, dict[str, Any]]]
+Answer = tuple[int, dict[str, Any]]
+# {(method, path): answer}, or a list of answers given in turn (the last one from then on).
+Answers = Mapping[tuple[str, str], Answer | list[Answer]]
 
 # A status document as the daemon sends it while serving master.
 SERVING_STATUS: dict[str, Any] = {
@@ -41,6 +44,7 @@ SERVING_STATUS: dict[str, Any] = {
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     answers: Answers
+    received: list[tuple[str, str, Any]]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -53,10 +57,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answer()
 
     def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, doc = self.server.answers.get(
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.received.append((self.command, self.path, json.loads(body or b"null")))
+        answer = self.server.answers.get(
             (self.command, self.path), (404, {"error": "not_found", "message": "no such path"})
         )
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        status, doc = answer
         raw = json.dumps(doc).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -72,18 +80,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class FakeControl:
-    """Serve `answers` ({(method, path): (status, document)}) on the socket at `path`."""
+    """Serve `answers` ({(method, path): (status, document)}, or a list of them given in
+    turn) on the socket at `path`; `received` lists each request's method, path and JSON
+    body."""
 
     def __init__(self, path: Path, answers: Answers) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
         self.server = _Server(str(path), _Handler)
         self.server.answers = answers
+        self.server.received = []
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeControl:
         self.thread.start()
         return self
+
+    @property
+    def received(self) -> list[tuple[str, str, Any]]:
+        return self.server.received
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()

@@ -151,9 +151,11 @@ def run_on_tty(
     *,
     interrupt_after: str | None = None,
     timeout: float = 60,
+    times: int = 1,
 ) -> tuple[int, str]:
-    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal and answer one
-    prompt; optionally press Ctrl-C once `interrupt_after` has been printed."""
+    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal and answer the
+    prompt each time it is shown, up to `times` times; optionally press Ctrl-C once
+    `interrupt_after` has been printed."""
     import pty
     import select
     import signal
@@ -162,7 +164,7 @@ def run_on_tty(
     if pid == 0:  # child
         os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
     output = b""
-    answered = interrupted = False
+    answered, interrupted = 0, False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.5)
@@ -175,9 +177,9 @@ def run_on_tty(
         if not chunk:
             break
         output += chunk
-        if not answered and prompt.encode() in output:
+        if answered < min(times, output.count(prompt.encode())):
             os.write(fd, answer.encode() + b"\n")
-            answered = True
+            answered += 1
         if answered and interrupt_after and not interrupted and interrupt_after.encode() in output:
             os.kill(pid, signal.SIGINT)
             interrupted = True

@@ -61,3 +61,22 @@ def test_a_code_on_stdin_that_is_empty_or_malformed_sends_nothing(
     # Neither reached the daemon: no profile was switched to, no request opened.
     status = json.loads(run_vaultd("status", "--json").stdout)
     assert (status["active"], status["mfa"]) == (None, None)
+
+
+def test_a_spent_code_on_a_terminal_asks_for_the_next_one(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    assert run_vaultd("clear").returncode == 0  # the MFA session is gone: a code is needed
+    # Without a terminal the spent code is refused, and nothing else is sent.
+    done = run_vaultd("switch", "master", "--mfa", "123456")
+    assert done.returncode == 1 and "already sent to STS" in done.stderr
+    calls = json.loads(run_vaultd("status", "--json").stdout)["sts_calls"]
+    # On a terminal the person is told why and asked for the next code, which STS gets.
+    code, output = run_on_tty(["switch", "master", "--mfa", "123456"], "234567", "MFA code: ")
+    assert code == 0, output
+    assert "already sent to STS" in output and f"Serving master ({ROLE_ARN}) until " in output
+    assert json.loads(run_vaultd("status", "--json").stdout)["sts_calls"] > calls
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert ":assumed-role/DeveloperRole/" in boto3_whoami(env)["arn"]

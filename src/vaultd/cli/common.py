@@ -161,30 +161,53 @@ def socket_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+# What the daemon says of a code it could not use: already sent to STS (spent), or refused
+# by STS. Either way a person at a terminal can give the next one.
+CODE_REFUSED = ("bad_mfa_code", "mfa_rejected")
+CODES_ASKED = 3
+
+
+def with_code(call: Callable[[str], dict[str, Any]], code: str, prompt: str) -> dict[str, Any]:
+    """`call(code)`; when the daemon refuses the code (CODE_REFUSED) and a person is at a
+    terminal, say why and ask for another, up to CODES_ASKED codes in all, so that a code
+    typed wrong or already used costs a retype, not the command. Without a terminal the
+    refusal stands.
+
+    Raises ControlError: the refusal, or any other error of the call; Failure from
+    `ask_code` when no valid code is typed."""
+    for tries in range(1, CODES_ASKED + 1):
+        try:
+            return call(code)
+        except ControlError as exc:
+            if exc.code not in CODE_REFUSED or tries == CODES_ASKED or not has_terminal():
+                raise
+            print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
+            code = ask_code(prompt)
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
 def answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
-    """Satisfy an MFA request by asking on the terminal; a wrong code is asked again."""
+    """Satisfy an MFA request by asking on the terminal; a refused code is asked again."""
     serial = error.payload.get("mfa_serial") or "your MFA device"
     # The daemon's message already says what to run; only say why nobody was asked.
     no_terminal = f"{error} (no terminal to ask for the code on)"
-    for _ in range(2):
-        try:
-            return client.mfa(code_from_person(f"MFA code for {serial}: ", no_terminal))
-        except ControlError as exc:
-            if exc.code not in ("mfa_rejected", "bad_mfa_code"):
-                raise
-            print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
-    return client.mfa(ask_code(f"MFA code for {serial}: "))  # the third try's error is final
+    prompt = f"MFA code for {serial}: "
+    return with_code(client.mfa, code_from_person(prompt, no_terminal), prompt)
 
 
-def with_mfa(client: ControlClient, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Make a control call; if it needs an MFA code, get one (terminal) and call again."""
+def with_mfa(
+    client: ControlClient, call: Callable[[str | None], dict[str, Any]], code: str | None = None
+) -> dict[str, Any]:
+    """Make a control call with the person's `code` (None: none given). If it needs an MFA
+    code, get one (terminal) and call again; a given code the daemon refuses is asked
+    again on a terminal (`with_code`)."""
     try:
-        return call()
+        return call(None) if code is None else with_code(call, code, "MFA code: ")
     except ControlError as exc:
         if exc.code != "mfa_required":
             raise
         answer_mfa(client, exc)
-    return call()
+    return call(None)
 
 
 def print_serving(status: dict[str, Any]) -> None:

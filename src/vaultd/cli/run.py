@@ -38,11 +38,17 @@ def _credentials_for(
     client: ControlClient, profile: str, mfa_code: str | None = None
 ) -> tuple[Credentials, str | None]:
     """One profile's credentials from the daemon, and its region if it has one."""
-    body: dict[str, Any] = {"profile": profile}
-    if mfa_code is not None:
-        body["mfa_code"] = mfa_code
-    doc = with_mfa(client, lambda: client.call("POST", "/v1/credentials", body))
+    doc = with_mfa(
+        client,
+        lambda code: client.call("POST", "/v1/credentials", _with_code({"profile": profile}, code)),
+        mfa_code,
+    )
     return _read_document(doc), doc.get("Region") or None
+
+
+def _with_code(body: dict[str, Any], code: str | None) -> dict[str, Any]:
+    """A control request's body, with the MFA code when there is one."""
+    return body if code is None else {**body, "mfa_code": code}
 
 
 def _read_document(doc: dict[str, Any]) -> Credentials:
@@ -120,10 +126,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
         creds, region = _credentials_for(client, args.profile, code)
         handed = credentials.environment(creds)
     else:
-        body: dict[str, Any] = {"profile": args.profile}
-        if code:
-            body["mfa_code"] = code
-        grant = with_mfa(client, lambda: client.call("POST", "/v1/exec-tokens", body))
+        body = {"profile": args.profile}
+        grant = with_mfa(
+            client,
+            lambda given: client.call("POST", "/v1/exec-tokens", _with_code(body, given)),
+            code,
+        )
         checked(grant, EXEC_GRANT, "exec token")
         handed = {
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": grant["url"],
@@ -203,7 +211,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"duration": args.duration}
     if args.profile:
         body["profile"] = args.profile
-    doc = with_mfa(client, lambda: client.call("POST", "/v1/console-credentials", body))
+    doc = with_mfa(
+        client, lambda code: client.call("POST", "/v1/console-credentials", _with_code(body, code))
+    )
     region = args.region or doc.get("Region")
     partition = console.partition_of(doc.get("RoleArn") or doc.get("Arn"), region)
     federation = (

@@ -24,6 +24,7 @@ from vaultd.cli.common import (
     profile_arg,
     settings_for,
     socket_arg,
+    with_code,
     with_mfa,
 )
 from vaultd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Failure
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 def cmd_switch(args: argparse.Namespace) -> int:
     client = client_for(args)
     code = code_argument(args.mfa)
-    print_serving(with_mfa(client, lambda: client.switch(args.profile, code)))
+    print_serving(with_mfa(client, lambda given: client.switch(args.profile, given), code))
     return EXIT_OK
 
 
@@ -57,7 +58,7 @@ def cmd_mfa(args: argparse.Namespace) -> int:
             "no MFA code given and no terminal to ask on: run `vaultd mfa CODE`, "
             "or `vaultd mfa -` with the code on stdin",
         )
-    print_serving(client.mfa(code))
+    print_serving(with_code(client.mfa, code, "MFA code: "))
     return EXIT_OK
 
 

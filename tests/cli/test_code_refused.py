@@ -1,0 +1,119 @@
+"""A code the daemon refuses (already sent to STS, or refused by STS) costs a retype on a
+terminal, not the command; without a terminal the refusal stands, one line, one code sent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.fake_control import SERVING_STATUS, Answer, Answers, FakeControl
+from tests.e2e.harness import run_on_tty
+from vaultd import settings
+from vaultd.cli.common import CODES_ASKED
+
+REJECTED: Answer = (422, {"error": "mfa_rejected", "message": "STS refused the MFA code"})
+SPENT_MESSAGE = "that code was already sent to STS: wait for the next one"
+SPENT: Answer = (400, {"error": "bad_mfa_code", "message": SPENT_MESSAGE})
+OK: Answer = (200, SERVING_STATUS)
+PROMPT = "MFA code: "
+
+
+@pytest.fixture
+def socket_path() -> Path:
+    return settings.load().control_socket
+
+
+def _codes(control: FakeControl, path: str, key: str) -> list[Any]:
+    return [body.get(key) for method, p, body in control.received if p == path and body]
+
+
+# (command, control path, body key of the code)
+COMMANDS = [
+    (["switch", "master", "--mfa", "111111"], "/v1/switch", "mfa_code"),
+    (["mfa", "111111"], "/v1/mfa", "code"),
+]
+
+
+@pytest.mark.parametrize("refusal", [REJECTED, SPENT], ids=["rejected", "spent"])
+@pytest.mark.parametrize(("argv", "path", "key"), COMMANDS, ids=["switch", "mfa"])
+def test_a_refused_code_is_asked_again_on_a_terminal(
+    socket_path: Path, refusal: Answer, argv: list[str], path: str, key: str
+) -> None:
+    answers: Answers = {
+        ("POST", path): [refusal, OK],
+        ("GET", "/v1/status"): (200, {**SERVING_STATUS, "mfa": {"profile": "master"}}),
+    }
+    with FakeControl(socket_path, answers) as control:
+        code, output = run_on_tty(argv, "222222", PROMPT)
+    assert code == 0, output
+    assert refusal[1]["message"] in output
+    assert "Serving master" in output
+    assert _codes(control, path, key) == ["111111", "222222"]
+    assert "222222" not in output  # asked without echo
+
+
+@pytest.mark.parametrize(("argv", "path", "key"), COMMANDS, ids=["switch", "mfa"])
+def test_the_last_refusal_stands_after_the_codes_asked(
+    socket_path: Path, argv: list[str], path: str, key: str
+) -> None:
+    answers: Answers = {("POST", path): [REJECTED]}
+    with FakeControl(socket_path, answers) as control:
+        code, output = run_on_tty(argv, "222222", PROMPT, times=CODES_ASKED)
+    assert code == 1, output
+    assert output.count(PROMPT) == CODES_ASKED - 1
+    assert _codes(control, path, key) == ["111111"] + ["222222"] * (CODES_ASKED - 1)
+
+
+@pytest.mark.parametrize(("argv", "path", "key"), COMMANDS, ids=["switch", "mfa"])
+def test_without_a_terminal_a_refused_code_is_one_line_and_one_try(
+    socket_path: Path, argv: list[str], path: str, key: str
+) -> None:
+    answers: Answers = {("POST", path): [SPENT, OK]}
+    with FakeControl(socket_path, answers) as control:
+        done = subprocess.run(
+            [sys.executable, "-m", "vaultd", *argv],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == f"vaultd: {SPENT_MESSAGE}\n"
+    assert _codes(control, path, key) == ["111111"]
+
+
+def test_a_code_asked_for_an_open_request_is_asked_again_when_refused(
+    socket_path: Path,
+) -> None:
+    needed: Answer = (
+        409,
+        {
+            "error": "mfa_required",
+            "message": "master needs an MFA code: vaultd mfa CODE",
+            "profile": "master",
+            "mfa_serial": "arn:aws:iam::111122223333:mfa/dev",
+        },
+    )
+    answers: Answers = {
+        ("POST", "/v1/switch"): [needed, OK],
+        ("POST", "/v1/mfa"): [REJECTED, OK],
+    }
+    with FakeControl(socket_path, answers) as control:
+        code, output = run_on_tty(
+            ["switch", "master"],
+            "333333",
+            "MFA code for arn:aws:iam::111122223333:mfa/dev: ",
+            times=2,
+        )
+    assert code == 0, output
+    assert _codes(control, "/v1/mfa", "code") == ["333333", "333333"]
+    # The switch is made again without a code: the one sent for the request is spent.
+    assert [body for _, p, body in control.received if p == "/v1/switch"] == [
+        {"profile": "master"},
+        {"profile": "master"},
+    ]
