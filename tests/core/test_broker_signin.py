@@ -3,17 +3,13 @@ state, one announcement, no credentials served, and picked up again by itself.""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import pytest
 
 from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core.broker import SIGNIN_POLL, Broker
 from vaultd.core.resolve import Plan, SigninRoot
-from vaultd.core.signin import ServedUnrefreshed
 from vaultd.errors import LoginRequired, SsoLoginRequired
 from vaultd.http.status import document
 
@@ -111,84 +107,3 @@ async def test_aws_login_status_says_half_life(clock: FakeClock) -> None:
     message = document(broker.status())["message"]
     assert message.startswith("serving console (aws login credentials last 15 minutes")
     assert "renewed at half-life" in message
-
-
-class Checks:
-    """A `run_blocking` whose calls of `Provider.unrefreshed` stay pending until answered:
-    what a hung home file system looks like to the broker, without a thread or a sleep."""
-
-    def __init__(self) -> None:
-        self.pending: list[asyncio.Future[Any]] = []
-
-    def __call__(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if getattr(fn, "__name__", "") == "unrefreshed":
-            self.pending.append(future)
-            return future
-        try:  # fetches run at once, as in the other tests
-            future.set_result(fn(*args))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-
-async def test_a_hung_cache_check_neither_hangs_status_nor_takes_more_threads(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    checks = Checks()
-    broker = Broker(SigninProvider(clock), clock, rand=lambda: 0.5, run_blocking=checks)
-    await broker.switch("dev-sso")
-    # Every status asked while the first look hangs gives up at once, and starts no other.
-    answers = await asyncio.gather(*(broker.unrefreshed(within=0) for _ in range(20)))
-    assert answers == [None] * 20
-    assert len(checks.pending) == 1
-    assert "looking at the cache of IAM Identity Center corp took over 0s" in caplog.text
-    # The hung look comes back at last: the next status looks again, and waits for it.
-    checks.pending[0].set_result(None)
-    look = asyncio.ensure_future(broker.unrefreshed())
-    await asyncio.sleep(0)
-    assert len(checks.pending) == 2
-    found = ServedUnrefreshed("IAM Identity Center corp", "/c cannot be written", clock() + 60)
-    checks.pending[1].set_result(found)
-    assert await look is found
-
-
-async def test_a_check_for_another_plan_running_is_not_joined(clock: FakeClock) -> None:
-    checks = Checks()
-    broker = Broker(SigninProvider(clock), clock, rand=lambda: 0.5, run_blocking=checks)
-    await broker.switch("dev-sso")
-    first = asyncio.ensure_future(broker.unrefreshed())
-    await asyncio.sleep(0)
-    await broker.switch("master")  # built on the same sign-in, another plan
-    second = asyncio.ensure_future(broker.unrefreshed())
-    await asyncio.sleep(0)
-    found = ServedUnrefreshed("IAM Identity Center corp", "/c cannot be written", clock() + 60)
-    checks.pending[0].set_result(found)
-    assert await first is found
-    assert await second is None  # not dev-sso's answer, and no second thread
-    assert len(checks.pending) == 1
-
-
-@pytest.mark.parametrize("fault", [expired(CORP), RuntimeError("a bug")], ids=["unreadable", "bug"])
-async def test_a_failing_check_is_no_warning_and_status_still_answers(
-    clock: FakeClock, fault: Exception, caplog: pytest.LogCaptureFixture
-) -> None:
-    provider = SigninProvider(clock)
-    broker = Broker(provider, clock, rand=lambda: 0.5)
-    await broker.switch("dev-sso")
-
-    def fails(plan: Plan) -> ServedUnrefreshed | None:
-        raise fault
-
-    provider.unrefreshed = fails  # type: ignore[method-assign]
-    assert await broker.unrefreshed() is None
-    if isinstance(fault, RuntimeError):  # a bug is logged by its type, never its words
-        assert "failed: RuntimeError" in caplog.text and "a bug" not in caplog.text
-
-
-async def test_a_profile_that_does_not_sign_in_costs_no_look(clock: FakeClock) -> None:
-    checks = Checks()
-    broker = Broker(FakeProvider(clock), clock, rand=lambda: 0.5, run_blocking=checks)
-    await broker.switch("master")
-    assert await broker.unrefreshed() is None
-    assert checks.pending == []

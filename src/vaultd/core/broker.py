@@ -47,9 +47,6 @@ MAX_IDLE = 30.0
 # again: a look costs a few stat() calls until the AWS CLI's cache changes, and the person
 # expects to be served within seconds of signing in, without telling vaultd.
 SIGNIN_POLL = 3.0
-# How long `vaultd status` waits for its look at the AWS CLI's cache (`Broker.unrefreshed`):
-# a read and a 16 KiB probe file, milliseconds on a healthy disk.
-SIGNIN_CHECK_WAIT = 2.0
 
 Blocking = Callable[..., Awaitable[Any]]
 
@@ -80,8 +77,6 @@ class Broker:
         self._wake = asyncio.Event()
         # Strong references: the loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
-        # The `unrefreshed` check running or last run, and the plan it is for.
-        self._signin_check: tuple[Plan, asyncio.Future[ServedUnrefreshed | None]] | None = None
 
     @property
     def mfa(self) -> MfaRequest | None:
@@ -195,37 +190,19 @@ class Broker:
             creds = self.current_for(profile)
         return creds
 
-    async def unrefreshed(self, within: float = SIGNIN_CHECK_WAIT) -> ServedUnrefreshed | None:
+    async def unrefreshed(self) -> ServedUnrefreshed | None:
         """Whether the active profile's sign-in is served without the refresh that is due
-        (`Provider.unrefreshed`), checked now, for `vaultd status`. None when it is not,
-        when the profile does not sign in, when its cache cannot be read (the refresh's own
-        error says so), and when the check takes over `within` seconds (a hung home file
-        system must not hang status). One check runs at a time: a status asked meanwhile
-        waits for it, and one that finds a check for another plan running gets None, so
-        that no number of status calls can tie up more than one thread."""
+        (`Provider.unrefreshed`), checked now; None when it is not, when the profile does
+        not sign in, and when its cache cannot be read (the refresh's own error says so)."""
         slot = self.active_slot()
         plan = slot.plan if slot is not None else None
         if plan is None or plan.signin is None:
             return None  # most profiles: no thread, no file read
-        running = self._signin_check
-        if running is None or running[1].done():
-            check = asyncio.ensure_future(self.run_blocking(self.provider.unrefreshed, plan))
-            self._signin_check = running = (plan, check)
-        elif running[0] is not plan:
-            return None
         try:
-            found: ServedUnrefreshed | None = await asyncio.wait_for(
-                asyncio.shield(running[1]), within
+            found: ServedUnrefreshed | None = await self.run_blocking(
+                self.provider.unrefreshed, plan
             )
         except VaultdError:
-            return None
-        except TimeoutError:
-            log.warning("looking at the cache of %s took over %gs", plan.signin.label, within)
-            return None
-        except Exception as exc:  # a fault here must not take `vaultd status` with it
-            log.warning(
-                "looking at the cache of %s failed: %s", plan.signin.label, type(exc).__name__
-            )
             return None
         return found
 
