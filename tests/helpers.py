@@ -11,7 +11,6 @@ from typing import Any
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials
 from vaultd.core.resolve import Plan
-from vaultd.core.signin import ServedUnrefreshed
 from vaultd.errors import MfaRejected, MfaRequired, VaultdError
 from vaultd.secret import Secret
 
@@ -79,9 +78,6 @@ class FakeProvider:
 
     def drop_sessions(self, profile: str | None) -> tuple[list[str], int]:
         return [], 0
-
-    def unrefreshed(self, plan: Plan) -> ServedUnrefreshed | None:
-        return None
 
     def inventory(self, active: str | None, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
         return []

@@ -38,7 +38,6 @@ STATUS: Shape = {
     "mfa?": {"profile": str, "serial": str, "since?": str, "early?": bool},
     "last_error?": {"error": str, "at": str, "message": str},
     "next_retry?": str,
-    "signin_warning?": str,
     "exec_tokens?": dict,
     "listeners?": list,
     "cleared_sessions?": int,

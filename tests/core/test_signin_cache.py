@@ -203,19 +203,10 @@ warnings = []
 handler = logging.Handler()
 handler.emit = lambda record: warnings.append(record.getMessage())
 logging.getLogger("vaultd").addHandler(handler)
-profiles = config.load_profiles()
-root = resolve.plan(profiles, profile).signin
+root = resolve.plan(config.load_profiles(), profile).signin
 kind = IdentityCenter if root.kind == "sso" else AwsLogin
 before = hashlib.sha256(entry.read_bytes()).hexdigest()
 out = {"warnings": warnings}
-# What `vaultd status` is told before the fetch: served unrefreshed, why, and for how long.
-if root.kind == "sso":
-    found = IdentityCenter(time.time, cache_dir=cache).unrefreshed(
-        root, profiles[profile].sso_start_url or ""
-    )
-else:
-    found = AwsLogin(time.time, cache_dir=cache).unrefreshed(root)
-out["unrefreshed"] = found and [found.who, found.refusal, round(found.until - time.time(), -1)]
 try:
     out["key"] = kind(time.time, cache_dir=cache).credentials(root).access_key_id
 except VaultdError as exc:
@@ -293,7 +284,6 @@ def test_a_due_refresh_is_sent_when_the_cache_can_take_it(
 ) -> None:
     """The control: the same harness without a fault refreshes and rewrites the entry."""
     out = sign_in_root(kind, "none", 300, signin_fakes, isolated)  # 5 minutes left: due
-    assert out["unrefreshed"] is None
     assert calls(signin_fakes, kind) == 1
     assert out["entry_rewritten"] is True
     assert "key" in out
@@ -330,22 +320,6 @@ def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
     assert warning.startswith(label)
     assert FAULTS[fault].format(cache=isolated / cache) in warning
     assert "5 more minutes" in warning
-    # `vaultd status` is told the same, checked before the fetch, with the time it serves.
-    who = label if kind == "sso" else f"{ROOTS[kind][0]} ({label})"
-    assert out["unrefreshed"] == [who, FAULTS[fault].format(cache=isolated / cache), 300]
-
-
-@AS_ROOT
-@NAMESPACE
-@pytest.mark.parametrize("kind", ["sso", "login"])
-def test_a_sign_in_not_yet_due_is_not_called_unrefreshed_whatever_its_cache(
-    kind: str, signin_config: Path, signin_fakes: Fakes, isolated: Path
-) -> None:
-    """The warning follows the daemon's decision: with no refresh due, nothing is lost."""
-    out = sign_in_root(kind, "read-only", 1200, signin_fakes, isolated)  # 20 min: not due
-    assert out["unrefreshed"] is None
-    assert out["warnings"] == []
-    assert calls(signin_fakes, kind) == 0
 
 
 @AS_ROOT
@@ -356,7 +330,6 @@ def test_an_expired_sign_in_is_an_error_naming_the_directory_and_nothing_is_sent
 ) -> None:
     profile, cache, _, label = ROOTS[kind]
     out = sign_in_root(kind, "full", -60, signin_fakes, isolated)
-    assert out["unrefreshed"] is None  # nothing is served: the error state says it, not a warning
     assert calls(signin_fakes, kind) == 0
     assert signin_fakes.role_calls == []
     assert out["error"] == "signin_cache_unwritable"

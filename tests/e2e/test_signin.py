@@ -10,9 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -334,47 +332,3 @@ def test_doctor_warns_when_the_cache_cannot_take_a_refresh(portal: Fakes, isolat
     )
     assert "vaultd refreshes it" not in expired.stdout
     assert "session cached" not in expired.stdout
-
-
-@contextmanager
-def append_only(directory: Path) -> Iterator[None]:
-    """`chattr +a` on `directory` for the block: rename(2) into it fails, as for a cache a
-    backup tool or a mistaken chattr left so (needs CAP_LINUX_IMMUTABLE)."""
-    subprocess.run(["chattr", "+a", str(directory)], check=True, capture_output=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-a", str(directory)], check=True, capture_output=True)
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("chattr") is None,
-    reason="chattr +a on the cache directory needs root and chattr",
-)
-@pytest.mark.parametrize("profile", ["dev-sso", "master-via-sso"])
-def test_status_says_a_sign_in_is_served_unrefreshed_while_it_is(
-    portal: Fakes, daemon: Daemon, isolated: Path, profile: str
-) -> None:
-    """Checked when `vaultd status` asks, by the daemon's own rule: said while the due
-    refresh cannot be saved, gone once the directory is fixed, and nothing refreshed by
-    asking."""
-    cache = sso_dir(isolated)
-    portal.sign_in_sso(cache, expires_in=600)  # 10 minutes left: botocore would refresh
-    with append_only(cache):
-        daemon.start()
-        done = run_vaultd("switch", profile)
-        assert done.returncode == 0, done.stderr
-        warning = status()["signin_warning"]
-        assert isinstance(warning, str)
-        assert warning.startswith("IAM Identity Center corp: served unrefreshed until 20")
-        assert warning.endswith(
-            f"since {cache} is immutable or append-only (chattr): fix the directory, "
-            "or sign in again once it has run out"
-        )
-        shown = run_vaultd("status").stdout
-        assert f"sign-in:     {warning}\n" in shown
-        assert portal.create_token_calls == 0
-    # Fixed: the next fetch can save its refresh, and status says nothing more.
-    assert status()["signin_warning"] is None
-    assert "sign-in:" not in run_vaultd("status").stdout
-    assert portal.create_token_calls == 0  # asking status refreshes nothing

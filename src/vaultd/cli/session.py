@@ -107,14 +107,6 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# The daemon's own facts at the end of `vaultd status`, each shown when it is reported.
-DAEMON_FACTS = (
-    ("core_dumps", "core dumps:"),
-    ("owner_check", "owner check:"),
-    ("event_loop", "event loop:"),
-)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     status = checked(client_for(args).status(), STATUS, "status document")
     if args.json:
@@ -141,8 +133,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(
             f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE"
         )
-    if status.get("signin_warning"):
-        lines.append(f"sign-in:     {status['signin_warning']}")
     if status.get("last_error"):
         err = status["last_error"]
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
@@ -154,9 +144,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"exec:        {held}")
     for listener in status.get("listeners", []):
         lines.append(f"listening:   {listener}")
-    for key, label in DAEMON_FACTS:
-        if status.get(key):
-            lines.append(f"{label:<13}{status[key]}")
+    if status.get("core_dumps"):
+        lines.append(f"core dumps:  {status['core_dumps']}")
+    if status.get("owner_check"):
+        lines.append(f"owner check: {status['owner_check']}")
+    if status.get("event_loop"):
+        lines.append(f"event loop:  {status['event_loop']}")
     # Every field came from the daemon, and names from the config: no raw control characters.
     print("\n".join(printable(line, None, ascii=False) for line in lines))
     return EXIT_OK

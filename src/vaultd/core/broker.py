@@ -19,7 +19,6 @@ from vaultd.core import schedule, state
 from vaultd.core.asks import SPENT, Asks
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
 from vaultd.core.resolve import Plan, describe_source
-from vaultd.core.signin import ServedUnrefreshed
 from vaultd.core.state import (
     AnnouncerLike,
     MfaRequest,
@@ -189,22 +188,6 @@ class Broker:
                 await asyncio.wait_for(asyncio.shield(slot.task), within)
             creds = self.current_for(profile)
         return creds
-
-    async def unrefreshed(self) -> ServedUnrefreshed | None:
-        """Whether the active profile's sign-in is served without the refresh that is due
-        (`Provider.unrefreshed`), checked now; None when it is not, when the profile does
-        not sign in, and when its cache cannot be read (the refresh's own error says so)."""
-        slot = self.active_slot()
-        plan = slot.plan if slot is not None else None
-        if plan is None or plan.signin is None:
-            return None  # most profiles: no thread, no file read
-        try:
-            found: ServedUnrefreshed | None = await self.run_blocking(
-                self.provider.unrefreshed, plan
-            )
-        except VaultdError:
-            return None
-        return found
 
     def hold(self, profile: str) -> None:
         self._slot(profile).holders += 1

@@ -41,7 +41,6 @@ from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
     CachedSignin,
-    ServedUnrefreshed,
     not_refreshed,
     reading_cache,
     unreadable,
@@ -134,31 +133,15 @@ class AwsLogin(CachedSignin):
         key = f"login:{root.session}"
         return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
 
-    def unrefreshed(self, root: SigninRoot) -> ServedUnrefreshed | None:
-        """Whether `root`'s session is served unrefreshed now: its renewal is due and the
-        cache cannot take it (`_refusal_due`) while the cached credentials still serve.
-        None otherwise (not due, writable, or expired: the daemon's error state says that).
-        Read-only but for `write_refusal`'s probe; raises LoginRequired for an entry that
-        cannot be read, as the daemon's own reading does (`cached_session`)."""
-        now = self.clock()
-        expiry = cached_session(root, self.cache_dir)
-        refusal = self._refusal_due(root, expiry, now)
-        if refusal is None or expiry is None or expiry <= now:
-            return None
-        return ServedUnrefreshed(f"{root.profile} ({root.label})", refusal, expiry)
-
-    def _refusal_due(self, root: SigninRoot, expiry: float | None, now: float) -> str | None:
+    def _write_refusal(self, root: SigninRoot, expiry: float | None, now: float) -> str | None:
         """Why a renewal that is due at `now` (under REUSE_ABOVE seconds left, as
-        `_HalfLifeFetcher` decides) cannot be written to the cache, or None."""
+        `_HalfLifeFetcher` decides) cannot be written to the cache, or None; raises
+        SigninCacheUnwritable when the cached credentials have expired as well, so nothing
+        is left to serve."""
         if expiry is None or expiry - now > REUSE_ABOVE:
             return None
-        return write_refusal(self.cache_dir, session_entry(self.cache_dir, root.session))
-
-    def _write_refusal(self, root: SigninRoot, expiry: float | None, now: float) -> str | None:
-        """`_refusal_due`; raises SigninCacheUnwritable when the cached credentials have
-        expired as well, so nothing is left to serve."""
-        refusal = self._refusal_due(root, expiry, now)
-        if refusal is not None and expiry is not None and expiry <= now:
+        refusal = write_refusal(self.cache_dir, session_entry(self.cache_dir, root.session))
+        if refusal is not None and expiry <= now:
             raise not_refreshed(root, refusal)
         return refusal
 

@@ -20,7 +20,6 @@ from vaultd.core.config import Profile
 from vaultd.core.credentials import Credentials, Source, mask_key_id
 from vaultd.core.keystore import CachedSession, Keystore, no_keys
 from vaultd.core.login import AwsLogin
-from vaultd.core.signin import ServedUnrefreshed
 from vaultd.core.sso import IdentityCenter
 from vaultd.core.sts import STALE_SESSION_CODES, Sts, StsFactory
 from vaultd.errors import MfaRequired, NoKeys, StsError
@@ -128,20 +127,6 @@ class Provider:
         if keys is None:
             raise no_keys(plan.root)
         return keys
-
-    def unrefreshed(self, plan: resolve.Plan) -> ServedUnrefreshed | None:
-        """Whether `plan`'s sign-in (IAM Identity Center, `aws login`) is served without the
-        refresh that is due, its cache unable to take the answer, as the next fetch would
-        decide now; None for roots that do not sign in. Raises LoginRequired for a cache
-        entry that cannot be read."""
-        root = plan.signin
-        if root is None:
-            return None
-        if root.kind == "login":
-            return self.aws_login.unrefreshed(root)
-        profile = self.load_profiles().get(root.profile)
-        start_url = (profile.sso_start_url if profile is not None else None) or ""
-        return self.identity_center.unrefreshed(root, start_url)
 
     def cached_session(self, plan: resolve.Plan, item: str | None = None) -> CachedSession | None:
         cached = self.keystore.get_session(item or plan.root)

@@ -26,7 +26,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -251,17 +250,6 @@ def write_refusal(cache_dir: Path, entry: Path) -> str | None:
     if _mount_point(entry):
         return f"this sign-in's entry in {cache_dir} is a mount point"
     return None
-
-
-@dataclass(frozen=True)
-class ServedUnrefreshed:
-    """A sign-in served without the refresh that is due, because the AWS CLI's cache cannot
-    take its answer: `who` names the sign-in as `vaultd doctor` does, `refusal` is
-    `write_refusal`'s reason, `until` when what is cached runs out (epoch seconds, UTC)."""
-
-    who: str
-    refusal: str
-    until: float
 
 
 def not_refreshed(root: SigninRoot, refusal: str) -> SigninCacheUnwritable:

@@ -40,7 +40,6 @@ from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
     CachedSignin,
-    ServedUnrefreshed,
     not_refreshed,
     reading_cache,
     utc_clock,
@@ -158,36 +157,6 @@ class IdentityCenter(CachedSignin):
         with reading_cache(root):
             return self._load(root, provider, answers, now)
 
-    def unrefreshed(self, root: SigninRoot, start_url: str) -> ServedUnrefreshed | None:
-        """Whether `root`'s token is served unrefreshed now: a refresh is due that the cache
-        cannot take (`_refusal_due`) while the token still serves. None when no refresh is
-        due, the cache can take it, or the token has expired (the daemon's error state says
-        that). Read-only but for `write_refusal`'s probe; raises LoginRequired for an entry
-        that cannot be read, as the daemon's own reading does (`cached_token`)."""
-        now = self.clock()
-        cached = cached_token(root, start_url, self.cache_dir)
-        refusal = self._refusal_due(root, start_url, cached, now)
-        if refusal is None or cached is None or cached[0] <= now:
-            return None
-        return ServedUnrefreshed(root.label, refusal, cached[0])
-
-    def _refusal_due(
-        self,
-        root: SigninRoot,
-        start_url: str,
-        cached: tuple[float, float | None] | None,
-        now: float,
-    ) -> str | None:
-        """Why a refresh botocore would make at `now` cannot be written to the cache
-        (`write_refusal`), or None when it would not refresh or the cache can take it.
-        botocore refreshes a token it can refresh (`refreshable`) with under
-        SSOTokenProvider._REFRESH_WINDOW (15 minutes) left."""
-        if cached is None or not refreshable(root, cached, now):
-            return None  # botocore would not refresh it: nothing to lose
-        if cached[0] - now >= SSOTokenProvider._REFRESH_WINDOW:
-            return None
-        return write_refusal(self.cache_dir, token_entry(self.cache_dir, start_url, root.session))
-
     def _may_refresh(
         self,
         root: SigninRoot,
@@ -195,12 +164,21 @@ class IdentityCenter(CachedSignin):
         cached: tuple[float, float | None] | None,
         now: float,
     ) -> bool:
-        """False when a refresh is due at `now` and the cache cannot take its answer
-        (`_refusal_due`); raises SigninCacheUnwritable when the token has expired as well."""
-        refusal = self._refusal_due(root, start_url, cached, now)
-        if refusal is None or cached is None:
-            return True
+        """False when a refresh is due at `now` and the cache cannot take its answer; raises
+        SigninCacheUnwritable when the token has expired as well. botocore refreshes a token
+        it can refresh (`refreshable`) with under SSOTokenProvider._REFRESH_WINDOW (15
+        minutes) left.
+        """
+        if cached is None or not refreshable(root, cached, now):
+            return True  # botocore would not refresh it: nothing to lose
         expiry = cached[0]
+        if expiry - now >= SSOTokenProvider._REFRESH_WINDOW:
+            return True
+        refusal = write_refusal(
+            self.cache_dir, token_entry(self.cache_dir, start_url, root.session)
+        )
+        if refusal is None:
+            return True
         if expiry <= now:
             raise not_refreshed(root, refusal)
         log.warning(

@@ -13,15 +13,12 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from vaultd.core import schedule
 from vaultd.core.credentials import Credentials, mask_key_id
 from vaultd.core.resolve import Plan
 from vaultd.errors import KeyringLocked, LoginRequired, MfaRequired, VaultdError
-
-if TYPE_CHECKING:  # botocore comes with it: the type is all the broker needs
-    from vaultd.core.signin import ServedUnrefreshed
 
 
 class ProviderLike(Protocol):
@@ -35,7 +32,6 @@ class ProviderLike(Protocol):
     def inventory(
         self, active: str | None, exec_tokens: Mapping[str, int]
     ) -> list[dict[str, Any]]: ...
-    def unrefreshed(self, plan: Plan) -> ServedUnrefreshed | None: ...
 
 
 class AnnouncerLike(Protocol):

@@ -131,9 +131,7 @@ class ControlApp:
         return {**status_words.document(self.broker.status()), **self.info(), "exec_tokens": grants}
 
     async def status(self, request: web.Request) -> web.Response:
-        unrefreshed = await self.broker.unrefreshed()
-        warning = status_words.unrefreshed(unrefreshed) if unrefreshed is not None else None
-        return _json(200, {**self._status(), "signin_warning": warning})
+        return _json(200, self._status())
 
     async def profiles(self, request: web.Request) -> web.Response:
         rows = await self.broker.profiles(self.grants.by_profile() if self.grants else {})

@@ -25,7 +25,6 @@ from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import resolve
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, from_document
-from vaultd.core.signin import ServedUnrefreshed
 from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
 from vaultd.http.imds import RELAY_PATH
 
@@ -116,9 +115,6 @@ class RelayProvider:
 
     def inventory(self, active: str | None, exec_tokens: Mapping[str, int]) -> list[dict[str, Any]]:
         return []
-
-    def unrefreshed(self, plan: resolve.Plan) -> ServedUnrefreshed | None:
-        return None  # the host's vaultd refreshes sign-ins, and its status says so
 
 
 async def follow_host(broker: Broker, provider: RelayProvider, interval: float) -> None:

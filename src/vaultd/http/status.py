@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from vaultd.core.credentials import iso8601
-from vaultd.core.signin import ServedUnrefreshed
 from vaultd.core.state import Reason, Status
 from vaultd.errors import StaleCredentials
 
@@ -41,15 +40,6 @@ def _signin_note(status: Status) -> str:
         return f" (from {plan.signin.label})"
     due = iso8601(held.refresh_at)
     return f" (aws login credentials last 15 minutes: renewed at half-life, next at {due})"
-
-
-def unrefreshed(found: ServedUnrefreshed) -> str:
-    """`vaultd status`'s warning for a sign-in served without the refresh that is due:
-    what, until when, why, and the fix, in the words `vaultd doctor` uses."""
-    return (
-        f"{found.who}: served unrefreshed until {iso8601(found.until)}, since "
-        f"{found.refusal}: fix the directory, or sign in again once it has run out"
-    )
 
 
 def document(status: Status) -> dict[str, Any]:
