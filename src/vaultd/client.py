@@ -256,6 +256,12 @@ class _Reader:
         return body
 
 
+def with_mfa_code(body: dict[str, Any], code: str | None) -> dict[str, Any]:
+    """A control request's `body` with the MFA code a person gave (`mfa_code`), if any: the
+    key the daemon reads on switch, credentials, exec-tokens and console-credentials."""
+    return body if code is None else {**body, "mfa_code": code}
+
+
 class ControlClient:
     """Calls to the daemon's control API on the Unix socket at `path`.
 
@@ -308,10 +314,7 @@ class ControlClient:
         return self.call("GET", "/v1/status")
 
     def switch(self, profile: str, mfa_code: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"profile": profile}
-        if mfa_code is not None:
-            body["mfa_code"] = mfa_code
-        return self.call("POST", "/v1/switch", body)
+        return self.call("POST", "/v1/switch", with_mfa_code({"profile": profile}, mfa_code))
 
     def mfa(self, code: str) -> dict[str, Any]:
         return self.call("POST", "/v1/mfa", {"code": code})

@@ -25,7 +25,7 @@ from vaultd.cli.common import (
     with_mfa,
 )
 from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
-from vaultd.client import ControlClient, ControlError, DaemonNotRunning
+from vaultd.client import ControlClient, ControlError, DaemonNotRunning, with_mfa_code
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
 from vaultd.documents import EXEC_GRANT, checked
@@ -40,15 +40,12 @@ def _credentials_for(
     """One profile's credentials from the daemon, and its region if it has one."""
     doc = with_mfa(
         client,
-        lambda code: client.call("POST", "/v1/credentials", _with_code({"profile": profile}, code)),
+        lambda code: client.call(
+            "POST", "/v1/credentials", with_mfa_code({"profile": profile}, code)
+        ),
         mfa_code,
     )
     return _read_document(doc), doc.get("Region") or None
-
-
-def _with_code(body: dict[str, Any], code: str | None) -> dict[str, Any]:
-    """A control request's body, with the MFA code when there is one."""
-    return body if code is None else {**body, "mfa_code": code}
 
 
 def _read_document(doc: dict[str, Any]) -> Credentials:
@@ -129,7 +126,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         body = {"profile": args.profile}
         grant = with_mfa(
             client,
-            lambda given: client.call("POST", "/v1/exec-tokens", _with_code(body, given)),
+            lambda given: client.call("POST", "/v1/exec-tokens", with_mfa_code(body, given)),
             code,
         )
         checked(grant, EXEC_GRANT, "exec token")
@@ -212,7 +209,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     if args.profile:
         body["profile"] = args.profile
     doc = with_mfa(
-        client, lambda code: client.call("POST", "/v1/console-credentials", _with_code(body, code))
+        client,
+        lambda code: client.call("POST", "/v1/console-credentials", with_mfa_code(body, code)),
     )
     region = args.region or doc.get("Region")
     partition = console.partition_of(doc.get("RoleArn") or doc.get("Arn"), region)
