@@ -117,3 +117,25 @@ def test_a_code_asked_for_an_open_request_is_asked_again_when_refused(
         {"profile": "master"},
         {"profile": "master"},
     ]
+
+
+def test_one_command_sends_at_most_the_codes_asked_whatever_the_daemon_answers(
+    socket_path: Path,
+) -> None:
+    """A refusal, then a request for a code: the prompt for the request spends what is left
+    of the command's allowance, not a fresh one (STS locks a device after failures)."""
+    needed: Answer = (
+        409,
+        {"error": "mfa_required", "message": "master needs an MFA code", "mfa_serial": "dev"},
+    )
+    answers: Answers = {
+        ("POST", "/v1/switch"): [REJECTED, needed],
+        ("POST", "/v1/mfa"): [REJECTED],
+    }
+    with FakeControl(socket_path, answers) as control:
+        code, output = run_on_tty(
+            ["switch", "master", "--mfa", "111111"], "222222", "code", times=CODES_ASKED + 3
+        )
+    sent = _codes(control, "/v1/switch", "mfa_code") + _codes(control, "/v1/mfa", "code")
+    assert len(sent) == CODES_ASKED, output
+    assert code != 0

@@ -167,32 +167,39 @@ CODE_REFUSED = ("bad_mfa_code", "mfa_rejected")
 CODES_ASKED = 3
 
 
-def with_code(call: Callable[[str], dict[str, Any]], code: str, prompt: str) -> dict[str, Any]:
+def with_code(
+    call: Callable[[str], dict[str, Any]], code: str, prompt: str, codes: int = CODES_ASKED
+) -> dict[str, Any]:
     """`call(code)`; when the daemon refuses the code (CODE_REFUSED) and a person is at a
-    terminal, say why and ask for another, up to CODES_ASKED codes in all, so that a code
-    typed wrong or already used costs a retype, not the command. Without a terminal the
-    refusal stands.
+    terminal, say why and ask for another, up to `codes` codes in all (CODES_ASKED for a
+    command: STS locks a device after repeated failures), so that a code typed wrong or
+    already used costs a retype, not the command. Without a terminal the refusal stands.
 
     Raises ControlError: the refusal, or any other error of the call; Failure from
     `ask_code` when no valid code is typed."""
-    for tries in range(1, CODES_ASKED + 1):
+    for tries in range(1, codes + 1):
         try:
             return call(code)
         except ControlError as exc:
-            if exc.code not in CODE_REFUSED or tries == CODES_ASKED or not has_terminal():
+            if exc.code not in CODE_REFUSED or tries >= codes or not has_terminal():
                 raise
             print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
             code = ask_code(prompt)
     raise AssertionError("unreachable: the last try returns or raises")
 
 
-def answer_mfa(client: ControlClient, error: ControlError) -> dict[str, Any]:
-    """Satisfy an MFA request by asking on the terminal; a refused code is asked again."""
+def answer_mfa(
+    client: ControlClient, error: ControlError, codes: int = CODES_ASKED
+) -> dict[str, Any]:
+    """Satisfy an MFA request by asking on the terminal, up to `codes` codes (`with_code`);
+    with none left, the request stands as a Failure (exit 3, EXIT_MFA)."""
+    if codes < 1:
+        raise Failure(f"{error} ({CODES_ASKED} codes were tried)", EXIT_MFA)
     serial = error.payload.get("mfa_serial") or "your MFA device"
     # The daemon's message already says what to run; only say why nobody was asked.
     no_terminal = f"{error} (no terminal to ask for the code on)"
     prompt = f"MFA code for {serial}: "
-    return with_code(client.mfa, code_from_person(prompt, no_terminal), prompt)
+    return with_code(client.mfa, code_from_person(prompt, no_terminal), prompt, codes)
 
 
 def with_mfa(
@@ -201,12 +208,18 @@ def with_mfa(
     """Make a control call with the person's `code` (None: none given). If it needs an MFA
     code, get one (terminal) and call again; a given code the daemon refuses is asked
     again on a terminal (`with_code`)."""
+    sent = [0]  # codes given to `call`: one allowance of CODES_ASKED for the command
+
+    def counted(given: str) -> dict[str, Any]:
+        sent[0] += 1
+        return call(given)
+
     try:
-        return call(None) if code is None else with_code(call, code, "MFA code: ")
+        return call(None) if code is None else with_code(counted, code, "MFA code: ")
     except ControlError as exc:
         if exc.code != "mfa_required":
             raise
-        answer_mfa(client, exc)
+        answer_mfa(client, exc, CODES_ASKED - sent[0])
     return call(None)
 
 
