@@ -139,3 +139,26 @@ def test_one_command_sends_at_most_the_codes_asked_whatever_the_daemon_answers(
     sent = _codes(control, "/v1/switch", "mfa_code") + _codes(control, "/v1/mfa", "code")
     assert len(sent) == CODES_ASKED, output
     assert code != 0
+
+
+def test_the_watch_asks_again_by_the_same_rule_and_escapes_what_it_is_told(
+    socket_path: Path,
+) -> None:
+    hostile = "STS refused it \x1b]0;pwned\x07"
+    request = {"profile": "master", "serial": "dev\x1b[2J", "since": "2026-11-30T05:00:00Z"}
+    waiting = {**SERVING_STATUS, "mfa": request}
+    answers: Answers = {
+        ("GET", "/v1/status"): (200, waiting),
+        ("POST", "/v1/mfa"): [(422, {"error": "mfa_rejected", "message": hostile}), OK],
+    }
+    with FakeControl(socket_path, answers) as control:
+        code, output = run_on_tty(
+            ["mfa", "--watch", "--interval", "0.1"],
+            "222222",
+            "MFA code for",
+            times=2,
+            interrupt_after="Serving master",
+        )
+    assert code == 0, output
+    assert "\x1b" not in output and "\\x1b]0;pwned" in output and "dev\\x1b[2J" in output
+    assert _codes(control, "/v1/mfa", "code") == ["222222", "222222"]

@@ -89,13 +89,13 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                 print(
                     f"{printable(request['profile'], None, ascii=False)}: {why}.", file=sys.stderr
                 )
+                prompt = f"MFA code for {printable(request['serial'], None, ascii=False)}: "
                 try:
-                    code = ask_code(f"MFA code for {request['serial']}: ")
-                    print_serving(client.mfa(code))
+                    print_serving(with_code(client.mfa, ask_code(prompt), prompt))
+                    asked_for = request.get("since")
                 except (ControlError, Failure) as exc:
-                    print(f"vaultd: {exc}", file=sys.stderr)
-                    continue  # ask again while the request stays open
-                asked_for = request.get("since")
+                    # The request stays open: asked again at the next look.
+                    print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
             time.sleep(interval)
     except KeyboardInterrupt:
         return EXIT_OK
