@@ -3,8 +3,13 @@ terminal, not the command; without a terminal the refusal stands, one line, one 
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +167,103 @@ def test_the_watch_asks_again_by_the_same_rule_and_escapes_what_it_is_told(
     assert code == 0, output
     assert "\x1b" not in output and "\\x1b]0;pwned" in output and "dev\\x1b[2J" in output
     assert _codes(control, "/v1/mfa", "code") == ["222222", "222222"]
+
+
+def _tty(args: list[str], inputs: list[bytes], prompt: bytes = b"MFA code") -> tuple[int, bytes]:
+    """`vaultd ARGS` on a pseudo-terminal, typing `inputs` (raw bytes) one per prompt shown;
+    the run ends when the command exits, or with Ctrl-C after 10 s. Exit code, output."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvp(sys.executable, [sys.executable, "-m", "vaultd", *args])  # noqa: S606
+    out, typed, end = b"", 0, time.monotonic() + 10
+    while time.monotonic() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            while typed < len(inputs) and out.count(prompt) > typed:
+                os.write(fd, inputs[typed])
+                typed += 1
+    else:
+        os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def _needs(serial: str) -> Answer:
+    return (409, {"error": "mfa_required", "message": "needs a code", "mfa_serial": serial})
+
+
+def _waiting(serial: str, since: str | None = "2026-11-30T05:00:00Z") -> Answer:
+    request = {"profile": "p", "serial": serial, **({"since": since} if since else {})}
+    return (200, {**SERVING_STATUS, "mfa": request})
+
+
+def test_the_serial_of_an_open_request_is_escaped_in_every_prompt(socket_path: Path) -> None:
+    answers: Answers = {
+        ("POST", "/v1/switch"): [_needs("dev\x1b]0;pwned\x07\x1b[2J"), OK],
+        ("POST", "/v1/mfa"): [REJECTED, OK],
+    }
+    with FakeControl(socket_path, answers):
+        _, out = _tty(["switch", "master"], [b"222222\n", b"333333\n"])
+    assert b"\x1b" not in out and out.count(b"dev\\x1b]0;pwned") == 2, out
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["retry", "watch"])
+def test_a_byte_no_terminal_reads_is_a_malformed_code_not_a_traceback(
+    socket_path: Path, watch: bool
+) -> None:
+    if watch:
+        argv, prompt = ["mfa", "--watch", "--interval", "0.2"], b"MFA code for"
+        answers: Answers = {("GET", "/v1/status"): _waiting("dev"), ("POST", "/v1/mfa"): OK}
+    else:
+        argv, prompt = ["switch", "master", "--mfa", "111111"], PROMPT.encode()
+        answers = {("POST", "/v1/switch"): [REJECTED, OK]}
+    with FakeControl(socket_path, answers) as control:
+        _, out = _tty(argv, [b"\xe9\n", b"222222\n"], prompt)
+    assert b"Traceback" not in out and b"an MFA code is six digits" in out, out
+    assert (
+        _codes(control, "/v1/mfa" if watch else "/v1/switch", "code" if watch else "mfa_code")[-1]
+        == "222222"
+    )
+
+
+def test_the_watch_looks_again_after_a_failed_look(socket_path: Path) -> None:
+    broken: Answer = (500, {"error": "internal", "message": "boom"})
+    answers: Answers = {
+        ("GET", "/v1/status"): [OK, broken, broken, _waiting("dev")],
+        ("POST", "/v1/mfa"): OK,
+    }
+    with FakeControl(socket_path, answers) as control:
+        _, out = _tty(["mfa", "--watch", "--interval", "0.1"], [b"222222\n"])
+    assert _codes(control, "/v1/mfa", "code") == ["222222"], out
+    assert out.count(b"vaultd: boom") == 1, out  # said once, not at every look
+
+
+def test_the_watch_asks_for_a_request_without_a_since(socket_path: Path) -> None:
+    answers: Answers = {("GET", "/v1/status"): _waiting("dev", since=None), ("POST", "/v1/mfa"): OK}
+    with FakeControl(socket_path, answers) as control:
+        _tty(["mfa", "--watch", "--interval", "0.1"], [b"222222\n"])  # ends with Ctrl-C
+    assert _codes(control, "/v1/mfa", "code") == ["222222"]
+
+
+def test_a_code_wanted_again_after_codes_were_typed_is_exit_1_not_3(socket_path: Path) -> None:
+    answers: Answers = {
+        ("POST", "/v1/switch"): [_needs("devA"), OK],
+        ("POST", "/v1/mfa"): [_needs("devB")],
+    }
+    with FakeControl(socket_path, answers):
+        code, out = _tty(["switch", "master"], [b"222222\n"])
+    assert code == 1 and b"(no code given)" not in out and b"needs a code" in out, out
+
+
+@pytest.mark.parametrize("interval", ["-1", "nan", "inf", "0"])
+def test_a_watch_interval_out_of_range_is_a_usage_error(socket_path: Path, interval: str) -> None:
+    with FakeControl(socket_path, {("GET", "/v1/status"): OK}):
+        code, out = _tty(["mfa", "--watch", "--interval", interval], [])
+    assert code == 2 and b"Traceback" not in out and b"invalid poll_interval value" in out, out

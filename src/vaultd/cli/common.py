@@ -82,7 +82,10 @@ def ask_code(prompt: str) -> str:
     import getpass  # termios and friends: only when someone is asked
 
     for _ in range(3):
-        code = getpass.getpass(prompt).strip()
+        try:
+            code = getpass.getpass(prompt).strip()
+        except UnicodeDecodeError:  # a byte no terminal encoding reads: not six digits either
+            code = ""
         if is_mfa_code(code):
             return code
         print("vaultd: an MFA code is six digits", file=sys.stderr)
@@ -119,6 +122,14 @@ def code_argument(value: str | None) -> str | None:
     if not is_mfa_code(code):
         raise Failure("the MFA code read from stdin is not six digits", EXIT_USAGE)
     return code
+
+
+def poll_interval(text: str) -> float:
+    """argparse type of `mfa --watch --interval`: seconds between looks, 0.1 to 3600."""
+    value = float(text)
+    if not 0.1 <= value <= 3600:  # also refuses nan; inf and negatives broke time.sleep
+        raise ValueError(text)
+    return value
 
 
 def profile_name(text: str) -> str:
@@ -194,8 +205,9 @@ def answer_mfa(
     """Satisfy an MFA request by asking on the terminal, up to `codes` codes (`with_code`);
     with none left, the request stands as a Failure (exit 3, EXIT_MFA)."""
     if codes < 1:
-        raise Failure(f"{error} ({CODES_ASKED} codes were tried)", EXIT_MFA)
-    serial = error.payload.get("mfa_serial") or "your MFA device"
+        raise Failure(f"{error} ({CODES_ASKED} codes were tried)")
+    # The serial comes from the daemon: shown in the prompt, never obeyed.
+    serial = printable(error.payload.get("mfa_serial") or "your MFA device", None, ascii=False)
     # The daemon's message already says what to run; only say why nobody was asked.
     no_terminal = f"{error} (no terminal to ask for the code on)"
     prompt = f"MFA code for {serial}: "
@@ -219,8 +231,15 @@ def with_mfa(
     except ControlError as exc:
         if exc.code != "mfa_required":
             raise
-        answer_mfa(client, exc, CODES_ASKED - sent[0])
-    return call(None)
+        try:
+            answer_mfa(client, exc, CODES_ASKED - sent[0])
+            return call(None)
+        except ControlError as again:
+            if again.code != "mfa_required":
+                raise
+            # Codes were typed, and the daemon wants another all the same: not exit 3,
+            # which says nobody could be asked.
+            raise Failure(printable(again, None, ascii=False)) from None
 
 
 def print_serving(status: dict[str, Any]) -> None:

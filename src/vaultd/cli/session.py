@@ -20,6 +20,7 @@ from vaultd.cli.common import (
     code_argument,
     code_from_person,
     has_terminal,
+    poll_interval,
     print_serving,
     profile_arg,
     settings_for,
@@ -29,7 +30,7 @@ from vaultd.cli.common import (
 )
 from vaultd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
-from vaultd.documents import RUNNING, STATUS, checked
+from vaultd.documents import RUNNING, STATUS, MalformedDocument, checked
 from vaultd.untrusted import printable
 
 # Only the type checker needs argparse here: the control commands' words are read without it
@@ -79,12 +80,24 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
     if not has_terminal():
         raise Failure("--watch needs a terminal to ask on", EXIT_USAGE)
     print("Waiting for MFA requests (Ctrl-C to stop)...", file=sys.stderr)
-    asked_for: str | None = None
+    answered: tuple[object, ...] | None = None  # the request last answered
+    trouble = ""  # what the last look at the daemon ran into, said once
     try:
         while True:
-            status = checked(client.status(), STATUS, "status document")
+            try:
+                status = checked(client.status(), STATUS, "status document")
+            except (DaemonNotRunning, ControlError, MalformedDocument) as exc:
+                if str(exc) != trouble:  # a restart or a bad answer: look again, say it once
+                    print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
+                trouble = str(exc)
+                time.sleep(interval)
+                continue
+            trouble = ""
             request = status.get("mfa")
-            if request and request.get("since") != asked_for:
+            # A request is who, which device and since when: `since` alone has one-second
+            # steps and may be missing.
+            key = (request["profile"], request["serial"], request.get("since")) if request else None
+            if request and key != answered:
                 why = "the session ends soon" if request.get("early") else "a code is needed"
                 print(
                     f"{printable(request['profile'], None, ascii=False)}: {why}.", file=sys.stderr
@@ -92,7 +105,7 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                 prompt = f"MFA code for {printable(request['serial'], None, ascii=False)}: "
                 try:
                     print_serving(with_code(client.mfa, ask_code(prompt), prompt))
-                    asked_for = request.get("since")
+                    answered = key
                 except (ControlError, Failure) as exc:
                     # The request stays open: asked again at the next look.
                     print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
@@ -194,7 +207,7 @@ def _mfa_args(p: argparse.ArgumentParser) -> None:
         help="six-digit code (asked for when omitted; - reads it from stdin)",
     )
     p.add_argument("--watch", action="store_true", help="keep waiting and ask for each request")
-    p.add_argument("--interval", type=float, default=1.0, help=SUPPRESS)
+    p.add_argument("--interval", type=poll_interval, default=1.0, help=SUPPRESS)
     socket_arg(p)
 
 
