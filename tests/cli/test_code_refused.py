@@ -267,3 +267,11 @@ def test_a_watch_interval_out_of_range_is_a_usage_error(socket_path: Path, inter
     with FakeControl(socket_path, {("GET", "/v1/status"): OK}):
         code, out = _tty(["mfa", "--watch", "--interval", interval], [])
     assert code == 2 and b"Traceback" not in out and b"invalid poll_interval value" in out, out
+
+
+def test_the_watch_sends_at_most_the_codes_asked_for_one_request(socket_path: Path) -> None:
+    answers: Answers = {("GET", "/v1/status"): _waiting("dev"), ("POST", "/v1/mfa"): [REJECTED]}
+    with FakeControl(socket_path, answers) as control:
+        _, out = _tty(["mfa", "--watch", "--interval", "0.1"], [b"222222\n"] * 10)
+    assert _codes(control, "/v1/mfa", "code") == ["222222"] * CODES_ASKED, out
+    assert b"`vaultd mfa CODE` answers it" in out

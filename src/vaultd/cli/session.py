@@ -103,12 +103,17 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                     f"{printable(request['profile'], None, ascii=False)}: {why}.", file=sys.stderr
                 )
                 prompt = f"MFA code for {printable(request['serial'], None, ascii=False)}: "
+                # One round of CODES_ASKED codes per request, as for any command: STS locks
+                # a device after repeated failures. After that, `vaultd mfa CODE` answers it.
+                answered = key
                 try:
                     print_serving(with_code(client.mfa, ask_code(prompt), prompt))
-                    answered = key
                 except (ControlError, Failure) as exc:
-                    # The request stays open: asked again at the next look.
-                    print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
+                    print(
+                        f"vaultd: {printable(exc, None, ascii=False)} (not asking again for this "
+                        "request: `vaultd mfa CODE` answers it)",
+                        file=sys.stderr,
+                    )
             time.sleep(interval)
     except KeyboardInterrupt:
         return EXIT_OK
