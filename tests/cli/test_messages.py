@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cli.fake_control import SERVING_STATUS, FakeControl
-from tests.e2e.harness import run_vaultd, vaultd_env
+from tests.e2e.harness import run_on_tty, run_vaultd, vaultd_env
 from vaultd import settings
 
 COMMANDS = [
@@ -140,15 +140,26 @@ def test_mfa_without_a_code_when_none_is_wanted_says_so(control: Path) -> None:
 
 def test_mfa_without_a_code_or_a_terminal_is_exit_3() -> None:
     # README: 3 = an MFA code was needed, none was given, no terminal to ask on.
-    for args in (["mfa"], ["mfa", "-"]):
-        done = run_vaultd(*args, stdin="")
-        assert done.returncode == 3, (args, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1
-    assert "`vaultd mfa -`" in run_vaultd("mfa", stdin="").stderr
+    waiting = {**SERVING_STATUS, "mfa": {"profile": "master", "serial": "arn:aws:iam::1:mfa/me"}}
+    with FakeControl(settings.load().control_socket, {("GET", "/v1/status"): (200, waiting)}):
+        for args in (["mfa"], ["mfa", "-"]):
+            done = run_vaultd(*args, stdin="")
+            assert done.returncode == 3, (args, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1
+        assert "`vaultd mfa -`" in run_vaultd("mfa", stdin="").stderr
     done = run_vaultd("mfa", "-", stdin="12\n")
     assert done.returncode == 2 and "six digits" in done.stderr
     done = run_vaultd("mfa", "--watch", stdin="")
     assert done.returncode == 2 and "--watch needs a terminal" in done.stderr
+
+
+def test_mfa_with_no_daemon_says_so_before_asking_for_a_code() -> None:
+    # A code typed for no daemon is wasted (and one of STS's few tries): exit 4 first.
+    done = run_vaultd("mfa", stdin="")
+    assert (done.returncode, done.stderr.count("\n")) == (4, 1), done.stderr
+    assert "not running" in done.stderr
+    code, shown = run_on_tty(["mfa"], "123456", "MFA code: ", timeout=30)
+    assert (code, "MFA code: " in shown, "not running" in shown) == (4, False, True), shown
 
 
 def test_add_with_no_terminal_and_no_keys_says_every_way_to_give_them(aws_config: Path) -> None:

@@ -65,11 +65,12 @@ def cmd_mfa(args: argparse.Namespace) -> int:
 
 def _code_wanted(client: ControlClient) -> None:
     """Before asking a person for a code: is the daemon waiting for one? Raises Failure
-    (exit 1, the daemon's own words for a code sent unasked) when it is not; a daemon that
-    cannot be asked leaves the question to the code's own path."""
+    (exit 1, the daemon's own words for a code sent unasked) when it is not, and
+    DaemonNotRunning (exit 4) when there is no daemon: a code typed then would be wasted.
+    A daemon that answers status with an error leaves the question to the code's own path."""
     try:
         status = checked(client.status(), STATUS, "status document")
-    except (DaemonNotRunning, ControlError):
+    except ControlError:
         return
     if not status.get("mfa"):
         raise Failure("no MFA code is being waited for", EXIT_ERROR)
