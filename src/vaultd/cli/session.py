@@ -212,7 +212,11 @@ def _mfa_args(p: argparse.ArgumentParser) -> None:
         nargs="?",
         help="six-digit code (asked for when omitted; - reads it from stdin)",
     )
-    p.add_argument("--watch", action="store_true", help="keep waiting and ask for each request")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep waiting and ask for each request (Ctrl-C ends it, exit 0)",
+    )
     p.add_argument("--interval", type=poll_interval, default=1.0, help=SUPPRESS)
     socket_arg(p)
 
