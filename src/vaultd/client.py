@@ -316,5 +316,10 @@ class ControlClient:
     def switch(self, profile: str, mfa_code: str | None = None) -> dict[str, Any]:
         return self.call("POST", "/v1/switch", with_mfa_code({"profile": profile}, mfa_code))
 
-    def mfa(self, code: str) -> dict[str, Any]:
-        return self.call("POST", "/v1/mfa", {"code": code})
+    def mfa(self, code: str, serial: str | None = None) -> dict[str, Any]:
+        """Answer the open MFA request with `code`. `serial`: the MFA device the person was
+        asked about (a prompt showed it), so that the daemon refuses the code, unsent, if
+        the open request is now for another device (`mfa_request_changed`); None answers
+        whatever request is open (`vaultd mfa CODE`)."""
+        body = {"code": code} if serial is None else {"code": code, "serial": serial}
+        return self.call("POST", "/v1/mfa", body)

@@ -83,8 +83,18 @@ class BadMfaCode(VaultdError):
 
 
 class NoPendingMfa(VaultdError):
+    """No MFA request is open: a code sent now has nothing to answer."""
+
     code = "no_pending_mfa"
     http_status = 409
+
+
+class MfaRequestChanged(NoPendingMfa):
+    """The request a code was typed for is no longer the open one: the open request is for
+    another MFA device. The code was not sent to STS, where it would count as a failure
+    against the other device."""
+
+    code = "mfa_request_changed"
 
 
 class StsError(VaultdError):

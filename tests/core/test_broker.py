@@ -11,7 +11,14 @@ import pytest
 from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core import schedule
 from vaultd.core.broker import Broker
-from vaultd.errors import BadMfaCode, MfaRejected, MfaRequired, NoPendingMfa, StsError
+from vaultd.errors import (
+    BadMfaCode,
+    MfaRejected,
+    MfaRequestChanged,
+    MfaRequired,
+    NoPendingMfa,
+    StsError,
+)
 from vaultd.http.status import document
 
 
@@ -199,6 +206,26 @@ async def test_wrong_code_is_reported_and_request_stays_open(clock: FakeClock) -
         await broker.submit_mfa("12345")
     await broker.submit_mfa("123456")
     assert broker.current() is not None
+
+
+async def test_a_code_typed_for_another_device_is_refused_unsent(clock: FakeClock) -> None:
+    # The daemon keeps one request; a code typed for a device it no longer waits on would
+    # count as a failure against the device it does wait on.
+    broker, provider = make(clock, needs_mfa=True)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    request = broker.status().mfa
+    assert request is not None and request.serial
+    calls = len(provider.calls)
+    with pytest.raises(
+        MfaRequestChanged, match=f"master now waits for a code from {request.serial}"
+    ):
+        await broker.submit_mfa("123456", "arn:aws:iam::999988887777:mfa/other")
+    assert len(provider.calls) == calls  # STS not asked
+    assert broker.status().mfa == request
+    await broker.submit_mfa("123456", request.serial)  # not spent: it was never sent
+    assert broker.current() is not None
+    assert provider.calls[calls:] == [("master", "123456")]
 
 
 async def test_mfa_without_request_is_refused(clock: FakeClock) -> None:

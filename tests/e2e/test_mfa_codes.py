@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_on_tty, run_vaultd
+from vaultd.client import ControlClient, ControlError
 
 ROLE_ARN = "arn:aws:iam::222233334444:role/DeveloperRole"
 
@@ -80,3 +83,20 @@ def test_a_spent_code_on_a_terminal_asks_for_the_next_one(
     assert json.loads(run_vaultd("status", "--json").stdout)["sts_calls"] > calls
     env = client_env(daemon.endpoint, moto, isolated / "client")
     assert ":assumed-role/DeveloperRole/" in boto3_whoami(env)["arn"]
+
+
+def test_a_code_typed_for_another_device_is_refused_by_the_daemon_unsent(
+    user_keys: tuple[str, str], daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    daemon.start()
+    assert run_vaultd("switch", "master").returncode == 3  # opens a request
+    client = ControlClient(daemon.control_socket(), timeout=10)
+    serial = client.status()["mfa"]["serial"]
+    other = serial.replace(":mfa/", ":mfa/someone-else-")
+    with pytest.raises(ControlError) as refused:
+        client.mfa("123456", other)
+    assert refused.value.code == "mfa_request_changed", refused.value
+    assert json.loads(run_vaultd("status", "--json").stdout)["state"] == "mfa_required"
+    # The code was not sent, so it is not spent: the same code answers the request.
+    done = client.mfa("123456", serial)
+    assert done["state"] == "ok" and done["active"] == "master"

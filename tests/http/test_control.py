@@ -59,7 +59,12 @@ async def test_switch_mfa_status_flow(control: tuple[TestClient[Any, Any], Confi
     assert body["error"] == "mfa_required" and body["mfa_serial"]
     r = await client.post("/v1/mfa", json={"code": "000000"})
     assert (r.status, (await r.json())["error"]) == (422, "mfa_rejected")
-    r = await client.post("/v1/mfa", json={"code": "123456"})
+    # A code typed for another device than the open request's: refused, not sent.
+    r = await client.post("/v1/mfa", json={"code": "123456", "serial": "arn:aws:iam::9:mfa/x"})
+    assert (r.status, (await r.json())["error"]) == (409, "mfa_request_changed")
+    r = await client.post("/v1/mfa", json={"code": "123456", "serial": 7})
+    assert (r.status, (await r.json())["error"]) == (400, "bad_request")
+    r = await client.post("/v1/mfa", json={"code": "123456", "serial": body["mfa_serial"]})
     assert r.status == 200
     status = await (await client.get("/v1/status")).json()
     assert status["state"] == "ok" and status["active"] == "master" and status["pid"] == 1

@@ -8,6 +8,7 @@ this module, and import-linter keeps it free of aiohttp, boto3, botocore, pydant
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from vaultd import sources
 from vaultd.cli.exits import EXIT_MFA, EXIT_USAGE, Failure
@@ -206,12 +207,16 @@ def answer_mfa(
     with none left, the request stands as a Failure (exit 3, EXIT_MFA)."""
     if codes < 1:
         raise Failure(f"{error} ({CODES_ASKED} codes were tried)")
-    # The serial comes from the daemon: shown in the prompt, never obeyed.
-    serial = printable(error.payload.get("mfa_serial") or "your MFA device", None, ascii=False)
+    # The serial comes from the daemon: shown in the prompt, never obeyed; sent back with
+    # the code so that a request replaced meanwhile refuses it unsent.
+    serial = error.payload.get("mfa_serial")
+    serial = serial if isinstance(serial, str) and serial else None
+    shown = printable(serial or "your MFA device", None, ascii=False)
     # The daemon's message already says what to run; only say why nobody was asked.
     no_terminal = f"{error} (no terminal to ask for the code on)"
-    prompt = f"MFA code for {serial}: "
-    return with_code(client.mfa, code_from_person(prompt, no_terminal), prompt, codes)
+    prompt = f"MFA code for {shown}: "
+    code = code_from_person(prompt, no_terminal)
+    return with_code(partial(client.mfa, serial=serial), code, prompt, codes)
 
 
 def with_mfa(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from functools import partial
 
 from vaultd.cli.common import (
     MFA_HELP,
@@ -52,28 +53,33 @@ def cmd_mfa(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch_mfa(client, args.interval)
     code = code_argument(args.code)
+    serial = None  # a code given outright answers whatever request is open
     if code is None:
-        _code_wanted(client)
+        serial = _code_wanted(client)
         code = code_from_person(
             "MFA code: ",
             "no MFA code given and no terminal to ask on: run `vaultd mfa CODE`, "
             "or `vaultd mfa -` with the code on stdin",
         )
-    print_serving(with_code(client.mfa, code, "MFA code: "))
+    print_serving(with_code(partial(client.mfa, serial=serial), code, "MFA code: "))
     return EXIT_OK
 
 
-def _code_wanted(client: ControlClient) -> None:
-    """Before asking a person for a code: is the daemon waiting for one? Raises Failure
-    (exit 1, the daemon's own words for a code sent unasked) when it is not, and
-    DaemonNotRunning (exit 4) when there is no daemon: a code typed then would be wasted.
-    A daemon that answers status with an error leaves the question to the code's own path."""
+def _code_wanted(client: ControlClient) -> str | None:
+    """Before asking a person for a code: is the daemon waiting for one? Returns the MFA
+    device (serial) the open request is for, sent back with the code (None: not known).
+    Raises Failure (exit 1, the daemon's own words for a code sent unasked) when no request
+    is open, and DaemonNotRunning (exit 4) when there is no daemon: a code typed then would
+    be wasted. A daemon that answers status with an error leaves the question to the code's
+    own path."""
     try:
         status = checked(client.status(), STATUS, "status document")
     except ControlError:
-        return
-    if not status.get("mfa"):
+        return None
+    request = status.get("mfa")
+    if not request:
         raise Failure("no MFA code is being waited for", EXIT_ERROR)
+    return request["serial"] or None  # STATUS makes it a string
 
 
 def _watch_mfa(client: ControlClient, interval: float) -> int:
@@ -107,14 +113,20 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                 # One round of CODES_ASKED codes per request, as for any command: STS locks
                 # a device after repeated failures. After that, `vaultd mfa CODE` answers it.
                 answered = key
+                serial = request["serial"] or None
                 try:
-                    print_serving(with_code(client.mfa, ask_code(prompt), prompt))
+                    code = ask_code(prompt)
+                    print_serving(with_code(partial(client.mfa, serial=serial), code, prompt))
                 except (ControlError, Failure) as exc:
-                    print(
-                        f"vaultd: {printable(exc, None, ascii=False)} (not asking again for this "
-                        "request: `vaultd mfa CODE` answers it)",
-                        file=sys.stderr,
+                    # Another request took the place of this one while the person typed:
+                    # the next look at the daemon finds it and asks for it.
+                    changed = isinstance(exc, ControlError) and exc.code == "mfa_request_changed"
+                    after = (
+                        ""
+                        if changed
+                        else (" (not asking again for this request: `vaultd mfa CODE` answers it)")
                     )
+                    print(f"vaultd: {printable(exc, None, ascii=False)}{after}", file=sys.stderr)
             time.sleep(interval)
     except KeyboardInterrupt:
         return EXIT_OK

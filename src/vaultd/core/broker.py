@@ -31,6 +31,7 @@ from vaultd.core.state import (
 from vaultd.errors import (
     BadMfaCode,
     LoginRequired,
+    MfaRequestChanged,
     MfaRequired,
     NoPendingMfa,
     NoProfile,
@@ -207,10 +208,25 @@ class Broker:
         self._kick(slot, self.clock())
         self._wake.set()
 
-    async def submit_mfa(self, code: str) -> Slot:
+    async def submit_mfa(self, code: str, serial: str | None = None) -> Slot:
+        """Answer the open MFA request with `code`, typed for the device `serial` (None:
+        for whatever request is open, as `vaultd mfa CODE` sends it). Returns the request's
+        slot once its refresh has run.
+
+        Raises NoPendingMfa when no request is open, MfaRequestChanged when the open one is
+        for another device than `serial` (the daemon keeps one request, and another profile
+        may have replaced it since the person was asked), BadMfaCode for a malformed or spent
+        code, and the refresh's own errors (MfaRejected, StsError, ...). STS is not asked
+        in the first three cases."""
         request = self.mfa
         if request is None:
             raise NoPendingMfa("no MFA code is being waited for: `vaultd status` shows why")
+        if serial is not None and serial != request.serial:
+            raise MfaRequestChanged(
+                f"the MFA request changed: {request.profile} now waits for a code from "
+                f"{request.serial or 'its MFA device'}, and the code was for {serial}; it "
+                "was not sent (`vaultd mfa` asks for the new one)"
+            )
         self.asks.check_code(request.serial, code)
         slot = self._slot(request.profile)
         await self._refresh_now(slot, code)

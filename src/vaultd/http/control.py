@@ -148,7 +148,8 @@ class ControlApp:
     async def mfa(self, request: web.Request) -> web.Response:
         body = await _body(request)
         code = _required(body, "code")
-        await self.broker.submit_mfa(code)
+        # The device the person was asked about, when the client knows it (a prompt).
+        await self.broker.submit_mfa(code, _optional(body, "serial"))
         return _json(200, self._status())
 
     async def refresh(self, request: web.Request) -> web.Response:
