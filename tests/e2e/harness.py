@@ -190,6 +190,19 @@ def run_on_tty(
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
 
+def wait_for(predicate: Any, timeout: float = 30) -> dict[str, Any]:
+    """The daemon's status document (`vaultd status --json`) once `predicate` holds of it,
+    looked at every 0.2 s for up to `timeout` seconds; AssertionError with the last one."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = json.loads(run_vaultd("status", "--json").stdout)
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met; last status: {status}")
+
+
 def served(endpoint: str) -> dict[str, Any]:
     """What the daemon is serving right now, read the way an SDK would (IMDSv2)."""
     put = urllib.request.Request(

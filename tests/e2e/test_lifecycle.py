@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import keyring
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.e2e.harness import Daemon, client_env, reset_moto, run_on_tty, run_vaultd
+from tests.e2e.harness import Daemon, client_env, reset_moto, run_on_tty, run_vaultd, wait_for
 from tests.e2e.test_clients import BOTO3_CREDS, run
 from vaultd.demo import seed_accounts
 
@@ -31,17 +30,6 @@ def own_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     holder: list[Any] = [server, url, port]
     yield holder
     holder[0].stop()
-
-
-def wait_for(predicate: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = json.loads(run_vaultd("status", "--json").stdout)
-        if predicate(status):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met; last status: {status}")
 
 
 def test_sts_outage_keeps_serving_and_recovers_by_itself(
