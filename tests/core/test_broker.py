@@ -11,6 +11,8 @@ import pytest
 from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core import schedule
 from vaultd.core.broker import Broker
+from vaultd.core.credentials import Credentials
+from vaultd.core.resolve import Plan
 from vaultd.errors import (
     BadMfaCode,
     MfaRejected,
@@ -375,3 +377,53 @@ async def test_clear_wakes_the_maintenance_loop_so_a_code_is_asked_for_at_once(
     finally:
         maintenance.cancel()
         await asyncio.gather(maintenance, return_exceptions=True)
+
+
+class DeviceEach(FakeProvider):
+    """Each profile with its own MFA device: a code for one makes no session for another."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.waiting = {"master", "other"}
+
+    def plan(self, name: str) -> Plan:
+        return make_plan(name, serial=f"arn:aws:iam::111122223333:mfa/{name}")
+
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        if name in self.waiting and mfa_code is None:
+            self.calls.append((name, None))
+            raise MfaRequired("needs MFA", profile=name, serial=self.plan(name).mfa_serial or "")
+        self.waiting.discard(name)
+        return super().credentials(name, mfa_code)
+
+
+@pytest.mark.parametrize("shared_session", [False, True], ids=["own-device", "shared-session"])
+async def test_answering_another_profiles_request_gives_the_active_its_request_back(
+    clock: FakeClock, shared_session: bool
+) -> None:
+    # exec on `other` while the active profile waits for a code: the daemon's one request
+    # becomes other's; once that is answered, master must not be left waiting with nothing
+    # open to answer (before: stuck until `vaultd refresh`).
+    announcer = RecordingAnnouncer()
+    provider = FakeProvider(clock, needs_mfa=True) if shared_session else DeviceEach(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    assert broker.mfa is not None and broker.mfa.profile == "other"
+    await broker.submit_mfa("123456")
+    broker.maintain()
+    await settle(broker)
+    if shared_session:  # other's code made the session master is built on: served
+        assert broker.current() is not None and broker.mfa is None
+    else:
+        assert broker.current() is None
+        assert broker.mfa is not None and broker.mfa.profile == "master"
+        assert announcer.requests[-1] == ("master", False)
+        calls = len(provider.calls)
+        broker.maintain()  # one request again: nothing more is tried until it is answered
+        await settle(broker)
+        assert len(provider.calls) == calls
+        await broker.submit_mfa("654321", broker.mfa.serial)
+        assert broker.current() is not None

@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_on_tty, run_vaultd
+from tests.e2e.harness import (
+    Daemon,
+    boto3_whoami,
+    client_env,
+    run_on_tty,
+    run_vaultd,
+    wait_for,
+)
 from vaultd.client import ControlClient, ControlError
 
 ROLE_ARN = "arn:aws:iam::222233334444:role/DeveloperRole"
@@ -100,3 +108,17 @@ def test_a_code_typed_for_another_device_is_refused_by_the_daemon_unsent(
     # The code was not sent, so it is not spent: the same code answers the request.
     done = client.mfa("123456", serial)
     assert done["state"] == "ok" and done["active"] == "master"
+
+
+def test_the_active_profile_is_not_left_waiting_after_an_exec_took_its_request(
+    user_keys: tuple[str, str], daemon: Daemon
+) -> None:
+    daemon.start()
+    assert run_vaultd("switch", "master").returncode == 3  # master's request is open
+    done = run_vaultd("exec", "identity", "--", sys.executable, "-c", "pass")
+    assert done.returncode == 3, done.stderr  # identity's request takes its place
+    assert json.loads(run_vaultd("status", "--json").stdout)["mfa"]["profile"] == "identity"
+    assert run_vaultd("mfa", "123456").returncode == 0
+    # That code made the MFA session master is built on: master is served without another.
+    status = wait_for(lambda s: s["state"] != "mfa_required" or s["mfa"] is not None)
+    assert (status["state"], status["active"], status["mfa"]) == ("ok", "master", None)

@@ -292,6 +292,8 @@ class Broker:
         """Start every refresh that is due; return how long until the next one could be."""
         now = self.clock()
         wake_in = MAX_IDLE
+        if self.mfa is None:
+            self._ask_again()
         for slot in self.in_use():
             self._kick(slot, now)
             nxt = slot.next_due()
@@ -305,6 +307,20 @@ class Broker:
                 else:
                     wake_in = min(wake_in, ask_at - now)
         return max(0.05, wake_in)
+
+    def _ask_again(self) -> None:
+        """A profile in use that waits for a code gets its request back once none is open.
+
+        The daemon keeps one MFA request: another profile's (an exec's, a switch's) replaces
+        it, and answering that one closes it, which left the first profile waiting with
+        nothing open to answer. Its refresh is tried again, the active profile first and
+        one at a time: it is served if the code just given made a session it can use, and
+        otherwise asks again (`_refresh` opens the request)."""
+        waiting = [s for s in self.in_use() if isinstance(s.error, MfaRequired)]
+        if not waiting or any(s.task is not None for s in waiting):
+            return
+        waiting.sort(key=lambda s: s.profile != self.active)
+        self._start(waiting[0], None)
 
     def _early_mfa_due(self, slot: Slot) -> float | None:
         """When to ask for a code so the MFA session is renewed before it runs out."""
