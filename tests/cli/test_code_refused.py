@@ -275,3 +275,27 @@ def test_the_watch_sends_at_most_the_codes_asked_for_one_request(socket_path: Pa
         _, out = _tty(["mfa", "--watch", "--interval", "0.1"], [b"222222\n"] * 10)
     assert _codes(control, "/v1/mfa", "code") == ["222222"] * CODES_ASKED, out
     assert b"`vaultd mfa CODE` answers it" in out
+
+
+@pytest.mark.parametrize("active", ["master", "dev"])
+def test_a_refused_switch_says_when_it_stands_all_the_same(socket_path: Path, active: str) -> None:
+    # Broker.switch: a profile left waiting for a person becomes the active one, so what was
+    # served before no longer is; the one line says so when the daemon's status agrees.
+    answers: Answers = {
+        ("POST", "/v1/switch"): [REJECTED],
+        ("GET", "/v1/status"): (200, {**SERVING_STATUS, "active": active}),
+    }
+    with FakeControl(socket_path, answers):
+        done = subprocess.run(
+            [sys.executable, "-m", "vaultd", "switch", "master", "--mfa", "111111"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
+    stands = "; the switch stands: master is the active profile and waits for a code"
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"vaultd: {REJECTED[1]['message']}"), done.stderr
+    assert (stands in done.stderr) == (active == "master"), done.stderr
+    assert done.stderr.count("\n") == 1

@@ -13,6 +13,7 @@ import time
 from functools import partial
 
 from vaultd.cli.common import (
+    CODE_REFUSED,
     MFA_HELP,
     SUPPRESS,
     Command,
@@ -44,8 +45,27 @@ if TYPE_CHECKING:
 def cmd_switch(args: argparse.Namespace) -> int:
     client = client_for(args)
     code = code_argument(args.mfa)
-    print_serving(with_mfa(client, lambda given: client.switch(args.profile, given), code))
+    try:
+        print_serving(with_mfa(client, lambda given: client.switch(args.profile, given), code))
+    except ControlError as exc:
+        # A refused code leaves the profile waiting for a person, and such a switch stands
+        # (Broker.switch): what was served before is not any more. Say so.
+        if exc.code not in CODE_REFUSED or not _is_active(client, args.profile):
+            raise
+        name = printable(args.profile, None, ascii=False)
+        raise Failure(
+            f"{printable(exc, None, ascii=False)}; the switch stands: {name} is the active "
+            "profile and waits for a code (`vaultd mfa CODE`)"
+        ) from None
     return EXIT_OK
+
+
+def _is_active(client: ControlClient, profile: str) -> bool:
+    """Whether the daemon's active profile is `profile` (False when it cannot say)."""
+    try:
+        return bool(checked(client.status(), STATUS, "status document")["active"] == profile)
+    except (DaemonNotRunning, ControlError, MalformedDocument):
+        return False
 
 
 def cmd_mfa(args: argparse.Namespace) -> int:
