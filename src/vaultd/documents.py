@@ -34,6 +34,7 @@ STATUS: Shape = {
         "expires": str,
         "expires_in": NUMBER,
         "refresh_at": str,
+        "unrefreshed_signin?": str,
     },
     "mfa?": {"profile": str, "serial": str, "since?": str, "early?": bool},
     "last_error?": {"error": str, "at": str, "message": str},

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -208,7 +209,8 @@ kind = IdentityCenter if root.kind == "sso" else AwsLogin
 before = hashlib.sha256(entry.read_bytes()).hexdigest()
 out = {"warnings": warnings}
 try:
-    out["key"] = kind(time.time, cache_dir=cache).credentials(root).access_key_id
+    creds = kind(time.time, cache_dir=cache).credentials(root)
+    out["key"], out["unrefreshed"] = creds.access_key_id, creds.unrefreshed
 except VaultdError as exc:
     out["error"], out["message"] = exc.code, exc.message
 out["entry_rewritten"] = hashlib.sha256(entry.read_bytes()).hexdigest() != before
@@ -286,7 +288,7 @@ def test_a_due_refresh_is_sent_when_the_cache_can_take_it(
     out = sign_in_root(kind, "none", 300, signin_fakes, isolated)  # 5 minutes left: due
     assert calls(signin_fakes, kind) == 1
     assert out["entry_rewritten"] is True
-    assert "key" in out
+    assert "key" in out and out["unrefreshed"] is None
 
 
 FAULTS = {  # what each fault is called in the warning
@@ -320,6 +322,12 @@ def test_a_valid_sign_in_is_used_unrefreshed_when_the_cache_cannot_take_it(
     assert warning.startswith(label)
     assert FAULTS[fault].format(cache=isolated / cache) in warning
     assert "5 more minutes" in warning
+    # What status shows comes from the same decision, with the time the sign-in lasts to.
+    note = out["unrefreshed"]
+    assert isinstance(note, str) and note.startswith(label), note
+    assert f"since {FAULTS[fault].format(cache=isolated / cache)}; it lasts until " in note
+    until = datetime.strptime(note.split("lasts until ")[1][:20], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs(until.replace(tzinfo=UTC).timestamp() - (time.time() + 300)) < 60, note
 
 
 @AS_ROOT

@@ -86,10 +86,12 @@ def awscli_whoami(env: dict[str, str]) -> dict[str, Any]:
 
 @dataclass
 class Daemon:
-    """`vaultd serve` as a subprocess, its stderr kept in a file for inspection."""
+    """`vaultd serve` as a subprocess, its stderr kept in a file for inspection; `wrap` is
+    argv put before it that must exec it in the end (a namespace, a mount)."""
 
     log_path: Path
     args: tuple[str, ...] = ()
+    wrap: tuple[str, ...] = ()
     proc: subprocess.Popen[str] | None = None
     status: dict[str, Any] = field(default_factory=dict)
     _log: IO[str] | None = None
@@ -97,7 +99,16 @@ class Daemon:
     def start(self, timeout: float = 30) -> Daemon:
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vaultd", "serve", "--listen", "127.0.0.1:0", *self.args],
+            [
+                *self.wrap,
+                sys.executable,
+                "-m",
+                "vaultd",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                *self.args,
+            ],
             env=vaultd_env(),
             stdout=self._log,
             stderr=subprocess.STDOUT,

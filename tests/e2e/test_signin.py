@@ -332,3 +332,30 @@ def test_doctor_warns_when_the_cache_cannot_take_a_refresh(portal: Fakes, isolat
     )
     assert "vaultd refreshes it" not in expired.stdout
     assert "session cached" not in expired.stdout
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="a read-only mount in a namespace of the test's own needs root and unshare",
+)
+def test_a_sign_in_the_daemon_cannot_refresh_is_served_and_status_says_so(
+    portal: Fakes, daemon: Daemon, moto: str, isolated: Path
+) -> None:
+    cache = sso_dir(isolated)
+    portal.sign_in_sso(cache, expires_in=300)  # under 15 minutes left: a refresh is due
+    remount = f'mount --bind "{cache}" "{cache}" && mount -o remount,ro,bind "{cache}"'
+    namespace = ("unshare", "--mount", "--propagation", "private")
+    daemon.wrap = (*namespace, "sh", "-c", f'{remount} && exec "$@"', "serve")
+    daemon.start()
+    for profile in ("dev-sso", "master-via-sso"):  # the root's word survives the role step
+        done = run_vaultd("switch", profile)
+        assert done.returncode == 0, done.stderr
+        note = status()["credentials"]["unrefreshed_signin"]
+        assert note.startswith(
+            f"IAM Identity Center corp: not refreshing the sign-in of 'dev-sso', since {cache} "
+            "cannot be written (Read-only file system); it lasts until "
+        ), note
+        assert f"warning:     {note}" in run_vaultd("status").stdout
+    assert portal.create_token_calls == 0  # the refresh token was not spent
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert boto3_whoami(env)["arn"].startswith(DEVELOPER_ROLE)

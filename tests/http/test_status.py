@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import json
 import threading
+from dataclasses import replace
 from typing import Any
 
 from tests.helpers import FakeClock, FakeProvider, make_plan
 from vaultd.core.broker import Broker
+from vaultd.core.credentials import Credentials
 from vaultd.core.state import Reason
 from vaultd.errors import ConfigError, MfaRequired, StsError
 from vaultd.http.status import NO_PROFILE, document, message
@@ -39,6 +41,20 @@ async def test_serving(clock: FakeClock) -> None:
     await broker.switch("master")
     assert broker.status().reason is Reason.SERVING
     same(broker, SERVING)
+
+
+async def test_a_sign_in_left_unrefreshed_is_in_the_credentials(clock: FakeClock) -> None:
+    # The fetch's own word (signin.unrefreshed), carried with what it fetched.
+    note = "IAM Identity Center corp: not refreshing the sign-in of 'dev-sso', since ..."
+
+    class Unrefreshed(FakeProvider):
+        def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+            return replace(super().credentials(name, mfa_code), unrefreshed=note)
+
+    broker = Broker(Unrefreshed(clock), clock, rand=lambda: 0.5)
+    await broker.switch("master")
+    expected = {**SERVING, "credentials": {**SERVING["credentials"], "unrefreshed_signin": note}}
+    same(broker, expected)
 
 
 async def test_waiting_for_mfa(clock: FakeClock) -> None:
@@ -120,6 +136,7 @@ SERVING: dict[str, Any] = {
         "expires": "2027-01-15T09:00:00Z",
         "expires_in": 3600,
         "refresh_at": "2027-01-15T08:30:00Z",
+        "unrefreshed_signin": None,
     },
     "mfa": None,
     "last_error": None,
@@ -195,6 +212,7 @@ EARLY: dict[str, Any] = {
         "expires": "2027-01-15T12:00:00Z",
         "expires_in": 8400,
         "refresh_at": "2027-01-15T11:30:00Z",
+        "unrefreshed_signin": None,
     },
     "mfa": {
         "profile": "master",

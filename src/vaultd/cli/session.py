@@ -40,6 +40,7 @@ from vaultd.untrusted import printable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -179,6 +180,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"credentials: {creds['access_key_id']} expires {creds['expires']} "
             f"(in {minutes} min, refresh at {creds['refresh_at']})"
         )
+        if creds.get("unrefreshed_signin"):
+            lines.append(f"warning:     {creds['unrefreshed_signin']}")
     if status.get("mfa"):
         m = status["mfa"]
         lines.append(
@@ -189,21 +192,28 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
     if status.get("next_retry"):
         lines.append(f"next retry:  {status['next_retry']}")
+    lines += _daemon_lines(status)
+    # Every field came from the daemon, and names from the config: no raw control characters.
+    print("\n".join(printable(line, None, ascii=False) for line in lines))
+    return EXIT_OK
+
+
+def _daemon_lines(status: dict[str, Any]) -> list[str]:
+    """`vaultd status`'s lines about the daemon itself: exec grants, listeners, guards."""
+    lines = []
     tokens = status.get("exec_tokens") or {}
     if tokens:
         held = ", ".join(f"{name} ({count})" for name, count in sorted(tokens.items()))
         lines.append(f"exec:        {held}")
-    for listener in status.get("listeners", []):
-        lines.append(f"listening:   {listener}")
-    if status.get("core_dumps"):
-        lines.append(f"core dumps:  {status['core_dumps']}")
-    if status.get("owner_check"):
-        lines.append(f"owner check: {status['owner_check']}")
-    if status.get("event_loop"):
-        lines.append(f"event loop:  {status['event_loop']}")
-    # Every field came from the daemon, and names from the config: no raw control characters.
-    print("\n".join(printable(line, None, ascii=False) for line in lines))
-    return EXIT_OK
+    lines += [f"listening:   {listener}" for listener in status.get("listeners") or []]
+    for key, label in (
+        ("core_dumps", "core dumps:  "),
+        ("owner_check", "owner check: "),
+        ("event_loop", "event loop:  "),
+    ):
+        if status.get(key):
+            lines.append(f"{label}{status[key]}")
+    return lines
 
 
 def cmd_env(args: argparse.Namespace) -> int:

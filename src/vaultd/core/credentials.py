@@ -130,6 +130,9 @@ class Credentials:
     # When the MFA'd credentials these were minted from lapse: after that, renewing them
     # needs a new code. None when no MFA session is involved.
     source_expiration: float | None = None
+    # Why the AWS CLI sign-in these came from was left unrefreshed, and until when it lasts
+    # (`signin.unrefreshed`), as the fetch decided it: shown in status. None otherwise.
+    unrefreshed: str | None = None
 
     @property
     def lifetime(self) -> float:

@@ -44,6 +44,7 @@ from vaultd.core.signin import (
     not_refreshed,
     reading_cache,
     unreadable,
+    unrefreshed,
     utc_clock,
     write_refusal,
     zoned,
@@ -200,4 +201,5 @@ class AwsLogin(CachedSignin):
             # Counted from now even for a set read back from the cache: the half-life rule
             # then always falls after now and below REUSE_ABOVE.
             issued=now,
+            unrefreshed=unrefreshed(root, refusal, expiration) if refusal else None,
         )

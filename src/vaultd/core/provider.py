@@ -86,6 +86,8 @@ class Provider:
         """
         plan = self.plan(name)
         source = self._root_keys(plan)
+        # A sign-in left unrefreshed stays worth saying whatever is minted from it.
+        unrefreshed = source.unrefreshed if isinstance(source, Credentials) else None
         # The keyring item the current source came from, if it came from the cache.
         cached: str | None = None
         source_expiration: float | None = None
@@ -112,7 +114,7 @@ class Provider:
             cached = None
         if not isinstance(source, Credentials):
             raise NoKeys(f"profile {name!r} resolves to long-lived keys, which vaultd never serves")
-        return replace(source, source_expiration=source_expiration)
+        return replace(source, source_expiration=source_expiration, unrefreshed=unrefreshed)
 
     def _root_keys(self, plan: resolve.Plan) -> Source:
         if plan.signin is not None:

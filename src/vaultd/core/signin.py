@@ -35,6 +35,7 @@ import botocore.exceptions
 from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 
 from vaultd.core import endpoints
+from vaultd.core.credentials import iso8601
 from vaultd.core.resolve import SigninRoot
 from vaultd.errors import ConfigError, LoginRequired, SigninCacheUnwritable, SsoLoginRequired
 
@@ -257,6 +258,16 @@ def not_refreshed(root: SigninRoot, refusal: str) -> SigninCacheUnwritable:
     return SigninCacheUnwritable(
         f"{root.label}: not refreshing the sign-in of {root.profile!r}, since {refusal} and the "
         "rotated refresh token would be lost: fix that, and vaultd refreshes it"
+    )
+
+
+def unrefreshed(root: SigninRoot, refusal: str, until: float) -> str:
+    """What status says while `root`'s sign-in is served without the refresh that is due,
+    because `refusal` (`write_refusal`), until `until` (epoch seconds, UTC), after which it
+    is `not_refreshed`'s error."""
+    return (
+        f"{root.label}: not refreshing the sign-in of {root.profile!r}, since {refusal}; it "
+        f"lasts until {iso8601(until)}: fix that, and vaultd refreshes it"
     )
 
 

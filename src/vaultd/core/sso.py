@@ -21,6 +21,7 @@ credentials, so nothing asks IMDS. See `signin` for the locking and the wait for
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from vaultd.core.signin import (
     CachedSignin,
     not_refreshed,
     reading_cache,
+    unrefreshed,
     utc_clock,
     write_refusal,
     zoned,
@@ -141,8 +143,8 @@ class IdentityCenter(CachedSignin):
         # One instant for vaultd's decision and botocore's: a threshold passing between two
         # readings of the clock would let botocore refresh what vaultd did not check.
         now = self.clock()
-        may_refresh = self._may_refresh(root, start_url, cached, now)
-        tokens = (SSOTokenProvider if may_refresh else _Unrefreshed)(
+        left_unrefreshed = self._unrefreshed(root, start_url, cached, now)
+        tokens = (_Unrefreshed if left_unrefreshed else SSOTokenProvider)(
             session, cache=cache, time_fetcher=utc_clock(lambda: now), profile_name=root.profile
         )
         answers: dict[str, Any] = {}  # the fetcher's cache: GetRoleCredentials' answer lands here
@@ -155,30 +157,32 @@ class IdentityCenter(CachedSignin):
             token_provider=tokens,
         )
         with reading_cache(root):
-            return self._load(root, provider, answers, now)
+            creds = self._load(root, provider, answers, now)
+        return replace(creds, unrefreshed=left_unrefreshed)
 
-    def _may_refresh(
+    def _unrefreshed(
         self,
         root: SigninRoot,
         start_url: str,
         cached: tuple[float, float | None] | None,
         now: float,
-    ) -> bool:
-        """False when a refresh is due at `now` and the cache cannot take its answer; raises
-        SigninCacheUnwritable when the token has expired as well. botocore refreshes a token
-        it can refresh (`refreshable`) with under SSOTokenProvider._REFRESH_WINDOW (15
-        minutes) left.
+    ) -> str | None:
+        """What status says (`signin.unrefreshed`) when a refresh is due at `now` and the
+        cache cannot take its answer, so the token is used as it is; None when botocore may
+        go ahead. Raises SigninCacheUnwritable when the token has expired as well. botocore
+        refreshes a token it can refresh (`refreshable`) with under
+        SSOTokenProvider._REFRESH_WINDOW (15 minutes) left.
         """
         if cached is None or not refreshable(root, cached, now):
-            return True  # botocore would not refresh it: nothing to lose
+            return None  # botocore would not refresh it: nothing to lose
         expiry = cached[0]
         if expiry - now >= SSOTokenProvider._REFRESH_WINDOW:
-            return True
+            return None
         refusal = write_refusal(
             self.cache_dir, token_entry(self.cache_dir, start_url, root.session)
         )
         if refusal is None:
-            return True
+            return None
         if expiry <= now:
             raise not_refreshed(root, refusal)
         log.warning(
@@ -187,7 +191,7 @@ class IdentityCenter(CachedSignin):
             refusal,
             (expiry - now) / 60,
         )
-        return False
+        return unrefreshed(root, refusal, expiry)
 
     def _load(
         self, root: SigninRoot, provider: SSOProvider, answers: dict[str, Any], issued: float

@@ -134,6 +134,8 @@ class Held:
     issued: float
     expires: float
     refresh_at: float
+    # The fetch's own word that the sign-in behind them is left unrefreshed (and why).
+    unrefreshed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,12 @@ def snapshot(
     if creds is not None and schedule.servable(creds, now):
         due = schedule.refresh_due(creds)
         held = Held(
-            mask_key_id(creds.access_key_id), creds.arn, creds.issued, creds.expiration, due
+            mask_key_id(creds.access_key_id),
+            creds.arn,
+            creds.issued,
+            creds.expiration,
+            due,
+            creds.unrefreshed,
         )
         return replace(base, state="ok", reason=Reason.SERVING, held=held)
     if isinstance(slot.error, MfaRequired):

@@ -62,6 +62,7 @@ def document(status: Status) -> dict[str, Any]:
             "expires": iso8601(held.expires),
             "expires_in": int(held.expires - status.now),
             "refresh_at": iso8601(held.refresh_at),
+            "unrefreshed_signin": held.unrefreshed,
         },
         "mfa": None
         if mfa is None
