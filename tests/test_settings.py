@@ -110,6 +110,11 @@ def test_a_bad_value_names_where_it_came_from(tmp_path: Path) -> None:
     assert not isinstance(raised.value, settings.FlagError)  # not a usage error: exit 1
     with pytest.raises(ConfigError, match=r"config\.toml: allow_uid: a uid is a whole number"):
         settings.load(env)
+    # The bad item itself, as written: not the list it came in, nor a traceback from int().
+    for given, named in (("abc", "'abc'"), ("5,abc", "'abc'"), ("1_000", "'1_000'"), ("²", "'²'")):
+        with pytest.raises(ConfigError) as bad:
+            settings.load({**env, "VAULTD_ALLOW_UID": given})
+        assert str(bad.value) == f"VAULTD_ALLOW_UID: a uid is a whole number, not {named}"
     with pytest.raises(ConfigError, match="uid_check must be true or false"):
         settings.load({**env, "VAULTD_ALLOW_UID": "5", "VAULTD_UID_CHECK": "perhaps"})
     with pytest.raises(ConfigError, match="event_loop must be one of auto, uvloop, asyncio"):
@@ -148,7 +153,9 @@ def test_relay_token_file(tmp_path: Path) -> None:
     assert settings.read_token(token) == "a-token-long-enough"
 
 
-def test_imds_options_are_built_from_the_settings(tmp_path: Path) -> None:
+def test_imds_options_are_built_from_the_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     token = tmp_path / "token"
     token.write_text("a-token-long-enough")
     env = {
@@ -160,6 +167,9 @@ def test_imds_options_are_built_from_the_settings(tmp_path: Path) -> None:
         "VAULTD_IMDS_TOKENS": "required",
     }
     options = daemon.imds_options(settings.load(env))
+    # Turned off by the variable, not the flag: the warning names every way to turn it off.
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("the owner-uid check is off (--no-uid-check, VAULTD_UID_CHECK")
     assert options.allow_uids == {os.getuid(), 4242}
     assert (options.uid_check, options.serve_extended, options.tokens_required) == (
         False,

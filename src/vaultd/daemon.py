@@ -127,7 +127,10 @@ def imds_options(settings: Settings) -> ImdsOptions:
     owner check runs where the platform supports it unless the settings turn it off."""
     base = ImdsOptions()
     if not settings.uid_check:
-        log.warning("--no-uid-check: every local user's processes can now read your credentials")
+        log.warning(
+            "the owner-uid check is off (--no-uid-check, VAULTD_UID_CHECK=false or "
+            "uid_check = false): every local user's processes can now read your credentials"
+        )
     token_file = settings.relay_token_file
     return replace(
         base,

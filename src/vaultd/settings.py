@@ -13,6 +13,7 @@ value comes from (flag, variable, TOML key) and where the control socket is live
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -168,10 +169,10 @@ def _cidrs(items: list[str], source: str) -> tuple[str, ...]:
 
 
 def _uids(items: list[str], source: str) -> tuple[int, ...]:
-    try:
-        uids = tuple(int(uid) for uid in items)
-    except ValueError:
-        raise ConfigError(f"{source}: a uid is a whole number, not {items!r}") from None
+    bad = [item for item in items if not re.fullmatch(r"-?[0-9]+", item.strip())]
+    if bad:  # int() would also take "1_000" and full-width digits: a uid is written in ASCII ones
+        raise ConfigError(f"{source}: a uid is a whole number, not {bad[0]!r}")
+    uids = tuple(int(uid) for uid in items)
     if any(uid < 0 for uid in uids):
         raise ConfigError(f"{source}: a uid is not negative")
     return uids

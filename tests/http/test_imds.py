@@ -345,6 +345,22 @@ async def test_owner_check_refuses_other_uids(make_imds: Callable[..., Awaitable
     assert f"uid {os.getuid()}" in await r.text()
 
 
+async def test_status_names_the_lookup_and_every_other_uid_it_admits(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the owner check runs on Linux")
+    own = frozenset({os.getuid()})
+    alone = (await make_imds(options=ImdsOptions(allow_uids=own))).imds.owner_lookup
+    assert alone in ("netlink sock_diag (exact socket)", "/proc/net/tcp (full 4-tuple)")
+    more = ImdsOptions(allow_uids=own | {65534, 1001})
+    assert (
+        await make_imds(options=more)
+    ).imds.owner_lookup == f"{alone}; also admits uid 1001, 65534"
+    off = ImdsOptions(uid_check=False)
+    assert (await make_imds(options=off)).imds.owner_lookup == "off"
+
+
 async def test_extended_path_when_enabled(make_imds: Callable[..., Awaitable[Imds]]) -> None:
     imds = await make_imds(options=ImdsOptions(serve_extended=True))
     ext = "/latest/meta-data/iam/security-credentials-extended/"

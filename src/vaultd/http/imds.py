@@ -123,8 +123,14 @@ class ImdsApp:
 
     @property
     def owner_lookup(self) -> str:
-        """How the owner of a connection is found (for `vaultd status`), or "off"."""
-        return self.owners.name if self.owners is not None else "off"
+        """How the owner of a connection is found, and which uids other than the daemon's
+        own it admits (`--allow-uid`), for `vaultd status`; or "off"."""
+        if self.owners is None:
+            return "off"
+        others = sorted(self.owners.allow_uids - {os.getuid()})
+        if not others:
+            return self.owners.name
+        return f"{self.owners.name}; also admits uid {', '.join(map(str, others))}"
 
     # -- serving ---------------------------------------------------------------------------
     async def start(
