@@ -83,6 +83,12 @@ class Goal:
         return value <= self.bound if self.most else value >= self.bound
 
 
+def figure(value: float) -> str:
+    """A figure as the table shows it: two decimals, three below 0.1 (a p50 of 0.012 ms
+    against 0.009 ms, not 0.01 against 0.01 beside a ratio of 1.33)."""
+    return f"{value:,.3f}" if abs(value) < 0.1 else f"{value:,.2f}"
+
+
 class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, str, str, str]] = []
@@ -104,10 +110,9 @@ class Table:
         if goal is not None:
             seen = ratio if goal.on == "ratio" else ours
             verdict = f"{goal.text()}: {'met' if goal.met(seen) else 'NOT MET'}"
-        self.rows.append(
-            (name, f"{ours:,.2f}{unit}", f"{theirs:,.2f}{unit}", f"{ratio:.2f}", verdict)
-        )
-        print(f"  {name}: vaultd {ours:,.2f}{unit}  {against} {theirs:,.2f}{unit}", flush=True)
+        mine, other = figure(ours) + unit, figure(theirs) + unit
+        self.rows.append((name, mine, other, f"{ratio:.2f}", verdict))
+        print(f"  {name}: vaultd {mine}  {against} {other}", flush=True)
 
     def note(self, name: str, value: str, verdict: str = "") -> None:
         self.rows.append((name, value, "", "", verdict))
