@@ -21,6 +21,7 @@ from vaultd.host.peer_owner import (
     diag_rows,
     find_owner,
     owner_lookup,
+    owner_of,
     server_side,
 )
 
@@ -136,12 +137,12 @@ def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> Non
         try:
             ours = server_side(conn)
             assert ours == server.getsockname()
-            assert owners.owner(peer, ours) == os.getuid()
-            assert owners.owner(peer, ("127.0.0.1", 1)) is None  # not the socket talking to us
+            assert owner_of(owners, peer, ours) == os.getuid()
+            assert owner_of(owners, peer, ("127.0.0.1", 1)) is None  # not the socket talking to us
             client.shutdown(socket.SHUT_WR)  # half-closed: still answered
-            assert owners.owner(peer, ours) == os.getuid()
+            assert owner_of(owners, peer, ours) == os.getuid()
             client.close()  # orphaned at once (inode 0): never matches again
-            assert owners.owner(peer, ours) is None
+            assert owner_of(owners, peer, ours) is None
         finally:
             conn.close()
             client.close()

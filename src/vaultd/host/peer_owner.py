@@ -71,13 +71,14 @@ class Row:
 
 
 class OwnerLookup(Protocol):
-    """Answers `owner(client, server)`: the uid of the one live socket whose local side is
-    `client` and whose remote side is `server`, or None (no such socket, several, or not live).
-    `name` is shown by `vaultd status`."""
+    """Answers `rows(client, server)`: the kernel's rows for sockets whose local side is
+    `client` and whose remote side is `server` in this network namespace (usually one or
+    none; other rows may come along, `matching` picks), or None when the lookup itself
+    failed. `decide` turns them into an owner. `name` is shown by `vaultd status`."""
 
     name: str
 
-    def owner(self, client: Address, server: Address) -> int | None: ...
+    def rows(self, client: Address, server: Address) -> list[Row] | None: ...
 
 
 def normal(host: str) -> str:
@@ -88,11 +89,16 @@ def normal(host: str) -> str:
     return str(addr)
 
 
-def decide(rows: Sequence[Row], client: Address, server: Address) -> int | None:
-    """The owner when exactly one row is the socket client -> server and it is live."""
+def matching(rows: Sequence[Row], client: Address, server: Address) -> list[Row]:
+    """The rows that are the socket client -> server (its local side `client`)."""
     want_local = (normal(client[0]), client[1])
     want_remote = (normal(server[0]), server[1])
-    matches = [r for r in rows if r.local == want_local and r.remote == want_remote]
+    return [r for r in rows if r.local == want_local and r.remote == want_remote]
+
+
+def decide(rows: Sequence[Row], client: Address, server: Address) -> int | None:
+    """The owner when exactly one row is the socket client -> server and it is live."""
+    matches = matching(rows, client, server)
     if len(matches) != 1:
         return None
     row = matches[0]
@@ -212,7 +218,7 @@ class NetlinkLookup:
         self._sock.settimeout(NETLINK_TIMEOUT)
         self._seq = 0
 
-    def owner(self, client: Address, server: Address) -> int | None:
+    def rows(self, client: Address, server: Address) -> list[Row] | None:
         self._seq = (self._seq + 1) & 0x7FFFFFFF
         seq = self._seq
         try:
@@ -226,7 +232,7 @@ class NetlinkLookup:
         except (OSError, ValueError) as exc:
             log.warning("sock_diag lookup failed: %s", exc)
             return None
-        return decide(rows, client, server)
+        return rows
 
     def close(self) -> None:
         self._sock.close()
@@ -292,15 +298,23 @@ class ProcLookup:
     def __init__(self, tables: Sequence[Path] = PROC_TABLES) -> None:
         self.tables = tables
 
-    def owner(self, client: Address, server: Address) -> int | None:
+    def rows(self, client: Address, server: Address) -> list[Row] | None:
         rows: list[Row] = []
+        read = 0
         for table in self.tables:
             try:
                 with table.open(encoding="ascii", errors="replace") as fh:
                     rows += proc_rows(fh)
+                read += 1
             except OSError:
                 continue
-        return decide(rows, client, server)
+        return rows if read else None  # no table at all: nothing is known
+
+
+def owner_of(lookup: OwnerLookup, client: Address, server: Address) -> int | None:
+    """The uid of the one live socket client -> server (`decide`), or None."""
+    rows = lookup.rows(client, server)
+    return None if rows is None else decide(rows, client, server)
 
 
 def owner_lookup() -> OwnerLookup:

@@ -1,4 +1,5 @@
-"""The owner rule for loopback connections: serve only sockets of the allowed uids.
+"""The owner rule: serve only sockets of the allowed uids, for every client whose socket is
+on this machine (loopback, and any of this machine's addresses in an `--allow-cidr` network).
 
 One lookup per accepted connection, on the event loop: netlink sock_diag answers for one
 socket in one small round trip (tens of microseconds, independent of the machine's socket
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vaultd.host.peer_owner import OwnerLookup, owner_lookup, server_side
+from vaultd.host.peer_owner import OwnerLookup, decide, matching, owner_lookup, server_side
 
 CANNOT_TELL = "the owner of the connection cannot be determined"
 
@@ -31,16 +32,29 @@ class Owners:
     def name(self) -> str:
         return self.lookup.name
 
-    def check(self, peer: tuple[str, int], sock: Any) -> tuple[int | None, str | None]:
+    def check(
+        self, peer: tuple[str, int], sock: Any, *, elsewhere: bool = False
+    ) -> tuple[int | None, str | None]:
         """`sock` is the accepted socket (asyncio's transport socket): its own address, or
-        the original destination of a redirect, is the client's remote side."""
+        the original destination of a redirect, is the client's remote side.
+
+        `elsewhere`: the peer's address is one allowed for other hosts or containers
+        (`--allow-cidr`). A client there has no socket in this network namespace and is
+        served as (None, None); but one whose socket is here is a process on this machine
+        (another user can bind any address the machine holds: a bridge, a LAN or VPN
+        address) and is held to the owner rule like a loopback client."""
         if sock is None:
             return None, CANNOT_TELL
         try:
             server = server_side(sock)
         except OSError:
             return None, CANNOT_TELL
-        uid = self.lookup.owner(peer, server)
+        rows = self.lookup.rows(peer, server)
+        if rows is None:
+            return None, CANNOT_TELL
+        if elsewhere and not matching(rows, peer, server):
+            return None, None
+        uid = decide(rows, peer, server)
         if uid is None:
             return None, CANNOT_TELL
         if uid not in self.allow_uids:

@@ -159,15 +159,18 @@ class ImdsApp:
 
     def admit(self, transport: asyncio.BaseTransport) -> Peer:
         """Who is at the other end of a new connection, and whether they may be served:
-        the peer address rule, then (loopback peers, Linux) the owner of the client socket."""
+        the peer address rule, then (Linux) the owner of the client socket, wherever that
+        socket is on this machine (`Owners.check`)."""
         name = transport.get_extra_info("peername")
         address = (str(name[0]), int(name[1])) if name else None
         refusal = self.guard.peer_refusal(address[0] if address else None)
         if refusal or self.owners is None or address is None:
             return Peer(address, None, refusal)
-        if not self.guard.is_local(address[0]):
-            return Peer(address)  # other hosts or containers allowed by CIDR: no local owner
-        uid, refusal = self.owners.check(address, transport.get_extra_info("socket"))
+        # Other hosts and containers allowed by CIDR have no socket here; a local process
+        # using one of this machine's addresses does, and is held to the owner rule.
+        elsewhere = not self.guard.is_local(address[0])
+        sock = transport.get_extra_info("socket")
+        uid, refusal = self.owners.check(address, sock, elsewhere=elsewhere)
         return Peer(address, uid, refusal)
 
     def _bad_request(self, message: str) -> None:
