@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from vaultd.core.keystore import Keystore, backend_name
 from vaultd.core.provider import Provider
 from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
-from vaultd.host import activation, event_loop
+from vaultd.host import activation, event_loop, routes
 from vaultd.host.blocking import AbandoningExecutor
 from vaultd.host.coredump import CoreDumps, forbid_core_dumps
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
@@ -320,7 +320,8 @@ async def _watchdog(interval: float) -> None:
 
 class Relay:
     """`vaultd relay`: the IMDS surface for containers, its credentials fetched from the
-    host's daemon by `fetch`. Peers are containers: there is no local owner to check."""
+    host's daemon by `fetch`. Peers are containers: there is no local owner to check, and
+    the network's gateways (the host, `routes.gateways`, read at start) are refused."""
 
     def __init__(
         self,
@@ -328,14 +329,19 @@ class Relay:
         listen: Listen,
         allow_cidrs: tuple[str, ...],
         interval: float,
+        *,
         clock: Callable[[], float] = time.time,
+        gateways: Iterable[str] | None = None,
     ) -> None:
+        if gateways is None:
+            gateways = routes.gateways()
         self.listen = listen
         self.allow_cidrs = allow_cidrs
         self.interval = interval
         self.provider = RelayProvider(fetch, clock)
         self.broker = Broker(self.provider, clock)
-        guard = Guard.for_listener(listen.host, listen.port, allow_cidrs)
+        self.gateways = sorted(gateways)
+        guard = Guard.for_listener(listen.host, listen.port, allow_cidrs, self.gateways)
         self.imds = ImdsApp(self.broker, Tokens(clock), guard, ImdsOptions(uid_check=False))
 
     async def start(self) -> None:
@@ -344,9 +350,12 @@ class Relay:
         except OSError as exc:
             await self.stop()
             raise ServeError(f"cannot listen on {self.listen}: {exc.strerror}") from None
-        logging.getLogger("vaultd.relay").info(
+        log = logging.getLogger("vaultd.relay")
+        log.info(
             "relaying the host's credentials on %s to %s", self.listen, ", ".join(self.allow_cidrs)
         )
+        if self.gateways:
+            log.info("refusing the network's gateways (the host): %s", ", ".join(self.gateways))
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [self.broker.run(), follow_host(self.broker, self.provider, self.interval)]

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -88,6 +89,18 @@ def container_key(ns: str, home: Path) -> str:
     return str(got["key"])
 
 
+def start_relay(ns: str, cidr: str, log: IO[str]) -> subprocess.Popen[str]:
+    """`vaultd relay` in the namespace `ns`, answering `cidr`, its output in `log`."""
+    relay = [sys.executable, "-m", "vaultd", "relay", "--allow-cidr", cidr, "--interval", "0.3"]
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, *relay],
+        env=vaultd_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def test_relay_serves_the_host_profile_to_its_network_only(
     wire: tuple[str, str], user_keys: tuple[str, str], daemon: Daemon, isolated: Path
 ) -> None:
@@ -95,26 +108,7 @@ def test_relay_serves_the_host_profile_to_its_network_only(
     daemon.start()
     assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
     log = (isolated / "relay.log").open("w")
-    relay = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            inside,
-            sys.executable,
-            "-m",
-            "vaultd",
-            "relay",
-            "--allow-cidr",
-            "169.254.169.128/25",
-            "--interval",
-            "0.3",
-        ],
-        env=vaultd_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    relay = start_relay(inside, "169.254.169.128/25", log)
     try:
         deadline = time.monotonic() + 30
         while "HTTP/1.1 200" not in in_ns(inside, sys.executable, "-c", PROBE).stdout:
@@ -140,3 +134,30 @@ def test_relay_serves_the_host_profile_to_its_network_only(
     text = (isolated / "relay.log").read_text()
     assert "Traceback" not in text
     assert want not in text
+
+
+def test_relay_refuses_its_networks_gateway_which_is_the_host(
+    wire: tuple[str, str], user_keys: tuple[str, str], daemon: Daemon, isolated: Path
+) -> None:
+    # As on a docker bridge: the "outside" end is the gateway, i.e. the host, where any
+    # user's process reaches 169.254.169.254 from. Its address is inside --allow-cidr.
+    inside, outside = wire
+    sh("ip", "netns", "exec", inside, "ip", "route", "add", "default", "via", "169.254.169.100")
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    with (isolated / "relay.log").open("w") as log:
+        relay = start_relay(inside, "169.254.169.0/24", log)
+        try:
+            deadline = time.monotonic() + 30
+            while "HTTP/1.1 200" not in in_ns(inside, sys.executable, "-c", PROBE).stdout:
+                assert relay.poll() is None, (isolated / "relay.log").read_text()
+                assert time.monotonic() < deadline, (isolated / "relay.log").read_text()
+                time.sleep(0.2)
+            refused = in_ns(outside, sys.executable, "-c", PROBE)
+            assert refused.stdout.startswith("HTTP/1.1 403"), refused.stdout + refused.stderr
+        finally:
+            relay.terminate()
+            assert relay.wait(15) == 0
+    text = (isolated / "relay.log").read_text()
+    assert "refusing the network's gateways (the host): 169.254.169.100" in text
+    assert "is the network's gateway" in text

@@ -37,9 +37,14 @@ class Guard:
     # Only a loopback listener can trust a peer of 169.254.169.254 to be this machine:
     # on 0.0.0.0, a LAN neighbour could send from that link-local address.
     listener_loopback: bool = True
+    # Refused even inside an allowed network: the relay network's gateways, which are the
+    # host, where any user's process can reach the relay from (`host.routes`).
+    gateways: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset()
 
     @classmethod
-    def for_listener(cls, host: str, port: int, allow_cidrs: Iterable[str] = ()) -> Guard:
+    def for_listener(
+        cls, host: str, port: int, allow_cidrs: Iterable[str] = (), gateways: Iterable[str] = ()
+    ) -> Guard:
         hosts: set[str] = set()
         for name in (*IMDS_HOSTS, "localhost", host if ":" not in host else f"[{host}]"):
             hosts.add(f"{name}:{port}")
@@ -52,7 +57,8 @@ class Guard:
         nets = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
         bound = _address(host)
         loopback = bound is not None and bound.is_loopback
-        return cls(frozenset(h.lower() for h in hosts), nets, loopback)
+        refused = frozenset(a for a in (_address(g) for g in gateways) if a is not None)
+        return cls(frozenset(h.lower() for h in hosts), nets, loopback, refused)
 
     @staticmethod
     def is_local(peer: str) -> bool:
@@ -65,6 +71,8 @@ class Guard:
         addr = _address(peer) if peer else None
         if addr is None:
             return "unknown peer address"
+        if addr in self.gateways:
+            return f"peer {addr} is the network's gateway: the host, whose users are not checked"
         if addr.is_loopback or any(addr in net for net in self.allowed_networks):
             return None
         if self.listener_loopback and addr in IMDS_ADDRESSES:
