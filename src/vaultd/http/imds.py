@@ -252,12 +252,14 @@ class ImdsApp:
     def _refuse(self, request: Request, reason: str) -> Reply:
         """403 and close: a refused peer keeps no connection (and no slot)."""
         peer = request.peer
-        who = (
-            f"uid {peer.uid}"
-            if peer.uid is not None
-            else f"peer {peer.address[0] if peer.address else '?'}"
-        )
-        self.refusals.refused(who, request.method, request.target, reason)
+        host = peer.address[0] if peer.address else "?"
+        if peer.uid is not None:
+            who = key = f"uid {peer.uid}"
+        else:
+            # Counted as one: any local user can send from any 127.x address.
+            who = f"peer {host}"
+            key = "a local peer of unknown owner" if self.guard.is_local(host) else who
+        self.refusals.refused(who, request.method, request.target, reason, key)
         request.close = True
         return self._reply(request, 403, f"Forbidden: {reason}".encode())
 

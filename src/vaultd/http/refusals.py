@@ -4,8 +4,12 @@ Everything taken from a request (method, target, header values) goes through `pr
 (vaultd.untrusted, the one rule for text from outside):
 control characters, quotes, backslashes and non-ASCII are escaped (so `%0a` decoded to a
 newline cannot forge a line, NUL and CR never reach the log) and the length is bounded.
-Refusals are rate-limited: one line per peer (its uid when known) per interval, carrying
-the count of refusals it stood for, so a flood of refused requests adds a line a minute.
+Refusals are rate-limited: one line per peer per interval, carrying the count of refusals
+it stood for, so a flood of refused requests adds a line a minute. A peer is its uid when
+known; every local peer whose owner is unknown is one peer (any user can pick any of
+127.0.0.0/8 as a source, and a connection closed at once has no owner left to find); and,
+whatever the keys, at most MAX_LINES lines are written per interval in all, the rest
+counted on the first line of the next.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from vaultd.untrusted import printable
 
 INTERVAL: Final = 60.0
 MAX_PEERS: Final = 1024
+# Lines per interval in all: what many distinct keys (remote addresses) can add at most.
+MAX_LINES: Final = 20
 
 
 @dataclass
@@ -39,19 +45,36 @@ class RefusalLog:
         self.clock = clock
         self.interval = interval
         self._windows: dict[str, _Window] = {}
+        self._all = _Window(float("-inf"))  # lines written, all peers, this interval
+        self._lines = 0
 
-    def refused(self, peer: str, method: str, target: str, reason: str) -> None:
-        """Note one refusal of `method target` from `peer` (e.g. "uid 65534") for `reason`."""
+    def refused(
+        self, peer: str, method: str, target: str, reason: str, key: str | None = None
+    ) -> None:
+        """Note one refusal of `method target` from `peer` (shown: e.g. "uid 65534") for
+        `reason`; `key` is whom it is counted against (default: `peer`)."""
         now = self.clock()
-        window = self._windows.get(peer)
+        key = peer if key is None else key
+        window = self._windows.get(key)
         if window is not None and now - window.start < self.interval:
             window.suppressed += 1
             return
+        if now - self._all.start >= self.interval:
+            unlogged = self._all.suppressed
+            self._all, self._lines = _Window(now), 0
+        else:
+            unlogged = 0
+        if self._lines >= MAX_LINES:
+            self._all.suppressed += 1
+            return
+        self._lines += 1
         earlier = window.suppressed if window is not None else 0
         if window is None and len(self._windows) >= MAX_PEERS:
             self._forget(now)
-        self._windows[peer] = _Window(now)
+        self._windows[key] = _Window(now)
         more = f" (and {earlier} more refused from it since the last line)" if earlier else ""
+        if unlogged:
+            more += f" ({unlogged} refusals from other peers were not logged: too many peers)"
         self.logger.warning(
             "refused %s %s from %s: %s%s",
             printable(method, 16),
