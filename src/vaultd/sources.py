@@ -79,6 +79,10 @@ def read_toml(path: str) -> dict[str, Any]:
                 return tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: {exc}") from None
+            except UnicodeDecodeError as exc:  # tomllib decodes the bytes before it parses
+                raise ConfigError(
+                    f"{path}: not UTF-8 text (byte {exc.start}), which TOML must be"
+                ) from None
     except FileNotFoundError:
         return {}
     except OSError as exc:

@@ -428,3 +428,17 @@ def test_env_says_port_0_is_no_endpoint_before_the_daemon_runs() -> None:
         "vaultd: listen address [::]:0 takes a free port when the daemon starts, so there is "
         "no endpoint to print yet: start `vaultd serve`, then run `vaultd env`\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["switch", "master"], ["mfa", "123456"], ["list"], ["env"], ["serve"]],
+    ids=lambda a: a[0],
+)
+def test_a_settings_file_that_is_not_utf8_is_one_line_naming_it(args: list[str]) -> None:
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "vaultd" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xfe garbage\n")
+    done = run_vaultd(*args, stdin="")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"vaultd: {path}: not UTF-8 text (byte 0), which TOML must be\n"
