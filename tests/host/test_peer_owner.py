@@ -151,3 +151,21 @@ def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> Non
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink (Linux)")
 def test_netlink_is_the_lookup_on_linux() -> None:
     assert isinstance(owner_lookup(), NetlinkLookup)
+
+
+class Blind(NetlinkLookup):
+    """sock_diag that takes every request and finds no socket (ENOENT), as a kernel without
+    inet_diag answers."""
+
+    def rows(self, client: tuple[str, int], server: tuple[str, int]) -> list[Row] | None:
+        return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink and /proc (Linux)")
+def test_a_netlink_that_cannot_find_our_own_connection_gives_way_to_proc(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Before: every client refused, while status said "netlink sock_diag".
+    lookup = owner_lookup(Blind)
+    assert isinstance(lookup, ProcLookup)
+    assert "does not find this process's own connection" in caplog.text

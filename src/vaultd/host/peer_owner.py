@@ -21,9 +21,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -317,10 +318,37 @@ def owner_of(lookup: OwnerLookup, client: Address, server: Address) -> int | Non
     return None if rows is None else decide(rows, client, server)
 
 
-def owner_lookup() -> OwnerLookup:
-    """Netlink sock_diag when the kernel offers it, else the /proc tables."""
+def answers_for_itself(lookup: OwnerLookup) -> bool:
+    """Whether `lookup` finds this process as the owner of a loopback connection it makes
+    to itself. A kernel can take sock_diag requests and still answer ENOENT for every
+    socket (inet_diag built as a module that cannot be loaded): every client would then be
+    refused while status named the lookup as working."""
     try:
-        return NetlinkLookup()
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            address = server.getsockname()
+            with socket.create_connection(address, timeout=1) as _client:
+                conn, peer = server.accept()
+                with conn:
+                    return owner_of(lookup, peer, address) == os.geteuid()
+    except OSError:
+        return False
+
+
+def owner_lookup(netlink: Callable[[], OwnerLookup] = NetlinkLookup) -> OwnerLookup:
+    """Netlink sock_diag when the kernel offers it and it answers for a connection of our
+    own (`answers_for_itself`), else the /proc tables."""
+    try:
+        lookup = netlink()
     except OSError as exc:
         log.info("netlink sock_diag unavailable (%s); reading /proc/net/tcp instead", exc)
         return ProcLookup()
+    if answers_for_itself(lookup):
+        return lookup
+    close = getattr(lookup, "close", None)
+    if close is not None:
+        close()
+    log.warning(
+        "netlink sock_diag does not find this process's own connection (inet_diag missing?); "
+        "reading /proc/net/tcp instead"
+    )
+    return ProcLookup()
