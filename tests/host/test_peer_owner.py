@@ -13,6 +13,7 @@ import pytest
 from vaultd.host.peer_owner import (
     NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
+    Address,
     NetlinkLookup,
     ProcLookup,
     Row,
@@ -20,6 +21,7 @@ from vaultd.host.peer_owner import (
     diag_request,
     diag_rows,
     find_owner,
+    lines_with,
     owner_lookup,
     owner_of,
     server_side,
@@ -142,10 +144,50 @@ def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> Non
             client.shutdown(socket.SHUT_WR)  # half-closed: still answered
             assert owner_of(owners, peer, ours) == os.getuid()
             client.close()  # orphaned at once (inode 0): never matches again
+            if isinstance(owners, ProcLookup):
+                # Until forgotten (the daemon's next loop turn), the tables read are shared.
+                assert owner_of(owners, peer, ours) == os.getuid()
+                owners.forget()
             assert owner_of(owners, peer, ours) is None
         finally:
             conn.close()
             client.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc (Linux)")
+def test_the_proc_fallback_shares_a_read_and_reads_again_for_a_socket_it_lacks() -> None:
+    reads: list[int] = []
+
+    class Counting(ProcLookup):
+        def rows(self, client: Address, server: Address) -> list[Row] | None:
+            before = self._read
+            found = super().rows(client, server)
+            if self._read is not before:
+                reads.append(1)
+            return found
+
+    owners = Counting()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        first = socket.create_connection(server.getsockname())
+        conn1, peer1 = server.accept()
+        ours = server_side(conn1)
+        assert owner_of(owners, peer1, ours) == os.getuid()
+        assert owner_of(owners, peer1, ours) == os.getuid()
+        assert len(reads) == 1  # the second lookup used the first read
+        second = socket.create_connection(server.getsockname())  # made after that read
+        conn2, peer2 = server.accept()
+        assert owner_of(owners, peer2, ours) == os.getuid()
+        assert len(reads) == 2  # not in the kept read: read again
+        for s in (first, second, conn1, conn2):
+            s.close()
+
+
+def test_only_the_lines_holding_the_clients_port_are_parsed() -> None:
+    text = "  sl  local_address\n 0: 0100007F:1F90 0100007F:A1B2 01\n 1: 0100007F:A1B2 x\n 2: y\n"
+    assert list(lines_with(text, ":A1B2 ")) == [
+        " 0: 0100007F:1F90 0100007F:A1B2 01",
+        " 1: 0100007F:A1B2 x",
+    ]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink (Linux)")

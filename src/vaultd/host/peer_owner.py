@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -291,25 +291,57 @@ def find_owner(lines: Iterable[str], client: Address, server: Address) -> int | 
     return decide(proc_rows(lines), client, server)
 
 
+def lines_with(text: str, needle: str) -> Iterator[str]:
+    """The lines of `text` that contain `needle` (str.find, not a parse of every line)."""
+    at = text.find(needle)
+    while at != -1:
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = len(text) if end == -1 else end
+        yield text[start:end]
+        at = text.find(needle, end)
+
+
 class ProcLookup:
-    """The fallback: reads all of /proc/net/tcp{,6}, so its cost grows with the socket count."""
+    """The fallback: reads all of /proc/net/tcp{,6}, so its cost grows with the socket count.
+
+    Two things keep a flood of connections from stalling the event loop on it: only the
+    lines holding the client's port (`:PPPP ` in the kernel's hex) are parsed, and the
+    tables read are kept until `forget()` (the caller's next loop turn), so connections
+    accepted together share one read. A kept read serves only a socket it lists as live;
+    any other is looked up in a fresh read (it may have been made after the kept one)."""
 
     name = "/proc/net/tcp (full 4-tuple)"
 
     def __init__(self, tables: Sequence[Path] = PROC_TABLES) -> None:
         self.tables = tables
+        self._read: list[str] | None = None
 
     def rows(self, client: Address, server: Address) -> list[Row] | None:
-        rows: list[Row] = []
-        read = 0
+        needle = f":{client[1]:04X} "
+        if self._read is not None:
+            kept = self._rows(self._read, needle)
+            if decide(kept, client, server) is not None:
+                return kept
+        read = []
         for table in self.tables:
             try:
                 with table.open(encoding="ascii", errors="replace") as fh:
-                    rows += proc_rows(fh)
-                read += 1
+                    read.append(fh.read())
             except OSError:
                 continue
-        return rows if read else None  # no table at all: nothing is known
+        if not read:
+            return None  # no table at all: nothing is known
+        self._read = read
+        return self._rows(read, needle)
+
+    @staticmethod
+    def _rows(texts: list[str], needle: str) -> list[Row]:
+        return [row for text in texts for row in proc_rows(lines_with(text, needle))]
+
+    def forget(self) -> None:
+        """Drop the tables read: the next lookup reads them afresh."""
+        self._read = None
 
 
 def owner_of(lookup: OwnerLookup, client: Address, server: Address) -> int | None:
