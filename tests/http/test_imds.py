@@ -425,6 +425,14 @@ async def test_docker_desktop_relay_endpoint(make_imds: Callable[..., Awaitable[
     assert (r.status, doc["Profile"], doc["RoleName"]) == (200, "master", "DeveloperRole")
     fetched = await asyncio.to_thread(http_fetch(f"http://127.0.0.1:{imds.port}", token))
     assert fetched["AccessKeyId"] == doc["AccessKeyId"]
+    # The token is not a pass past the other guards: a browser's request, another uid's.
+    sent = {**desktop, "Authorization": token, "Origin": "http://evil.example"}
+    assert (await imds.client.get(RELAY_PATH, headers=sent)).status == 403
+    if sys.platform.startswith("linux"):
+        others = ImdsOptions(relay_token=token, allow_uids=frozenset({os.getuid() + 4242}))
+        theirs = await make_imds(options=others)
+        sent = {**desktop, "Authorization": token}
+        assert (await theirs.client.get(RELAY_PATH, headers=sent)).status == 403
     # Without a configured token the path is just another 404.
     plain = await make_imds()
     assert (await plain.client.get(RELAY_PATH, headers={"Authorization": token})).status == 404

@@ -268,9 +268,10 @@ class ImdsApp:
 
     async def _relay(self, request: Request) -> Reply:
         """Credentials for a relay in Docker Desktop's VM, which reaches this listener as
-        host.docker.internal: no Host check, the token is the guard."""
-        address = request.peer.address
-        refusal = self.guard.peer_refusal(address[0] if address else None)
+        host.docker.internal: no Host check (that name is not the metadata address), but
+        the peer and owner rules and the browser check hold as for any request, and the
+        token must match."""
+        refusal = request.peer.refusal or self.guard.browser_refusal(request.headers)
         given = request.headers.get("Authorization", "")
         expected = self.options.relay_token or ""
         if refusal or not hmac.compare_digest(given.encode(), expected.encode()):
