@@ -209,3 +209,16 @@ def test_the_readme_documents_every_setting_once() -> None:
     parser_flags |= {"--event-loop"}
     documented_flags = {f for row in rows for f in re.findall(r"--[a-z-]+", row[0])}
     assert parser_flags <= documented_flags
+
+
+def test_the_control_socket_is_a_string_and_a_relative_runtime_dir_is_ignored(
+    tmp_path: Path,
+) -> None:
+    for value in ("7", "true"):
+        env = write_toml(tmp_path, f"control_socket = {value}")
+        with pytest.raises(ConfigError, match=r"config\.toml: control_socket must be a string"):
+            sources.control_socket(None, env)
+    env = {"HOME": str(tmp_path), "XDG_RUNTIME_DIR": "run/relative"}
+    assert sources.control_socket(None, env) == str(
+        tmp_path / ".local" / "state" / "vaultd" / "control.sock"
+    )

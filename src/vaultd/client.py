@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 # ("credential_process did not finish within 60s") arrives rather than the client's timeout.
 SOURCE_DEADLINE = 60.0
 CALL_TIMEOUT = SOURCE_DEADLINE + 10.0
+# A status is read from memory: a daemon that takes longer is stuck (stopped, swapping).
+STATUS_TIMEOUT = 10.0
 
 # Bounds on what the daemon may answer: a status document is a few KiB.
 MAX_HEAD = 16 * 1024
@@ -275,10 +277,18 @@ class ControlClient:
         self.path = path
         self.timeout = timeout
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One exchange; `timeout` (seconds) narrows the client's own for this call."""
         payload = json.dumps(body).encode() if body is not None else None
+        timeout = self.timeout if timeout is None else min(timeout, self.timeout)
         try:
-            sock = _connect(self.path, self.timeout)
+            sock = _connect(self.path, timeout)
             try:
                 sock.sendall(_request(method, path, payload))
                 status, raw = _Reader(sock).response()
@@ -289,8 +299,11 @@ class ControlClient:
         except TimeoutError:
             raise ControlError(
                 504,
-                {"error": "timeout", "message": f"vaultd did not answer in {self.timeout:.0f}s"},
+                {"error": "timeout", "message": f"vaultd did not answer in {timeout:.0f}s"},
             ) from None
+        except PermissionError as exc:
+            message = f"cannot reach vaultd's control socket {self.path}: {exc.strerror}"
+            raise ControlError(502, {"error": "control_failed", "message": message}) from None
         except (OSError, ValueError) as exc:
             raise ControlError(
                 502, {"error": "control_failed", "message": f"talking to vaultd failed: {exc}"}
@@ -311,7 +324,8 @@ class ControlClient:
         return data
 
     def status(self) -> dict[str, Any]:
-        return self.call("GET", "/v1/status")
+        """The daemon's status document, within STATUS_TIMEOUT seconds."""
+        return self.call("GET", "/v1/status", timeout=STATUS_TIMEOUT)
 
     def switch(self, profile: str, mfa_code: str | None = None) -> dict[str, Any]:
         return self.call("POST", "/v1/switch", with_mfa_code({"profile": profile}, mfa_code))

@@ -36,7 +36,8 @@ def default_socket_path(env: Mapping[str, str]) -> str:
     """Where the control socket is when nothing names it: the one rule, for the daemon and
     every client alike.
 
-    1. `$XDG_RUNTIME_DIR/vaultd/control.sock`: the per-user 0700 runtime directory (systemd).
+    1. `$XDG_RUNTIME_DIR/vaultd/control.sock`: the per-user 0700 runtime directory (systemd);
+       a relative value is ignored, as the XDG Base Directory specification says.
     2. Else `$XDG_STATE_HOME/vaultd/control.sock` (default `~/.local/state`): inside the
        home directory, where another user cannot create the directory first (macOS,
        containers, cron, some SSH sessions). Not `$TMPDIR`: launchd agents and login
@@ -46,7 +47,7 @@ def default_socket_path(env: Mapping[str, str]) -> str:
        refuses to start, and clients refuse to talk to it (`vaultd.client.verify_socket`).
     """
     runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime:
+    if runtime and runtime.startswith("/"):  # the XDG spec: a relative path is ignored
         return os.path.join(runtime, "vaultd", "control.sock")
     home = env.get("HOME", "")
     state = env.get("XDG_STATE_HOME") or (f"{home}/.local/state" if home else "")
@@ -144,7 +145,12 @@ class Sources:
         """The control socket's path: --control-socket, VAULTD_CONTROL_SOCKET, the
         `control_socket` key, else `default_socket_path`. `~` is expanded, and the path is
         normalised (`os.path.normpath`) so that the daemon and every client name it alike."""
-        text = self.text(flag, "VAULTD_CONTROL_SOCKET", "control_socket")
+        found = self.raw(flag, "VAULTD_CONTROL_SOCKET", "control_socket")
+        text = None
+        if found is not None:
+            if not isinstance(found[0], str):  # 7 or true is no path
+                raise ConfigError(f"{found[1]} must be a string (a path)")
+            text = found[0]
         path = os.path.expanduser(text) if text else default_socket_path(self.env)
         return os.path.normpath(path)
 

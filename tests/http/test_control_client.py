@@ -3,6 +3,7 @@ answers it must refuse rather than trust."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -100,3 +101,39 @@ def test_an_answer_nested_past_the_decoders_depth_is_a_bad_response(
         "error": "bad_response",
         "message": "vaultd answered JSON nested too deeply",
     }
+
+
+def test_a_status_from_a_hung_daemon_gives_up_at_the_status_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped daemon (SIGSTOP) still accepts: status waited the full call timeout (70 s),
+    meant for calls that run programs, though a status is read from memory."""
+    from vaultd import client
+
+    monkeypatch.setattr(client, "STATUS_TIMEOUT", 1.0)  # 10 s in use: the rule, not the figure
+    path = tmp_path / "control.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen(1)  # accepted by the kernel, never answered
+        with pytest.raises(client.ControlError) as caught:
+            client.ControlClient(path).status()
+    assert str(caught.value) == "vaultd did not answer in 1s"
+    assert client.ControlClient(path).timeout == client.CALL_TIMEOUT  # other calls: unchanged
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another uid needs root")
+def test_a_socket_behind_a_directory_we_may_not_enter_is_one_plain_line(tmp_path: Path) -> None:
+    from vaultd.client import ControlClient, ControlError
+
+    root_only = tmp_path / "runtime"
+    root_only.mkdir(mode=0o700)
+    path = root_only / "vaultd" / "control.sock"
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        with pytest.raises(ControlError) as caught:
+            ControlClient(path).status()
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    assert str(caught.value) == f"cannot reach vaultd's control socket {path}: Permission denied"
