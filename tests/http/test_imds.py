@@ -708,3 +708,13 @@ async def test_a_repeated_request_after_clear_is_answered_as_a_new_connection_wo
     anew = await fresh.ask(request)
     assert (after[0], after[2]) == (anew[0], anew[2])  # the Date may straddle a second
     assert json.loads(before[2])["LastUpdated"] and not json.loads(after[2])["LastUpdated"]
+
+
+async def test_an_http11_request_without_host_is_a_bad_request_and_http10_is_not(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    imds = await make_imds()
+    bare = f"GET {CREDS} HTTP/1.1\r\n\r\n".encode()  # RFC 9112 section 3.2: 400
+    assert (await raw_exchange(imds.port, bare)).startswith(b"HTTP/1.1 400 Bad Request")
+    old = f"GET {CREDS} HTTP/1.0\r\n\r\n".encode()  # HTTP/1.0 has no Host to send
+    assert (await raw_exchange(imds.port, old)).startswith(b"HTTP/1.0 200")
