@@ -250,7 +250,12 @@ class Daemon:
         self.endpoint = replace(self.settings, listen=Listen(host, port)).endpoint
         # The Host check must name the address actually bound (port 0, or systemd's socket).
         self.imds.guard = Guard.for_listener(host, port, self.allow_cidrs)
-        self.listeners.append(f"imds {self.endpoint}" + (" (socket-activated)" if sock else ""))
+        # The endpoint names loopback for a wildcard address (SDKs cannot dial 0.0.0.0):
+        # say what is bound as well, since every interface is reachable then.
+        wildcard = host in ("0.0.0.0", "::")  # noqa: S104
+        everywhere = f" (bound to {host}: every interface)" if wildcard else ""
+        activated = " (socket-activated)" if sock else ""
+        self.listeners.append(f"imds {self.endpoint}{everywhere}{activated}")
 
     async def _start_control(self, sock: socket.socket | None) -> None:
         control_runner = self.control.runner()

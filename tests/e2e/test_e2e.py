@@ -4,6 +4,8 @@ subprocesses that find credentials only through IMDS."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import sys
 import time
@@ -293,3 +295,21 @@ def test_doctor_explains_each_link(
     assert any(line.startswith("[  ok] shell:") for line in lines)
     assert any(line.startswith("[  ok] fetch: botocore got role DeveloperRole") for line in lines)
     assert all(len(line) < 300 for line in lines)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="a network namespace of the test's own (no interface but lo) needs root",
+)
+def test_status_says_when_the_listener_takes_every_interface(daemon: Daemon) -> None:
+    daemon.args = ("--listen", "0.0.0.0:0")  # the last --listen given is the one used
+    # Every interface of a namespace with only lo: nothing outside can reach it.
+    daemon.wrap = ("unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "serve")
+    daemon.start()
+    [imds] = [
+        x for x in json.loads(run_vaultd("status", "--json").stdout)["listeners"] if "imds" in x
+    ]
+    # SDKs are pointed at loopback, and the line says what is really bound.
+    assert imds.startswith("imds http://127.0.0.1:") and imds.endswith(
+        " (bound to 0.0.0.0: every interface)"
+    ), imds
