@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.fake_control import SERVING_STATUS, Answer, Answers, FakeControl
-from tests.e2e.harness import run_on_tty
+from tests.e2e.harness import run_on_tty, watch_on_tty
 from vaultd import settings
 
 DEV_A = "arn:aws:iam::111122223333:mfa/a"
@@ -77,13 +77,7 @@ def test_the_watch_asks_for_the_request_that_took_the_place_of_its_own(
         ("POST", "/v1/mfa"): [CHANGED, OK],
     }
     with FakeControl(socket_path, answers) as control:
-        code, output = run_on_tty(
-            ["mfa", "--watch", "--interval", "0.1"],
-            "222222",
-            "MFA code for",
-            times=2,
-            interrupt_after="Serving master",
-        )
+        code, output = watch_on_tty(times=2)
     assert code == 0, output
     assert [(body["serial"]) for body in _sent(control)] == [DEV_A, DEV_B], output
     assert "the MFA request changed" in output

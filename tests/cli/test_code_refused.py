@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cli.fake_control import SERVING_STATUS, Answer, Answers, FakeControl
-from tests.e2e.harness import run_on_tty
+from tests.e2e.harness import run_on_tty, watch_on_tty
 from vaultd import settings
 from vaultd.cli.common import CODES_ASKED
 
@@ -157,13 +157,7 @@ def test_the_watch_asks_again_by_the_same_rule_and_escapes_what_it_is_told(
         ("POST", "/v1/mfa"): [(422, {"error": "mfa_rejected", "message": hostile}), OK],
     }
     with FakeControl(socket_path, answers) as control:
-        code, output = run_on_tty(
-            ["mfa", "--watch", "--interval", "0.1"],
-            "222222",
-            "MFA code for",
-            times=2,
-            interrupt_after="Serving master",
-        )
+        code, output = watch_on_tty(times=2)
     assert code == 0, output
     assert "\x1b" not in output and "\\x1b]0;pwned" in output and "dev\\x1b[2J" in output
     assert _codes(control, "/v1/mfa", "code") == ["222222", "222222"]

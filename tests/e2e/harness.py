@@ -214,6 +214,18 @@ def wait_for(predicate: Any, timeout: float = 30) -> dict[str, Any]:
     raise AssertionError(f"condition not met; last status: {status}")
 
 
+def watch_on_tty(times: int, code: str = "222222") -> tuple[int, str]:
+    """`vaultd mfa --watch` on a terminal, looking every 0.1 s: answers `code` to each of up
+    to `times` prompts, and presses Ctrl-C once a code has made it print `Serving master`."""
+    return run_on_tty(
+        ["mfa", "--watch", "--interval", "0.1"],
+        code,
+        "MFA code for",
+        times=times,
+        interrupt_after="Serving master",
+    )
+
+
 def served(endpoint: str) -> dict[str, Any]:
     """What the daemon is serving right now, read the way an SDK would (IMDSv2)."""
     put = urllib.request.Request(

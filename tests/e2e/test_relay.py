@@ -101,6 +101,15 @@ def start_relay(ns: str, cidr: str, log: IO[str]) -> subprocess.Popen[str]:
     )
 
 
+def wait_until_served(ns: str, relay: subprocess.Popen[str], log: Path) -> None:
+    """Probe from `ns` until the relay answers 200 (up to 30 s); the log if it never does."""
+    deadline = time.monotonic() + 30
+    while "HTTP/1.1 200" not in in_ns(ns, sys.executable, "-c", PROBE).stdout:
+        assert relay.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
 def test_relay_serves_the_host_profile_to_its_network_only(
     wire: tuple[str, str], user_keys: tuple[str, str], daemon: Daemon, isolated: Path
 ) -> None:
@@ -110,11 +119,7 @@ def test_relay_serves_the_host_profile_to_its_network_only(
     log = (isolated / "relay.log").open("w")
     relay = start_relay(inside, "169.254.169.128/25", log)
     try:
-        deadline = time.monotonic() + 30
-        while "HTTP/1.1 200" not in in_ns(inside, sys.executable, "-c", PROBE).stdout:
-            assert relay.poll() is None, (isolated / "relay.log").read_text()
-            assert time.monotonic() < deadline, (isolated / "relay.log").read_text()
-            time.sleep(0.2)
+        wait_until_served(inside, relay, isolated / "relay.log")
         assert container_key(inside, isolated / "c") == served(daemon.endpoint)["AccessKeyId"]
 
         refused = in_ns(outside, sys.executable, "-c", PROBE)
@@ -148,11 +153,7 @@ def test_relay_refuses_its_networks_gateway_which_is_the_host(
     with (isolated / "relay.log").open("w") as log:
         relay = start_relay(inside, "169.254.169.0/24", log)
         try:
-            deadline = time.monotonic() + 30
-            while "HTTP/1.1 200" not in in_ns(inside, sys.executable, "-c", PROBE).stdout:
-                assert relay.poll() is None, (isolated / "relay.log").read_text()
-                assert time.monotonic() < deadline, (isolated / "relay.log").read_text()
-                time.sleep(0.2)
+            wait_until_served(inside, relay, isolated / "relay.log")
             refused = in_ns(outside, sys.executable, "-c", PROBE)
             assert refused.stdout.startswith("HTTP/1.1 403"), refused.stdout + refused.stderr
         finally:
