@@ -13,10 +13,12 @@ import pytest
 from vaultd.host.peer_owner import (
     NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
+    Accepted,
     Address,
     NetlinkLookup,
     ProcLookup,
     Row,
+    accepted_side,
     decide,
     diag_request,
     diag_rows,
@@ -144,10 +146,6 @@ def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> Non
             client.shutdown(socket.SHUT_WR)  # half-closed: still answered
             assert owner_of(owners, peer, ours) == os.getuid()
             client.close()  # orphaned at once (inode 0): never matches again
-            if isinstance(owners, ProcLookup):
-                # Until forgotten (the daemon's next loop turn), the tables read are shared.
-                assert owner_of(owners, peer, ours) == os.getuid()
-                owners.forget()
             assert owner_of(owners, peer, ours) is None
         finally:
             conn.close()
@@ -155,13 +153,15 @@ def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> Non
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc (Linux)")
-def test_the_proc_fallback_shares_a_read_and_reads_again_for_a_socket_it_lacks() -> None:
+def test_the_proc_fallback_shares_a_read_only_with_connections_it_lists() -> None:
     reads: list[int] = []
 
     class Counting(ProcLookup):
-        def rows(self, client: Address, server: Address) -> list[Row] | None:
+        def rows(
+            self, client: Address, server: Address, accepted: Accepted | None = None
+        ) -> list[Row] | None:
             before = self._read
-            found = super().rows(client, server)
+            found = super().rows(client, server, accepted)
             if self._read is not before:
                 reads.append(1)
             return found
@@ -170,14 +170,20 @@ def test_the_proc_fallback_shares_a_read_and_reads_again_for_a_socket_it_lacks()
     with socket.create_server(("127.0.0.1", 0)) as server:
         first = socket.create_connection(server.getsockname())
         conn1, peer1 = server.accept()
-        ours = server_side(conn1)
-        assert owner_of(owners, peer1, ours) == os.getuid()
-        assert owner_of(owners, peer1, ours) == os.getuid()
+        ours, mine1 = server_side(conn1), accepted_side(conn1)
+        assert owner_of(owners, peer1, ours, mine1) == os.getuid()
+        assert owner_of(owners, peer1, ours, mine1) == os.getuid()
         assert len(reads) == 1  # the second lookup used the first read
+        # The same address pair, another socket (as after a close and a reuse of the pair):
+        # the kept read does not list that socket, so it is read again.
+        assert owner_of(owners, peer1, ours, (mine1[0], mine1[1] + 1)) == os.getuid()
+        assert len(reads) == 2
         second = socket.create_connection(server.getsockname())  # made after that read
         conn2, peer2 = server.accept()
-        assert owner_of(owners, peer2, ours) == os.getuid()
-        assert len(reads) == 2  # not in the kept read: read again
+        assert owner_of(owners, peer2, ours, accepted_side(conn2)) == os.getuid()
+        assert len(reads) == 3  # not in the kept read: read again
+        assert owner_of(owners, peer2, ours) == os.getuid()  # nothing to check it by: read
+        assert len(reads) == 4
         for s in (first, second, conn1, conn2):
             s.close()
 
@@ -199,7 +205,9 @@ class Blind(NetlinkLookup):
     """sock_diag that takes every request and finds no socket (ENOENT), as a kernel without
     inet_diag answers."""
 
-    def rows(self, client: tuple[str, int], server: tuple[str, int]) -> list[Row] | None:
+    def rows(
+        self, client: Address, server: Address, accepted: Accepted | None = None
+    ) -> list[Row] | None:
         return []
 
 

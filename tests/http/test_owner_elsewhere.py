@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from vaultd.host.peer_owner import Row
+from vaultd.host.peer_owner import Accepted, Address, Row
 from vaultd.http.admission import CANNOT_TELL, Owners
 
 NAMESPACE = pytest.mark.skipif(
@@ -101,11 +101,13 @@ class Scripted:
     def __init__(self, rows: list[Row] | None) -> None:
         self._rows = rows
 
-    def rows(self, client: tuple[str, int], server: tuple[str, int]) -> list[Row] | None:
+    def rows(
+        self, client: Address, server: Address, accepted: Accepted | None = None
+    ) -> list[Row] | None:
         return self._rows
 
 
-class Accepted:
+class AcceptedSocket:
     """The accepted socket's side `server_side` reads: no redirect, our listener."""
 
     family = 2
@@ -115,6 +117,9 @@ class Accepted:
 
     def getsockname(self) -> tuple[str, int]:
         return ("10.9.9.1", 9169)
+
+    def fileno(self) -> int:
+        return 0  # any open descriptor: its inode is what a kept /proc read is checked by
 
 
 PEER, US = ("10.9.9.7", 40000), ("10.9.9.1", 9169)
@@ -135,4 +140,4 @@ def test_the_rule_for_a_peer_on_an_allowed_network(
     rows: list[Row] | None, expected: tuple[int | None, str | None]
 ) -> None:
     owners = Owners(frozenset({1000}), Scripted(rows))
-    assert owners.check(PEER, Accepted(), elsewhere=True) == expected
+    assert owners.check(PEER, AcceptedSocket(), elsewhere=True) == expected

@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import FakeClock, FakeProvider
 from vaultd.core.broker import Broker
+from vaultd.host.peer_owner import Accepted, Address
 from vaultd.http import admission
 from vaultd.http.guards import Guard
 from vaultd.http.imds import ImdsApp
@@ -43,7 +44,7 @@ class Unknown:
 
     name = "unknown"
 
-    def rows(self, client: tuple[str, int], server: tuple[str, int]) -> None:
+    def rows(self, client: Address, server: Address, accepted: Accepted | None = None) -> None:
         return None
 
     def close(self) -> None:

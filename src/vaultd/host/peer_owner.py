@@ -32,6 +32,9 @@ from typing import Any, Final, Protocol
 log = logging.getLogger("vaultd.owner")
 
 Address = tuple[str, int]
+# The accepted (server-side) socket's own address and inode: a table that lists that very
+# socket was read after the connection was made.
+Accepted = tuple[Address, int]
 PROC_TABLES: Final = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 # include/net/tcp_states.h
 TCP_ESTABLISHED: Final = 1
@@ -79,7 +82,9 @@ class OwnerLookup(Protocol):
 
     name: str
 
-    def rows(self, client: Address, server: Address) -> list[Row] | None: ...
+    def rows(
+        self, client: Address, server: Address, accepted: Accepted | None = None
+    ) -> list[Row] | None: ...
 
 
 def normal(host: str) -> str:
@@ -141,6 +146,13 @@ def server_side(sock: AcceptedSocket) -> Address:
         return original
     name = sock.getsockname()
     return str(name[0]), int(name[1])
+
+
+def accepted_side(sock: Any) -> Accepted:
+    """The accepted socket's own address and inode (what `ProcLookup` checks a kept read
+    against). Raises OSError when the socket is already gone."""
+    own = sock.getsockname()
+    return (str(own[0]), int(own[1])), os.fstat(sock.fileno()).st_ino
 
 
 # -- netlink sock_diag ---------------------------------------------------------------------
@@ -219,7 +231,9 @@ class NetlinkLookup:
         self._sock.settimeout(NETLINK_TIMEOUT)
         self._seq = 0
 
-    def rows(self, client: Address, server: Address) -> list[Row] | None:
+    def rows(
+        self, client: Address, server: Address, accepted: Accepted | None = None
+    ) -> list[Row] | None:
         self._seq = (self._seq + 1) & 0x7FFFFFFF
         seq = self._seq
         try:
@@ -308,8 +322,10 @@ class ProcLookup:
     Two things keep a flood of connections from stalling the event loop on it: only the
     lines holding the client's port (`:PPPP ` in the kernel's hex) are parsed, and the
     tables read are kept until `forget()` (the caller's next loop turn), so connections
-    accepted together share one read. A kept read serves only a socket it lists as live;
-    any other is looked up in a fresh read (it may have been made after the kept one)."""
+    accepted together share one read. A kept read serves a connection only when it lists
+    the `accepted` socket itself (its address and inode): then it was read after that
+    connection was made, and the client row beside it is that connection's, not an earlier
+    one's with the same address pair. Any other lookup reads the tables afresh."""
 
     name = "/proc/net/tcp (full 4-tuple)"
 
@@ -317,11 +333,13 @@ class ProcLookup:
         self.tables = tables
         self._read: list[str] | None = None
 
-    def rows(self, client: Address, server: Address) -> list[Row] | None:
+    def rows(
+        self, client: Address, server: Address, accepted: Accepted | None = None
+    ) -> list[Row] | None:
         needle = f":{client[1]:04X} "
-        if self._read is not None:
+        if self._read is not None and accepted is not None:
             kept = self._rows(self._read, needle)
-            if decide(kept, client, server) is not None:
+            if _lists(kept, accepted, client) and decide(kept, client, server) is not None:
                 return kept
         read = []
         for table in self.tables:
@@ -344,9 +362,18 @@ class ProcLookup:
         self._read = None
 
 
-def owner_of(lookup: OwnerLookup, client: Address, server: Address) -> int | None:
+def _lists(rows: Sequence[Row], accepted: Accepted, client: Address) -> bool:
+    """Whether `rows` hold the accepted socket itself: its address, the client, its inode."""
+    (host, port), inode = accepted
+    mine, theirs = (normal(host), port), (normal(client[0]), client[1])
+    return any(r.local == mine and r.remote == theirs and r.inode == inode for r in rows)
+
+
+def owner_of(
+    lookup: OwnerLookup, client: Address, server: Address, accepted: Accepted | None = None
+) -> int | None:
     """The uid of the one live socket client -> server (`decide`), or None."""
-    rows = lookup.rows(client, server)
+    rows = lookup.rows(client, server, accepted)
     return None if rows is None else decide(rows, client, server)
 
 

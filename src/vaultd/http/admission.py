@@ -14,7 +14,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from vaultd.host.peer_owner import OwnerLookup, decide, matching, owner_lookup, server_side
+from vaultd.host.peer_owner import (
+    OwnerLookup,
+    accepted_side,
+    decide,
+    matching,
+    owner_lookup,
+    server_side,
+)
 
 CANNOT_TELL = "the owner of the connection cannot be determined"
 
@@ -52,9 +59,10 @@ class Owners:
             return None, CANNOT_TELL
         try:
             server = server_side(sock)
+            accepted = accepted_side(sock)
         except OSError:
             return None, CANNOT_TELL
-        rows = self.lookup.rows(peer, server)
+        rows = self.lookup.rows(peer, server, accepted)
         self._forget_next_turn()
         if rows is None:
             return None, CANNOT_TELL
