@@ -41,8 +41,13 @@ from vaultd.http.guards import Guard
 from vaultd.http.imds import ImdsApp, ImdsOptions
 from vaultd.http.tokens import Tokens
 
-def get(port, source):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+def get(port, source, device):
+    s = socket.socket()
+    s.settimeout(5)
+    if device:  # SO_BINDTODEVICE: hidden from a sock_diag request that names no device
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
     s.sendall(b"GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\\r\\n"
               b"Host: 169.254.169.254\\r\\nConnection: close\\r\\n\\r\\n")
     data = b""
@@ -63,7 +68,8 @@ async def main():
     imds.guard = Guard.for_listener("127.0.0.1", port, ["10.9.9.0/24"])
     seen = {}
     for source in ("10.9.9.1", "127.0.0.1"):
-        seen[source] = await asyncio.to_thread(get, port, source)
+        for device in ("", "lo"):
+            seen[source + "%" + device] = await asyncio.to_thread(get, port, source, device)
     await imds.shutdown()
     await broker.close()
     print(json.dumps(seen))
@@ -89,8 +95,11 @@ def statuses(other_uid: bool) -> dict[str, Any]:
 @NAMESPACE
 def test_a_local_process_on_an_allowed_network_address_is_held_to_the_owner_rule() -> None:
     # The client is this test's uid; allowing only another uid makes it "another user".
-    assert statuses(other_uid=True) == {"10.9.9.1": 403, "127.0.0.1": 403}
-    assert statuses(other_uid=False) == {"10.9.9.1": 200, "127.0.0.1": 200}
+    # Bound to a device too (`curl --interface lo`): another user's is still refused, and
+    # the owner's is still served.
+    addresses = ("10.9.9.1%", "10.9.9.1%lo", "127.0.0.1%", "127.0.0.1%lo")
+    assert statuses(other_uid=True) == dict.fromkeys(addresses, 403)
+    assert statuses(other_uid=False) == dict.fromkeys(addresses, 200)
 
 
 class Scripted:

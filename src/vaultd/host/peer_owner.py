@@ -163,8 +163,9 @@ def _packed(host: str) -> tuple[int, bytes]:
     return socket.AF_INET6, addr.packed
 
 
-def diag_request(seq: int, client: Address, server: Address) -> bytes:
-    """A SOCK_DIAG_BY_FAMILY request for exactly the TCP socket client -> server."""
+def diag_request(seq: int, client: Address, server: Address, interface: int = 0) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY request for exactly the TCP socket client -> server; for a
+    socket bound to a device (SO_BINDTODEVICE), `interface` must be that device's index."""
     family, src = _packed(client[0])
     _, dst = _packed(server[0])
     body = (
@@ -172,7 +173,7 @@ def diag_request(seq: int, client: Address, server: Address) -> bytes:
         + _PORTS.pack(client[1], server[1])
         + src
         + dst
-        + _TAIL.pack(0, _NO_COOKIE, _NO_COOKIE)
+        + _TAIL.pack(interface, _NO_COOKIE, _NO_COOKIE)
     )
     return _NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
 
@@ -234,20 +235,34 @@ class NetlinkLookup:
     def rows(
         self, client: Address, server: Address, accepted: Accepted | None = None
     ) -> list[Row] | None:
-        self._seq = (self._seq + 1) & 0x7FFFFFFF
-        seq = self._seq
+        """The socket's row, asked for with no device first. The kernel matches a socket
+        bound to a device (SO_BINDTODEVICE, which any user may set since Linux 5.7) only
+        when the request names that device, so "no such socket" is asked again for each
+        of the namespace's interfaces before it is believed: otherwise such a client of
+        another user would pass for a container (`Owners.check`, elsewhere)."""
         try:
-            self._sock.send(diag_request(seq, client, server))
-            rows: list[Row] = []
-            while True:
-                data = self._sock.recv(16384)
-                rows += diag_rows(data, seq)
-                if _answered(data, seq):
-                    break
+            found = self._ask(client, server, 0)
+            if found:
+                return found
+            for interface, _name in socket.if_nameindex():
+                found = self._ask(client, server, interface)
+                if found:
+                    return found
         except (OSError, ValueError) as exc:
             log.warning("sock_diag lookup failed: %s", exc)
             return None
-        return rows
+        return []
+
+    def _ask(self, client: Address, server: Address, interface: int) -> list[Row]:
+        self._seq = (self._seq + 1) & 0x7FFFFFFF
+        seq = self._seq
+        self._sock.send(diag_request(seq, client, server, interface))
+        rows: list[Row] = []
+        while True:
+            data = self._sock.recv(16384)
+            rows += diag_rows(data, seq)
+            if _answered(data, seq):
+                return rows
 
     def close(self) -> None:
         self._sock.close()
