@@ -427,3 +427,34 @@ async def test_answering_another_profiles_request_gives_the_active_its_request_b
         assert len(provider.calls) == calls
         await broker.submit_mfa("654321", broker.mfa.serial)
         assert broker.current() is not None
+
+
+class AutoCodeRefused(FakeProvider):
+    """An automatic code source (mfa_process, ykman) whose codes STS refuses: wrong device
+    or secret, a clock out of step."""
+
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        if mfa_code is None:  # the provider used its automatic source
+            self.calls.append((name, "auto"))
+            raise MfaRejected("STS rejected the MFA code")
+        return super().credentials(name, mfa_code)
+
+
+async def test_a_refused_automatic_code_asks_a_person_once_and_is_not_retried(
+    clock: FakeClock,
+) -> None:
+    # Before: no request opened, and every maintenance pass sent a fresh automatic code,
+    # towards the device lock STS applies after repeated failures.
+    broker = Broker(AutoCodeRefused(clock, auto_code=True), clock, rand=lambda: 0.5)
+    provider = broker.provider
+    assert isinstance(provider, AutoCodeRefused)
+    with pytest.raises(MfaRejected):
+        await broker.switch("master")
+    assert broker.mfa is not None and broker.mfa.profile == "master"  # a person can answer
+    for _ in range(5):
+        clock.advance(60)
+        broker.maintain()
+        await settle(broker)
+    assert provider.calls == [("master", "auto")]
+    await broker.submit_mfa("123456", broker.mfa.serial)
+    assert broker.current() is not None

@@ -74,6 +74,8 @@ class Broker:
         self.startup_error: VaultdError | None = None
         # Profiles a switch is fetching for: not active yet, but a person is waiting.
         self._switching: set[str] = set()
+        # `asks.closed` when `_ask_again` last retried: at most one retry per request closed.
+        self._asked_again = -1
         self._wake = asyncio.Event()
         # Strong references: the loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -319,8 +321,20 @@ class Broker:
         waiting = [s for s in self.in_use() if isinstance(s.error, MfaRequired)]
         if not waiting or any(s.task is not None for s in waiting):
             return
+        if self._asked_again == self.asks.closed:
+            return  # once per request closed: a retry that asks nobody must not repeat
+        self._asked_again = self.asks.closed
         waiting.sort(key=lambda s: s.profile != self.active)
         self._start(waiting[0], None)
+
+    def _wanted(self, slot: Slot) -> bool:
+        """Whether someone waits for `slot`'s credentials, so a person should be asked."""
+        return (
+            slot.profile == self.active
+            or slot.profile in self._switching
+            or slot.holders > 0
+            or slot.requested
+        )
 
     def _early_mfa_due(self, slot: Slot) -> float | None:
         """When to ask for a code so the MFA session is renewed before it runs out."""
@@ -397,13 +411,9 @@ class Broker:
             )
         except MfaRequired as exc:
             self._failed(slot, exc)
-            wanted = (
-                slot.profile == self.active
-                or slot.profile in self._switching
-                or slot.holders > 0
-                or slot.requested
-            )
-            if wanted and (self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early):
+            if self._wanted(slot) and (
+                self.mfa is None or self.mfa.profile != slot.profile or self.mfa.early
+            ):
                 self._open_mfa(exc.profile, exc.serial, early=False)
             raise
         except TimeoutError:
@@ -468,12 +478,17 @@ class Broker:
             self._wake.set()
             return
         if exc.code in ("mfa_rejected", "bad_mfa_code"):
-            # The person typed a wrong code: the MFA request stays open, nothing to retry.
+            # A wrong code: nothing to retry, a person is asked. A request open for it stays
+            # open; with none (the code came from mfa_process or ykman, or with a switch)
+            # one opens, or nobody could answer, and no automatic code is tried again.
+            serial = self.mfa.serial if self.mfa else (slot.plan.mfa_serial if slot.plan else "")
             slot.error = MfaRequired(
                 f"{exc.message}; run `vaultd mfa CODE` with a new code",
                 profile=slot.profile,
-                serial=self.mfa.serial if self.mfa else "",
+                serial=serial or "",
             )
+            if self.mfa is None and self._wanted(slot):
+                self._open_mfa(slot.profile, serial or "", early=False)
             return
         slot.failures += 1
         slot.retry_at = now + schedule.backoff(slot.failures, self.rand)
