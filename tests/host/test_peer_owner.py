@@ -7,6 +7,7 @@ import os
 import socket
 import struct
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from vaultd.host.peer_owner import (
     diag_rows,
     find_owner,
     lines_with,
+    matching,
     owner_lookup,
     owner_of,
     server_side,
@@ -219,3 +221,36 @@ def test_a_netlink_that_cannot_find_our_own_connection_gives_way_to_proc(
     lookup = owner_lookup(Blind)
     assert isinstance(lookup, ProcLookup)
     assert "does not find this process's own connection" in caplog.text
+
+
+def test_a_kept_read_that_lists_the_accepted_socket_answers_for_a_remote_client(
+    tmp_path: Path,
+) -> None:
+    """A container's connection has no client row on this machine; when the kept read
+    lists our accepted socket (address and inode), it was read after the connection was
+    made, so that absence is this connection's: no second read."""
+    server_row = (
+        "   0: 0100007F:1F90 0A09090A:A1B2 01 00000000:00000000 00:00000000 00000000"
+        "  1000        0 4242 1 0000000000000000 20 4 30 10 -1\n"
+    )
+    table = tmp_path / "tcp"
+    table.write_text("  sl  local_address rem_address   st\n" + server_row)
+    reads: list[int] = []
+
+    class Counting(ProcLookup):
+        def rows(
+            self, client: Address, server: Address, accepted: Accepted | None = None
+        ) -> list[Row] | None:
+            before = self._read
+            found = super().rows(client, server, accepted)
+            reads.append(self._read is not before)
+            return found
+
+    lookup = Counting((table,))
+    client, ours = ("10.9.9.10", 0xA1B2), ("127.0.0.1", 0x1F90)
+    for _ in range(2):
+        found = lookup.rows(client, ours, (ours, 4242))
+        assert found is not None and matching(found, client, ours) == []
+    assert reads == [True, False]
+    lookup.rows(client, ours, (ours, 4243))  # another socket: read again
+    assert reads == [True, False, True]

@@ -8,9 +8,12 @@ import json
 import logging
 import os
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -718,3 +721,18 @@ async def test_an_http11_request_without_host_is_a_bad_request_and_http10_is_not
     assert (await raw_exchange(imds.port, bare)).startswith(b"HTTP/1.1 400 Bad Request")
     old = f"GET {CREDS} HTTP/1.0\r\n\r\n".encode()  # HTTP/1.0 has no Host to send
     assert (await raw_exchange(imds.port, old)).startswith(b"HTTP/1.0 200")
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) shows a listener's backlog")
+async def test_the_listener_queues_more_than_asyncios_default_100(
+    make_imds: Callable[..., Awaitable[Imds]],
+) -> None:
+    # A local flood of connects filled 100 and the owner's SDK (1 s timeout) waited.
+    from vaultd.http.imds import LISTEN_BACKLOG
+
+    imds = await make_imds()
+    argv = ["ss", "-ltnH", f"sport = :{imds.port}"]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True)
+    shown = done.stdout.split()
+    somaxconn = int(await asyncio.to_thread(Path("/proc/sys/net/core/somaxconn").read_text))
+    assert int(shown[2]) == min(LISTEN_BACKLOG, somaxconn) > 100  # Send-Q: the backlog

@@ -339,8 +339,9 @@ class ProcLookup:
     tables read are kept until `forget()` (the caller's next loop turn), so connections
     accepted together share one read. A kept read serves a connection only when it lists
     the `accepted` socket itself (its address and inode): then it was read after that
-    connection was made, and the client row beside it is that connection's, not an earlier
-    one's with the same address pair. Any other lookup reads the tables afresh."""
+    connection was made, and the client row beside it, or its absence (a container,
+    another host), is that connection's, not an earlier one's with the same address pair.
+    Any other lookup reads the tables afresh."""
 
     name = "/proc/net/tcp (full 4-tuple)"
 
@@ -354,7 +355,7 @@ class ProcLookup:
         needle = f":{client[1]:04X} "
         if self._read is not None and accepted is not None:
             kept = self._rows(self._read, needle)
-            if _lists(kept, accepted, client) and decide(kept, client, server) is not None:
+            if _lists(kept, accepted, client):  # read after this connection was made
                 return kept
         read = []
         for table in self.tables:

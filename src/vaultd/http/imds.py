@@ -53,6 +53,10 @@ ROUTES_KEPT: Final = 64
 T = TypeVar("T")
 
 
+# Connections the kernel queues before vaultd accepts them (listen(2)).
+LISTEN_BACKLOG = 1024
+
+
 @dataclass(frozen=True)
 class ImdsOptions:
     tokens_required: bool = False
@@ -142,7 +146,11 @@ class ImdsApp:
         if sock is not None:
             listener = await loop.create_server(protocol, sock=sock)
         else:
-            listener = await loop.create_server(protocol, host, port or 0, reuse_address=True)
+            # asyncio's default backlog is 100: a local flood of connects fills it, and the
+            # owner's SDK (1 s timeout) waits behind it. The kernel caps it at somaxconn.
+            listener = await loop.create_server(
+                protocol, host, port or 0, reuse_address=True, backlog=LISTEN_BACKLOG
+            )
         self._listeners.append(listener)
         return listener
 
