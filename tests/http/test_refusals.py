@@ -32,6 +32,9 @@ def test_many_peers_write_at_most_max_lines_a_minute(
     for n in range(500):  # e.g. remote IPv6 sources, each its own key
         log.refused(f"peer 2001:db8::{n:x}", "GET", "/", "not allowed")
     assert len(lines(caplog, "test.refusals")) == MAX_LINES
+    # A local user's refusal is not crowded out by them: a uid cannot be multiplied.
+    log.refused("uid 1002", "GET", "/", "not allowed", capped=False)
+    assert "from uid 1002" in lines(caplog, "test.refusals")[-1]
     clock.advance(61)
     log.refused("peer 2001:db8::ffff", "GET", "/", "not allowed")
     last = lines(caplog, "test.refusals")[-1]

@@ -261,13 +261,14 @@ class ImdsApp:
         """403 and close: a refused peer keeps no connection (and no slot)."""
         peer = request.peer
         host = peer.address[0] if peer.address else "?"
+        local = peer.uid is not None or self.guard.is_local(host)
         if peer.uid is not None:
             who = key = f"uid {peer.uid}"
         else:
             # Counted as one: any local user can send from any 127.x address.
             who = f"peer {host}"
-            key = "a local peer of unknown owner" if self.guard.is_local(host) else who
-        self.refusals.refused(who, request.method, request.target, reason, key)
+            key = "a local peer of unknown owner" if local else who
+        self.refusals.refused(who, request.method, request.target, reason, key, capped=not local)
         request.close = True
         return self._reply(request, 403, f"Forbidden: {reason}".encode())
 

@@ -7,9 +7,10 @@ newline cannot forge a line, NUL and CR never reach the log) and the length is b
 Refusals are rate-limited: one line per peer per interval, carrying the count of refusals
 it stood for, so a flood of refused requests adds a line a minute. A peer is its uid when
 known; every local peer whose owner is unknown is one peer (any user can pick any of
-127.0.0.0/8 as a source, and a connection closed at once has no owner left to find); and,
-whatever the keys, at most MAX_LINES lines are written per interval in all, the rest
-counted on the first line of the next.
+127.0.0.0/8 as a source, and a connection closed at once has no owner left to find); and
+the keys nobody can multiply at will (addresses of other hosts or containers, say) share
+at most MAX_LINES lines per interval in all, the rest counted on the first line of the
+next. A local user's lines (their uid, or the one unknown-owner key) are never crowded out.
 """
 
 from __future__ import annotations
@@ -49,10 +50,19 @@ class RefusalLog:
         self._lines = 0
 
     def refused(
-        self, peer: str, method: str, target: str, reason: str, key: str | None = None
+        self,
+        peer: str,
+        method: str,
+        target: str,
+        reason: str,
+        key: str | None = None,
+        *,
+        capped: bool = True,
     ) -> None:
         """Note one refusal of `method target` from `peer` (shown: e.g. "uid 65534") for
-        `reason`; `key` is whom it is counted against (default: `peer`)."""
+        `reason`; `key` is whom it is counted against (default: `peer`). `capped`: the key
+        is one of many a sender can choose (an address), so its lines count towards
+        MAX_LINES; a uid's do not, so addresses cannot crowd a local user's lines out."""
         now = self.clock()
         key = peer if key is None else key
         window = self._windows.get(key)
@@ -64,10 +74,11 @@ class RefusalLog:
             self._all, self._lines = _Window(now), 0
         else:
             unlogged = 0
-        if self._lines >= MAX_LINES:
+        if capped and self._lines >= MAX_LINES:
             self._all.suppressed += 1
             return
-        self._lines += 1
+        if capped:
+            self._lines += 1
         earlier = window.suppressed if window is not None else 0
         if window is None and len(self._windows) >= MAX_PEERS:
             self._forget(now)
