@@ -458,3 +458,16 @@ async def test_a_refused_automatic_code_asks_a_person_once_and_is_not_retried(
     assert provider.calls == [("master", "auto")]
     await broker.submit_mfa("123456", broker.mfa.serial)
     assert broker.current() is not None
+
+
+async def test_status_names_the_active_profiles_own_device_while_another_is_asked(
+    clock: FakeClock,
+) -> None:
+    # Before: "waiting for an MFA code for master (arn:...:mfa/other)", the exec's device.
+    broker = Broker(DeviceEach(clock), clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    assert broker.mfa is not None and broker.mfa.serial.endswith("mfa/other")
+    assert broker.status().mfa_serial == "arn:aws:iam::111122223333:mfa/master"

@@ -206,7 +206,8 @@ def snapshot(
         )
         return replace(base, state="ok", reason=Reason.SERVING, held=held)
     if isinstance(slot.error, MfaRequired):
-        serial = mfa.serial if mfa else slot.error.serial
+        # The open request may be another profile's (an exec's): not this one's device.
+        serial = mfa.serial if mfa and mfa.profile == slot.profile else slot.error.serial
         return replace(
             base, state=slot.error.code, reason=Reason.WAITING_FOR_MFA, mfa_serial=serial
         )
