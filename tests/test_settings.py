@@ -115,6 +115,19 @@ def test_a_bad_value_names_where_it_came_from(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as bad:
             settings.load({**env, "VAULTD_ALLOW_UID": given})
         assert str(bad.value) == f"VAULTD_ALLOW_UID: a uid is a whole number, not {named}"
+    # "-0" would be root's 0; uid_t is 32 bits, and its last value means "no uid".
+    for given, problem in (
+        ("-0", "a uid is not negative, not '-0'"),
+        ("-5", "a uid is not negative, not '-5'"),
+        ("4294967295", "a uid is at most 4294967294, not '4294967295'"),
+        ("99999999999999999999999", "a uid is at most 4294967294, not '99999999999999999999999'"),
+    ):
+        with pytest.raises(ConfigError) as bad:
+            settings.load({**env, "VAULTD_ALLOW_UID": given})
+        assert str(bad.value) == f"VAULTD_ALLOW_UID: {problem}"
+    listed = write_toml(tmp_path, "allow_uid = [1000, true]")
+    with pytest.raises(ConfigError, match=r"a uid is a whole number, not 'true'$"):
+        settings.load(listed)
     with pytest.raises(ConfigError, match="uid_check must be true or false"):
         settings.load({**env, "VAULTD_ALLOW_UID": "5", "VAULTD_UID_CHECK": "perhaps"})
     with pytest.raises(ConfigError, match="event_loop must be one of auto, uvloop, asyncio"):
@@ -217,6 +230,10 @@ def test_the_control_socket_is_a_string_and_a_relative_runtime_dir_is_ignored(
     for value in ("7", "true"):
         env = write_toml(tmp_path, f"control_socket = {value}")
         with pytest.raises(ConfigError, match=r"config\.toml: control_socket must be a string"):
+            sources.control_socket(None, env)
+    for value in ('""', '"run/vaultd.sock"'):  # each command would find its own socket
+        env = write_toml(tmp_path, f"control_socket = {value}")
+        with pytest.raises(ConfigError, match=r"control_socket must be an absolute path"):
             sources.control_socket(None, env)
     env = {"HOME": str(tmp_path), "XDG_RUNTIME_DIR": "run/relative"}
     assert sources.control_socket(None, env) == str(

@@ -252,8 +252,11 @@ class Daemon:
         self.imds.guard = Guard.for_listener(host, port, self.allow_cidrs)
         # The endpoint names loopback for a wildcard address (SDKs cannot dial 0.0.0.0):
         # say what is bound as well, since every interface is reachable then.
-        wildcard = host in ("0.0.0.0", "::")  # noqa: S104
-        everywhere = f" (bound to {host}: every interface)" if wildcard else ""
+        # asyncio sets IPV6_V6ONLY on an IPv6 listener: [::] takes no IPv4 connection.
+        everywhere = {
+            "0.0.0.0": " (bound to 0.0.0.0: every interface)",  # noqa: S104
+            "::": " (bound to [::]: every interface, IPv6 only)",
+        }.get(host, "")
         activated = " (socket-activated)" if sock else ""
         self.listeners.append(f"imds {self.endpoint}{everywhere}{activated}")
 

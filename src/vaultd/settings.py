@@ -168,14 +168,21 @@ def _cidrs(items: list[str], source: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+# uid_t is 32 bits and (uid_t)-1 means "no change" to setuid(2) and chown(2).
+MAX_UID = 2**32 - 2
+
+
 def _uids(items: list[str], source: str) -> tuple[int, ...]:
-    bad = [item for item in items if not re.fullmatch(r"-?[0-9]+", item.strip())]
-    if bad:  # int() would also take "1_000" and full-width digits: a uid is written in ASCII ones
-        raise ConfigError(f"{source}: a uid is a whole number, not {bad[0]!r}")
-    uids = tuple(int(uid) for uid in items)
-    if any(uid < 0 for uid in uids):
-        raise ConfigError(f"{source}: a uid is not negative")
-    return uids
+    for item in items:
+        text = item.strip()
+        if text.startswith("-"):  # "-0" too: int() would make it root's 0
+            raise ConfigError(f"{source}: a uid is not negative, not {item!r}")
+        # int() would also take "1_000" and full-width digits: a uid is written in ASCII ones
+        if not re.fullmatch(r"[0-9]+", text):
+            raise ConfigError(f"{source}: a uid is a whole number, not {item!r}")
+        if int(text) > MAX_UID:
+            raise ConfigError(f"{source}: a uid is at most {MAX_UID}, not {item!r}")
+    return tuple(int(uid) for uid in items)
 
 
 def load(

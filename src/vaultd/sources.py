@@ -137,8 +137,8 @@ class Sources:
             return value.replace(",", " ").split(), source
         if isinstance(value, int) and not isinstance(value, bool):
             return [str(value)], source
-        if isinstance(value, list | tuple):
-            return [str(v) for v in value], source
+        if isinstance(value, list | tuple):  # a TOML true is written true, as in the file
+            return [str(v).lower() if isinstance(v, bool) else str(v) for v in value], source
         raise ConfigError(f"{source} must be a list")
 
     def control_socket(self, flag: str | None = None) -> str:
@@ -151,6 +151,9 @@ class Sources:
             if not isinstance(found[0], str):  # 7 or true is no path
                 raise ConfigError(f"{found[1]} must be a string (a path)")
             text = found[0]
+            # Relative, each command would find another socket from another directory.
+            if not os.path.isabs(os.path.expanduser(text)):
+                raise ConfigError(f"{found[1]} must be an absolute path, not {text!r}")
         path = os.path.expanduser(text) if text else default_socket_path(self.env)
         return os.path.normpath(path)
 

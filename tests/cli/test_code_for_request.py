@@ -43,7 +43,7 @@ NEEDS_A: Answer = (409, {"error": "mfa_required", "message": "needs a code", "mf
     ("argv", "answers", "prompt", "interrupt"),
     [
         (["switch", "master"], {("POST", "/v1/switch"): [NEEDS_A, OK]}, f"for {DEV_A}: ", None),
-        (["mfa"], {("GET", "/v1/status"): _waiting(DEV_A)}, "MFA code: ", None),
+        (["mfa"], {("GET", "/v1/status"): _waiting(DEV_A)}, f"for {DEV_A}: ", None),
         (
             ["mfa", "--watch", "--interval", "0.1"],
             {("GET", "/v1/status"): _waiting(DEV_A)},

@@ -75,14 +75,17 @@ def cmd_mfa(args: argparse.Namespace) -> int:
         return _watch_mfa(client, args.interval)
     code = code_argument(args.code)
     serial = None  # a code given outright answers whatever request is open
+    prompt = "MFA code: "
     if code is None:
         serial = _code_wanted(client)
+        if serial:  # the device the code goes back with: shown, never obeyed
+            prompt = f"MFA code for {printable(serial, None, ascii=False)}: "
         code = code_from_person(
-            "MFA code: ",
+            prompt,
             "no MFA code given and no terminal to ask on: run `vaultd mfa CODE`, "
             "or `vaultd mfa -` with the code on stdin",
         )
-    print_serving(with_code(partial(client.mfa, serial=serial), code, "MFA code: "))
+    print_serving(with_code(partial(client.mfa, serial=serial), code, prompt))
     return EXIT_OK
 
 
