@@ -184,6 +184,7 @@ class Daemon:
             self.broker, self.info, exec_tokens=self.exec_tokens, endpoint=lambda: self.endpoint
         )
         self.listeners: list[str] = []
+        self.bound = ""  # what the IMDS endpoint hides: a wildcard address bound
         self.endpoint = settings.endpoint
         self.started = clock()
         self._runners: list[web.AppRunner] = []
@@ -253,12 +254,12 @@ class Daemon:
         # The endpoint names loopback for a wildcard address (SDKs cannot dial 0.0.0.0):
         # say what is bound as well, since every interface is reachable then.
         # asyncio sets IPV6_V6ONLY on an IPv6 listener: [::] takes no IPv4 connection.
-        everywhere = {
+        self.bound = {
             "0.0.0.0": " (bound to 0.0.0.0: every interface)",  # noqa: S104
             "::": " (bound to [::]: every interface, IPv6 only)",
         }.get(host, "")
         activated = " (socket-activated)" if sock else ""
-        self.listeners.append(f"imds {self.endpoint}{everywhere}{activated}")
+        self.listeners.append(f"imds {self.endpoint}{self.bound}{activated}")
 
     async def _start_control(self, sock: socket.socket | None) -> None:
         control_runner = self.control.runner()
@@ -292,9 +293,10 @@ class Daemon:
             else:
                 self.broker.activate(self.settings.profile, plan)
         log.info(
-            "vaultd %s serving IMDS on %s (tokens %s), control on %s, keyring %s",
+            "vaultd %s serving IMDS on %s%s (tokens %s), control on %s, keyring %s",
             __version__,
             self.endpoint,
+            self.bound,
             self.settings.imds_tokens,
             self.control_path,
             backend_name(),

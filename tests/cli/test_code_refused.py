@@ -293,3 +293,59 @@ def test_a_refused_switch_says_when_it_stands_all_the_same(socket_path: Path, ac
     assert done.stderr.startswith(f"vaultd: {REJECTED[1]['message']}"), done.stderr
     assert (stands in done.stderr) == (active == "master"), done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_refresh_asks_for_a_needed_code_on_a_terminal(socket_path: Path) -> None:
+    # Before: exit 3 at a terminal, whose table entry says "no terminal to ask on".
+    answers: Answers = {
+        ("POST", "/v1/refresh"): [_needs("arn:aws:iam::111122223333:mfa/dev"), OK],
+        ("POST", "/v1/mfa"): OK,
+    }
+    with FakeControl(socket_path, answers) as control:
+        code, output = run_on_tty(["refresh"], "222222", "for arn:aws:iam::111122223333:mfa/dev: ")
+    assert code == 0, output
+    assert [b for _, p, b in control.received if p == "/v1/mfa"] == [
+        {"code": "222222", "serial": "arn:aws:iam::111122223333:mfa/dev"}
+    ]
+
+
+def test_a_switch_left_waiting_says_it_stands_without_a_code_or_when_interrupted(
+    socket_path: Path,
+) -> None:
+    waiting = (200, {**SERVING_STATUS, "active": "master"})
+    answers: Answers = {("POST", "/v1/switch"): [_needs("dev")], ("GET", "/v1/status"): waiting}
+    with FakeControl(socket_path, answers):
+        done = subprocess.run(
+            [sys.executable, "-m", "vaultd", "switch", "master"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 3, done.stderr
+        assert done.stderr == (
+            "vaultd: needs a code (no terminal to ask for the code on); the switch stands: "
+            "master is the active profile, waiting for that code\n"
+        )
+        # Ctrl-C at the prompt: the daemon has made master active all the same.
+        pid, fd = pty.fork()
+        if pid == 0:  # child
+            os.execvp(sys.executable, [sys.executable, "-m", "vaultd", "switch", "master"])  # noqa: S606
+        out, end = b"", time.monotonic() + 20
+        while b"MFA code for" not in out and time.monotonic() < end:
+            if select.select([fd], [], [], 0.2)[0]:
+                out += os.read(fd, 4096)
+        os.kill(pid, signal.SIGINT)
+        while time.monotonic() < end:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 130, out
+    assert b"interrupted; the switch stands: master is the active profile" in out, out

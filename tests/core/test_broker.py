@@ -471,3 +471,20 @@ async def test_status_names_the_active_profiles_own_device_while_another_is_aske
         await broker.ensure("other")
     assert broker.mfa is not None and broker.mfa.serial.endswith("mfa/other")
     assert broker.status().mfa_serial == "arn:aws:iam::111122223333:mfa/master"
+
+
+async def test_refreshing_a_profile_no_longer_in_use_asks_for_its_code(clock: FakeClock) -> None:
+    # Before: `vaultd refresh other` said "run `vaultd mfa CODE`" while the open request
+    # stayed master's, so that command answered master, or "no MFA code is being waited for".
+    provider = DeviceEach(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("other")
+    await broker.submit_mfa("123456")  # other served, then left for master
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    provider.waiting.add("other")
+    broker.slots["other"].creds = None
+    with pytest.raises(MfaRequired):
+        await broker.refresh("other")
+    assert broker.mfa is not None and broker.mfa.profile == "other"

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 EPILOG = """\
 exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
 was given and there was no terminal to ask on; 4 the daemon is not running; 130 interrupted
-(Ctrl-C); 141 stdout was closed early (`| true`). `vaultd exec` exits with its command's
-status (126 not executable, 127 not found). Shell completion:
+(Ctrl-C; `mfa --watch` ends that way, exit 0); 141 stdout was closed early (`| true`).
+`vaultd exec` exits with its command's status (126 not executable, 127 not found, 128+N
+killed by signal N). Shell completion:
 `vaultd completion bash|zsh|fish`."""
 
 

@@ -30,7 +30,14 @@ from vaultd.cli.common import (
     with_code,
     with_mfa,
 )
-from vaultd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Failure
+from vaultd.cli.exits import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_MFA,
+    EXIT_OK,
+    EXIT_USAGE,
+    Failure,
+)
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.documents import RUNNING, STATUS, MalformedDocument, checked
 from vaultd.untrusted import printable
@@ -49,16 +56,36 @@ def cmd_switch(args: argparse.Namespace) -> int:
     try:
         print_serving(with_mfa(client, lambda given: client.switch(args.profile, given), code))
     except ControlError as exc:
-        # A refused code leaves the profile waiting for a person, and such a switch stands
-        # (Broker.switch): what was served before is not any more. Say so.
-        if exc.code not in CODE_REFUSED or not _is_active(client, args.profile):
+        # A profile left waiting for a person (a refused code, or none given) is active all
+        # the same (Broker.switch): what was served before is not any more. Say so.
+        if exc.code not in (*CODE_REFUSED, "mfa_required"):
             raise
-        name = printable(args.profile, None, ascii=False)
-        raise Failure(
-            f"{printable(exc, None, ascii=False)}; the switch stands: {name} is the active "
-            "profile and waits for a code (`vaultd mfa CODE`)"
-        ) from None
+        stands = _stands(client, args.profile)
+        if not stands:
+            raise
+        if exc.code == "mfa_required":  # its message already says `vaultd mfa CODE`
+            said = f"{printable(exc, None, ascii=False)} (no code given)"
+            raise Failure(f"{said}; {stands}, waiting for that code", EXIT_MFA) from None
+        said = printable(exc, None, ascii=False)
+        raise Failure(f"{said}; {stands} and waits for a code (`vaultd mfa CODE`)") from None
+    except Failure as exc:
+        stands = _stands(client, args.profile) if exc.exit_code == EXIT_MFA else ""
+        if not stands:  # no code and no terminal to ask on: the switch stands all the same
+            raise
+        raise Failure(f"{exc}; {stands}, waiting for that code", EXIT_MFA) from None
+    except KeyboardInterrupt:
+        stands = _stands(client, args.profile)
+        if not stands:
+            raise
+        raise Failure(f"interrupted; {stands} and waits for a code", EXIT_INTERRUPTED) from None
     return EXIT_OK
+
+
+def _stands(client: ControlClient, profile: str) -> str:
+    """ "the switch stands: PROFILE is the active profile" when the daemon says so, else ""."""
+    if not _is_active(client, profile):
+        return ""
+    return f"the switch stands: {printable(profile, None, ascii=False)} is the active profile"
 
 
 def _is_active(client: ControlClient, profile: str) -> bool:
@@ -153,12 +180,15 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                     print(f"vaultd: {printable(exc, None, ascii=False)}{after}", file=sys.stderr)
             time.sleep(interval)
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # past a prompt left unanswered
         return EXIT_OK
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
+    client = client_for(args)
     body = {"profile": args.profile} if args.profile else {}
-    print_serving(client_for(args).call("POST", "/v1/refresh", body))
+    # A code it needs is asked for on a terminal, as for switch (refresh takes no --mfa).
+    print_serving(with_mfa(client, lambda _given: client.call("POST", "/v1/refresh", body)))
     return EXIT_OK
 
 

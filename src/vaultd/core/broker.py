@@ -242,6 +242,8 @@ class Broker:
             raise NoProfile("no profile is active: run `vaultd switch PROFILE`")
         if slot.task is None and schedule.just_recovered(slot.recovered_at, self.clock()):
             return slot  # a backoff retry landed while this request was on its way
+        # A person asked for it: a code it needs is asked for, as for an exec.
+        slot.requested = True
         await self._refresh_now(slot, None)
         return slot
 
