@@ -55,45 +55,37 @@ def cmd_switch(args: argparse.Namespace) -> int:
     code = code_argument(args.mfa)
     try:
         print_serving(with_mfa(client, lambda given: client.switch(args.profile, given), code))
-    except ControlError as exc:
-        # A profile left waiting for a person (a refused code, or none given) is active all
-        # the same (Broker.switch): what was served before is not any more. Say so.
-        if exc.code not in (*CODE_REFUSED, "mfa_required"):
+    except (ControlError, Failure, KeyboardInterrupt) as exc:
+        stands = _switch_stands(client, args.profile, exc)
+        if stands is None:
             raise
-        stands = _stands(client, args.profile)
-        if not stands:
-            raise
-        if exc.code == "mfa_required":  # its message already says `vaultd mfa CODE`
-            said = f"{printable(exc, None, ascii=False)} (no code given)"
-            raise Failure(f"{said}; {stands}, waiting for that code", EXIT_MFA) from None
-        said = printable(exc, None, ascii=False)
-        raise Failure(f"{said}; {stands} and waits for a code (`vaultd mfa CODE`)") from None
-    except Failure as exc:
-        stands = _stands(client, args.profile) if exc.exit_code == EXIT_MFA else ""
-        if not stands:  # no code and no terminal to ask on: the switch stands all the same
-            raise
-        raise Failure(f"{exc}; {stands}, waiting for that code", EXIT_MFA) from None
-    except KeyboardInterrupt:
-        stands = _stands(client, args.profile)
-        if not stands:
-            raise
-        raise Failure(f"interrupted; {stands} and waits for a code", EXIT_INTERRUPTED) from None
+        raise stands from None
     return EXIT_OK
 
 
-def _stands(client: ControlClient, profile: str) -> str:
-    """ "the switch stands: PROFILE is the active profile" when the daemon says so, else ""."""
-    if not _is_active(client, profile):
-        return ""
-    return f"the switch stands: {printable(profile, None, ascii=False)} is the active profile"
-
-
-def _is_active(client: ControlClient, profile: str) -> bool:
-    """Whether the daemon's active profile is `profile` (False when it cannot say)."""
+def _switch_stands(client: ControlClient, profile: str, exc: BaseException) -> Failure | None:
+    """The one line for a switch that ended with `profile` waiting for a person: a refused
+    code, no code and no terminal (EXIT_MFA), or Ctrl-C at the prompt. Such a switch stands
+    (Broker.switch), so what was served before is not any more: the line says so when the
+    daemon's status agrees. None for any other end, or when it does not."""
+    if isinstance(exc, ControlError) and exc.code in CODE_REFUSED:
+        said, code = printable(exc, None, ascii=False), EXIT_ERROR
+        wait = " and waits for a code (`vaultd mfa CODE`)"
+    elif isinstance(exc, Failure) and exc.exit_code == EXIT_MFA:
+        # Its message already says `vaultd mfa CODE`.
+        said, wait, code = str(exc), ", waiting for that code", EXIT_MFA
+    elif isinstance(exc, KeyboardInterrupt):
+        said, wait, code = "interrupted", " and waits for a code", EXIT_INTERRUPTED
+    else:
+        return None
     try:
-        return bool(checked(client.status(), STATUS, "status document")["active"] == profile)
+        active = checked(client.status(), STATUS, "status document")["active"]
     except (DaemonNotRunning, ControlError, MalformedDocument):
-        return False
+        return None
+    if active != profile:
+        return None
+    name = printable(profile, None, ascii=False)
+    return Failure(f"{said}; the switch stands: {name} is the active profile{wait}", code)
 
 
 def cmd_mfa(args: argparse.Namespace) -> int:
@@ -171,12 +163,9 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                 except (ControlError, Failure) as exc:
                     # Another request took the place of this one while the person typed:
                     # the next look at the daemon finds it and asks for it.
-                    changed = isinstance(exc, ControlError) and exc.code == "mfa_request_changed"
-                    after = (
-                        ""
-                        if changed
-                        else (" (not asking again for this request: `vaultd mfa CODE` answers it)")
-                    )
+                    after = " (not asking again for this request: `vaultd mfa CODE` answers it)"
+                    if isinstance(exc, ControlError) and exc.code == "mfa_request_changed":
+                        after = ""
                     print(f"vaultd: {printable(exc, None, ascii=False)}{after}", file=sys.stderr)
             time.sleep(interval)
     except KeyboardInterrupt:
