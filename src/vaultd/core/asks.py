@@ -39,7 +39,6 @@ class Asks:
         self.clock = clock
         self.announcer = announcer
         self.mfa: MfaRequest | None = None
-        self.closed = 0  # MFA requests closed so far (answered, or given up by a switch)
         self.spent: deque[tuple[str, str]] = deque(maxlen=SPENT_CODES)
         # Sign-in commands a person has been told to run, and since when: announced once.
         self.signins_wanted: dict[str, float] = {}
@@ -60,7 +59,6 @@ class Asks:
         """Close the MFA request, if one is open; the status line goes back to serving."""
         if self.mfa is not None:
             self.mfa = None
-            self.closed += 1
             self.announcer.status(f"serving {active}" if active else "idle")
 
     def waiting_for(self, profile: str) -> bool:

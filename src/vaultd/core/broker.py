@@ -74,8 +74,6 @@ class Broker:
         self.startup_error: VaultdError | None = None
         # Profiles a switch is fetching for: not active yet, but a person is waiting.
         self._switching: set[str] = set()
-        # `asks.closed` when `_ask_again` last retried: at most one retry per request closed.
-        self._asked_again = -1
         self._wake = asyncio.Event()
         # Strong references: the loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -319,13 +317,11 @@ class Broker:
         it, and answering that one closes it, which left the first profile waiting with
         nothing open to answer. Its refresh is tried again, the active profile first and
         one at a time: it is served if the code just given made a session it can use, and
-        otherwise asks again (`_refresh` opens the request)."""
+        otherwise asks again: every slot in use is wanted, so `_refresh` (or `_failed`, for a
+        refused automatic code) opens the request, and no second retry follows."""
         waiting = [s for s in self.in_use() if isinstance(s.error, MfaRequired)]
         if not waiting or any(s.task is not None for s in waiting):
             return
-        if self._asked_again == self.asks.closed:
-            return  # once per request closed: a retry that asks nobody must not repeat
-        self._asked_again = self.asks.closed
         waiting.sort(key=lambda s: s.profile != self.active)
         self._start(waiting[0], None)
 
@@ -483,14 +479,15 @@ class Broker:
             # A wrong code: nothing to retry, a person is asked. A request open for it stays
             # open; with none (the code came from mfa_process or ykman, or with a switch)
             # one opens, or nobody could answer, and no automatic code is tried again.
-            serial = self.mfa.serial if self.mfa else (slot.plan.mfa_serial if slot.plan else "")
+            own = slot.plan.mfa_serial if slot.plan else None
+            serial = self.mfa.serial if self.mfa else own or ""
             slot.error = MfaRequired(
                 f"{exc.message}; run `vaultd mfa CODE` with a new code",
                 profile=slot.profile,
-                serial=serial or "",
+                serial=serial,
             )
             if self.mfa is None and self._wanted(slot):
-                self._open_mfa(slot.profile, serial or "", early=False)
+                self._open_mfa(slot.profile, serial, early=False)
             return
         slot.failures += 1
         slot.retry_at = now + schedule.backoff(slot.failures, self.rand)
