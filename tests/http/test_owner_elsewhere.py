@@ -106,6 +106,10 @@ class Scripted:
     """An owner lookup answering fixed rows (None: the lookup failed)."""
 
     name = "scripted"
+    keeps_reads = False
+
+    def forget(self) -> None:
+        pass
 
     def __init__(self, rows: list[Row] | None) -> None:
         self._rows = rows

@@ -46,6 +46,10 @@ class Unknown:
     once, whose socket is orphaned)."""
 
     name = "unknown"
+    keeps_reads = False
+
+    def forget(self) -> None:
+        pass
 
     def rows(self, client: Address, server: Address, accepted: Accepted | None = None) -> None:
         return None

@@ -78,13 +78,18 @@ class OwnerLookup(Protocol):
     """Answers `rows(client, server)`: the kernel's rows for sockets whose local side is
     `client` and whose remote side is `server` in this network namespace (usually one or
     none; other rows may come along, `matching` picks), or None when the lookup itself
-    failed. `decide` turns them into an owner. `name` is shown by `vaultd status`."""
+    failed. `decide` turns them into an owner. `name` is shown by `vaultd status`.
+    `keeps_reads`: what it read is kept until `forget()`, and `rows` is then given the
+    `accepted` socket's side (`accepted_side`) to tell whether a kept read is recent enough."""
 
     name: str
+    keeps_reads: bool
 
     def rows(
         self, client: Address, server: Address, accepted: Accepted | None = None
     ) -> list[Row] | None: ...
+
+    def forget(self) -> None: ...
 
 
 def normal(host: str) -> str:
@@ -223,6 +228,7 @@ class NetlinkLookup:
     when netlink sock_diag is not available (not Linux, a sandbox without it)."""
 
     name = "netlink sock_diag (exact socket)"
+    keeps_reads = False  # each answer is the kernel's at that moment
 
     def __init__(self) -> None:
         family = getattr(socket, "AF_NETLINK", None)
@@ -263,6 +269,9 @@ class NetlinkLookup:
             rows += diag_rows(data, seq)
             if _answered(data, seq):
                 return rows
+
+    def forget(self) -> None:
+        """Nothing is kept."""
 
     def close(self) -> None:
         self._sock.close()
@@ -344,6 +353,7 @@ class ProcLookup:
     Any other lookup reads the tables afresh."""
 
     name = "/proc/net/tcp (full 4-tuple)"
+    keeps_reads = True
 
     def __init__(self, tables: Sequence[Path] = PROC_TABLES) -> None:
         self.tables = tables

@@ -59,7 +59,8 @@ class Owners:
             return None, CANNOT_TELL
         try:
             server = server_side(sock)
-            accepted = accepted_side(sock)
+            # Only a lookup that keeps its reads needs it: not netlink's, per connection.
+            accepted = accepted_side(sock) if self.lookup.keeps_reads else None
         except OSError:
             return None, CANNOT_TELL
         rows = self.lookup.rows(peer, server, accepted)
@@ -78,19 +79,16 @@ class Owners:
     def _forget_next_turn(self) -> None:
         """A lookup that keeps what it read (the /proc fallback) shares it only among the
         connections of this event-loop turn."""
-        forget = getattr(self._lookup, "forget", None)
-        if forget is None or self._forgetting:
+        lookup = self.lookup
+        if not lookup.keeps_reads or self._forgetting:
             return
         self._forgetting = True
 
         def done() -> None:
             self._forgetting = False
-            forget()
+            lookup.forget()
 
-        try:
-            asyncio.get_running_loop().call_soon(done)
-        except RuntimeError:  # no loop (a direct call): nothing is shared
-            done()
+        asyncio.get_running_loop().call_soon(done)
 
     def close(self) -> None:
         close = getattr(self._lookup, "close", None)
