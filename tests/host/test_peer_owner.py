@@ -7,12 +7,14 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from vaultd.host.peer_owner import (
     NLMSG_ERROR,
+    PROC_TABLES,
     SOCK_DIAG_BY_FAMILY,
     Accepted,
     Address,
@@ -154,21 +156,30 @@ def test_real_connections(lookup: type[NetlinkLookup] | type[ProcLookup]) -> Non
             client.close()
 
 
+class CountingReads(ProcLookup):
+    """The /proc lookup, noting for each lookup whether it read the tables afresh (`looked`,
+    in order) and counting only the fresh reads (`fresh`)."""
+
+    def __init__(self, tables: Sequence[Path] = PROC_TABLES) -> None:
+        super().__init__(tables)
+        self.looked: list[bool] = []
+        self.fresh: list[int] = []
+
+    def rows(
+        self, client: Address, server: Address, accepted: Accepted | None = None
+    ) -> list[Row] | None:
+        before = self._read
+        found = super().rows(client, server, accepted)
+        self.looked.append(self._read is not before)
+        if self._read is not before:
+            self.fresh.append(1)
+        return found
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc (Linux)")
 def test_the_proc_fallback_shares_a_read_only_with_connections_it_lists() -> None:
-    reads: list[int] = []
-
-    class Counting(ProcLookup):
-        def rows(
-            self, client: Address, server: Address, accepted: Accepted | None = None
-        ) -> list[Row] | None:
-            before = self._read
-            found = super().rows(client, server, accepted)
-            if self._read is not before:
-                reads.append(1)
-            return found
-
-    owners = Counting()
+    owners = CountingReads()
+    reads = owners.fresh
     with socket.create_server(("127.0.0.1", 0)) as server:
         first = socket.create_connection(server.getsockname())
         conn1, peer1 = server.accept()
@@ -235,18 +246,8 @@ def test_a_kept_read_that_lists_the_accepted_socket_answers_for_a_remote_client(
     )
     table = tmp_path / "tcp"
     table.write_text("  sl  local_address rem_address   st\n" + server_row)
-    reads: list[int] = []
-
-    class Counting(ProcLookup):
-        def rows(
-            self, client: Address, server: Address, accepted: Accepted | None = None
-        ) -> list[Row] | None:
-            before = self._read
-            found = super().rows(client, server, accepted)
-            reads.append(self._read is not before)
-            return found
-
-    lookup = Counting((table,))
+    lookup = CountingReads((table,))
+    reads = lookup.looked
     client, ours = ("10.9.9.10", 0xA1B2), ("127.0.0.1", 0x1F90)
     for _ in range(2):
         found = lookup.rows(client, ours, (ours, 4242))
