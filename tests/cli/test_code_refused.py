@@ -3,20 +3,16 @@ terminal, not the command; without a terminal the refusal stands, one line, one 
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cli.fake_control import SERVING_STATUS, Answer, Answers, FakeControl
-from tests.e2e.harness import run_on_tty, watch_on_tty
+from tests.e2e.harness import drive_tty, run_on_tty, watch_on_tty
 from vaultd import settings
 from vaultd.cli.common import CODES_ASKED
 
@@ -166,27 +162,7 @@ def test_the_watch_asks_again_by_the_same_rule_and_escapes_what_it_is_told(
 def _tty(args: list[str], inputs: list[bytes], prompt: bytes = b"MFA code") -> tuple[int, bytes]:
     """`vaultd ARGS` on a pseudo-terminal, typing `inputs` (raw bytes) one per prompt shown;
     the run ends when the command exits, or with Ctrl-C after 10 s. Exit code, output."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execvp(sys.executable, [sys.executable, "-m", "vaultd", *args])  # noqa: S606
-    out, typed, end = b"", 0, time.monotonic() + 10
-    while time.monotonic() < end:
-        if select.select([fd], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-            while typed < len(inputs) and out.count(prompt) > typed:
-                os.write(fd, inputs[typed])
-                typed += 1
-    else:
-        os.kill(pid, signal.SIGINT)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
+    return drive_tty(args, inputs, prompt, timeout=10, at_deadline=signal.SIGINT)
 
 
 def _needs(serial: str) -> Answer:
@@ -329,23 +305,8 @@ def test_a_switch_left_waiting_says_it_stands_without_a_code_or_when_interrupted
             "master is the active profile, waiting for that code\n"
         )
         # Ctrl-C at the prompt: the daemon has made master active all the same.
-        pid, fd = pty.fork()
-        if pid == 0:  # child
-            os.execvp(sys.executable, [sys.executable, "-m", "vaultd", "switch", "master"])  # noqa: S606
-        out, end = b"", time.monotonic() + 20
-        while b"MFA code for" not in out and time.monotonic() < end:
-            if select.select([fd], [], [], 0.2)[0]:
-                out += os.read(fd, 4096)
-        os.kill(pid, signal.SIGINT)
-        while time.monotonic() < end:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 130, out
+        code, out = drive_tty(
+            ["switch", "master"], [], b"MFA code for", interrupt_after=b"MFA code for", timeout=20
+        )
+    assert code == 130, out
     assert b"interrupted; the switch stands: master is the active profile" in out, out

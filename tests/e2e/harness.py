@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -155,6 +158,49 @@ class Daemon:
         return code
 
 
+def drive_tty(
+    args: list[str],
+    inputs: list[bytes],
+    prompt: bytes,
+    *,
+    interrupt_after: bytes | None = None,
+    timeout: float = 60,
+    at_deadline: int = signal.SIGKILL,
+) -> tuple[int, bytes]:
+    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal: type
+    `inputs[i]` (raw bytes) once `prompt` has been shown i+1 times; press Ctrl-C once
+    `interrupt_after` is printed (after the first input, when there are any); send
+    `at_deadline` if the command is still running after `timeout` seconds. Exit code and
+    everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
+    out, typed, interrupted = b"", 0, False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+        while typed < len(inputs) and out.count(prompt) > typed:
+            os.write(fd, inputs[typed])
+            typed += 1
+        waited = typed > 0 or not inputs
+        if interrupt_after and waited and not interrupted and interrupt_after in out:
+            os.kill(pid, signal.SIGINT)
+            interrupted = True
+    else:
+        os.kill(pid, at_deadline)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
 def run_on_tty(
     args: list[str],
     answer: str,
@@ -164,41 +210,17 @@ def run_on_tty(
     timeout: float = 60,
     times: int = 1,
 ) -> tuple[int, str]:
-    """Run `vaultd ARGS` with a pseudo-terminal as its controlling terminal and answer the
-    prompt each time it is shown, up to `times` times; optionally press Ctrl-C once
-    `interrupt_after` has been printed."""
-    import pty
-    import select
-    import signal
-
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
-    output = b""
-    answered, interrupted = 0, False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-        if answered < min(times, output.count(prompt.encode())):
-            os.write(fd, answer.encode() + b"\n")
-            answered += 1
-        if answered and interrupt_after and not interrupted and interrupt_after.encode() in output:
-            os.kill(pid, signal.SIGINT)
-            interrupted = True
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+    """Run `vaultd ARGS` on a terminal (`drive_tty`) and answer the prompt each time it is
+    shown, up to `times` times; optionally press Ctrl-C once `interrupt_after` has been
+    printed."""
+    code, out = drive_tty(
+        args,
+        [answer.encode() + b"\n"] * times,
+        prompt.encode(),
+        interrupt_after=interrupt_after.encode() if interrupt_after else None,
+        timeout=timeout,
+    )
+    return code, out.decode(errors="replace")
 
 
 def wait_for(predicate: Any, timeout: float = 30) -> dict[str, Any]:
