@@ -143,6 +143,10 @@ class ImdsApp:
         """Listen on host:port, or on an inherited socket (socket activation)."""
         loop = asyncio.get_running_loop()
         protocol = self.server.protocol
+        if self.owners is not None:
+            # Chosen now (netlink checks itself on a connection of its own), so that the
+            # first client does not wait for it.
+            self.owners.lookup  # noqa: B018
         if sock is not None:
             listener = await loop.create_server(protocol, sock=sock)
         else:
