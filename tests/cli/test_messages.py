@@ -442,3 +442,32 @@ def test_a_settings_file_that_is_not_utf8_is_one_line_naming_it(args: list[str])
     done = run_vaultd(*args, stdin="")
     assert done.returncode == 1, done.stderr
     assert done.stderr == f"vaultd: {path}: not UTF-8 text (byte 0), which TOML must be\n"
+
+
+def test_status_says_a_wait_once_and_a_past_failure_as_an_error() -> None:
+    waiting = {
+        **SERVING_STATUS,
+        "state": "mfa_required",
+        "message": "waiting for an MFA code for master (arn:aws:iam::1:mfa/me): "
+        "run `vaultd mfa CODE`",
+        "credentials": None,
+        "mfa": {"profile": "master", "serial": "arn:aws:iam::1:mfa/me"},
+        "last_error": {
+            "error": "mfa_required",
+            "message": "profile 'master' needs an MFA code: run `vaultd mfa CODE`",
+            "at": "2026-11-30T05:00:00Z",
+        },
+    }
+    # Serving what it holds while STS is down: the failure is not the state.
+    failing = {
+        **SERVING_STATUS,
+        "last_error": {"error": "sts_error", "message": "cannot reach STS", "at": "T"},
+    }
+    path = settings.load().control_socket
+    with FakeControl(path, {("GET", "/v1/status"): (200, waiting)}):
+        shown = run_vaultd("status").stdout
+    assert "last error" not in shown
+    assert shown.count("vaultd mfa CODE") == 2, shown  # the state line, and the mfa line
+    with FakeControl(path, {("GET", "/v1/status"): (200, failing)}):
+        shown = run_vaultd("status").stdout
+    assert "last error:  sts_error at T: cannot reach STS\n" in shown

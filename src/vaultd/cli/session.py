@@ -209,8 +209,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(
             f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE"
         )
-    if status.get("last_error"):
-        err = status["last_error"]
+    err = status.get("last_error")
+    # An error that is the state itself (a wait for a code or a sign-in, a failed first
+    # fetch) was just said on the state line, with what to do: saying it again as an error
+    # made a wait for a person read as a fault.
+    if err and err["error"] != status.get("state"):
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
     if status.get("next_retry"):
         lines.append(f"next retry:  {status['next_retry']}")
