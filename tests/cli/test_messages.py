@@ -471,3 +471,23 @@ def test_status_says_a_wait_once_and_a_past_failure_as_an_error() -> None:
     with FakeControl(path, {("GET", "/v1/status"): (200, failing)}):
         shown = run_vaultd("status").stdout
     assert "last error:  sts_error at T: cannot reach STS\n" in shown
+
+
+def test_a_code_for_another_profiles_request_says_whose_it_was() -> None:
+    # An exec of `other` left its request open; the code answers it, not master's.
+    waiting = {**SERVING_STATUS, "mfa": {"profile": "other", "serial": "arn:aws:iam::1:mfa/me"}}
+    answers = {
+        ("GET", "/v1/status"): (200, waiting),
+        ("POST", "/v1/mfa"): (200, {**SERVING_STATUS, "answered": "other"}),
+    }
+    with FakeControl(settings.load().control_socket, answers):
+        done = run_vaultd("mfa", "123456")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Code accepted for other.",
+        "Serving master (arn:aws:iam::222233334444:role/DeveloperRole) until 2026-11-30T06:00:00Z.",
+    ]
+    answers[("POST", "/v1/mfa")] = (200, {**SERVING_STATUS, "answered": "master"})
+    with FakeControl(settings.load().control_socket, answers):
+        done = run_vaultd("mfa", "123456")
+    assert done.stdout.startswith("Serving master"), done.stdout

@@ -65,7 +65,7 @@ async def test_switch_mfa_status_flow(control: tuple[TestClient[Any, Any], Confi
     r = await client.post("/v1/mfa", json={"code": "123456", "serial": 7})
     assert (r.status, (await r.json())["error"]) == (400, "bad_request")
     r = await client.post("/v1/mfa", json={"code": "123456", "serial": body["mfa_serial"]})
-    assert r.status == 200
+    assert (r.status, (await r.json())["answered"]) == (200, "master")
     status = await (await client.get("/v1/status")).json()
     assert status["state"] == "ok" and status["active"] == "master" and status["pid"] == 1
     r = await client.post("/v1/refresh")

@@ -248,11 +248,16 @@ def with_mfa(
 
 
 def print_serving(status: dict[str, Any]) -> None:
-    """One line saying what the daemon serves now, from a status document."""
+    """One line saying what the daemon serves now, from a status document; after an MFA
+    code (POST /v1/mfa), first a line naming the profile whose request it answered, when
+    that is not the active one (an exec's, say)."""
     checked(status, SERVING, "status document")
     creds = status.get("credentials") or {}
     # Names and messages come from the config and the daemon: shown, never obeyed.
     active = printable(status["active"], None, ascii=False)
+    answered = status.get("answered")
+    if isinstance(answered, str) and answered != status["active"]:
+        print(f"Code accepted for {printable(answered, None, ascii=False)}.")
     # The role, or for a profile without one whose credentials these are (the IAM user).
     source = status.get("role_arn") or creds.get("arn")
     if source:

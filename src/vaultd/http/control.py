@@ -149,8 +149,9 @@ class ControlApp:
         body = await _body(request)
         code = _required(body, "code")
         # The device the person was asked about, when the client knows it (a prompt).
-        await self.broker.submit_mfa(code, _optional(body, "serial"))
-        return _json(200, self._status())
+        slot = await self.broker.submit_mfa(code, _optional(body, "serial"))
+        # Whose request the code answered: not the active profile when an exec's was open.
+        return _json(200, {**self._status(), "answered": slot.profile})
 
     async def refresh(self, request: web.Request) -> web.Response:
         body = await _body(request)
