@@ -330,8 +330,11 @@ async def _watchdog(interval: float) -> None:
 
 class Relay:
     """`vaultd relay`: the IMDS surface for containers, its credentials fetched from the
-    host's daemon by `fetch`. Peers are containers: there is no local owner to check, and
-    the network's gateways (the host, `routes.gateways`, read at start) are refused."""
+    host's daemon by `fetch`. Peers are admitted as by `vaultd serve` (`ImdsApp.admit`):
+    containers on the allowed network, which have no socket on the relay's machine, by
+    their address; a peer whose socket is on it (loopback, or one of its own addresses)
+    only when the relay's own uid owns that socket. The network's gateways (the host,
+    `routes.gateways`, read at start) are refused."""
 
     def __init__(
         self,
@@ -352,7 +355,10 @@ class Relay:
         self.broker = Broker(self.provider, clock)
         self.gateways = sorted(gateways)
         guard = Guard.for_listener(listen.host, listen.port, allow_cidrs, self.gateways)
-        self.imds = ImdsApp(self.broker, Tokens(clock), guard, ImdsOptions(uid_check=False))
+        # The owner check as serve makes it by default (Linux; the relay's own uid): run
+        # anywhere but a container of its own (on the host, on a bridge address), the
+        # relay's machine has other users, and they reach it over loopback too.
+        self.imds = ImdsApp(self.broker, Tokens(clock), guard, ImdsOptions())
 
     async def start(self) -> None:
         try:
@@ -366,6 +372,7 @@ class Relay:
         )
         if self.gateways:
             log.info("refusing the network's gateways (the host): %s", ", ".join(self.gateways))
+        log.info("owner check: %s", self.imds.owner_lookup)
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [self.broker.run(), follow_host(self.broker, self.provider, self.interval)]

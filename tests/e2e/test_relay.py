@@ -1,6 +1,6 @@
 """`vaultd relay` without docker: a "container" network namespace holding 169.254.169.254
 (the relay and a stock boto3), an "outside" one on the same wire, and the host's daemon
-reached over its Unix socket."""
+reached over its Unix socket. Another local user is uid 65534 (setpriv, the system python)."""
 
 from __future__ import annotations
 
@@ -26,13 +26,17 @@ pytestmark = [
         reason="network namespaces need Linux, root and iproute2 (CI runs as root)",
     ),
 ]
+# One GET for the role name, to HOST PORT (argv; 169.254.169.254 80 without); prints the answer.
 PROBE = (
-    "import socket\n"
-    "s=socket.create_connection(('169.254.169.254',80),timeout=5)\n"
+    "import socket,sys\n"
+    "to=(sys.argv[1],int(sys.argv[2])) if len(sys.argv)>2 else ('169.254.169.254',80)\n"
+    "s=socket.create_connection(to,timeout=5)\n"
     "s.sendall(b'GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\\r\\n'"
     "b'Host: 169.254.169.254\\r\\nConnection: close\\r\\n\\r\\n')\n"
     "print(s.recv(4096).decode(errors='replace'))\n"
 )
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SYSTEM_PYTHON))
 
 
 def sh(*cmd: str) -> None:
@@ -89,9 +93,10 @@ def container_key(ns: str, home: Path) -> str:
     return str(got["key"])
 
 
-def start_relay(ns: str, cidr: str, log: IO[str]) -> subprocess.Popen[str]:
+def start_relay(ns: str, cidr: str, log: IO[str], *args: str) -> subprocess.Popen[str]:
     """`vaultd relay` in the namespace `ns`, answering `cidr`, its output in `log`."""
     relay = [sys.executable, "-m", "vaultd", "relay", "--allow-cidr", cidr, "--interval", "0.3"]
+    relay += args
     return subprocess.Popen(
         ["ip", "netns", "exec", ns, *relay],
         env=vaultd_env(),
@@ -101,10 +106,11 @@ def start_relay(ns: str, cidr: str, log: IO[str]) -> subprocess.Popen[str]:
     )
 
 
-def wait_until_served(ns: str, relay: subprocess.Popen[str], log: Path) -> None:
-    """Probe from `ns` until the relay answers 200 (up to 30 s); the log if it never does."""
+def wait_until_served(ns: str, relay: subprocess.Popen[str], log: Path, *to: str) -> None:
+    """Probe from `ns` until the relay answers 200 (up to 30 s); the log if it never does.
+    `to`: the relay's host and port, when not 169.254.169.254:80."""
     deadline = time.monotonic() + 30
-    while "HTTP/1.1 200" not in in_ns(ns, sys.executable, "-c", PROBE).stdout:
+    while "HTTP/1.1 200" not in in_ns(ns, sys.executable, "-c", PROBE, *to).stdout:
         assert relay.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
@@ -162,3 +168,64 @@ def test_relay_refuses_its_networks_gateway_which_is_the_host(
     text = (isolated / "relay.log").read_text()
     assert "refusing the network's gateways (the host): 169.254.169.100" in text
     assert "is the network's gateway" in text
+
+
+@pytest.fixture
+def lone() -> Iterator[str]:
+    """A network namespace of its own with only `lo`: a machine whose listener ports are free."""
+    name = f"vd-l-{uuid.uuid4().hex[:6]}"
+    try:
+        sh("ip", "netns", "add", name)
+        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="acting as uid 65534 needs /usr/bin/python3")
+def test_relay_off_its_container_serves_local_peers_of_its_own_uid_only(
+    lone: str, user_keys: tuple[str, str], daemon: Daemon, isolated: Path
+) -> None:
+    # The relay run on a machine with other users (the host), as the finding had it: its
+    # allowed network is elsewhere, and loopback is open to every local user.
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    to = ("127.0.0.1", "9300")
+    with (isolated / "relay.log").open("w") as log:
+        relay = start_relay(lone, "10.99.0.0/24", log, "--listen", "127.0.0.1:9300")
+        try:
+            wait_until_served(lone, relay, isolated / "relay.log", *to)  # the owner's
+            other = in_ns(lone, *AS_NOBODY, "-c", PROBE, *to)
+            assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
+            assert "connection owned by uid 65534" in other.stdout
+        finally:
+            relay.terminate()
+            assert relay.wait(15) == 0
+    text = (isolated / "relay.log").read_text()
+    assert "owner check: netlink sock_diag" in text or "owner check: /proc" in text, text
+    assert "uid 65534" in text and "Traceback" not in text
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="acting as uid 65534 needs /usr/bin/python3")
+def test_relay_serves_its_network_and_holds_its_own_machine_to_the_owner_rule(
+    wire: tuple[str, str], user_keys: tuple[str, str], daemon: Daemon, isolated: Path
+) -> None:
+    # The whole wire is allowed and names no gateway: the "outside" end is another container,
+    # with no socket on the relay's machine, served by its address. On the relay's own
+    # machine ("inside"), the owner's process is served and another uid's is not.
+    inside, outside = wire
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    with (isolated / "relay.log").open("w") as log:
+        relay = start_relay(inside, "169.254.169.0/24", log)
+        try:
+            wait_until_served(inside, relay, isolated / "relay.log")
+            container = in_ns(outside, sys.executable, "-c", PROBE)
+            assert container.stdout.startswith("HTTP/1.1 200"), container.stdout + container.stderr
+            other = in_ns(inside, *AS_NOBODY, "-c", PROBE)
+            assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
+            assert "connection owned by uid 65534" in other.stdout
+        finally:
+            relay.terminate()
+            assert relay.wait(15) == 0
+    assert "Traceback" not in (isolated / "relay.log").read_text()
