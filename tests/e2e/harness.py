@@ -3,6 +3,7 @@ SDK clients as subprocesses that find credentials only through IMDS."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -265,3 +268,31 @@ def served(endpoint: str) -> dict[str, Any]:
         urllib.request.Request(base + role, headers=headers), timeout=5
     ) as r:
         return dict(json.loads(r.read()))
+
+
+def sh(*cmd: str) -> None:
+    """Run a setup command (ip, nft) that must succeed, within 30 s."""
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def linked_namespaces(first: str, second: str) -> Iterator[tuple[str, str]]:
+    """Two network namespaces of the test's own on one wire (a veth pair), `lo` up in both:
+    `first` and `second` are the address/prefix of each end. Yields their names; deletes
+    both (and the pair with them) after. Needs Linux, root and iproute2."""
+    tag = uuid.uuid4().hex[:6]
+    one, two = f"vd-c-{tag}", f"vd-o-{tag}"
+    try:
+        sh("ip", "netns", "add", one)
+        sh("ip", "netns", "add", two)
+        sh("ip", "link", "add", f"vc{tag}", "type", "veth", "peer", "name", f"vo{tag}")
+        sh("ip", "link", "set", f"vc{tag}", "netns", one)
+        sh("ip", "link", "set", f"vo{tag}", "netns", two)
+        for ns, dev, addr in ((one, f"vc{tag}", first), (two, f"vo{tag}", second)):
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", addr, "dev", dev)
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+        yield one, two
+    finally:
+        for ns in (one, two):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)

@@ -17,7 +17,7 @@ from typing import IO
 
 import pytest
 
-from tests.e2e.harness import Daemon, run_vaultd, served, vaultd_env
+from tests.e2e.harness import Daemon, linked_namespaces, run_vaultd, served, sh, vaultd_env
 from tests.e2e.test_clients import BOTO3_CREDS
 
 pytestmark = [
@@ -39,31 +39,10 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
 AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SYSTEM_PYTHON))
 
 
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture
 def wire() -> Iterator[tuple[str, str]]:
-    tag = uuid.uuid4().hex[:6]
-    inside, outside = f"vd-c-{tag}", f"vd-o-{tag}"
-    try:
-        sh("ip", "netns", "add", inside)
-        sh("ip", "netns", "add", outside)
-        sh("ip", "link", "add", f"vc{tag}", "type", "veth", "peer", "name", f"vo{tag}")
-        sh("ip", "link", "set", f"vc{tag}", "netns", inside)
-        sh("ip", "link", "set", f"vo{tag}", "netns", outside)
-        for ns, dev, addr in (
-            (inside, f"vc{tag}", "169.254.169.254/24"),
-            (outside, f"vo{tag}", "169.254.169.100/24"),
-        ):
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            sh("ip", "netns", "exec", ns, "ip", "addr", "add", addr, "dev", dev)
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
-        yield inside, outside
-    finally:
-        for ns in (inside, outside):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+    with linked_namespaces("169.254.169.254/24", "169.254.169.100/24") as pair:
+        yield pair
 
 
 def in_ns(

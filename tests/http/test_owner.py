@@ -129,7 +129,7 @@ async def test_another_uid_cannot_take_the_owners_connection_slots(
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert line.startswith(b"holding 300"), line
         # Refused peers have their own small pool: the owner's connections are all free.
-        assert imds.server.open == {True: imds.options.max_refused, False: 0}
+        assert imds.server.open == {"refused": imds.options.max_refused, "owner": 0, "network": 0}
         owners = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
         for reader, writer in owners:
             writer.write(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")

@@ -472,3 +472,30 @@ async def test_a_closing_request_answered_as_the_client_catches_up_closes_once()
         listener.close()
         await listener.wait_closed()
     assert [str(context.get("exception") or context["message"]) for context in seen] == []
+
+
+async def test_each_pool_has_its_own_cap_and_a_full_one_takes_no_others_slot() -> None:
+    # Admission decides the pool once; the peers queued here are what it decided.
+    owner = Peer(("127.0.0.1", 40000), 1000)
+    network = Peer(("10.98.0.2", 40000), None, None, "network")
+    refused = Peer(("127.0.0.1", 40001), 4242, "connection owned by uid 4242", "refused")
+    admitted = iter([network, network, network, refused, refused, refused, owner, owner])
+    limits = Limits(max_connections=2, max_network=2, max_refused=2, request_deadline=10)
+    server = Server(_answer, lambda _t: next(admitted), limits)
+    conns = [_connection(server) for _ in range(8)]
+    over = [t for _c, t in conns if t.sent.startswith(b"HTTP/1.1 503")]
+    assert len(over) == 2  # the third of the network's and of the refused peers'
+    assert server.open == {"owner": 2, "network": 2, "refused": 2}
+    conns[-1][0].data_received(GET)  # the owner's, with both other pools full
+    await asyncio.sleep(0)
+    assert conns[-1][1].sent.startswith(b"HTTP/1.1 200")
+    for conn, _t in conns:
+        conn.connection_lost(None)
+    assert server.open == {"owner": 0, "network": 0, "refused": 0}
+
+
+def test_a_peer_counts_in_the_refused_pool_exactly_when_it_is_refused() -> None:
+    with pytest.raises(ValueError, match="refused pool"):
+        Peer(("127.0.0.1", 40000), 4242, "connection owned by uid 4242")
+    with pytest.raises(ValueError, match="refused pool"):
+        Peer(("127.0.0.1", 40000), 1000, None, "refused")

@@ -66,8 +66,13 @@ class ImdsOptions:
     serve_extended: bool = False
     # Docker Desktop relays fetch from this path with this token (see `vaultd relay`).
     relay_token: str | None = None
-    # Connections of admitted peers; refused peers have their own, smaller pool.
+    # Connections in each pool (`wire.Pool`): the owner's clients on this machine; peers
+    # admitted from an allowed network (other hosts, containers), apart so that they can
+    # never take the owner's slots, and as many, since all of a relay's clients are there;
+    # refused peers, who only get a 403. The three together stay well under the usual
+    # limit of 1024 open files.
     max_connections: int = 256
+    max_network: int = 256
     max_refused: int = 16
     # A connection that completes no request in this long is closed (slow or idle clients).
     request_deadline: float = 10.0
@@ -111,11 +116,12 @@ class ImdsApp:
         self._segments: dict[str, list[str]] = {}  # request path -> `metadata.normalise`
         self._listeners: list[asyncio.Server] = []
         limits = Limits(
-            opts.max_connections,
-            opts.max_refused,
-            opts.request_deadline,
-            opts.max_headers,
-            opts.max_field_size,
+            max_connections=opts.max_connections,
+            max_network=opts.max_network,
+            max_refused=opts.max_refused,
+            request_deadline=opts.request_deadline,
+            max_headers=opts.max_headers,
+            max_field_size=opts.max_field_size,
         )
         self.server = Server(
             self.handle,
@@ -170,20 +176,26 @@ class ImdsApp:
             self.owners.close()
 
     def admit(self, transport: asyncio.BaseTransport) -> Peer:
-        """Who is at the other end of a new connection, and whether they may be served:
-        the peer address rule, then (Linux) the owner of the client socket, wherever that
-        socket is on this machine (`Owners.check`)."""
+        """Who is at the other end of a new connection, whether they may be served, and
+        the pool they count in: the peer address rule, then (Linux) the owner of the
+        client socket, wherever that socket is on this machine (`Owners.check`). A served
+        peer is the owner's (its socket found here, or a local address when there is no
+        owner check) or the allowed network's (no socket here: another host, a container)."""
         name = transport.get_extra_info("peername")
         address = (str(name[0]), int(name[1])) if name else None
         refusal = self.guard.peer_refusal(address[0] if address else None)
-        if refusal or self.owners is None or address is None:
-            return Peer(address, None, refusal)
+        if refusal or address is None:
+            return Peer(address, None, refusal, "refused")
+        local = self.guard.is_local(address[0])
+        if self.owners is None:
+            return Peer(address, None, None, "owner" if local else "network")
         # Other hosts and containers allowed by CIDR have no socket here; a local process
         # using one of this machine's addresses does, and is held to the owner rule.
-        elsewhere = not self.guard.is_local(address[0])
         sock = transport.get_extra_info("socket")
-        uid, refusal = self.owners.check(address, sock, elsewhere=elsewhere)
-        return Peer(address, uid, refusal)
+        uid, refusal = self.owners.check(address, sock, elsewhere=not local)
+        if refusal is not None:
+            return Peer(address, uid, refusal, "refused")
+        return Peer(address, uid, None, "owner" if uid is not None else "network")
 
     def _bad_request(self, message: str) -> None:
         log.debug("bad HTTP from a client: %s", printable(message))

@@ -14,18 +14,19 @@ CPU per request by about a fifth, kernel time most, and p99 by more than half (`
 bench`). A lone request waits for no one, as its turn ends when it is answered; a reply
 that ends its connection is written at once, before the close.
 
-Every connection is admitted first (`Admit`: who is at the other end, and whether they may
-be served) and counted in one of two pools, so that refused peers never take the slots the
-owner needs: refused peers have their own small pool, get one 403 and are closed. A
-connection that completes no request within the deadline, and reads none of its replies,
-is closed (aborted, when replies wait for a client that reads nothing); a client that
-half-closes (SHUT_WR) after its request still gets the answer, then the connection
-closes. An Upgrade request is answered, then the connection closes: this is HTTP/1.1
-only. A connection reads only while it can answer: not while a
-reply is awaited, and not while its client leaves more than `WRITE_HIGH_WATER` of replies
-unread. A long read (asyncio's are up to 256 KiB) is parsed `FEED` bytes at a time under
-the same rule, so a client that pipelines faster than it reads holds bytes in the daemon,
-not parsed requests and their replies.
+Every connection is admitted first (`Admit`: who is at the other end, whether they may be
+served, and the pool they count in) and counted in one of three pools, so that nobody else
+ever takes the slots the owner needs: the owner's own clients on this machine have theirs;
+peers admitted from an allowed network (other hosts, containers) have their own; refused
+peers have a small one, get one 403 and are closed. A connection that completes no request
+within the deadline, and reads none of its replies, is closed (aborted, when replies wait
+for a client that reads nothing); a client that half-closes (SHUT_WR) after its request
+still gets the answer, then the connection closes. An Upgrade request is answered, then the
+connection closes: this is HTTP/1.1 only. A connection reads only while it can answer: not
+while a reply is awaited, and not while its client leaves more than `WRITE_HIGH_WATER` of
+replies unread. A long read (asyncio's are up to 256 KiB) is parsed `FEED` bytes at a time
+under the same rule, so a client that pipelines faster than it reads holds bytes in the
+daemon, not parsed requests and their replies.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Final
+from typing import Final, Literal
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import HttpProcessingError
@@ -56,16 +57,29 @@ HTTP_11: Final = (1, 1)
 FEED: Final = 4096
 
 
+# The connection pools, each with its own cap (`Limits`): the owner's clients on this
+# machine, peers admitted from an allowed network (another host, a container: no socket on
+# this machine), and refused peers.
+Pool = Literal["owner", "network", "refused"]
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Who is at the other end, worked out once when the connection is accepted.
 
     `address` is (host, port) or None when unknown; `uid` the owner of the client socket
-    when it was looked up; `refusal` why this peer may not be served, or None."""
+    when it was looked up; `refusal` why this peer may not be served, or None; `pool` the
+    pool its connection counts in. Raises ValueError when a refused peer is put in another
+    pool than "refused", or a served one in that pool."""
 
     address: tuple[str, int] | None
     uid: int | None = None
     refusal: str | None = None
+    pool: Pool = "owner"
+
+    def __post_init__(self) -> None:
+        if (self.refusal is not None) != (self.pool == "refused"):
+            raise ValueError(f"refused peers, and only they, count in the refused pool: {self}")
 
 
 @dataclass(slots=True)
@@ -93,14 +107,22 @@ Unsent = Callable[[asyncio.BaseTransport], "int | None"]
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource bounds: connections for admitted peers, for refused ones, seconds a connection
-    may go without completing a request, and the parser's header limits."""
+    """Resource bounds: connections in each pool (the owner's, an allowed network's, refused
+    peers'), seconds a connection may go without completing a request, and the parser's
+    header limits."""
 
     max_connections: int = 256
+    max_network: int = 256
     max_refused: int = 16
     request_deadline: float = 10.0
     max_headers: int = 64
     max_field_size: int = 8190
+
+    def cap(self, pool: Pool) -> int:
+        """The connections `pool` may hold at once."""
+        if pool == "owner":
+            return self.max_connections
+        return self.max_network if pool == "network" else self.max_refused
 
 
 class Clock:
@@ -203,17 +225,16 @@ class Server:
         self.unsent = unsent
         self.clock = Clock()
         self.connections: set[Connection] = set()
-        self.open = {False: 0, True: 0}  # refused peer? -> open connections
+        self.open: dict[Pool, int] = {"owner": 0, "network": 0, "refused": 0}
         self.over_cap = 0
         self.unflushed: list[Connection] = []  # connections with replies not yet written
 
-    def take(self, refused: bool) -> bool:
-        """A slot in the pool for admitted or for refused peers, or False when it is full."""
-        cap = self.limits.max_refused if refused else self.limits.max_connections
-        if self.open[refused] >= cap:
+    def take(self, pool: Pool) -> bool:
+        """A slot in `pool`, or False when it holds its cap (`Limits.cap`) already."""
+        if self.open[pool] >= self.limits.cap(pool):
             self.over_cap += 1
             return False
-        self.open[refused] += 1
+        self.open[pool] += 1
         return True
 
     def protocol(self) -> Connection:
@@ -258,7 +279,7 @@ class Connection(BaseProtocol):
         super().__init__(asyncio.get_running_loop())
         self.server = server
         self.peer = Peer(None)
-        self.counted: bool | None = None  # the pool this connection holds a slot in
+        self.counted: Pool | None = None  # the pool this connection holds a slot in
         self.parser: HttpRequestParser | None = None
         self.queue: deque[Request] = deque()
         self.out: list[bytes] = []  # replies answered, written at the end of the turn
@@ -278,13 +299,12 @@ class Connection(BaseProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         server = self.server
-        self.peer = server.admit(transport)
-        refused = self.peer.refusal is not None
-        if not server.take(refused):
+        self.peer = peer = server.admit(transport)
+        if not server.take(peer.pool):
             self._send(OVER_CAP)
             self.close()
             return
-        self.counted = refused
+        self.counted = peer.pool
         server.connections.add(self)
         limits = server.limits
         self.parser = HttpRequestParser(
