@@ -1,8 +1,11 @@
-"""The address rules of `Guard` on their own (the HTTP tests run them through the server)."""
+"""The address rules of `Guard` on their own (the HTTP tests run them through the server),
+and the comparison of a header with a secret."""
 
 from __future__ import annotations
 
-from vaultd.http.guards import Guard
+import pytest
+
+from vaultd.http.guards import Guard, same_secret
 
 
 def test_a_gateway_is_refused_inside_an_allowed_network() -> None:
@@ -18,3 +21,24 @@ def test_a_gateway_is_refused_inside_an_allowed_network() -> None:
         )
         is None
     )  # no gateway given: only the network counts
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        None,
+        "",
+        "wrong",
+        b"a.\xe9".decode("utf-8", "surrogateescape"),  # how the parser decodes a byte 0xE9
+        "s3cret-token-of-16\udce9",  # the secret, then a byte that is not UTF-8
+        "\ud800",  # a lone surrogate no parser makes: still just text that is not the secret
+        "s3cret-token-of-16\x00",
+    ],
+)
+def test_header_text_that_is_not_the_secret_is_refused_never_raises(given: str | None) -> None:
+    assert same_secret(given, "s3cret-token-of-16") is False
+
+
+def test_the_secret_itself_matches() -> None:
+    assert same_secret("s3cret-token-of-16", "s3cret-token-of-16")
+    assert same_secret("sécret-ünicode-16", "sécret-ünicode-16")  # a token file's UTF-8 text

@@ -13,7 +13,6 @@ Grants live in memory only, so a daemon restart revokes them all. The token is
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from aiohttp import web
 
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import container_fields
+from vaultd.http.guards import same_secret
 
 PATH_PREFIX: Final = "/vaultd-ecs/"
 
@@ -81,12 +81,13 @@ class Grants:
         return grant, f"{grant.id}.{grant.secret}"
 
     def check(self, token: str | None) -> Grant | None:
-        """The live grant this token names, or None (unknown, wrong secret, or expired)."""
+        """The live grant this token (an Authorization header's text, any at all) names, or
+        None (unknown, wrong secret, not UTF-8, or expired)."""
         gid, _, secret = (token or "").partition(".")
         grant = self._grants.get(gid)
         # Compare against something even for unknown ids, so timing says nothing.
         expected = grant.secret if grant else "x" * 43
-        ok = hmac.compare_digest(secret.encode(), expected.encode())
+        ok = same_secret(secret, expected)  # the token is header text: any bytes at all
         if not ok or grant is None or grant.expires <= self.clock():
             return None
         return grant

@@ -1,11 +1,14 @@
 """Who may ask the IMDS listener for credentials. Pure checks on addresses and headers.
 
 aws-vault's lesson (#578, #723): check the Host header against DNS rebinding, but accept the
-listener's own address too so that `AWS_EC2_METADATA_SERVICE_ENDPOINT` works.
+listener's own address too so that `AWS_EC2_METADATA_SERVICE_ENDPOINT` works. A header that
+carries a secret (the relay token, an exec token) is compared with `same_secret`, which takes
+any header text.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -92,3 +95,14 @@ class Guard:
             if name in headers:
                 return f"browser requests are refused ({name} header)"
         return None
+
+
+def same_secret(given: str | None, secret: str) -> bool:
+    """Whether header text `given` (None when the header is absent) is `secret`, compared in
+    constant time for a given length. Never raises: the parser decodes header bytes that
+    are not UTF-8 as lone surrogates (surrogateescape), which a plain `.encode()` refuses;
+    `surrogatepass` encodes every str, one-to-one, and such bytes never occur in a secret's
+    UTF-8, so a value that is not UTF-8 is simply not the secret."""
+    return hmac.compare_digest(
+        (given or "").encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass")
+    )

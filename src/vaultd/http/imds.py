@@ -12,7 +12,6 @@ answered without a task unless it has to wait for a refresh.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from vaultd.http import status as status_words
 from vaultd.http.admission import Owners
 from vaultd.http.ecs import PATH_PREFIX as ECS_PREFIX
 from vaultd.http.ecs import EcsApp
-from vaultd.http.guards import Guard
+from vaultd.http.guards import Guard, same_secret
 from vaultd.http.refusals import RefusalLog
 from vaultd.http.tokens import Tokens, parse_ttl
 from vaultd.http.wire import Limits, Peer, Rendered, Reply, Request, Server, head
@@ -297,9 +296,9 @@ class ImdsApp:
         the peer and owner rules and the browser check hold as for any request, and the
         token must match."""
         refusal = request.peer.refusal or self.guard.browser_refusal(request.headers)
-        given = request.headers.get("Authorization", "")
+        given = request.headers.get("Authorization")
         expected = self.options.relay_token or ""
-        if refusal or not hmac.compare_digest(given.encode(), expected.encode()):
+        if refusal or not same_secret(given, expected):
             return self._refuse(request, refusal or "bad relay token")
         creds = await self.broker.wait_current(WAIT_FOR_REFRESH)
         slot = self.broker.active_slot()
