@@ -210,10 +210,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE"
         )
     err = status.get("last_error")
-    # An error that is the state itself (a wait for a code or a sign-in, a failed first
-    # fetch) was just said on the state line, with what to do: saying it again as an error
-    # made a wait for a person read as a fault.
-    if err and err["error"] != status.get("state"):
+    # Left out only when the state line just said it word for word (a failed first fetch).
+    # A wait for a code keeps it: its words carry why a code source (mfa_process, ykman)
+    # or STS refused, which the state's fixed sentence does not.
+    if err and (err["error"], err["message"]) != (status.get("state"), status.get("message")):
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
     if status.get("next_retry"):
         lines.append(f"next retry:  {status['next_retry']}")
