@@ -45,10 +45,12 @@ STATUS: Shape = {
 }
 
 # What `Serving PROFILE (ROLE) until EXPIRES.` reads from the answer of switch, mfa, refresh:
-# those answers name the profile now active and its state; for a profile without a role,
-# the ARN the credentials belong to stands for the role, when it is known.
+# those answers name the profile now active (none, after a code for an exec's request) and
+# its state, and mfa's the profile whose request the code answered; for a profile without a
+# role, the ARN the credentials belong to stands for the role, when it is known.
 SERVING: Shape = {
-    "active": str,
+    "active?": str,
+    "answered?": str,
     "state": str,
     "role_arn?": str,
     "message?": str,

@@ -344,7 +344,7 @@ def test_every_command_checks_the_document_it_reads(
     with FakeControl(settings.load().control_socket, {path: (200, {})}):
         done = run_vaultd(*words)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == "vaultd: vaultd answered a malformed status document: active is missing\n"
+    assert done.stderr == "vaultd: vaultd answered a malformed status document: state is missing\n"
 
 
 def test_doctor_checks_the_status_document() -> None:
@@ -490,3 +490,23 @@ def test_a_code_for_another_profiles_request_says_whose_it_was() -> None:
     with FakeControl(settings.load().control_socket, answers):
         done = run_vaultd("mfa", "123456")
     assert done.stdout.startswith("Serving master"), done.stdout
+
+
+def test_a_code_accepted_with_no_profile_active_is_not_called_malformed() -> None:
+    # `vaultd clear; vaultd exec other` with no terminal, then `vaultd mfa CODE`: the code
+    # served other, and no profile is active. Before: "malformed status document", exit 1.
+    idle = {
+        "active": None,
+        "state": "no_profile",
+        "message": "no profile is active: run `vaultd switch PROFILE`",
+        "answered": "other",
+    }
+    waiting = {**idle, "mfa": {"profile": "other", "serial": "arn:aws:iam::1:mfa/me"}}
+    answers = {("GET", "/v1/status"): (200, waiting), ("POST", "/v1/mfa"): (200, idle)}
+    with FakeControl(settings.load().control_socket, answers):
+        done = run_vaultd("mfa", "123456")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "Code accepted for other.",
+        "No profile is active: run `vaultd switch PROFILE`.",
+    ]

@@ -254,10 +254,14 @@ def print_serving(status: dict[str, Any]) -> None:
     checked(status, SERVING, "status document")
     creds = status.get("credentials") or {}
     # Names and messages come from the config and the daemon: shown, never obeyed.
-    active = printable(status["active"], None, ascii=False)
     answered = status.get("answered")
-    if isinstance(answered, str) and answered != status["active"]:
+    if answered is not None and answered != status.get("active"):
         print(f"Code accepted for {printable(answered, None, ascii=False)}.")
+    said = printable(status.get("message") or status["state"], None, ascii=False)
+    if status.get("active") is None:
+        print(f"{said[:1].upper()}{said[1:]}.")  # no profile is active: what to run
+        return
+    active = printable(status["active"], None, ascii=False)
     # The role, or for a profile without one whose credentials these are (the IAM user).
     source = status.get("role_arn") or creds.get("arn")
     if source:
@@ -265,5 +269,4 @@ def print_serving(status: dict[str, Any]) -> None:
     if creds:
         print(f"Serving {active} until {printable(creds['expires'], None, ascii=False)}.")
     else:
-        said = printable(status.get("message") or status["state"], None, ascii=False)
         print(f"Active profile {active}: {said}")
