@@ -21,7 +21,7 @@ from vaultd.errors import (
     NoPendingMfa,
     StsError,
 )
-from vaultd.http.status import document
+from vaultd.http.status import document, message
 
 
 def make(clock: FakeClock, **kw: object) -> tuple[Broker, FakeProvider]:
@@ -488,3 +488,25 @@ async def test_refreshing_a_profile_no_longer_in_use_asks_for_its_code(clock: Fa
     with pytest.raises(MfaRequired):
         await broker.refresh("other")
     assert broker.mfa is not None and broker.mfa.profile == "other"
+
+
+@pytest.mark.parametrize("shared_session", [False, True], ids=["own-device", "shared-session"])
+async def test_the_answer_to_another_profiles_code_is_already_true_for_the_active_one(
+    clock: FakeClock, shared_session: bool
+) -> None:
+    # `vaultd mfa CODE` prints the state submit_mfa leaves, with no maintenance pass
+    # between: before, it said master waited for a code when the code had served it.
+    provider = FakeProvider(clock, needs_mfa=True) if shared_session else DeviceEach(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    answered = await broker.submit_mfa("123456")
+    assert answered.profile == "other"
+    if shared_session:
+        assert broker.current() is not None and broker.mfa is None
+    else:  # master's own request is open again, and the status says so
+        assert broker.current() is None
+        assert broker.mfa is not None and broker.mfa.profile == "master"
+        assert "after the open request" not in message(broker.status())

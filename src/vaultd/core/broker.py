@@ -230,6 +230,14 @@ class Broker:
         self.asks.check_code(request.serial, code)
         slot = self._slot(request.profile)
         await self._refresh_now(slot, code)
+        # Another profile in use that waits for a code (the active one, behind an exec's
+        # request) is tried now rather than at the next maintenance pass, so that the
+        # answer says what is true: served, if this code made a session it can use, or
+        # waiting, with its own request open.
+        again = self._ask_again() if self.mfa is None else None
+        if again is not None:
+            with contextlib.suppress(VaultdError):
+                await asyncio.shield(again)
         return slot
 
     async def refresh(self, profile: str | None = None) -> Slot:
@@ -310,7 +318,7 @@ class Broker:
                     wake_in = min(wake_in, ask_at - now)
         return max(0.05, wake_in)
 
-    def _ask_again(self) -> None:
+    def _ask_again(self) -> asyncio.Task[Credentials] | None:
         """A profile in use that waits for a code gets its request back once none is open.
 
         The daemon keeps one MFA request: another profile's (an exec's, a switch's) replaces
@@ -318,12 +326,13 @@ class Broker:
         nothing open to answer. Its refresh is tried again, the active profile first and
         one at a time: it is served if the code just given made a session it can use, and
         otherwise asks again: every slot in use is wanted, so `_refresh` (or `_failed`, for a
-        refused automatic code) opens the request, and no second retry follows."""
+        refused automatic code) opens the request, and no second retry follows. Returns
+        the refresh started, or None when none was."""
         waiting = [s for s in self.in_use() if isinstance(s.error, MfaRequired)]
         if not waiting or any(s.task is not None for s in waiting):
-            return
+            return None
         waiting.sort(key=lambda s: s.profile != self.active)
-        self._start(waiting[0], None)
+        return self._start(waiting[0], None)
 
     def _wanted(self, slot: Slot) -> bool:
         """Whether someone waits for `slot`'s credentials, so a person should be asked."""
