@@ -14,7 +14,7 @@ from typing import Any
 from tests.helpers import FakeClock, FakeProvider, make_plan
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials
-from vaultd.core.state import Reason
+from vaultd.core.state import MfaRequest, Reason, Slot, snapshot
 from vaultd.errors import ConfigError, MfaRequired, StsError
 from vaultd.http.status import NO_PROFILE, document, message
 
@@ -225,3 +225,20 @@ EARLY: dict[str, Any] = {
     "last_error": None,
     "next_retry": None,
 }
+
+
+def test_a_wait_behind_another_profiles_request_names_that_request(clock: FakeClock) -> None:
+    # master waits for a code from its device, but the one open request is an exec's for
+    # another device: `vaultd mfa CODE` answers that one, so the sentence must say so.
+    mine = "arn:aws:iam::1:mfa/elmer"
+    theirs = MfaRequest("other2", "arn:aws:iam::1:mfa/bugs", clock(), early=False)
+    slot = Slot("master", plan=make_plan("master", serial=mine))
+    slot.error = MfaRequired("needs MFA", profile="master", serial=mine)
+    said = message(snapshot("master", slot, theirs, None, clock()))
+    assert said == (
+        f"waiting for an MFA code for master ({mine}), after the open request for other2: "
+        "`vaultd mfa CODE` answers that one first, with a code from arn:aws:iam::1:mfa/bugs"
+    )
+    own = MfaRequest("master", mine, clock(), early=False)
+    said = message(snapshot("master", slot, own, None, clock()))
+    assert said == f"waiting for an MFA code for master ({mine}): run `vaultd mfa CODE`"

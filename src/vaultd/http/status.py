@@ -21,7 +21,17 @@ def message(status: Status) -> str:
     if status.reason is Reason.FETCHING:
         return f"fetching credentials for {profile}"
     if status.reason is Reason.WAITING_FOR_MFA:
-        return f"waiting for an MFA code for {profile} ({status.mfa_serial}): run `vaultd mfa CODE`"
+        wants = f"waiting for an MFA code for {profile} ({status.mfa_serial})"
+        mfa = status.mfa
+        if mfa is not None and mfa.profile != profile:
+            # The daemon keeps one request, and `vaultd mfa CODE` answers the open one: a
+            # code from this profile's device would go to another device, and be refused.
+            device = mfa.serial or "its MFA device"
+            return (
+                f"{wants}, after the open request for {mfa.profile}: `vaultd mfa CODE` "
+                f"answers that one first, with a code from {device}"
+            )
+        return f"{wants}: run `vaultd mfa CODE`"
     if isinstance(status.error, StaleCredentials) and status.next_retry is not None:
         wait = max(0, round(status.next_retry - status.now))
         return f"{status.error.message} — retrying in {wait}s"
