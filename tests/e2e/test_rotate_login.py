@@ -171,7 +171,7 @@ def test_rotate_needs_a_code_for_an_mfa_root(user_keys: tuple[str, str], all_at_
 
 
 async def test_login_builds_a_signin_url_from_the_daemon_credentials(
-    user_keys: tuple[str, str], daemon: Daemon, all_at_moto: str
+    user_keys: tuple[str, str], daemon: Daemon, all_at_moto: str, tmp_path: Path
 ) -> None:
     seen: list[dict[str, str]] = []
 
@@ -229,8 +229,45 @@ async def test_login_builds_a_signin_url_from_the_daemon_credentials(
         await login("identity")  # no role: GetFederationToken first, no SessionDuration
         assert "SessionDuration" not in seen[-1]
         assert json.loads(seen[-1]["Session"])["sessionId"] != status["AccessKeyId"]
+
+        # Opened in a browser: the token must be in no process's argv (every local user
+        # reads those), only in the redirect the owner's browser is given.
+        browser = tmp_path / "browser"
+        browser.write_text(f"#!{sys.executable}\n{BROWSER}")
+        browser.chmod(0o700)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vaultd",
+            "login",
+            "master",
+            "--federation-url",
+            url,
+            env={**vaultd_env(), "BROWSER": str(browser), "BROWSER_LOG": str(tmp_path / "seen")},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert (proc.returncode, out) == (0, b""), err.decode()
+        argv, status_line, location = (tmp_path / "seen").read_text().splitlines()
+        assert "fake-signin-token" not in argv and argv.startswith("http://127.0.0.1:")
+        assert status_line == "302"
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
+        assert query["SigninToken"] == ["fake-signin-token"]
     finally:
         await server.close()
+
+
+# A browser for `vaultd login`: records the URL it was started with, follows no redirect.
+BROWSER = r"""
+import http.client, os, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+conn.request("GET", url.path)
+answer = conn.getresponse()
+with open(os.environ["BROWSER_LOG"], "w") as log:
+    log.write(f"{sys.argv[1]}\n{answer.status}\n{answer.getheader('Location')}\n")
+"""
 
 
 def test_console_hosts_per_partition() -> None:

@@ -24,7 +24,7 @@ from vaultd.cli.common import (
     socket_arg,
     with_mfa,
 )
-from vaultd.cli.exits import EXIT_OK, EXIT_USAGE, Failure
+from vaultd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Failure
 from vaultd.client import ControlClient, ControlError, DaemonNotRunning, with_mfa_code
 from vaultd.core import credentials
 from vaultd.core.credentials import Credentials
@@ -200,8 +200,6 @@ def _duration(text: str) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    import webbrowser
-
     from vaultd.core import console
 
     client = client_for(args)
@@ -223,9 +221,45 @@ def cmd_login(args: argparse.Namespace) -> int:
     duration = args.duration if doc.get("IsRole") else None
     token = console.signin_token(federation, _read_document(doc), duration)
     url = console.login_url(federation, token, console.destination(partition, region))
-    if args.print or not webbrowser.open(url):
+    if args.print or not _open_in_browser(url):
         print(url)
     return EXIT_OK
+
+
+# Seconds the browser has to ask for the sign-in page once it has been started.
+BROWSER_WAIT = 120.0
+
+
+def _open_in_browser(url: str) -> bool:
+    """Open `url`, which holds a sign-in token, in the browser without putting it in any
+    process's argv (`host.handoff`). False when no browser could be started. Raises
+    Failure when one was started and never asked for the page."""
+    import threading
+    import webbrowser
+
+    if not sys.platform.startswith("linux"):
+        return webbrowser.open(url)  # macOS hands it to osascript on stdin, not in argv
+
+    from vaultd.host.handoff import Handoff
+    from vaultd.host.peer_owner import owner_lookup
+
+    with Handoff(url, owner_lookup(), os.geteuid()) as handoff:
+        started: list[bool] = []
+        # In a thread: a terminal browser (BROWSER=lynx) runs until it is closed, and it
+        # must find the hand-off answering meanwhile.
+        launcher = threading.Thread(
+            target=lambda: started.append(webbrowser.open(handoff.url)), daemon=True
+        )
+        launcher.start()
+        if handoff.wait(BROWSER_WAIT, given_up=lambda: started == [False]):
+            return True
+        if started == [False]:
+            return False
+    raise Failure(
+        f"the browser did not ask for the sign-in page within {BROWSER_WAIT:.0f}s: run "
+        "`vaultd login --print` and open the URL it prints yourself",
+        EXIT_ERROR,
+    )
 
 
 def _exec_args(p: argparse.ArgumentParser) -> None:
