@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from vaultd.core.signin import write_refusal
 from vaultd.core.sso import cached_token, refreshable, sso_cache_dir, token_entry
 from vaultd.documents import RUNNING, MalformedDocument, checked
 from vaultd.errors import LoginRequired, VaultdError
+from vaultd.host.peer_owner import listener_owner, owner_lookup
 from vaultd.untrusted import printable, profile_words
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -194,6 +197,39 @@ def _daemon(conf: settings.Settings) -> tuple[Finding, dict[str, Any] | None]:
     return Finding(level, "daemon", f"pid {status.get('pid')}, {listeners}; {state}"), status
 
 
+def _squatter(conf: settings.Settings) -> Iterator[Finding]:
+    """With the daemon stopped, its port is free for any local user: whatever listens where
+    the SDKs look (the listen address, this shell's endpoint) can hand them credentials of
+    its choosing. Linux only, where the owner of a socket can be looked up."""
+    if not sys.platform.startswith("linux"):
+        return
+    places = {(settings.loopback_for(conf.listen.host), conf.listen.port)}
+    shell = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    with contextlib.suppress(ValueError):  # a malformed endpoint is `_endpoint`'s finding
+        url = urllib.parse.urlsplit(shell or "")
+        if url.hostname:
+            places.add((url.hostname, url.port or 80))
+    lookup = owner_lookup()
+    for host, port in sorted(places):
+        uid = listener_owner(lookup, (host, port))
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if uid is None:
+            continue
+        if uid == os.geteuid():
+            yield Finding(
+                WARN,
+                "listener",
+                f"a process of yours listens on {where}, and it is not this vaultd",
+            )
+        else:
+            yield Finding(
+                FAIL,
+                "listener",
+                f"uid {uid} listens on {where}, where SDKs look for vaultd: it can hand them "
+                f"credentials of its choosing; find it with `ss -ltnpe 'sport = :{port}'`",
+            )
+
+
 def _link_local(run: Callable[..., Any]) -> Iterator[Finding]:
     if sys.platform.startswith("linux"):
         argv = ["ip", "-o", "addr", "show", "dev", "lo"]
@@ -354,6 +390,8 @@ def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
     findings += list(_signins(profiles, time.time()))
     daemon, status = _daemon(conf)
     findings.append(daemon)
+    if status is None:
+        findings += list(_squatter(conf))
     findings += list(_link_local(run_cmd))
     findings += list(_endpoint(conf, status))
     findings.append(_region())

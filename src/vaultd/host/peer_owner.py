@@ -419,6 +419,22 @@ def answers_for_itself(lookup: OwnerLookup) -> bool:
         return False
 
 
+def listener_owner(lookup: OwnerLookup, address: Address, timeout: float = 1.0) -> int | None:
+    """The uid of whatever listens on `address` (host, port), or None when nothing accepts
+    a connection there or its owner is not found. The connection made to ask is closed
+    unused. The kernel makes the listener's side of it with the listener's owner, before
+    any accept(2): that socket has no inode yet, which `decide` (for clients) rightly
+    refuses, and here it is the point."""
+    try:
+        with socket.create_connection(address, timeout=timeout) as conn:
+            server, mine = conn.getpeername()[:2], conn.getsockname()[:2]
+            rows = lookup.rows(server, mine, None)
+    except OSError:
+        return None
+    found = matching(rows or (), server, mine)
+    return found[0].uid if len(found) == 1 and found[0].state in LIVE_STATES else None
+
+
 def owner_lookup(netlink: Callable[[], OwnerLookup] = NetlinkLookup) -> OwnerLookup:
     """Netlink sock_diag when the kernel offers it and it answers for a connection of our
     own (`answers_for_itself`), else the /proc tables."""
