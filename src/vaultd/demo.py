@@ -221,8 +221,15 @@ class Sandbox:
     Used by `vaultd demo` and by the benchmark; `close()` removes every trace.
     """
 
-    def __init__(self, listen: str = "127.0.0.1:9169", quiet_daemon: bool = False) -> None:
+    def __init__(
+        self,
+        listen: str = "127.0.0.1:9169",
+        quiet_daemon: bool = False,
+        fallback: str | None = None,
+    ) -> None:
         self.listen = listen
+        # Where to listen instead if `listen` is taken between the look and the bind.
+        self.fallback = fallback
         self.quiet_daemon = quiet_daemon
         self.workdir = Path(tempfile.mkdtemp(prefix="vaultd-demo-"))
         self.moto: ThreadedMotoServer | None = None  # set once started: what `close` stops
@@ -259,15 +266,30 @@ class Sandbox:
         )
         self.env = env
         _vaultd(env, "add", "identity", "--stdin", stdin=f"{key_id}\n{secret}\n")
-        with deferred_stop():  # a daemon started must be one `close` knows of
-            self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "vaultd", "serve"],
-                env=env,
-                text=True,
-                stderr=subprocess.DEVNULL if self.quiet_daemon else None,
-            )
-        self.imds_endpoint = str(_wait_for_daemon(env, self.daemon)["endpoint"])
+        self.imds_endpoint = str(self._serve(env)["endpoint"])
         return self
+
+    def _serve(self, env: dict[str, str]) -> dict[str, Any]:
+        """Start `vaultd serve`; its status once it answers. A port seen free by `pick_listen`
+        can be taken before the daemon binds it (another demo starting): then once more on
+        the fallback."""
+        while True:
+            with deferred_stop():  # a daemon started must be one `close` knows of
+                self.daemon = subprocess.Popen(
+                    [sys.executable, "-m", "vaultd", "serve"],
+                    env=env,
+                    text=True,
+                    stderr=subprocess.DEVNULL if self.quiet_daemon else None,
+                )
+            try:
+                return _wait_for_daemon(env, self.daemon)
+            except RuntimeError:
+                host, _, port = self.listen.rpartition(":")
+                if self.fallback is None or not _taken(host, int(port)):
+                    raise
+            print(f"{self.listen} was taken meanwhile; the demo listens on a free port instead.")
+            self.listen = env["VAULTD_LISTEN"] = self.fallback
+            self.fallback = None
 
     def vaultd(self, *args: str) -> str:
         """`vaultd ARGS` against the sandbox; when it fails because the daemon has ended,
@@ -368,15 +390,22 @@ def pick_listen(listen: str | None, preferred: tuple[str, int] = ("127.0.0.1", 9
     if listen is not None:
         return listen
     host, port = preferred
+    if _taken(host, port):
+        print(f"{host}:{port} is in use; the demo listens on a free port instead.")
+        return f"{host}:0"
+    return f"{host}:{port}"
+
+
+def _taken(host: str, port: int) -> bool:
+    """Whether binding `host`:`port` fails now (IPv4), as the daemon's listener binds it: with
+    SO_REUSEADDR, so a port in TIME_WAIT counts as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As the daemon's listener does, so a port in TIME_WAIT counts as free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
-            print(f"{host}:{port} is in use; the demo listens on a free port instead.")
-            return f"{host}:0"
-    return f"{host}:{port}"
+            return True
+    return False
 
 
 def run(listen: str | None = None) -> int:
@@ -388,7 +417,11 @@ def run(listen: str | None = None) -> int:
     sandbox: Sandbox | None = None
     try:
         with deferred_stop():  # its temp dir must be one the clean-up knows of
-            sandbox = Sandbox(pick_listen(listen))
+            chosen = pick_listen(listen)
+            # Only a port vaultd chose may move: one asked for fails plainly.
+            host = chosen.rpartition(":")[0]
+            fallback = None if listen is not None or chosen.endswith(":0") else f"{host}:0"
+            sandbox = Sandbox(chosen, fallback=fallback)
         sandbox.start()
         print(f"Stored the demo user's key in a throwaway keyring under {sandbox.workdir}")
         print(sandbox.vaultd("switch", "master", "--mfa", DEMO_CODE).strip())

@@ -309,3 +309,18 @@ def test_a_sandbox_closed_before_it_started_leaves_nothing_behind() -> None:
     sandbox = Sandbox("127.0.0.1:0")
     sandbox.close()
     assert not sandbox.workdir.exists()
+
+
+def test_a_port_taken_after_the_look_moves_the_demo_to_the_fallback() -> None:
+    # `make demo` twice at once: both saw 9169 free, the first daemon bound it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sandbox = Sandbox(f"127.0.0.1:{port}", quiet_daemon=True, fallback="127.0.0.1:0")
+        try:
+            sandbox.start()
+            assert sandbox.imds_endpoint.startswith("http://127.0.0.1:")
+            assert not sandbox.imds_endpoint.endswith(f":{port}/")
+        finally:
+            sandbox.close()
