@@ -177,6 +177,9 @@ def drive_tty(
     everything the terminal showed."""
     pid, fd = pty.fork()
     if pid == 0:  # child
+        # A terminal's Ctrl-C: not ignored, even when the tests were started with SIGINT
+        # ignored (`nohup make test &`), which exec would pass on.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execvpe(sys.executable, [sys.executable, "-m", "vaultd", *args], dict(os.environ))  # noqa: S606
     out, typed, interrupted = b"", 0, False
     deadline = time.monotonic() + timeout
@@ -199,9 +202,21 @@ def drive_tty(
             interrupted = True
     else:
         os.kill(pid, at_deadline)
-    _, status = os.waitpid(pid, 0)
+    status = _reap(pid)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), out
+
+
+def _reap(pid: int, grace: float = 10) -> int:
+    """The wait status of child `pid`, killed if it has not ended within `grace` seconds."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
 
 
 def run_on_tty(
