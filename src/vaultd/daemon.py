@@ -32,6 +32,7 @@ from vaultd.core.sts import Boto3StsFactory, StsFactory
 from vaultd.errors import VaultdError
 from vaultd.host import activation, event_loop, routes
 from vaultd.host.blocking import AbandoningExecutor
+from vaultd.host.children import Children
 from vaultd.host.coredump import CoreDumps, forbid_core_dumps
 from vaultd.host.notify import Announcer, sd_notify, watchdog_interval
 from vaultd.http import status as status_words
@@ -159,6 +160,8 @@ class Daemon:
         self.clock = clock
         self.keystore = Keystore()
         self.config_path = config.config_path()
+        # credential_process, mfa_process and ykman: stopped with the daemon (`stop`).
+        self.children = Children()
         self.provider = Provider(
             load_profiles=lambda: config.load_profiles(self.config_path),
             keystore=self.keystore,
@@ -166,6 +169,7 @@ class Daemon:
             clock=clock,
             session_duration=settings.session_duration,
             ykman_default=settings.mfa_ykman,
+            runner=self.children,
         )
         self.announcer = Announcer(desktop=settings.notify)
         self.broker = Broker(self.provider, clock, announcer=self.announcer)
@@ -313,6 +317,9 @@ class Daemon:
             sd_notify("STOPPING=1")
             self._ready = False
         await self.imds.shutdown()
+        # Before the broker waits for its refreshes: one may wait on a hung child.
+        if stopped := self.children.stop():
+            log.info("stopped %d credential or MFA code process(es) still running", stopped)
         await self.broker.close()
         for runner in reversed(self._runners):
             await runner.cleanup()
