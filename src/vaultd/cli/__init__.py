@@ -1,6 +1,6 @@
 """The `vaultd` command: dispatch, and the rules every command shares at its edge (exit
-codes in `exits`, one-line errors, a closed stdout). The argparse parser is in `parser`; the
-control commands' plain forms are read from the same declarations by `quick`.
+codes in `exits`, one-line errors, a closed stdin or stdout). The argparse parser is in
+`parser`; the control commands' plain forms are read from the same declarations by `quick`.
 
 Each command group lives in its own module and declares its commands (`COMMANDS`): session
 (switch, mfa, refresh, status, env), keys (add, remove, list, rotate, clear), run (exec,
@@ -115,14 +115,28 @@ def _silence(*streams: TextIO | None) -> None:
     os.close(devnull)
 
 
+def _closed_streams() -> None:
+    """Stand in for a standard stream that vaultd was started without (`<&-`), for which
+    Python leaves its sys attribute None, so that no command meets a None."""
+    if sys.stdin is None:
+        # A closed stdin is an empty one that is no terminal, for every reader of it (the
+        # terminal check before a prompt, `--mfa -`, `add --stdin`): each then says what it
+        # says of an empty stdin, with its exit code, rather than fail on None. Kept open for
+        # the run, on descriptor 0 (the lowest free), where no socket can land then; open()
+        # makes it non-inheritable, so a child of `vaultd exec` still finds stdin closed.
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `vaultd ARGV` (default: sys.argv) and return its exit code; failures print one
     `vaultd: ...` line on stderr and raise SystemExit with the code (see `exits`).
 
-    A reader that stops reading (`vaultd status | head -c1`) ends every command the same
-    way: no traceback, exit 141 (EXIT_CLOSED_PIPE). Any other failure to write the output
-    (a full disk, a bad descriptor) is one line and exit 1.
+    A closed stdin (`<&-`) reads as an empty one that is no terminal. A reader that stops
+    reading (`vaultd status | head -c1`) ends every command the same way: no traceback,
+    exit 141 (EXIT_CLOSED_PIPE). Any other failure to write the output (a full disk, a bad
+    descriptor) is one line and exit 1.
     """
+    _closed_streams()
     try:
         try:
             return _run(list(sys.argv[1:] if argv is None else argv))

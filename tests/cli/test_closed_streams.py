@@ -1,0 +1,76 @@
+"""`vaultd` started with a standard stream closed (`<&-`, `>&-`, `2>&-`), for which Python
+leaves sys.stdin, sys.stdout or sys.stderr None: a closed stdin reads as an empty one that is
+no terminal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.fake_control import SERVING_STATUS, Answer, Answers, FakeControl
+from tests.e2e.harness import run_vaultd, vaultd_env
+from vaultd import settings
+from vaultd.cli.exits import EXIT_ERROR, EXIT_MFA
+
+NEEDS_A_CODE: Answer = (
+    409,
+    {"error": "mfa_required", "message": "other needs an MFA code", "mfa_serial": "dev"},
+)
+WAITING: Answer = (200, {**SERVING_STATUS, "mfa": {"profile": "other", "serial": "dev"}})
+
+
+def run_closed(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`vaultd ARGS` started by a shell with `redirect` (`<&-`, `>&-`, `2>&-`) applied."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$0" -m vaultd "$@" {redirect}', sys.executable, *args],
+        capture_output=True,
+        env=vaultd_env(),
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# What reads stdin with no daemon asked: `-` for a code, a prompt's terminal check, the keys.
+READERS = [
+    (["mfa", "-"], EXIT_MFA),
+    (["switch", "master", "--mfa", "-"], EXIT_MFA),
+    (["exec", "master", "--mfa", "-", "--", "true"], EXIT_MFA),
+    (["rotate", "identity", "--mfa", "-"], EXIT_MFA),
+    (["rotate", "identity"], EXIT_MFA),
+    (["add", "root2"], EXIT_ERROR),
+    (["add", "root2", "--stdin"], EXIT_ERROR),
+]
+
+
+@pytest.mark.parametrize(("args", "code"), READERS, ids=[" ".join(a) for a, _ in READERS])
+def test_a_closed_stdin_reads_as_an_empty_one(aws_config: Path, args: list[str], code: int) -> None:
+    closed, empty = run_closed("<&-", *args), run_vaultd(*args, stdin="")
+    assert (closed.returncode, closed.stderr) == (empty.returncode, empty.stderr)
+    assert closed.returncode == code, closed.stderr
+    assert closed.stderr.startswith("vaultd: ") and closed.stderr.count("\n") == 1
+
+
+# What asks for a code once the daemon wants one, and the call that tells it so.
+ASKERS = [
+    (["mfa"], ("GET", "/v1/status")),
+    (["switch", "other"], ("POST", "/v1/switch")),
+    (["exec", "other", "--", "true"], ("POST", "/v1/exec-tokens")),
+    (["login", "other"], ("POST", "/v1/console-credentials")),
+]
+
+
+@pytest.mark.parametrize(("args", "path"), ASKERS, ids=[" ".join(a) for a, _ in ASKERS])
+def test_a_code_needed_with_stdin_closed_is_exit_3(args: list[str], path: tuple[str, str]) -> None:
+    # The daemon waits for a code (status), or answers that the call needs one.
+    answers: Answers = {("GET", "/v1/status"): (200, SERVING_STATUS), path: NEEDS_A_CODE}
+    if path[0] == "GET":
+        answers = {path: WAITING}
+    with FakeControl(settings.load().control_socket, answers):
+        closed, empty = run_closed("<&-", *args), run_vaultd(*args, stdin="")
+    assert (closed.returncode, closed.stderr) == (empty.returncode, empty.stderr)
+    assert closed.returncode == EXIT_MFA, closed.stderr
+    assert closed.stderr.startswith("vaultd: ") and closed.stderr.count("\n") == 1
