@@ -74,3 +74,69 @@ def test_a_code_needed_with_stdin_closed_is_exit_3(args: list[str], path: tuple[
     assert (closed.returncode, closed.stderr) == (empty.returncode, empty.stderr)
     assert closed.returncode == EXIT_MFA, closed.stderr
     assert closed.stderr.startswith("vaultd: ") and closed.stderr.count("\n") == 1
+
+
+CREDENTIALS = {
+    "AccessKeyId": "ASIAEXAMPLE",
+    "SecretAccessKey": "secret",
+    "Token": "token",
+    "Expiration": "2030-01-01T00:00:00Z",
+    "LastUpdated": "2029-12-31T23:00:00Z",
+}
+# The commands whose whole purpose is their output.
+OUTPUTS = [
+    ["status"],
+    ["status", "--json"],
+    ["export", "master", "--format", "json"],
+    ["export", "master", "--format", "export"],
+    ["env", "--listen", "127.0.0.1:9169"],
+    ["list", "--json"],
+    ["completion", "bash"],
+]
+
+
+@pytest.mark.parametrize("args", OUTPUTS, ids=" ".join)
+def test_output_with_stdout_closed_from_the_start_is_a_failure(
+    aws_config: Path, args: list[str]
+) -> None:
+    """Nothing could be written, so the command did not do what it is for: one line and exit
+    1, as for any output that cannot be written, never a silent exit 0 (nor a traceback)."""
+    answers: Answers = {
+        ("GET", "/v1/status"): (200, SERVING_STATUS),
+        ("POST", "/v1/credentials"): (200, CREDENTIALS),
+    }
+    with FakeControl(settings.load().control_socket, answers):
+        assert run_vaultd(*args).returncode == 0  # what it does with somewhere to write
+        done = run_closed(">&-", *args)
+    assert (done.returncode, done.stderr) == (
+        1,
+        "vaultd: cannot write the output: stdout is closed\n",
+    )
+
+
+NO_PROFILE: Answers = {
+    ("POST", "/v1/credentials"): (
+        404,
+        {"error": "no_such_profile", "message": "no profile 'nosuch' in the AWS config"},
+    )
+}
+# (words, what the fake daemon answers or None for no daemon, the exit code)
+ERRORS = [
+    (["export", "nosuch", "--format", "export"], NO_PROFILE, EXIT_ERROR),  # the daemon's error
+    (["export", "master", "--format", "export"], None, 4),  # no daemon
+    (["switch", "master", "--mfa", "12"], None, 2),  # a malformed code
+    (["export", "master", "--format", "yaml"], None, 2),  # argparse's usage error
+]
+
+
+@pytest.mark.parametrize(("args", "answers", "code"), ERRORS, ids=[" ".join(e[0]) for e in ERRORS])
+def test_errors_with_stderr_closed_never_reach_stdout(
+    args: list[str], answers: Answers | None, code: int
+) -> None:
+    # `eval "$(vaultd export ...)"` would run whatever reached stdout.
+    if answers is None:
+        done = run_closed("2>&-", *args)
+    else:
+        with FakeControl(settings.load().control_socket, answers):
+            done = run_closed("2>&-", *args)
+    assert (done.returncode, done.stdout) == (code, "")

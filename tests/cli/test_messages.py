@@ -93,19 +93,6 @@ def test_output_that_cannot_be_written_is_one_line(
     assert done.stderr == "vaultd: cannot write the output: No space left on device\n"
 
 
-def test_a_stdout_closed_from_the_start_is_not_a_traceback(control: Path) -> None:
-    # `vaultd status >&-`: Python starts with no sys.stdout, so there is nothing to write to.
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$0" -m vaultd status >&-', sys.executable],
-        stderr=subprocess.PIPE,
-        env=vaultd_env(),
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (done.returncode, done.stderr) == (0, "")
-
-
 @pytest.mark.parametrize("args", [["status"], ["switch", "master"], ["mfa", "123456"], ["list"]])
 def test_an_empty_socket_path_is_a_usage_error(args: list[str]) -> None:
     # Not a silent fall-back to the default socket (breaker pass).

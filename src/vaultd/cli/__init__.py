@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -115,26 +116,46 @@ def _silence(*streams: TextIO | None) -> None:
     os.close(devnull)
 
 
+class _ClosedOutput(io.RawIOBase):
+    """Where stdout goes when vaultd was started with it closed (`>&-`): every write fails
+    as one to a closed descriptor does (EBADF), which `main` reports as output that cannot be
+    written. Without it, Python's None stdout swallowed the output of `vaultd export` or
+    `status` and the command said it had succeeded."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object, /) -> int:
+        raise OSError(errno.EBADF, "stdout is closed")
+
+
 def _closed_streams() -> None:
-    """Stand in for a standard stream that vaultd was started without (`<&-`), for which
-    Python leaves its sys attribute None, so that no command meets a None."""
+    """Stand in for a standard stream that vaultd was started without (`<&-`, `>&-`,
+    `2>&-`), for which Python leaves its sys attribute None, so that no command meets a None.
+    The files opened here stay open for the run; open() makes them non-inheritable, so a
+    child of `vaultd exec` still finds the stream closed, as it was given."""
     if sys.stdin is None:
         # A closed stdin is an empty one that is no terminal, for every reader of it (the
         # terminal check before a prompt, `--mfa -`, `add --stdin`): each then says what it
-        # says of an empty stdin, with its exit code, rather than fail on None. Kept open for
-        # the run, on descriptor 0 (the lowest free), where no socket can land then; open()
-        # makes it non-inheritable, so a child of `vaultd exec` still finds stdin closed.
+        # says of an empty stdin, with its exit code, rather than fail on None.
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(_ClosedOutput(), encoding="utf-8", write_through=True)
+    if sys.stderr is None:
+        # print(file=None) writes to stdout: every error would go where `eval "$(vaultd
+        # export ...)"` runs it. Error text is dropped instead; the exit code still tells.
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `vaultd ARGV` (default: sys.argv) and return its exit code; failures print one
     `vaultd: ...` line on stderr and raise SystemExit with the code (see `exits`).
 
-    A closed stdin (`<&-`) reads as an empty one that is no terminal. A reader that stops
-    reading (`vaultd status | head -c1`) ends every command the same way: no traceback,
-    exit 141 (EXIT_CLOSED_PIPE). Any other failure to write the output (a full disk, a bad
-    descriptor) is one line and exit 1.
+    A closed stdin (`<&-`) reads as an empty one that is no terminal; with stderr closed
+    (`2>&-`) errors are dropped, never written to stdout. A reader that stops reading
+    (`vaultd status | head -c1`) ends every command the same way: no traceback, exit 141
+    (EXIT_CLOSED_PIPE). Any other failure to write the output (a full disk, a stdout closed
+    from the start) is one line and exit 1.
     """
     _closed_streams()
     try:
@@ -155,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _flush_output() -> None:
     """Flush stdout, where a buffered write meets its failure (not at exit, traceback and
     all); `main` turns the failure into exit 141 (a closed pipe) or one line and exit 1."""
-    if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
-        sys.stdout.flush()
+    sys.stdout.flush()  # never None: `_closed_streams` stands in for a closed one
 
 
 def split_command(words: list[str]) -> tuple[list[str], list[str] | None]:
