@@ -379,6 +379,23 @@ async def test_clear_wakes_the_maintenance_loop_so_a_code_is_asked_for_at_once(
         await asyncio.gather(maintenance, return_exceptions=True)
 
 
+async def test_the_maintenance_loop_ends_when_cancelled_as_it_is_woken(
+    clock: FakeClock,
+) -> None:
+    """An exec token's hold wakes the loop, and SIGTERM cancels it in the same turn: the
+    cancellation was swallowed (asyncio.wait_for on 3.11) and the daemon hung, not stopping."""
+    broker, _ = make(clock)
+    maintenance = asyncio.create_task(broker.run())
+    for _ in range(3):
+        await asyncio.sleep(0)  # asleep until woken
+    broker.hold("master")
+    await asyncio.sleep(0)  # the wake-up is delivered...
+    maintenance.cancel()  # ...and the cancellation lands with it
+    done, _ = await asyncio.wait([maintenance], timeout=5)
+    assert done == {maintenance}, "the loop went round again"
+    assert maintenance.cancelled()
+
+
 class DeviceEach(FakeProvider):
     """Each profile with its own MFA device: a code for one makes no session for another."""
 

@@ -362,8 +362,12 @@ class Broker:
         while True:
             delay = self.maintain()
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when the
+            # task is cancelled just as the wake-up lands (an exec token's hold, then SIGTERM),
+            # so this loop went round again and the daemon never stopped.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def close(self) -> None:
         tasks = [t for t in self._tasks if not t.done()]
