@@ -150,13 +150,22 @@ class Daemon:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self) -> int:
+        """SIGTERM the daemon and return its exit status. One that does not stop within 15 s
+        is killed (no test leaves a daemon behind) and the test fails with its log."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
             self.proc.terminate()
-        code = self.proc.wait(timeout=15)
-        if self._log is not None:
-            self._log.close()
+        try:
+            code = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+            raise AssertionError(f"the daemon did not stop on SIGTERM:\n{self.log()}") from None
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
         self.proc = None
         return code
 
