@@ -1,7 +1,7 @@
 """Assembling the daemons: `vaultd serve` (IMDS, container credentials and the control API
 over the user's keyring) and `vaultd relay` (IMDS for containers, fed by the host's daemon),
 and the one runner both use: start, run the background loops until a shutdown trigger
-(SIGTERM, SIGINT, or an event a test sets), stop cleanly."""
+(SIGTERM, SIGINT, SIGHUP, or an event a test sets), stop cleanly."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ from vaultd.settings import Listen, Settings, read_token
 from vaultd.untrusted import printable
 
 log = logging.getLogger("vaultd")
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP too: the quick start's `vaultd serve &` gets one when its terminal hangs up, and
+# its default action killed the daemon with no cleanup (the control socket left behind, exec
+# tokens not ended, no "stopping"). vaultd has nothing to reload on it: it stops, as on SIGTERM.
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class ServeError(VaultdError):
@@ -93,7 +96,7 @@ async def run(
     service: Service, shutdown: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
     """Start `service`, set `ready`, run its background loops until `shutdown` is set
-    (SIGTERM and SIGINT set it), then cancel them and stop the service. Start-up errors
+    (SHUTDOWN_SIGNALS set it), then cancel them and stop the service. Start-up errors
     propagate."""
     loop = asyncio.get_running_loop()
     # Blocking calls still running at shutdown (a hung STS call) are abandoned, not awaited.
@@ -420,7 +423,7 @@ def configure_logging(level: str, name: str) -> None:
 
 
 def serve(settings: Settings) -> int:
-    """Run `vaultd serve` until SIGTERM or SIGINT; exit status 0."""
+    """Run `vaultd serve` until SIGTERM, SIGINT or SIGHUP; exit status 0."""
     isolate_environment()
     dumps = forbid_core_dumps()  # before any secret is read; said once the listeners are up
     daemon = Daemon(settings)
@@ -437,7 +440,7 @@ def relay(
     control_socket: Path | None = None,
     upstream: tuple[str, Path] | None = None,
 ) -> int:
-    """Run `vaultd relay` until SIGTERM or SIGINT: credentials from the host's daemon over
+    """Run `vaultd relay` until SIGTERM, SIGINT or SIGHUP: credentials from the host's daemon over
     `control_socket`, or over HTTP from `upstream` (URL, token file) on Docker Desktop."""
     if upstream is not None:
         url, token_file = upstream

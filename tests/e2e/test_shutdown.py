@@ -1,10 +1,12 @@
-"""SIGTERM while an STS call hangs: the daemon exits promptly and cleanly, abandoning the
-call, instead of waiting out botocore's read timeouts (18.9 s before). Issue 13 section 7."""
+"""How the daemon stops: SIGTERM and SIGHUP (a terminal's hang-up under `vaultd serve &`)
+alike, cleanly; and SIGTERM while an STS call hangs, promptly, abandoning the call instead of
+waiting out botocore's read timeouts (18.9 s before; issue 13 section 7)."""
 
 from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Daemon, run_vaultd
+from vaultd.client import ControlClient
 
 CONFIG = """\
 [profile base]
@@ -79,3 +82,27 @@ def test_sigterm_during_a_hung_sts_call_exits_promptly(
     assert code == 0, log
     assert took < PROMPT_EXIT, f"took {took:.1f}s to exit\n{log}"
     assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stopping_signal_stops_the_daemon_cleanly(
+    user_keys: tuple[str, str], daemon: Daemon, sig: signal.Signals
+) -> None:
+    daemon.start()
+    assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
+    socket_path = daemon.control_socket()
+    grant = ControlClient(socket_path).call("POST", "/v1/exec-tokens", {"profile": "master"})
+    assert daemon.proc is not None
+    daemon.proc.send_signal(sig)
+    try:
+        code = daemon.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        daemon.proc.kill()  # not left running: it ignored the signal
+        raise AssertionError(f"the daemon did not stop on {sig.name}:\n{daemon.log()}") from None
+    log = daemon.log()
+    assert code == 0, log
+    # The clean way: said, the exec tokens ended, the control socket removed.
+    assert " INFO stopping\n" in log
+    assert f"exec token {grant['id']} for master ended: the daemon is stopping" in log
+    assert not socket_path.exists()
+    assert "Traceback" not in log
