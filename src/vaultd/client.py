@@ -69,6 +69,11 @@ class ControlError(Exception):
         super().__init__(str(payload.get("message") or f"daemon answered {status}"))
 
 
+class ClosedEarly(ConnectionError):
+    """The daemon closed the connection before its answer was complete: it stopped (SIGTERM,
+    SIGKILL, a crash) or restarted while the call was in flight."""
+
+
 class UntrustedSocket(ControlError):
     """The control socket failed `verify_socket`: nothing was sent to it."""
 
@@ -201,7 +206,8 @@ def _request(method: str, target: str, body: bytes | None) -> bytes:
 
 class _Reader:
     """An HTTP/1.1 response from a socket: status, then a body framed by Content-Length,
-    chunked transfer coding, or the end of the connection."""
+    chunked transfer coding, or the end of the connection. Raises ClosedEarly when the
+    connection ends before the response does, ValueError for one it cannot read."""
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
@@ -214,15 +220,17 @@ class _Reader:
 
     def _line(self, limit: int = MAX_HEAD) -> bytes:
         while b"\r\n" not in self.buffer:
-            if len(self.buffer) > limit or not self._fill():
-                raise ValueError("a truncated or oversized line")
+            if len(self.buffer) > limit:
+                raise ValueError("an oversized line")
+            if not self._fill():
+                raise ClosedEarly
         line, _, self.buffer = self.buffer.partition(b"\r\n")
         return line
 
     def _exactly(self, size: int) -> bytes:
         while len(self.buffer) < size:
             if not self._fill():
-                raise ValueError("the body ended early")
+                raise ClosedEarly
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
@@ -304,6 +312,16 @@ class ControlClient:
         except PermissionError as exc:
             message = f"cannot reach vaultd's control socket {self.path}: {exc.strerror}"
             raise ControlError(502, {"error": "control_failed", "message": message}) from None
+        except ConnectionError:
+            # Connected, then the other end went away before a whole answer: the end of the
+            # stream (ClosedEarly), or a reset or broken pipe from a daemon killed outright.
+            # (A refused connection, no daemon at all, was caught above.) Not a malformed
+            # answer: say what happened, and where to look.
+            message = (
+                "vaultd closed the connection before answering: it stopped or restarted "
+                "(`vaultd status` tells)"
+            )
+            raise ControlError(502, {"error": "control_closed", "message": message}) from None
         except (OSError, ValueError) as exc:
             raise ControlError(
                 502, {"error": "control_failed", "message": f"talking to vaultd failed: {exc}"}

@@ -1,6 +1,6 @@
 """A stand-in for the daemon's control socket: answers fixed JSON documents over HTTP on a
 Unix socket, in a thread, so that the command line can be shown documents a real daemon would
-not send (a status missing a field, say)."""
+not send (a status missing a field, say), or an answer cut short by a daemon that stopped."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 Answer = tuple[int, dict[str, Any]]
-# {(method, path): answer}, or a list of answers given in turn (the last one from then on).
-Answers = Mapping[tuple[str, str], Answer | list[Answer]]
+# {(method, path): answer}, or a list of answers given in turn (the last one from then on),
+# or raw bytes: all that is sent before the connection is closed (a daemon gone mid-call).
+Answers = Mapping[tuple[str, str], Answer | list[Answer] | bytes]
 
 # A status document as the daemon sends it while serving master.
 SERVING_STATUS: dict[str, Any] = {
@@ -62,6 +63,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         answer = self.server.answers.get(
             (self.command, self.path), (404, {"error": "not_found", "message": "no such path"})
         )
+        if isinstance(answer, bytes):
+            self.wfile.write(answer)
+            self.close_connection = True
+            return
         if isinstance(answer, list):
             answer = answer.pop(0) if len(answer) > 1 else answer[0]
         status, doc = answer
@@ -80,9 +85,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class FakeControl:
-    """Serve `answers` ({(method, path): (status, document)}, or a list of them given in
-    turn) on the socket at `path`; `received` lists each request's method, path and JSON
-    body."""
+    """Serve `answers` ({(method, path): (status, document)}, a list of them given in turn,
+    or the raw bytes of an answer cut short) on the socket at `path`; `received` lists each
+    request's method, path and JSON body."""
 
     def __init__(self, path: Path, answers: Answers) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

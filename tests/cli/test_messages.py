@@ -1,6 +1,6 @@
 """The command line's messages and exit codes at its edges: a closed stdout, a missing MFA code,
 keys with nowhere to come from, no systemd user bus, -V, a mistyped command, shell completion,
-and a malformed document from the control socket."""
+a malformed document from the control socket, and a daemon gone before it answered."""
 
 from __future__ import annotations
 
@@ -497,3 +497,20 @@ def test_a_code_accepted_with_no_profile_active_is_not_called_malformed() -> Non
         "Code accepted for other.",
         "No profile is active: run `vaultd switch PROFILE`.",
     ]
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [b"", b'HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{"active'],
+    ids=["nothing", "half"],
+)
+def test_a_daemon_that_stops_during_a_call_says_so(cut: bytes) -> None:
+    # `kill` of the daemon during `vaultd switch slow` (an mfa_process that sleeps) said
+    # `talking to vaultd failed: a truncated or oversized line`.
+    with FakeControl(settings.load().control_socket, {("POST", "/v1/switch"): cut}):
+        done = run_vaultd("switch", "slow")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "vaultd: vaultd closed the connection before answering: it stopped or restarted "
+        "(`vaultd status` tells)\n"
+    )

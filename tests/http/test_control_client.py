@@ -1,15 +1,19 @@
-"""The control client's own HTTP/1.1 reading: Content-Length, chunked, until close, and
-answers it must refuse rather than trust."""
+"""The control client's own HTTP/1.1 reading: Content-Length, chunked, until close, answers
+it must refuse rather than trust, and a daemon that goes away before it has answered."""
 
 from __future__ import annotations
 
 import os
+import select
 import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from vaultd.client import _Reader
+from vaultd.client import ClosedEarly, ControlClient, ControlError, _Reader
 
 BODY = b'{"state": "ok"}'
 
@@ -41,9 +45,7 @@ def test_framings(raw: bytes) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        b"",
         b"SSH-2.0-OpenSSH\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n" + BODY,
         b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -53,6 +55,86 @@ def test_framings(raw: bytes) -> None:
 def test_malformed_answers_raise_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError, match=r"."):  # ControlClient: ControlError 502
         read(raw)
+
+
+def test_an_oversized_line_is_not_a_connection_closed_early() -> None:
+    with pytest.raises(ValueError, match=r"^an oversized line$"):
+        read(b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")
+
+
+# Where a daemon that stops mid-call may leave its answer: before a byte, in the status line,
+# in the headers, in a Content-Length body, in a chunk.
+CUT_SHORT = [
+    b"",
+    b"HTTP/1.1 200",
+    b"HTTP/1.1 200 OK\r\nContent-Le",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n" + BODY,
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nf\r\n" + BODY[:5],
+]
+CUT_IDS = ["nothing", "status", "headers", "body", "chunk"]
+
+
+@pytest.mark.parametrize("raw", CUT_SHORT, ids=CUT_IDS)
+def test_an_answer_cut_short_is_the_connection_closed_early(raw: bytes) -> None:
+    with pytest.raises(ClosedEarly):
+        read(raw)
+
+
+CLOSED = (
+    "vaultd closed the connection before answering: it stopped or restarted (`vaultd status` tells)"
+)
+
+
+@contextmanager
+def serving_once(path: Path, answer: Callable[[socket.socket], None]) -> Iterator[None]:
+    """A control socket at `path` whose first connection is handed to `answer`, then closed."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        with conn:
+            answer(conn)
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(5)
+        server.close()
+
+
+def _cut_after(raw: bytes) -> Callable[[socket.socket], None]:
+    def answer(conn: socket.socket) -> None:
+        conn.recv(65536)  # the request, read as the daemon reads it
+        conn.sendall(raw)
+
+    return answer
+
+
+def _unread(conn: socket.socket) -> None:
+    # Gone with the request unread, as a daemon killed outright (SIGKILL) may go: the
+    # kernel resets the connection (ECONNRESET), rather than ending it.
+    select.select([conn], [], [], 5)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [*(_cut_after(raw) for raw in CUT_SHORT), _unread],
+    ids=[*CUT_IDS, "reset"],
+)
+def test_a_daemon_gone_mid_call_is_said_plainly(
+    tmp_path: Path, answer: Callable[[socket.socket], None]
+) -> None:
+    """`kill` of the daemon during `vaultd switch` of a slow profile said `talking to vaultd
+    failed: a truncated or oversized line`."""
+    path = tmp_path / "control.sock"
+    with serving_once(path, answer), pytest.raises(ControlError) as caught:
+        ControlClient(path).call("POST", "/v1/switch", {"profile": "slow"})
+    assert (caught.value.status, caught.value.code) == (502, "control_closed")
+    assert str(caught.value) == CLOSED
 
 
 def test_a_call_outwaits_the_deadline_the_daemon_gives_a_program_it_runs(tmp_path: Path) -> None:
