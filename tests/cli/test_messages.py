@@ -482,13 +482,16 @@ def test_a_code_for_another_profiles_request_says_whose_it_was() -> None:
 def test_a_code_accepted_with_no_profile_active_is_not_called_malformed() -> None:
     # `vaultd clear; vaultd exec other` with no terminal, then `vaultd mfa CODE`: the code
     # served other, and no profile is active. Before: "malformed status document", exit 1.
-    idle = {
+    idle: dict[str, Any] = {
         "active": None,
         "state": "no_profile",
         "message": "no profile is active: run `vaultd switch PROFILE`",
         "answered": "other",
     }
-    waiting = {**idle, "mfa": {"profile": "other", "serial": "arn:aws:iam::1:mfa/me"}}
+    waiting: dict[str, Any] = {
+        **idle,
+        "mfa": {"profile": "other", "serial": "arn:aws:iam::1:mfa/me"},
+    }
     answers = {("GET", "/v1/status"): (200, waiting), ("POST", "/v1/mfa"): (200, idle)}
     with FakeControl(settings.load().control_socket, answers):
         done = run_vaultd("mfa", "123456")
