@@ -311,16 +311,33 @@ def test_a_sandbox_closed_before_it_started_leaves_nothing_behind() -> None:
     assert not sandbox.workdir.exists()
 
 
+FALLBACK = """
+import sys
+from vaultd.demo import Sandbox
+sandbox = Sandbox(f"127.0.0.1:{sys.argv[1]}", quiet_daemon=True, fallback="127.0.0.1:0")
+try:
+    sandbox.start()
+    print(sandbox.imds_endpoint)
+finally:
+    sandbox.close()
+"""
+
+
 def test_a_port_taken_after_the_look_moves_the_demo_to_the_fallback() -> None:
-    # `make demo` twice at once: both saw 9169 free, the first daemon bound it.
+    # `make demo` twice at once: both saw 9169 free, the first daemon bound it. In a process
+    # of its own: moto's accounts live in the process that runs it.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        sandbox = Sandbox(f"127.0.0.1:{port}", quiet_daemon=True, fallback="127.0.0.1:0")
-        try:
-            sandbox.start()
-            assert sandbox.imds_endpoint.startswith("http://127.0.0.1:")
-            assert not sandbox.imds_endpoint.endswith(f":{port}/")
-        finally:
-            sandbox.close()
+        done = subprocess.run(
+            [sys.executable, "-c", FALLBACK, str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    endpoint = done.stdout.strip().splitlines()[-1]
+    assert endpoint.startswith("http://127.0.0.1:") and not endpoint.endswith(f":{port}/")
+    assert "was taken meanwhile" in done.stdout
