@@ -23,6 +23,7 @@ import struct
 import sys
 
 from vaultd.errors import ConfigError
+from vaultd.untrusted import NestedTooDeeply, json_value
 
 # typing and pathlib cost milliseconds to import and are needed only by the type checker:
 # paths are taken as str or any os.PathLike (the control commands pass the str that
@@ -327,12 +328,13 @@ class ControlClient:
                 502, {"error": "control_failed", "message": f"talking to vaultd failed: {exc}"}
             ) from None
         bad = "something unexpected"
+        data: object
         try:
-            data = json.loads(raw) if raw else {}
+            data = json_value(raw) if raw else {}
+        except NestedTooDeeply:
+            data, bad = None, "JSON nested too deeply"
         except ValueError:
             data, bad = None, "something not JSON"
-        except RecursionError:  # json's decoder recurses once per level of nesting
-            data, bad = None, "JSON nested too deeply"
         if not isinstance(data, dict):
             # Not an answer, whatever its status: the command says so rather than read on.
             data = {"error": "bad_response", "message": f"vaultd answered {bad}"}

@@ -7,9 +7,14 @@ line. Everything of that kind goes through `printable` before it is printed or l
 IMDS refusal log, `vaultd list`, `status`, `switch`); the daemon's own log lines are escaped
 once, by the daemon's log formatter (`vaultd.daemon.EscapingFormatter`). No logging import
 here: every control command loads this module at start.
+
+JSON from outside (a credential_process's output, the control socket's or a server's answer,
+a keyring item) is read by `json_value` alone, whose every failure is a ValueError.
 """
 
 from __future__ import annotations
+
+import json
 
 # typing costs milliseconds to import and only the type checker needs it.
 TYPE_CHECKING = False
@@ -38,6 +43,26 @@ def printable(text: object, limit: int | None = MAX_LOGGED, *, ascii: bool = Tru
     if limit is not None and len(text) > limit:
         out += f"...(+{len(text) - limit} chars)"
     return out
+
+
+class NestedTooDeeply(ValueError):
+    """JSON nested deeper than the standard library's decoder can recurse."""
+
+
+def json_value(text: str | bytes) -> object:
+    """The one JSON value in `text`, which came from outside vaultd.
+
+    Every way it can fail is a ValueError, so each reader's `except ValueError` turns any
+    malformed input into its own one-line error: text that is not JSON, bytes that are not
+    UTF-8 (UnicodeDecodeError), and NestedTooDeeply. json's decoder recurses once per `[`
+    or `{` and raises RecursionError, which is no ValueError: a program printing 200,000
+    `[` became an internal error with a traceback. The value is typed `object` so that the
+    reader checks its shape before using it.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NestedTooDeeply("JSON nested too deeply") from None
 
 
 # -- names in the command lines vaultd tells a person to run ----------------------------------

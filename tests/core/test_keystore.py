@@ -47,6 +47,11 @@ def test_foreign_values_are_ignored() -> None:
     assert Keystore().get_session("x") is None
 
 
+def test_a_foreign_value_nested_past_the_json_decoder_is_ignored() -> None:
+    keyring.set_password("vaultd", "keys:x", "[" * 200_000)
+    assert Keystore().get_keys("x") is None
+
+
 class LockedKeyring(keyring.backend.KeyringBackend):
     priority = 1
 

@@ -13,6 +13,7 @@ import urllib.request
 
 from vaultd.core.credentials import Credentials, signin_session
 from vaultd.errors import StsError
+from vaultd.untrusted import json_value
 
 HOSTS = {
     "aws": ("https://signin.aws.amazon.com/federation", "https://console.aws.amazon.com/"),
@@ -55,11 +56,16 @@ def signin_token(federation_url: str, creds: Credentials, session_duration: int 
     url = f"{federation_url}?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(url, timeout=15) as response:  # noqa: S310 - https/configured
-            token = json.loads(response.read()).get("SigninToken")
+            raw = response.read()
     except urllib.error.HTTPError as exc:
         raise StsError(f"the federation endpoint refused the session ({exc.code})") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise StsError(f"cannot reach the federation endpoint {federation_url}: {exc}") from None
+    try:
+        answer = json_value(raw)
+    except ValueError:
+        answer = None
+    token = answer.get("SigninToken") if isinstance(answer, dict) else None
     if not isinstance(token, str) or not token:
         raise StsError("the federation endpoint answered without a SigninToken")
     return token

@@ -8,12 +8,12 @@ vaultd reads). The output is never logged: it is a secret.
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 from vaultd.core.credentials import AccessKeys, Credentials, parse_time
 from vaultd.core.mfa import COMMAND_TIMEOUT, Runner, SourceFailed, run_command
 from vaultd.secret import Secret
+from vaultd.untrusted import json_value
 
 # A temporary set printed without an Expiration is treated as lasting this long.
 DEFAULT_LIFETIME = 3600
@@ -33,8 +33,8 @@ def credentials_from_process(
         "credential_process did not print Version 1 JSON with AccessKeyId and SecretAccessKey"
     )
     try:
-        data = json.loads(out)
-    except ValueError:
+        data = json_value(out)
+    except ValueError:  # not JSON, or nested past the decoder's depth
         raise malformed from None
     if not isinstance(data, dict) or data.get("Version") != 1:
         raise malformed

@@ -15,7 +15,6 @@ halfway has nobody to answer: that is `ClientGone`, not an error of ours.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import sys
@@ -26,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from vaultd.errors import BadRequest
+from vaultd.untrusted import json_value
 
 # Deeper than any body the API takes, far shallower than the parser's recursion limit.
 MAX_DEPTH: Final = 32
@@ -52,7 +52,7 @@ def deeper_than(raw: bytes, limit: int) -> bool:
     """Whether JSON text `raw` nests arrays/objects more than `limit` deep.
 
     Brackets inside strings do not count. Linear in len(raw), and it stops at the first
-    level past the limit. Not a validator: json.loads still judges the text.
+    level past the limit. Not a validator: `untrusted.json_value` still judges the text.
     """
     depth = 0
     in_string = False
@@ -103,8 +103,8 @@ async def read_json_object(
     if deeper_than(raw, max_depth):
         raise BadRequest(f"the request body nests deeper than {max_depth} levels")
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        value = json_value(raw)
+    except ValueError:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, from_document
 from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
 from vaultd.http.imds import RELAY_PATH
+from vaultd.untrusted import json_value
 
 log = logging.getLogger("vaultd.relay")
 POLL_INTERVAL = 10.0
@@ -58,11 +58,18 @@ def http_fetch(upstream: str, token: str) -> Fetch:
         request = urllib.request.Request(url, headers={"Authorization": token})  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                return dict(json.loads(response.read()))
+                raw = response.read()
         except urllib.error.HTTPError as exc:
             raise StsError(f"the host's vaultd answered {exc.code} at {url}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise StsError(f"cannot reach the host's vaultd at {url}: {exc}") from None
+        try:
+            answer = json_value(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise StsError(f"the host's vaultd answered something not a JSON object at {url}")
+        return answer
 
     return fetch
 
