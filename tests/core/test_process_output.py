@@ -20,6 +20,7 @@ from vaultd.core.mfa import SourceFailed
 from vaultd.core.provider import Provider
 
 MALFORMED = "credential_process did not print Version 1 JSON with AccessKeyId and SecretAccessKey"
+NOT_UTF8 = "printed something that is not UTF-8 text"
 
 # What the program writes, by the word it is given: stdout bytes, then stderr bytes, then
 # its exit status.
@@ -32,6 +33,9 @@ OUTPUTS = {
     "deep-valid": (b"[" * DEEP + b"]" * DEEP, b"", 0),
     "deep-member": (b'{"Version": 1, "AccessKeyId": ' + b"[" * DEEP, b"", 0),
     "not-json": (b"not-json", b"", 0),
+    "latin1": (b'{"Version": 1, "AccessKeyId": "\\xe9"}', b"", 0),
+    "latin1-stderr": (b"", b"caf\\xe9 failed", 1),
+    "code-latin1": (b"123456 \\xe9", b"", 0),
 }
 out, err, status = OUTPUTS[sys.argv[1]]
 sys.stdout.buffer.write(out)
@@ -75,3 +79,20 @@ async def test_deep_output_is_the_error_for_any_malformed_output(
     assert await refresh_fails(plain, caplog) == MALFORMED
     broker = broker_for(isolated, clock, word)
     assert await refresh_fails(broker, caplog) == MALFORMED
+
+
+@pytest.mark.parametrize("word", ["latin1", "latin1-stderr"])
+async def test_output_that_is_not_utf8_is_named(
+    isolated: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture, word: str
+) -> None:
+    broker = broker_for(isolated, clock, word)
+    assert await refresh_fails(broker, caplog) == f"credential_process {NOT_UTF8}"
+
+
+def test_an_mfa_process_that_is_not_utf8_is_named(isolated: Path) -> None:
+    from vaultd.core.mfa import mfa_code_from_process
+
+    script = isolated / "prints.py"
+    script.write_text(SCRIPT)
+    with pytest.raises(SourceFailed, match=f"^mfa_process {NOT_UTF8}$"):
+        mfa_code_from_process(f"{sys.executable} {script} code-latin1")

@@ -33,9 +33,15 @@ class SourceFailed(VaultdError):
 
 def run_command(argv: list[str], what: str, timeout: float, runner: Runner) -> str:
     """Run `argv` and return its stdout; SourceFailed names `what` when it cannot run,
-    times out after `timeout` seconds or exits non-zero (with the last line of stderr)."""
+    times out after `timeout` seconds, prints what is not UTF-8 or exits non-zero (with the
+    last line of stderr)."""
     try:
-        done = runner(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        # UTF-8 whatever the locale, as botocore's own ProcessProvider decodes the output.
+        done = runner(
+            argv, capture_output=True, text=True, encoding="utf-8", timeout=timeout, check=False
+        )
+    except UnicodeDecodeError:  # a ValueError, from decoding either stream
+        raise SourceFailed(f"{what} printed something that is not UTF-8 text") from None
     except FileNotFoundError:
         raise SourceFailed(f"{what}: {argv[0]} is not installed") from None
     except subprocess.TimeoutExpired:
