@@ -153,5 +153,13 @@ def test_the_shared_files_are_read_by_botocore(tmp_path: Path) -> None:
     files = chain.read_shared_files(env)
     assert files.config == {"a b": {"credential_process": "x"}}
     assert files.credentials["default"]["aws_access_key_id"] == "AKIA"
+    # Why not, as the daemon says it (`config.unreadable`): the file and the line.
     (tmp_path / "config").write_text("[default]\n[default]\n")
-    assert "cannot read" in str(chain.read_shared_files(env).unreadable)
+    assert f"{tmp_path / 'config'}: section [default] appears twice (line 2)" in str(
+        chain.read_shared_files(env).unreadable
+    )
+    (tmp_path / "config").write_text("[default]\n")
+    (tmp_path / "credentials").write_text("[default]\naws_access_key_id\n")
+    assert chain.read_shared_files(env).unreadable == (
+        f"{tmp_path / 'credentials'} line 2 is not valid INI: 'aws_access_key_id'"
+    )

@@ -51,6 +51,39 @@ def test_bad_config_names_profile_and_key(text: str, fragment: str) -> None:
     assert "\n" not in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # The tester's finding: an unterminated header said only "Source contains parsing
+        # errors".
+        (
+            "[default]\nregion = eu-west-1\n\n[profile a]\nregion = x\n\n[profile\n",
+            "cfg line 7 is not valid INI: '[profile'",
+        ),
+        ("[profile a]\nkey\n", "cfg line 2 is not valid INI: 'key'"),
+        (
+            "role_arn = orphan\n",
+            "cfg line 1 is not valid INI: 'role_arn = orphan' (before any [section])",
+        ),
+        (
+            "[profile a]\nk\n = y\n[profile b",
+            "cfg lines 2, 3, 4 are not valid INI: 'k', ' = y', '[profile b'",
+        ),
+        # Escaped, cut, and at most three shown.
+        (
+            "[profile a]\nk\n\x1b]0;t\x07\u202e\n" + "z" * 70 + "\nx\ny\n",
+            "cfg lines 2, 3, 4 and 2 more are not valid INI: 'k', '\\x1b]0;t\\x07\\u202e', '"
+            + "z" * 60
+            + "...(+10 chars)'",
+        ),
+    ],
+)
+def test_an_ini_error_names_the_lines_and_shows_them(text: str, said: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse_profiles(text, "cfg")
+    assert info.value.message == said
+
+
 def test_missing_file_is_no_profiles(tmp_path: Path) -> None:
     assert config.load_profiles(tmp_path / "none") == {}
 

@@ -24,6 +24,7 @@ from typing import Any
 import botocore.configloader
 import botocore.exceptions
 
+from vaultd.core.config import unreadable as config_unreadable
 from vaultd.untrusted import profile_words
 
 CONTAINER = "container-role"
@@ -211,12 +212,12 @@ def read_shared_files(env: Mapping[str, str]) -> SharedFiles:
         config = dict(botocore.configloader.load_config(config_path).get("profiles", {}))
     except botocore.exceptions.ConfigNotFound:
         pass
-    except botocore.exceptions.ConfigParseError:
-        unreadable = f"botocore cannot read {config_path}"
+    except botocore.exceptions.ConfigParseError as exc:
+        unreadable = config_unreadable(config_path, exc).message
     try:
         credentials = dict(botocore.configloader.raw_config_parse(credentials_path))
     except botocore.exceptions.ConfigNotFound:
         pass
-    except botocore.exceptions.ConfigParseError:
-        unreadable = f"botocore cannot read {credentials_path}"
+    except botocore.exceptions.ConfigParseError as exc:
+        unreadable = config_unreadable(credentials_path, exc).message
     return SharedFiles(config_path, credentials_path, config, credentials, unreadable)

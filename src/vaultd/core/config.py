@@ -11,8 +11,10 @@ silently inherited from it.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import botocore.exceptions
 
 from vaultd.core import rules
 from vaultd.errors import ConfigError, UnknownProfile
+from vaultd.untrusted import printable
 
 KNOWN_KEYS = (
     "source_profile",
@@ -89,8 +92,43 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("HOME", "~")).expanduser() / ".aws" / "config"
 
 
-def _unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> ConfigError:
-    """One line naming the file and, where configparser says, the section and line."""
+# How much of each offending line an INI error shows, and of how many lines.
+SHOWN_CHARS = 60
+SHOWN_LINES = 3
+
+
+def _bad_lines(cause: configparser.ParsingError) -> list[tuple[int, str]]:
+    """The (line number, line) pairs configparser refused, each line as it was read."""
+    if isinstance(cause, configparser.MissingSectionHeaderError):
+        return [(cause.lineno, cause.line)]
+    if sys.version_info < (3, 13):
+        # configparser keeps the repr of each line before 3.13, the line itself since.
+        return [(lineno, str(ast.literal_eval(text))) for lineno, text in cause.errors]
+    return list(cause.errors)
+
+
+def _quoted(line: str) -> str:
+    """A refused line as an error shows it: quoted, escaped, cut at SHOWN_CHARS."""
+    return "'" + printable(line.rstrip("\r\n"), SHOWN_CHARS, ascii=False) + "'"
+
+
+def _not_ini(source: str, cause: configparser.ParsingError) -> ConfigError:
+    """`SOURCE line N is not valid INI: 'LINE'`, showing at most SHOWN_LINES lines."""
+    found = _bad_lines(cause)
+    numbers = ", ".join(str(lineno) for lineno, _ in found[:SHOWN_LINES])
+    if len(found) > SHOWN_LINES:
+        numbers += f" and {len(found) - SHOWN_LINES} more"
+    where = f"line {numbers} is" if len(found) == 1 else f"lines {numbers} are"
+    shown = ", ".join(_quoted(line) for _, line in found[:SHOWN_LINES])
+    if isinstance(cause, configparser.MissingSectionHeaderError):
+        shown += " (before any [section])"
+    return ConfigError(f"{source} {where} not valid INI: {shown}")
+
+
+def unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> ConfigError:
+    """Why botocore could not read the INI file `source`, in one line naming the file and,
+    where configparser says, the section and the line(s). The daemon, the command line and
+    `vaultd doctor` (`chain.read_shared_files`) all say it this way."""
     cause = exc.kwargs.get("error")
     if isinstance(cause, configparser.DuplicateSectionError):
         return ConfigError(
@@ -102,6 +140,8 @@ def _unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> Confi
             f"{source}: key {cause.option!r} appears twice in section [{cause.section}] "
             f"(line {cause.lineno}); botocore and the AWS CLI refuse the file"
         )
+    if isinstance(cause, configparser.ParsingError):
+        return _not_ini(source, cause)
     detail = str(cause).splitlines()[0] if cause is not None else "unreadable"
     return ConfigError(f"{source} is not valid INI: {detail}")
 
@@ -118,7 +158,7 @@ def read_profile_map(path: Path, source: str | None = None) -> dict[str, dict[st
     except botocore.exceptions.ConfigNotFound:
         return {}
     except botocore.exceptions.ConfigParseError as exc:
-        raise _unreadable(source, exc) from None
+        raise unreadable(source, exc) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
     return dict(loaded.get("profiles", {}))
