@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from vaultd.mfa_code import CODE_IN_TEXT
 from vaultd.secret import Secret
 
 
@@ -85,26 +86,69 @@ def mask_key_id(access_key_id: str) -> str:
 _KEY_ID = re.compile(
     r"(?<![A-Z0-9])(?:AKIA|ASIA|AIDA|AROA|AGPA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{8,}"
 )
-# A run of the secret key's alphabet with a lower->upper turn or a digit among letters
-# (`wJalrXUtnFEMI/K7MDENG`): words of prose (`Credentials`, `expired`) stay readable.
-_SECRETISH = re.compile(r"[A-Za-z0-9/+=]{10,}")
+# A run of the characters secrets and tokens are written in: base64 (`+/`), its URL-safe
+# form (`-_`), hex. Each run is shown or masked whole (`_hides`). Not `=`: it only pads the
+# end of base64, and elsewhere it parts a name from its value (`KEY=****`).
+_RUN = re.compile(r"[A-Za-z0-9+/_-]+")
+# A run this long is a secret or token whatever its case and wherever `-` or `_` split it
+# (`abcdefghijklmnopqrstuvwxyzabcdefghijklmn`, `a1b2-c3d4e5f6-g7h8i9j0k1-l2m3n4_o5p6q7r8s`)...
+TOKEN_MIN = 20
+# ...and so is a shorter piece between `-` and `_` with a lower->upper turn or digits and
+# letters (`wJalrSECRET`, `g7h8i9j0k1`), while words of prose (`Credentials`, `expired`)
+# stay readable.
+MIXED_MIN = 10
+# Except names: words (one case or Capitalised, at most 15 letters, perhaps a digit: EC2)
+# joined by `-` or `_`, however long: AWS_SECRET_ACCESS_KEY, shared-credentials-file.
+_WORD = r"(?:[A-Z]?[a-z]{1,15}|[A-Z]{1,15})[0-9]?"
+_NAME = re.compile(rf"{_WORD}(?:[-_]{_WORD})+")
+# And paths: each part between `/` a name of lower-case letters and digits (or Capitalised,
+# or capitals) joined by `-` or `_`: `usr`, `python3`, `site-packages`, `Users`.
+_PATH_WORD = r"(?:[A-Z]?[a-z0-9]+|[A-Z0-9]+)"
+_PATH_PART = re.compile(rf"{_PATH_WORD}(?:[-_]{_PATH_WORD})*")
 DETAIL_MAX = 200
 
 
-def _secretish(word: str) -> bool:
-    turns = any(a.islower() and b.isupper() for a, b in itertools.pairwise(word))
-    mixed = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+def _mixed(piece: str) -> bool:
+    turns = any(a.islower() and b.isupper() for a, b in itertools.pairwise(piece))
+    mixed = any(c.isdigit() for c in piece) and any(c.isalpha() for c in piece)
     return turns or mixed
+
+
+def _hides(run: str) -> bool:
+    """Whether a run of `_RUN` is shaped like a secret or token (see TOKEN_MIN)."""
+    if _NAME.fullmatch(run):
+        return False
+    if len(run) >= TOKEN_MIN:
+        return True
+    return any(len(piece) >= MIXED_MIN and _mixed(piece) for piece in re.split("[-_]", run))
+
+
+def _shown(match: re.Match[str]) -> str:
+    """A run as `outside_detail` shows it: as it is, or `****`. A path (from `/`, as in
+    `/usr/bin/aws` or `~/.aws`, or on from a `.`, as in `python3.11/site-packages`) whose
+    parts are all names (`_PATH_PART`) is judged part by part, so a long one stays readable
+    and only a token inside it is masked (`cache/****.json`); a base64 secret, whose parts
+    mix case, digits and `+`, never passes for one."""
+    run = match.group(0)
+    before = match.string[match.start() - 1 : match.start()]
+    if "/" in run and (run.startswith("/") or before == "."):
+        parts = run.split("/")
+        if all(_PATH_PART.fullmatch(part) for part in parts if part):
+            return "/".join("****" if part and _hides(part) else part for part in parts)
+    return "****" if _hides(run) else run
 
 
 def outside_detail(text: str) -> str:
     """What a tool or service said (stderr, an error body), fit for a log line or status:
     its last non-empty line, at most DETAIL_MAX characters, every access key id shown as
-    `mask_key_id` does and anything shaped like a secret or token replaced by `****`."""
+    `mask_key_id` does, and anything shaped like a secret or token (`_hides`) or an MFA
+    code (six digits standing alone) replaced by `****`. Prose, paths and shorter numbers
+    (an exit status, a line number) stay as they are."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     last = _KEY_ID.sub(lambda m: mask_key_id(m.group(0)), last)
-    last = _SECRETISH.sub(lambda m: "****" if _secretish(m.group(0)) else m.group(0), last)
+    last = _RUN.sub(_shown, last)
+    last = CODE_IN_TEXT.sub("****", last)
     return last if len(last) <= DETAIL_MAX else last[: DETAIL_MAX - 3] + "..."
 
 

@@ -9,16 +9,14 @@ Their output is never logged: it is a code. (`credential_process` is in `process
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Callable
 
 from vaultd.client import SOURCE_DEADLINE
 from vaultd.core.credentials import outside_detail
 from vaultd.errors import VaultdError
+from vaultd.mfa_code import CODE_IN_TEXT
 
-# A code (`vaultd.mfa_code`'s rule) inside a tool's output, not part of a longer number.
-CODE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")
 # How long a program run for credentials or a code may take: the control client's
 # deadline is derived from this one, so it outwaits the daemon's own reason.
 COMMAND_TIMEOUT = SOURCE_DEADLINE
@@ -68,7 +66,7 @@ def mfa_code_from_ykman(account: str, runner: Runner = subprocess.run) -> str:
 
 
 def _one_code(output: str, what: str) -> str:
-    found = CODE.findall(output)
+    found = CODE_IN_TEXT.findall(output)
     if len(found) != 1:
         raise SourceFailed(f"{what} printed no six-digit code")
     return str(found[0])
