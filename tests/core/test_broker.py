@@ -15,6 +15,7 @@ from vaultd.core.credentials import Credentials
 from vaultd.core.resolve import Plan
 from vaultd.errors import (
     BadMfaCode,
+    ConfigError,
     MfaRejected,
     MfaRequestChanged,
     MfaRequired,
@@ -527,3 +528,32 @@ async def test_the_answer_to_another_profiles_code_is_already_true_for_the_activ
         assert broker.current() is None
         assert broker.mfa is not None and broker.mfa.profile == "master"
         assert "after the open request" not in message(broker.status())
+
+
+class BrokenConfigOnce(FakeProvider):
+    """A config that cannot be read at first (a typo being fixed), then can."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock, needs_mfa=True)
+        self.broken = False
+
+    def plan(self, name: str) -> Plan:
+        if self.broken:
+            raise ConfigError("config line 7 is not valid INI: '[profile'")
+        return super().plan(name)
+
+
+async def test_a_code_given_while_the_config_is_broken_was_never_sent(clock: FakeClock) -> None:
+    # The plan fails before any STS call: the code is not spent, so once the config is
+    # fixed the same code answers (before: "that code was already sent to STS").
+    provider = BrokenConfigOnce(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    provider.broken = True
+    with pytest.raises(ConfigError):
+        await broker.submit_mfa("123456")
+    provider.broken = False
+    await broker.submit_mfa("123456")
+    assert broker.current() is not None
+    assert ("master", "123456") in provider.calls

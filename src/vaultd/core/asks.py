@@ -10,6 +10,7 @@ device's next code is what the person should type).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -84,6 +85,12 @@ class Asks:
     def spend(self, serial: str, code: str) -> None:
         """Record that `code` is being sent to STS for `serial`."""
         self.spent.append((serial, code))
+
+    def unspend(self, serial: str, code: str) -> None:
+        """Forget that `code` was sent for `serial`: the refresh it was given with failed
+        before calling STS."""
+        with contextlib.suppress(ValueError):
+            self.spent.remove((serial, code))
 
     # -- sign-in (IAM Identity Center, aws login) -------------------------------------------
     def signin_needed(self, exc: LoginRequired, now: float) -> None:

@@ -30,9 +30,11 @@ from vaultd.core.state import (
 )
 from vaultd.errors import (
     BadMfaCode,
+    ConfigError,
     LoginRequired,
     MfaRequestChanged,
     MfaRequired,
+    NoKeys,
     NoPendingMfa,
     NoProfile,
     StaleCredentials,
@@ -49,6 +51,10 @@ MAX_IDLE = 30.0
 SIGNIN_POLL = 3.0
 
 Blocking = Callable[..., Awaitable[Any]]
+# Refresh failures that come before any STS call: the config could not be read or names no
+# such profile (the plan), or the keyring holds no keys to call with. A code given with
+# such a refresh was never sent, so it is not spent.
+NEVER_SENT = (ConfigError, NoKeys)
 
 
 class Broker:
@@ -414,8 +420,10 @@ class Broker:
         return creds
 
     async def _refresh(self, slot: Slot, code: str | None) -> Credentials:
-        if code is not None and slot.plan is not None and slot.plan.mfa_serial:
-            self.asks.spend(slot.plan.mfa_serial, code)
+        serial = slot.plan.mfa_serial if slot.plan is not None else None
+        spent = (serial, code) if code is not None and serial else None
+        if spent is not None:
+            self.asks.spend(*spent)
         try:
             result: tuple[Plan, Credentials] = await asyncio.wait_for(
                 self.run_blocking(self._fetch, slot.profile, code), self.call_timeout
@@ -432,6 +440,8 @@ class Broker:
             self._failed(slot, exc2)
             raise exc2 from None
         except VaultdError as exc:
+            if spent is not None and isinstance(exc, NEVER_SENT):
+                self.asks.unspend(*spent)  # STS never saw it: the same code may answer again
             self._failed(slot, exc)
             raise
         except Exception as exc:
