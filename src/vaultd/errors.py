@@ -59,10 +59,15 @@ class MfaRequired(VaultdError):
     code = "mfa_required"
     http_status = 409
 
-    def __init__(self, message: str, *, profile: str, serial: str) -> None:
+    def __init__(
+        self, message: str, *, profile: str, serial: str, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.profile = profile
         self.serial = serial
+        # Why a person is asked beyond "a code is needed": the code source that failed
+        # (mfa_process, ykman), or STS refusing the last code. Said on the status line.
+        self.reason = reason
 
     def to_json(self) -> dict[str, str]:
         return {**super().to_json(), "profile": self.profile, "mfa_serial": self.serial}

@@ -134,7 +134,7 @@ def test_missing_code_raises_mfa_required_without_calling_sts(
     Keystore().set_keys("identity", USER_KEY)
     with pytest.raises(MfaRequired) as info:
         make_provider(clock, factory).credentials("master")
-    assert info.value.serial == SERIAL
+    assert info.value.serial == SERIAL and info.value.reason is None  # no code source failed
     assert factory.sources == []
 
 
@@ -309,9 +309,11 @@ def test_a_repeated_automatic_code_is_never_sent_twice(
     provider.sleep = pauses.append
     provider.credentials("identity")
     Keystore().delete_session("identity")
-    with pytest.raises(MfaRequired, match="already used"):
+    with pytest.raises(MfaRequired, match="already used") as info:
         provider.credentials("identity")
     assert len(pauses) == 2  # asked three times in all, pausing between
+    # Why a person is asked now: said on `vaultd status`'s state line.
+    assert info.value.reason is not None and "already used" in info.value.reason
 
 
 def test_long_role_is_assumed_with_mfa_directly_and_cached(

@@ -242,3 +242,14 @@ def test_a_wait_behind_another_profiles_request_names_that_request(clock: FakeCl
     own = MfaRequest("master", mine, clock(), early=False)
     said = message(snapshot("master", slot, own, None, clock()))
     assert said == f"waiting for an MFA code for master ({mine}): run `vaultd mfa CODE`"
+
+
+def test_a_wait_for_a_code_says_what_failed_before_a_person_was_asked(clock: FakeClock) -> None:
+    # A failed mfa_process or ykman, or a code STS refused: the reason is on the state
+    # line, since `vaultd status` leaves out a last error that is the state itself.
+    mine = "arn:aws:iam::1:mfa/elmer"
+    slot = Slot("master", plan=make_plan("master", serial=mine))
+    why = "mfa_process exited with status 3: boom"
+    slot.error = MfaRequired("needs MFA", profile="master", serial=mine, reason=why)
+    said = message(snapshot("master", slot, None, None, clock()))
+    assert said == f"waiting for an MFA code for master ({mine}); {why}: run `vaultd mfa CODE`"

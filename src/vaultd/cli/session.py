@@ -210,10 +210,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"mfa:         waiting for a code for {m['serial']} ({m['profile']}): vaultd mfa CODE"
         )
     err = status.get("last_error")
-    # Left out only when the state line just said it word for word (a failed first fetch).
-    # A wait for a code keeps it: its words carry why a code source (mfa_process, ykman)
-    # or STS refused, which the state's fixed sentence does not.
-    if err and (err["error"], err["message"]) != (status.get("state"), status.get("message")):
+    # An error that is the state itself (a wait for a code, a failed first fetch) was just
+    # said on the state line, with why and what to do: said again as an error, a wait for a
+    # person read as a fault, and behind another profile's request it named the wrong device.
+    if err and err["error"] != status.get("state"):
         lines.append(f"last error:  {err['error']} at {err['at']}: {err['message']}")
     if status.get("next_retry"):
         lines.append(f"next retry:  {status['next_retry']}")

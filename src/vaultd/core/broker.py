@@ -508,6 +508,7 @@ class Broker:
                 f"{exc.message}; run `vaultd mfa CODE` with a new code",
                 profile=slot.profile,
                 serial=serial,
+                reason=exc.message,
             )
             if self.mfa is None and self._wanted(slot):
                 self._open_mfa(slot.profile, serial, early=False)

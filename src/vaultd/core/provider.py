@@ -180,7 +180,7 @@ class Provider:
         serial = plan.mfa_serial or ""
         if given is not None:
             return given
-        failure = ""
+        failure, reason = "", None
         if self.has_auto_code(plan):
             try:
                 return self._auto_code(plan, serial)
@@ -190,12 +190,14 @@ class Provider:
                     plan.target,
                     exc.message,
                 )
-                failure = f" ({exc.message})"
+                reason = exc.message
+                failure = f" ({reason})"
         raise MfaRequired(
             f"profile {plan.target!r} needs an MFA code for {serial}{failure}: "
             "run `vaultd mfa CODE`",
             profile=plan.target,
             serial=serial,
+            reason=reason,
         )
 
     def _auto_code(self, plan: resolve.Plan, serial: str) -> str:

@@ -151,7 +151,8 @@ class Status:
 
     `state` is what the control API reports: "ok", "refreshing", "no_profile", or the code
     of the error that stops serving (e.g. "mfa_required", "sts_error"). `reason` says which
-    sentence explains it; `error` is the error behind STARTUP_ERROR and FAILED.
+    sentence explains it; `error` is the error behind STARTUP_ERROR, WAITING_FOR_MFA and
+    FAILED.
     """
 
     state: str
@@ -209,7 +210,11 @@ def snapshot(
         # The open request may be another profile's (an exec's): not this one's device.
         serial = mfa.serial if mfa and mfa.profile == slot.profile else slot.error.serial
         return replace(
-            base, state=slot.error.code, reason=Reason.WAITING_FOR_MFA, mfa_serial=serial
+            base,
+            state=slot.error.code,
+            reason=Reason.WAITING_FOR_MFA,
+            mfa_serial=serial,
+            error=slot.error,
         )
     if slot.error is not None:
         return replace(base, state=slot.error.code, reason=Reason.FAILED, error=slot.error)

@@ -8,7 +8,7 @@ from typing import Any
 
 from vaultd.core.credentials import iso8601
 from vaultd.core.state import Reason, Status
-from vaultd.errors import StaleCredentials
+from vaultd.errors import MfaRequired, StaleCredentials
 
 NO_PROFILE = "no profile is active: run `vaultd switch PROFILE`"
 
@@ -22,6 +22,9 @@ def message(status: Status) -> str:
         return f"fetching credentials for {profile}"
     if status.reason is Reason.WAITING_FOR_MFA:
         wants = f"waiting for an MFA code for {profile} ({status.mfa_serial})"
+        why = status.error.reason if isinstance(status.error, MfaRequired) else None
+        if why:  # what failed before a person was asked: the state line is where it is said
+            wants += f"; {why}"
         mfa = status.mfa
         if mfa is not None and mfa.profile != profile:
             # The daemon keeps one request, and `vaultd mfa CODE` answers the open one: a
