@@ -236,14 +236,15 @@ class Broker:
         self.asks.check_code(request.serial, code)
         slot = self._slot(request.profile)
         await self._refresh_now(slot, code)
-        # Another profile in use that waits for a code (the active one, behind an exec's
-        # request) is tried now rather than at the next maintenance pass, so that the
-        # answer says what is true: served, if this code made a session it can use, or
-        # waiting, with its own request open.
-        again = self._ask_again() if self.mfa is None else None
-        if again is not None:
-            with contextlib.suppress(VaultdError):
-                await asyncio.shield(again)
+        # The active profile, if it waits for a code behind this request (an exec's), is
+        # tried now, and the answer waits for it, so that it says what is true: served, if
+        # this code made a session it can use, or waiting, with its own request open. The
+        # maintenance loop, woken by this refresh, may have started that try already.
+        if self.mfa is None:
+            self._ask_again()
+        active = self.active_slot()
+        if active is not None and active is not slot and active.task is not None:
+            await asyncio.wait([active.task], timeout=self.call_timeout)
         return slot
 
     async def refresh(self, profile: str | None = None) -> Slot:
