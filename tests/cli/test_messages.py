@@ -516,3 +516,28 @@ def test_a_daemon_that_stops_during_a_call_says_so(cut: bytes) -> None:
         "vaultd: vaultd closed the connection before answering: it stopped or restarted "
         "(`vaultd status` tells)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("words", "path"),
+    [
+        (("exec", "other", "--", "true"), ("POST", "/v1/exec-tokens")),
+        (("export", "other"), ("POST", "/v1/credentials")),
+        (("switch", "other"), ("POST", "/v1/switch")),
+    ],
+)
+def test_exit_3_says_how_the_command_itself_takes_a_code(
+    words: tuple[str, ...], path: tuple[str, str]
+) -> None:
+    # exec and export are over once they exit 3: the request `vaultd mfa CODE` answers
+    # helps only a run after it, and --mfa gives the code to this one. A switch stands.
+    needed = {
+        "error": "mfa_required",
+        "message": "profile 'other' needs an MFA code: run `vaultd mfa CODE`",
+        "mfa_serial": "arn:aws:iam::1:mfa/me",
+    }
+    with FakeControl(settings.load().control_socket, {path: (409, needed)}):
+        done = run_vaultd(*words, stdin="")
+    assert done.returncode == 3, done.stderr
+    again = "then run this command again; or give it the code: --mfa CODE, or --mfa -"
+    assert (again in done.stderr) == (words[0] != "switch"), done.stderr

@@ -201,10 +201,11 @@ def with_code(
 
 
 def answer_mfa(
-    client: ControlClient, error: ControlError, codes: int = CODES_ASKED
+    client: ControlClient, error: ControlError, codes: int = CODES_ASKED, later: str = ""
 ) -> dict[str, Any]:
     """Satisfy an MFA request by asking on the terminal, up to `codes` codes (`with_code`);
-    with none left, the request stands as a Failure (exit 3, EXIT_MFA)."""
+    with none left, the request stands as a Failure (exit 3, EXIT_MFA). With no terminal,
+    the error ends with `later`: how else the command itself can be given a code."""
     if codes < 1:
         raise Failure(f"{error} ({CODES_ASKED} codes were tried)")
     # The serial comes from the daemon: shown in the prompt, never obeyed; sent back with
@@ -213,18 +214,26 @@ def answer_mfa(
     serial = serial if isinstance(serial, str) and serial else None
     shown = printable(serial or "your MFA device", None, ascii=False)
     # The daemon's message already says what to run; only say why nobody was asked.
-    no_terminal = f"{error} (no terminal to ask for the code on)"
+    no_terminal = f"{error} (no terminal to ask for the code on){later}"
     prompt = f"MFA code for {shown}: "
     code = code_from_person(prompt, no_terminal)
     return with_code(partial(client.mfa, serial=serial), code, prompt, codes)
 
 
+# For a command that takes --mfa and is over once it exits 3 (exec, export): the request
+# `vaultd mfa CODE` answers only helps a run of it that comes after.
+RUN_AGAIN = ", then run this command again; or give it the code: --mfa CODE, or --mfa - on stdin"
+
+
 def with_mfa(
-    client: ControlClient, call: Callable[[str | None], dict[str, Any]], code: str | None = None
+    client: ControlClient,
+    call: Callable[[str | None], dict[str, Any]],
+    code: str | None = None,
+    later: str = "",
 ) -> dict[str, Any]:
     """Make a control call with the person's `code` (None: none given). If it needs an MFA
     code, get one (terminal) and call again; a given code the daemon refuses is asked
-    again on a terminal (`with_code`)."""
+    again on a terminal (`with_code`). `later` ends the exit-3 error (`answer_mfa`)."""
     sent = [0]  # codes given to `call`: one allowance of CODES_ASKED for the command
 
     def counted(given: str) -> dict[str, Any]:
@@ -237,7 +246,7 @@ def with_mfa(
         if exc.code != "mfa_required":
             raise
         try:
-            answer_mfa(client, exc, CODES_ASKED - sent[0])
+            answer_mfa(client, exc, CODES_ASKED - sent[0], later)
             return call(None)
         except ControlError as again:
             if again.code != "mfa_required":

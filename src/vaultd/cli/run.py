@@ -16,6 +16,7 @@ from typing import Any
 
 from vaultd.cli.common import (
     MFA_HELP,
+    RUN_AGAIN,
     Command,
     client_for,
     code_argument,
@@ -44,6 +45,7 @@ def _credentials_for(
             "POST", "/v1/credentials", with_mfa_code({"profile": profile}, code)
         ),
         mfa_code,
+        RUN_AGAIN,
     )
     return _read_document(doc), doc.get("Region") or None
 
@@ -128,6 +130,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
             client,
             lambda given: client.call("POST", "/v1/exec-tokens", with_mfa_code(body, given)),
             code,
+            RUN_AGAIN,
         )
         checked(grant, EXEC_GRANT, "exec token")
         handed = {
