@@ -4,8 +4,10 @@ no terminal."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,24 @@ def test_errors_with_stderr_closed_never_reach_stdout(
         with FakeControl(settings.load().control_socket, answers):
             done = run_closed("2>&-", *args)
     assert (done.returncode, done.stdout) == (code, "")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/PID/fd")
+def test_the_daemon_started_with_every_stream_closed_keeps_0_1_2_for_them(
+    aws_config: Path,
+) -> None:
+    # Else its next file took the number: its epoll was fd 2, where a fatal error writes.
+    daemon = subprocess.Popen(
+        ["sh", "-c", 'exec "$0" -m vaultd serve --listen 127.0.0.1:0 <&- >&- 2>&-', sys.executable],
+        env=vaultd_env(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while run_vaultd("status").returncode != 0:
+            assert daemon.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        held = [os.readlink(f"/proc/{daemon.pid}/fd/{fd}") for fd in (0, 1, 2)]
+        assert held == [os.devnull] * 3
+    finally:
+        daemon.terminate()
+        assert daemon.wait(15) == 0

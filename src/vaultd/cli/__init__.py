@@ -134,6 +134,17 @@ def _closed_streams() -> None:
     `2>&-`), for which Python leaves its sys attribute None, so that no command meets a None.
     The files opened here stay open for the run; open() makes them non-inheritable, so a
     child of `vaultd exec` still finds the stream closed, as it was given."""
+    for fd in (0, 1, 2):
+        # The descriptor too, not only the sys attribute: else the next file or socket
+        # opened takes the number (the daemon's epoll took 2), and whatever writes to fd 2
+        # below Python (a fatal error, C code) would write into it.
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+            if null != fd:
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
     if sys.stdin is None:
         # A closed stdin is an empty one that is no terminal, for every reader of it (the
         # terminal check before a prompt, `--mfa -`, `add --stdin`): each then says what it
