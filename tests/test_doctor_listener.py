@@ -18,7 +18,11 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
 OTHER_UID = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 LISTEN = """
 import socket, sys
-s = socket.create_server(("127.0.0.1", 0))
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+if sys.argv[1] == "defer":  # no accept-side socket until data arrives
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 30)
+s.listen()
 print(s.getsockname()[1], flush=True)
 sys.stdin.read()
 """
@@ -31,11 +35,12 @@ sys.stdin.read()
     or shutil.which("setpriv") is None,
     reason="acting as another uid needs Linux, root (CI runs as root), setpriv, /usr/bin/python3",
 )
+@pytest.mark.parametrize("how", ["plain", "defer"])
 def test_doctor_names_another_uid_on_the_port_while_vaultd_is_stopped(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     squatter = subprocess.Popen(
-        [*OTHER_UID, str(SYSTEM_PYTHON), "-c", LISTEN],
+        [*OTHER_UID, str(SYSTEM_PYTHON), "-c", LISTEN, how],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -60,3 +65,13 @@ def test_doctor_says_nothing_of_a_free_port(monkeypatch: pytest.MonkeyPatch) -> 
         port = probe.getsockname()[1]
     monkeypatch.setenv("VAULTD_LISTEN", f"127.0.0.1:{port}")
     assert "listener:" not in run_vaultd("doctor").stdout
+
+
+@pytest.mark.parametrize("endpoint", ["http://a..b:9169/", f"http://{'x' * 64}.example:9169/"])
+def test_doctor_takes_an_endpoint_whose_host_is_no_name(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    # getaddrinfo's IDNA step raised UnicodeError: a traceback, and no findings at all.
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+    done = run_vaultd("doctor")
+    assert "Traceback" not in done.stderr and "[FAIL] daemon: not running" in done.stdout

@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,20 +420,29 @@ def answers_for_itself(lookup: OwnerLookup) -> bool:
         return False
 
 
-def listener_owner(lookup: OwnerLookup, address: Address, timeout: float = 1.0) -> int | None:
+def listener_owner(
+    lookup: OwnerLookup, address: Address, timeout: float = 1.0, tries: int = 20
+) -> int | None:
     """The uid of whatever listens on `address` (host, port), or None when nothing accepts
-    a connection there or its owner is not found. The connection made to ask is closed
-    unused. The kernel makes the listener's side of it with the listener's owner, before
-    any accept(2): that socket has no inode yet, which `decide` (for clients) rightly
-    refuses, and here it is the point."""
+    a connection there (or `address` is no address) or its owner is not found. The kernel
+    makes the listener's side of the connection made to ask with the listener's owner,
+    before any accept(2): that socket has no inode yet, which `decide` (for clients)
+    rightly refuses, and here it is the point. A listener with TCP_DEFER_ACCEPT keeps that
+    side a half-made request socket (owned by no one) until data arrives, so two bytes are
+    sent (CR LF, which an HTTP server skips before a request line) and the lookup is asked
+    again, up to `tries` times 10 ms apart, until the side is a whole socket."""
     try:
         with socket.create_connection(address, timeout=timeout) as conn:
             server, mine = conn.getpeername()[:2], conn.getsockname()[:2]
-            rows = lookup.rows(server, mine, None)
-    except OSError:
+            conn.sendall(b"\r\n")
+            for _ in range(tries):
+                found = matching(lookup.rows(server, mine, None) or (), server, mine)
+                if len(found) == 1 and found[0].state == TCP_ESTABLISHED:
+                    return found[0].uid
+                time.sleep(0.01)
+    except (OSError, UnicodeError, ValueError):  # getaddrinfo's IDNA step raises UnicodeError
         return None
-    found = matching(rows or (), server, mine)
-    return found[0].uid if len(found) == 1 and found[0].state in LIVE_STATES else None
+    return None
 
 
 def owner_lookup(netlink: Callable[[], OwnerLookup] = NetlinkLookup) -> OwnerLookup:
