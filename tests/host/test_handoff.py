@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vaultd.host.handoff import Handoff, requested_path
+from vaultd.host.handoff import HELD, Handoff, requested_path
 from vaultd.host.peer_owner import owner_lookup
 
 TARGET = "https://signin.aws.amazon.com/federation?Action=login&SigninToken=secret-token"
@@ -112,3 +113,24 @@ def test_it_stops_waiting_when_no_browser_will_come(handoff: Handoff) -> None:
 )
 def test_requested_path(head: bytes, path: str | None) -> None:
     assert requested_path(head) == path
+
+
+def test_connections_held_open_by_others_cannot_stop_the_owners_browser(
+    handoff: Handoff,
+) -> None:
+    # Another user read the port from argv and holds connections open: past HELD, the
+    # oldest are dropped, so the hand-off neither runs out of files nor stops answering.
+    port = urllib.parse.urlsplit(handoff.url).port
+    thread, done = serve(handoff)
+    idle = [socket.create_connection(("127.0.0.1", port or 0)) for _ in range(HELD + 36)]
+    try:
+        for conn in idle[:36]:  # the oldest, closed by the hand-off while it still waits
+            conn.settimeout(5)
+            assert conn.recv(1) == b""
+        assert done == []
+        assert get(handoff.url) == (302, TARGET)
+        thread.join(10)
+        assert done == [True]
+    finally:
+        for conn in idle:
+            conn.close()

@@ -258,9 +258,13 @@ def _open_in_browser(url: str) -> bool:
             return True
         if started == [False]:
             return False
+    # Its address is free for anyone now: a browser that asks later could meet another
+    # user's page there, made to look like AWS's sign-in.
     raise Failure(
         f"the browser did not ask for the sign-in page within {BROWSER_WAIT:.0f}s: run "
-        "`vaultd login --print` and open the URL it prints yourself",
+        "`vaultd login --print` and open the URL it prints yourself; if a browser opens "
+        f"{handoff.url.rsplit('/', 1)[0]}/... later, close it: that address is no longer "
+        "vaultd's",
         EXIT_ERROR,
     )
 

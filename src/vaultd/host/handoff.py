@@ -29,6 +29,9 @@ from vaultd.host.peer_owner import Address, OwnerLookup, owner_of
 HEAD_LIMIT = 16384
 # Seconds between looks at whether the browser launcher has failed (`Handoff.wait`).
 POLL = 0.2
+# Connections held at once while their request heads arrive; past it the oldest is
+# dropped, so that another user holding connections open cannot run vaultd out of files.
+HELD = 64
 NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nCache-Control: no-store\r\n"
     b"Connection: close\r\n\r\n"
@@ -116,11 +119,21 @@ class Handoff:
     def _accept(
         self, selector: selectors.BaseSelector, heads: dict[socket.socket, tuple[bytes, Address]]
     ) -> None:
-        with contextlib.suppress(BlockingIOError, ConnectionError):
+        try:
             conn, peer = self._listener.accept()
-            conn.setblocking(False)
-            heads[conn] = (b"", peer[:2])
-            selector.register(conn, selectors.EVENT_READ)
+        except (BlockingIOError, ConnectionError):
+            return
+        except OSError:  # out of files (EMFILE): wait a moment rather than spin
+            time.sleep(POLL / 4)
+            return
+        if len(heads) >= HELD:
+            oldest = next(iter(heads))
+            selector.unregister(oldest)
+            del heads[oldest]
+            oldest.close()
+        conn.setblocking(False)
+        heads[conn] = (b"", peer[:2])
+        selector.register(conn, selectors.EVENT_READ)
 
     def _read(
         self,
@@ -144,9 +157,12 @@ class Handoff:
         selector.unregister(conn)
         del heads[conn]
         with conn:
-            # Asked while the client socket is still open: the lookup finds live sockets.
-            owner = owner_of(self.lookup, peer, self._address)
-            done = owner == self.uid and requested_path(head) == f"/{self._nonce}"
+            # Only a request for the nonce costs an owner lookup (a flood of others does
+            # not), asked while the client socket is open: the lookup finds live sockets.
+            done = (
+                requested_path(head) == f"/{self._nonce}"
+                and owner_of(self.lookup, peer, self._address) == self.uid
+            )
             with contextlib.suppress(OSError):
                 conn.setblocking(True)
                 conn.settimeout(2)
