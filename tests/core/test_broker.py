@@ -16,11 +16,14 @@ from vaultd.core.resolve import Plan
 from vaultd.errors import (
     BadMfaCode,
     ConfigError,
+    KeyringError,
+    KeyringLocked,
     MfaRejected,
     MfaRequestChanged,
     MfaRequired,
     NoPendingMfa,
     StsError,
+    VaultdError,
 )
 from vaultd.http.status import document, message
 
@@ -538,28 +541,46 @@ async def test_the_answer_to_another_profiles_code_is_already_true_for_the_activ
         assert "after the open request" not in message(broker.status())
 
 
-class BrokenConfigOnce(FakeProvider):
-    """A config that cannot be read at first (a typo being fixed), then can."""
+class BrokenOnce(FakeProvider):
+    """A config that cannot be read, or a keyring that fails to give the keys, at first (a
+    typo being fixed, a keyring being unlocked), then works."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, fault: VaultdError) -> None:
         super().__init__(clock, needs_mfa=True)
+        self.fault = fault
         self.broken = False
 
     def plan(self, name: str) -> Plan:
-        if self.broken:
-            raise ConfigError("config line 7 is not valid INI: '[profile'")
+        if self.broken and isinstance(self.fault, ConfigError):
+            raise self.fault
         return super().plan(name)
 
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        if self.broken:
+            raise self.fault
+        return super().credentials(name, mfa_code)
 
-async def test_a_code_given_while_the_config_is_broken_was_never_sent(clock: FakeClock) -> None:
-    # The plan fails before any STS call: the code is not spent, so once the config is
-    # fixed the same code answers (before: "that code was already sent to STS").
-    provider = BrokenConfigOnce(clock)
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ConfigError("config line 7 is not valid INI: '[profile'"),
+        KeyringError("the keyring failed to read keys:identity"),
+        KeyringLocked("the keyring is locked"),
+    ],
+    ids=lambda e: e.code,
+)
+async def test_a_code_given_with_a_refresh_that_fails_before_sts_was_never_sent(
+    clock: FakeClock, fault: VaultdError
+) -> None:
+    # Before any STS call: the code is not spent, so once the fault is mended the same
+    # code answers (before: "that code was already sent to STS").
+    provider = BrokenOnce(clock, fault)
     broker = Broker(provider, clock, rand=lambda: 0.5)
     with pytest.raises(MfaRequired):
         await broker.switch("master")
     provider.broken = True
-    with pytest.raises(ConfigError):
+    with pytest.raises(type(fault)):
         await broker.submit_mfa("123456")
     provider.broken = False
     await broker.submit_mfa("123456")

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from vaultd.core import schedule, state
 from vaultd.core.asks import SPENT, Asks
 from vaultd.core.credentials import Credentials, iso8601, mask_key_id
+from vaultd.core.mfa import SourceFailed
 from vaultd.core.resolve import Plan, describe_source
 from vaultd.core.state import (
     AnnouncerLike,
@@ -31,6 +32,7 @@ from vaultd.core.state import (
 from vaultd.errors import (
     BadMfaCode,
     ConfigError,
+    KeyringError,
     LoginRequired,
     MfaRequestChanged,
     MfaRequired,
@@ -51,10 +53,13 @@ MAX_IDLE = 30.0
 SIGNIN_POLL = 3.0
 
 Blocking = Callable[..., Awaitable[Any]]
-# Refresh failures that come before any STS call: the config could not be read or names no
-# such profile (the plan), or the keyring holds no keys to call with. A code given with
-# such a refresh was never sent, so it is not spent.
-NEVER_SENT = (ConfigError, NoKeys)
+# Refresh failures that come before any STS call with the code: the config could not be
+# read or names no such profile (the plan), the keyring holds no keys, cannot be read or
+# is locked, a sign-in is needed, or the root's credential_process failed. A code given with
+# such a refresh was never sent, so it is not spent. (A keyring that fails only when the
+# new session is stored, after STS, is taken for one that failed before: the code may then
+# be sent again, and STS refuses it, which asks the person for a new one.)
+NEVER_SENT = (ConfigError, NoKeys, KeyringError, LoginRequired, SourceFailed)
 
 
 class Broker:
