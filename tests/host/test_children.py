@@ -73,3 +73,19 @@ def test_stop_ends_a_child_a_worker_thread_waits_on(tmp_path: Path) -> None:
     assert results == [-9] and wait_gone(int(pidfile.read_text()))
     with pytest.raises(OSError, match="stopping"):
         children(["/bin/true"])
+
+
+def test_a_descendant_that_left_the_group_cannot_hold_the_timeout_open(tmp_path: Path) -> None:
+    # `setsid sleep &` keeps the output pipe open from outside the group: the wait after
+    # the kill took as long as it lived (the refresh hung, past its own timeout).
+    pidfile = tmp_path / "pid"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        Children()(
+            ["/bin/sh", "-c", f"setsid sleep 60 & echo $! > {pidfile}; wait"],
+            capture_output=True,
+            timeout=0.5,
+            text=True,
+        )
+    assert time.monotonic() - started < 10
+    os.kill(int(pidfile.read_text()), 9)  # out of vaultd's reach: the test ends it

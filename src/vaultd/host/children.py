@@ -44,11 +44,11 @@ class Children:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                proc.communicate()
+                _reap(proc)
                 raise
             except BaseException:
                 _kill_group(proc)
-                proc.wait()
+                _reap(proc)
                 raise
         finally:
             with self._lock:
@@ -66,6 +66,19 @@ class Children:
         for proc in running:
             _kill_group(proc)
         return len(running)
+
+
+def _reap(proc: subprocess.Popen[Any], grace: float = 2.0) -> None:
+    """Wait for `proc`, killed, and what is left of its output. A descendant that left its
+    group (setsid) may hold the pipes open for ever: after `grace` seconds they are closed
+    unread. (That descendant itself is out of reach: no process group holds it.)"""
+    try:
+        proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
 
 
 def _kill_group(proc: subprocess.Popen[Any]) -> None:
