@@ -94,6 +94,8 @@ OUTPUTS = [
     ["env", "--listen", "127.0.0.1:9169"],
     ["list", "--json"],
     ["completion", "bash"],
+    ["--help"],  # argparse's own writes: it swallowed their failure, exit 0
+    ["switch", "--help"],
 ]
 
 

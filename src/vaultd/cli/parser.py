@@ -10,6 +10,7 @@ status`'s start-up).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from vaultd.cli import GROUP_OF, ORDER, commands
@@ -19,6 +20,8 @@ from vaultd.cli.common import SUPPRESS
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from _typeshed import SupportsWrite
 
 EPILOG = """\
 exit codes: 0 success; 1 error (one line on stderr); 2 usage; 3 an MFA code was needed, none
@@ -38,6 +41,12 @@ class _Parser(argparse.ArgumentParser):
 
     options: list[str]
     subparsers: dict[str, argparse.ArgumentParser]
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse's own swallows a failed write (OSError), so `vaultd --help >&-` or to a
+        # full disk said it had succeeded; `cli.main` reports it as any failed output.
+        if message:
+            (file or sys.stderr).write(message)
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
         if kwargs.get("help") == SUPPRESS:
