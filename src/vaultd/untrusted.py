@@ -9,7 +9,8 @@ once, by the daemon's log formatter (`vaultd.daemon.EscapingFormatter`). No logg
 here: every control command loads this module at start.
 
 JSON from outside (a credential_process's output, the control socket's or a server's answer,
-a keyring item) is read by `json_value` alone, whose every failure is a ValueError.
+a keyring item) is read by `json_value` alone, whose every failure is a ValueError, or by
+`json_object` where anything but an object is one failure.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 # typing costs milliseconds to import and only the type checker needs it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Any, Final
 
 MAX_LOGGED: Final = 160
 
@@ -63,6 +64,17 @@ def json_value(text: str | bytes) -> object:
         return json.loads(text)
     except RecursionError:
         raise NestedTooDeeply("JSON nested too deeply") from None
+
+
+def json_object(text: str | bytes) -> dict[str, Any] | None:
+    """The JSON object in `text` (from outside vaultd), or None when `text` holds anything
+    else: not JSON, not UTF-8, nested too deeply (`json_value`), or another kind of value.
+    For readers with one answer to all of those."""
+    try:
+        value = json_value(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 # -- names in the command lines vaultd tells a person to run ----------------------------------

@@ -13,7 +13,7 @@ import urllib.request
 
 from vaultd.core.credentials import Credentials, signin_session
 from vaultd.errors import StsError
-from vaultd.untrusted import json_value
+from vaultd.untrusted import json_object
 
 HOSTS = {
     "aws": ("https://signin.aws.amazon.com/federation", "https://console.aws.amazon.com/"),
@@ -61,11 +61,8 @@ def signin_token(federation_url: str, creds: Credentials, session_duration: int 
         raise StsError(f"the federation endpoint refused the session ({exc.code})") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise StsError(f"cannot reach the federation endpoint {federation_url}: {exc}") from None
-    try:
-        answer = json_value(raw)
-    except ValueError:
-        answer = None
-    token = answer.get("SigninToken") if isinstance(answer, dict) else None
+    answer = json_object(raw)
+    token = answer.get("SigninToken") if answer is not None else None
     if not isinstance(token, str) or not token:
         raise StsError("the federation endpoint answered without a SigninToken")
     return token

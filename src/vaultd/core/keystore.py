@@ -20,7 +20,7 @@ import keyring.errors
 from vaultd.core.credentials import AccessKeys, Credentials, epoch_time
 from vaultd.errors import KeyringError, KeyringLocked, NoKeys
 from vaultd.secret import Secret
-from vaultd.untrusted import json_value, profile_words
+from vaultd.untrusted import json_object, profile_words
 
 SERVICE = "vaultd"
 # How long any keyring call may take: nobody may be there to answer an unlock prompt (a
@@ -149,11 +149,7 @@ class Keystore:
         )
         if raw is None:
             return None
-        try:
-            value = json_value(raw)
-        except ValueError:
-            return None  # someone else's item under our name; treat as absent
-        return value if isinstance(value, dict) else None
+        return json_object(raw)  # None: someone else's item under our name; as if absent
 
     def _set(self, item: str, value: dict[str, Any]) -> None:
         refuse_plaintext()

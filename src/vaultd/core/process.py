@@ -13,7 +13,7 @@ import subprocess
 from vaultd.core.credentials import AccessKeys, Credentials, parse_time
 from vaultd.core.mfa import COMMAND_TIMEOUT, Runner, SourceFailed, run_command
 from vaultd.secret import Secret
-from vaultd.untrusted import json_value
+from vaultd.untrusted import json_object
 
 # A temporary set printed without an Expiration is treated as lasting this long.
 DEFAULT_LIFETIME = 3600
@@ -32,11 +32,8 @@ def credentials_from_process(
     malformed = SourceFailed(
         "credential_process did not print Version 1 JSON with AccessKeyId and SecretAccessKey"
     )
-    try:
-        data = json_value(out)
-    except ValueError:  # not JSON, or nested past the decoder's depth
-        raise malformed from None
-    if not isinstance(data, dict) or data.get("Version") != 1:
+    data = json_object(out)
+    if data is None or data.get("Version") != 1:
         raise malformed
     if not data.get("AccessKeyId") or not data.get("SecretAccessKey"):
         raise malformed

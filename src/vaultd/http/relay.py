@@ -26,7 +26,7 @@ from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, from_document
 from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
 from vaultd.http.imds import RELAY_PATH
-from vaultd.untrusted import json_value
+from vaultd.untrusted import json_object
 
 log = logging.getLogger("vaultd.relay")
 POLL_INTERVAL = 10.0
@@ -63,11 +63,8 @@ def http_fetch(upstream: str, token: str) -> Fetch:
             raise StsError(f"the host's vaultd answered {exc.code} at {url}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise StsError(f"cannot reach the host's vaultd at {url}: {exc}") from None
-        try:
-            answer = json_value(raw)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
+        answer = json_object(raw)
+        if answer is None:
             raise StsError(f"the host's vaultd answered something not a JSON object at {url}")
         return answer
 
