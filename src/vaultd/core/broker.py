@@ -330,7 +330,7 @@ class Broker:
                     wake_in = min(wake_in, ask_at - now)
         return max(0.05, wake_in)
 
-    def _ask_again(self) -> asyncio.Task[Credentials] | None:
+    def _ask_again(self) -> None:
         """A profile in use that waits for a code gets its request back once none is open.
 
         The daemon keeps one MFA request: another profile's (an exec's, a switch's) replaces
@@ -338,13 +338,12 @@ class Broker:
         nothing open to answer. Its refresh is tried again, the active profile first and
         one at a time: it is served if the code just given made a session it can use, and
         otherwise asks again: every slot in use is wanted, so `_refresh` (or `_failed`, for a
-        refused automatic code) opens the request, and no second retry follows. Returns
-        the refresh started, or None when none was."""
+        refused automatic code) opens the request, and no second retry follows."""
         waiting = [s for s in self.in_use() if isinstance(s.error, MfaRequired)]
         if not waiting or any(s.task is not None for s in waiting):
-            return None
+            return
         waiting.sort(key=lambda s: s.profile != self.active)
-        return self._start(waiting[0], None)
+        self._start(waiting[0], None)
 
     def _wanted(self, slot: Slot) -> bool:
         """Whether someone waits for `slot`'s credentials, so a person should be asked."""
