@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from vaultd.core.broker import Broker
@@ -152,3 +155,18 @@ def answering(body: bytes) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def child_json(argv: list[str], timeout: float) -> dict[str, Any]:
+    """Run `argv` (a Python child in a network namespace, say) from the repository's root,
+    where it finds `tests`, and return the JSON object it prints; it must exit 0."""
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))

@@ -7,16 +7,14 @@ in a child process there; root is needed to make it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import child_json
 from vaultd.host.peer_owner import Accepted, Address, Row
 from vaultd.http.admission import CANNOT_TELL, Owners
 
@@ -80,16 +78,8 @@ asyncio.run(main())
 
 def statuses(other_uid: bool) -> dict[str, Any]:
     extra = "4242" if other_uid else "0"
-    done = subprocess.run(
-        ["unshare", "--net", "sh", "-c", SETUP, "setup", sys.executable, "-c", CHILD, extra],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[2],  # where the child finds `tests`
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
+    argv = ["unshare", "--net", "sh", "-c", SETUP, "setup", sys.executable, "-c", CHILD, extra]
+    return child_json(argv, timeout=60)
 
 
 @NAMESPACE

@@ -8,17 +8,15 @@ second (10.98.0.2), where it has no socket on this machine. Root is needed to ma
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.harness import linked_namespaces
+from tests.helpers import child_json
 from vaultd.http.imds import ImdsOptions
 
 pytestmark = pytest.mark.skipif(
@@ -99,16 +97,8 @@ asyncio.run(main())
 
 
 def run_in(here: str, other: str) -> dict[str, Any]:
-    done = subprocess.run(
-        ["ip", "netns", "exec", here, sys.executable, "-c", CHILD, other, HOLD, str(HELD)],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[2],  # where the child finds `tests`
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
+    argv = ["ip", "netns", "exec", here, sys.executable, "-c", CHILD, other, HOLD, str(HELD)]
+    return child_json(argv, timeout=180)
 
 
 def test_another_host_filling_its_pool_leaves_the_owners_slots_free() -> None:
