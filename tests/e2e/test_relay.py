@@ -4,6 +4,7 @@ reached over its Unix socket. Another local user is uid 65534 (setpriv, the syst
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -95,16 +96,29 @@ def wait_until_served(ns: str, relay: subprocess.Popen[str], log: Path, *to: str
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def serving_relay(
+    ns: str, cidr: str, log: Path, *args: str, to: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[str]]:
+    """`start_relay`, once it serves from `ns` (`wait_until_served`, at `to`); afterwards it
+    is stopped and must have exited 0."""
+    with log.open("w") as out:
+        relay = start_relay(ns, cidr, out, *args)
+        try:
+            wait_until_served(ns, relay, log, *to)
+            yield relay
+        finally:
+            relay.terminate()
+            assert relay.wait(15) == 0
+
+
 def test_relay_serves_the_host_profile_to_its_network_only(
     wire: tuple[str, str], user_keys: tuple[str, str], daemon: Daemon, isolated: Path
 ) -> None:
     inside, outside = wire
     daemon.start()
     assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
-    log = (isolated / "relay.log").open("w")
-    relay = start_relay(inside, "169.254.169.128/25", log)
-    try:
-        wait_until_served(inside, relay, isolated / "relay.log")
+    with serving_relay(inside, "169.254.169.128/25", isolated / "relay.log"):
         assert container_key(inside, isolated / "c") == served(daemon.endpoint)["AccessKeyId"]
 
         refused = in_ns(outside, sys.executable, "-c", PROBE)
@@ -117,10 +131,6 @@ def test_relay_serves_the_host_profile_to_its_network_only(
         while container_key(inside, isolated / "c") != want:
             assert time.monotonic() < deadline
             time.sleep(0.3)
-    finally:
-        relay.terminate()
-        assert relay.wait(15) == 0
-        log.close()
     text = (isolated / "relay.log").read_text()
     assert "Traceback" not in text
     assert want not in text
@@ -135,15 +145,9 @@ def test_relay_refuses_its_networks_gateway_which_is_the_host(
     sh("ip", "netns", "exec", inside, "ip", "route", "add", "default", "via", "169.254.169.100")
     daemon.start()
     assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
-    with (isolated / "relay.log").open("w") as log:
-        relay = start_relay(inside, "169.254.169.0/24", log)
-        try:
-            wait_until_served(inside, relay, isolated / "relay.log")
-            refused = in_ns(outside, sys.executable, "-c", PROBE)
-            assert refused.stdout.startswith("HTTP/1.1 403"), refused.stdout + refused.stderr
-        finally:
-            relay.terminate()
-            assert relay.wait(15) == 0
+    with serving_relay(inside, "169.254.169.0/24", isolated / "relay.log"):
+        refused = in_ns(outside, sys.executable, "-c", PROBE)
+        assert refused.stdout.startswith("HTTP/1.1 403"), refused.stdout + refused.stderr
     text = (isolated / "relay.log").read_text()
     assert "refusing the network's gateways (the host): 169.254.169.100" in text
     assert "is the network's gateway" in text
@@ -170,16 +174,12 @@ def test_relay_off_its_container_serves_local_peers_of_its_own_uid_only(
     daemon.start()
     assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
     to = ("127.0.0.1", "9300")
-    with (isolated / "relay.log").open("w") as log:
-        relay = start_relay(lone, "10.99.0.0/24", log, "--listen", "127.0.0.1:9300")
-        try:
-            wait_until_served(lone, relay, isolated / "relay.log", *to)  # the owner's
-            other = in_ns(lone, *AS_NOBODY, "-c", PROBE, *to)
-            assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
-            assert "connection owned by uid 65534" in other.stdout
-        finally:
-            relay.terminate()
-            assert relay.wait(15) == 0
+    log = isolated / "relay.log"
+    # Served once the owner's probe is: then another uid's.
+    with serving_relay(lone, "10.99.0.0/24", log, "--listen", "127.0.0.1:9300", to=to):
+        other = in_ns(lone, *AS_NOBODY, "-c", PROBE, *to)
+        assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
+        assert "connection owned by uid 65534" in other.stdout
     text = (isolated / "relay.log").read_text()
     assert "owner check: netlink sock_diag" in text or "owner check: /proc" in text, text
     assert "uid 65534" in text and "Traceback" not in text
@@ -195,16 +195,10 @@ def test_relay_serves_its_network_and_holds_its_own_machine_to_the_owner_rule(
     inside, outside = wire
     daemon.start()
     assert run_vaultd("switch", "master", "--mfa", "123456").returncode == 0
-    with (isolated / "relay.log").open("w") as log:
-        relay = start_relay(inside, "169.254.169.0/24", log)
-        try:
-            wait_until_served(inside, relay, isolated / "relay.log")
-            container = in_ns(outside, sys.executable, "-c", PROBE)
-            assert container.stdout.startswith("HTTP/1.1 200"), container.stdout + container.stderr
-            other = in_ns(inside, *AS_NOBODY, "-c", PROBE)
-            assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
-            assert "connection owned by uid 65534" in other.stdout
-        finally:
-            relay.terminate()
-            assert relay.wait(15) == 0
+    with serving_relay(inside, "169.254.169.0/24", isolated / "relay.log"):
+        container = in_ns(outside, sys.executable, "-c", PROBE)
+        assert container.stdout.startswith("HTTP/1.1 200"), container.stdout + container.stderr
+        other = in_ns(inside, *AS_NOBODY, "-c", PROBE)
+        assert other.stdout.startswith("HTTP/1.1 403"), other.stdout + other.stderr
+        assert "connection owned by uid 65534" in other.stdout
     assert "Traceback" not in (isolated / "relay.log").read_text()
