@@ -153,31 +153,18 @@ def test_an_answer_nested_past_the_decoders_depth_is_a_bad_response(
 ) -> None:
     """json.loads recurses once per level: a deep enough answer would raise RecursionError
     through every command instead of a one-line error."""
-    import threading
-
     from vaultd.client import ControlClient, ControlError
 
     body = b"[" * 200_000 + b"]" * 200_000
     path = tmp_path / "control.sock"
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    server.listen(1)
 
-    def answer() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(65536)
-            head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n"
-            conn.sendall(head.encode() + body)
+    def answer(conn: socket.socket) -> None:
+        conn.recv(65536)
+        head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n"
+        conn.sendall(head.encode() + body)
 
-    thread = threading.Thread(target=answer)
-    thread.start()
-    try:
-        with pytest.raises(ControlError) as caught:
-            ControlClient(path).call("GET", "/v1/status")
-    finally:
-        thread.join(5)
-        server.close()
+    with serving_once(path, answer), pytest.raises(ControlError) as caught:
+        ControlClient(path).call("GET", "/v1/status")
     assert caught.value.status == (status if status >= 400 else 502)
     assert caught.value.payload == {
         "error": "bad_response",
