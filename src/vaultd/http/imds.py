@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Final, TypeVar
 
 from aiohttp import web
@@ -77,6 +77,7 @@ class ImdsOptions:
     request_deadline: float = 10.0
     max_headers: int = 64
     max_field_size: int = 8190
+    # (These six are `wire.Limits`, field for field: `ImdsApp` hands them on by name.)
 
 
 @dataclass
@@ -114,14 +115,8 @@ class ImdsApp:
         self._rendered = Rendered()
         self._segments: dict[str, list[str]] = {}  # request path -> `metadata.normalise`
         self._listeners: list[asyncio.Server] = []
-        limits = Limits(
-            max_connections=opts.max_connections,
-            max_network=opts.max_network,
-            max_refused=opts.max_refused,
-            request_deadline=opts.request_deadline,
-            max_headers=opts.max_headers,
-            max_field_size=opts.max_field_size,
-        )
+        # Every `Limits` field is an option of the same name.
+        limits = Limits(**{f.name: getattr(opts, f.name) for f in fields(Limits)})
         self.server = Server(
             self.handle,
             self.admit,
