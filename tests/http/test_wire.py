@@ -1,5 +1,5 @@
 """wire.Connection driven directly: the request deadline (no waiting on the clock), and
-when replies are written (one write per connection per turn of the event loop)."""
+when replies are written (at once, each as it is answered, in order)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from vaultd.http.wire import FEED, WRITE_HIGH_WATER, Connection, Limits, Peer, Request, Server
+from vaultd.http.wire import FEED, Connection, Limits, Peer, Request, Server
 
+# The transports' high-water mark for unread replies (asyncio's and uvloop's default).
+HIGH_WATER = 2**16
 GET = b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
 
 
@@ -28,7 +30,6 @@ class Transport(asyncio.Transport):
         self.events: list[str] = []  # "write", "close", "pause", in order
         self.buffered = buffered  # what the kernel has not taken yet, as get_write_buffer_size
         self.parts: list[Any] = []  # the objects handed to write/writelines
-        self.fail: Exception | None = None  # raised by write
         self.protocol: Connection | None = None
         self.reading = True
 
@@ -37,12 +38,10 @@ class Transport(asyncio.Transport):
 
     def _flow_control(self) -> None:
         protocol = self.protocol
-        if self.buffered > 2**16 and protocol is not None and not protocol.writing_paused:
+        if self.buffered > HIGH_WATER and protocol is not None and not protocol.writing_paused:
             protocol.pause_writing()
 
     def write(self, data: Any) -> None:
-        if self.fail is not None:
-            raise self.fail
         self.sent += bytes(data)
         self.events.append("write")
         self.parts.append(data)
@@ -110,6 +109,10 @@ def _get(path: str, *headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def _paths(sent: bytes) -> list[bytes]:
+    return [line for line in sent.split(b"\r\n") if line.startswith(b"X-Path")]
+
+
 async def test_a_connection_that_completes_no_request_is_closed_at_the_first_deadline() -> None:
     conn, transport = _connection()
     conn.data_received(GET[:20])  # a slow client: the head never completes
@@ -130,43 +133,28 @@ async def test_a_connection_lives_while_it_completes_requests() -> None:
     assert transport.sent.count(b"200 OK") == 2
 
 
-async def test_the_replies_of_one_turn_are_written_once_every_connection_is_answered() -> None:
+async def test_a_reply_is_written_as_soon_as_it_is_answered() -> None:
+    # Not held for the end of the turn: under load that put the clients in step, and p99 at
+    # 64 connections rose by half or more (wire's docstring).
     server = _server()
     (a, ta), (b, tb) = _connection(server), _connection(server)
     a.data_received(_get("/a"))
+    assert _paths(ta.sent) == [b"X-Path: /a"]
+    assert ta.events == ["write"]
     b.data_received(_get("/b"))
-    assert ta.sent == tb.sent == b""  # answered, not yet written: the turn is not over
-    await asyncio.sleep(0)  # the turn ends
-    assert b"X-Path: /a" in ta.sent
-    assert b"X-Path: /b" in tb.sent
-    assert ta.events == tb.events == ["write"]
+    assert _paths(tb.sent) == [b"X-Path: /b"]
+    await asyncio.sleep(0)
+    assert ta.events == tb.events == ["write"]  # and nothing more when the turn ends
 
 
-async def test_pipelined_replies_go_out_in_one_write_in_order() -> None:
+async def test_pipelined_replies_are_written_in_order_as_they_are() -> None:
     conn, transport = _connection()
     conn.data_received(_get("/1") + _get("/2") + _get("/3"))
-    await asyncio.sleep(0)
-    assert transport.events == ["write"]
-    paths = [line for line in transport.sent.split(b"\r\n") if line.startswith(b"X-Path")]
-    assert paths == [b"X-Path: /1", b"X-Path: /2", b"X-Path: /3"]
+    assert _paths(transport.sent) == [b"X-Path: /1", b"X-Path: /2", b"X-Path: /3"]
     # Handed over as they are, not joined: uvloop buffers a reference to each, so a client
     # that never reads costs a pointer per reply, not a copy of it.
     assert len(transport.parts) == 3
     assert all(part is reply for part, reply in zip(transport.parts, ANSWERED, strict=True))
-
-
-async def test_a_connection_whose_write_fails_is_dropped_and_the_others_are_written() -> None:
-    seen: list[dict[str, Any]] = []
-    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: seen.append(context))
-    server = _server()
-    (a, ta), (b, tb) = _connection(server), _connection(server)
-    ta.fail = RuntimeError("the transport broke")
-    a.data_received(_get("/a"))
-    b.data_received(_get("/b"))
-    await asyncio.sleep(0)
-    assert ta.events == ["abort"]
-    assert b"X-Path: /b" in tb.sent  # written in the same turn despite /a's failure
-    assert [str(context["exception"]) for context in seen] == ["the transport broke"]
 
 
 async def test_a_reply_still_to_be_awaited_when_the_client_goes_is_closed_not_leaked() -> None:
@@ -190,11 +178,10 @@ async def test_a_reply_still_to_be_awaited_when_the_client_goes_is_closed_not_le
 async def test_a_reply_that_ends_its_connection_is_written_at_once_before_the_close() -> None:
     conn, transport = _connection()
     conn.data_received(_get("/first") + _get("/last", "Connection: close"))
-    assert transport.events == ["write", "close"]  # no waiting for the turn to end
-    assert b"X-Path: /first" in transport.sent
-    assert b"X-Path: /last" in transport.sent
+    assert transport.events == ["write", "write", "close"]
+    assert _paths(transport.sent) == [b"X-Path: /first", b"X-Path: /last"]
     await asyncio.sleep(0)
-    assert transport.events == ["write", "close"]  # and nothing is written twice
+    assert transport.events == ["write", "write", "close"]  # and nothing is written twice
 
 
 async def test_a_pipelining_client_that_does_not_read_is_paused_inside_the_read() -> None:
@@ -214,10 +201,10 @@ async def test_a_client_that_does_not_read_its_replies_stops_being_read() -> Non
     assert transport.events == ["write", "pause"]
 
 
-async def test_a_transport_closing_before_the_turn_ends_is_not_written_to() -> None:
+async def test_a_closing_transport_is_not_written_to() -> None:
     conn, transport = _connection()
+    transport.closed = True  # the peer reset it, say, with a request still in the read
     conn.data_received(_get("/x"))
-    transport.closed = True  # the peer reset it, say, while the turn went on
     await asyncio.sleep(0)
     assert transport.events == []
 
@@ -242,9 +229,8 @@ async def test_reading_stops_while_a_reply_is_awaited_and_resumes_once_it_is_wri
     answer.set_result(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Path: /wait\r\n\r\n")
     for _ in range(3):
         await asyncio.sleep(0)
-    assert transport.events == ["pause", "resume", "write"]
-    paths = [line for line in transport.sent.split(b"\r\n") if line.startswith(b"X-Path")]
-    assert paths == [b"X-Path: /wait", b"X-Path: /next"]
+    assert transport.events == ["pause", "write", "write", "resume"]
+    assert _paths(transport.sent) == [b"X-Path: /wait", b"X-Path: /next"]
 
 
 async def test_a_client_reading_its_replies_slowly_is_not_idle() -> None:
@@ -259,10 +245,6 @@ async def test_a_client_reading_its_replies_slowly_is_not_idle() -> None:
     assert transport.closed
 
 
-def _paths(sent: bytes) -> list[bytes]:
-    return [line for line in sent.split(b"\r\n") if line.startswith(b"X-Path")]
-
-
 async def test_a_long_read_is_answered_only_as_fast_as_the_client_reads_the_replies() -> None:
     conn, transport = _connection(buffered=2**17)  # the client reads none of its replies
     count = 3000  # 170 KB of requests in one read, as asyncio reads a pipelining client
@@ -270,7 +252,7 @@ async def test_a_long_read_is_answered_only_as_fast_as_the_client_reads_the_repl
     await asyncio.sleep(0)
     # Only what was parsed before writing paused is answered; the rest waits as bytes, not
     # as parsed requests and their replies.
-    assert 0 < len(b"".join(ANSWERED)) < 2 * WRITE_HIGH_WATER
+    assert 0 < len(b"".join(ANSWERED)) < 2 * HIGH_WATER
     assert len(conn.unparsed) > 50_000
     assert "pause" in transport.events and not transport.reading
     for _ in range(count):  # answering goes on as the client reads its replies down
@@ -278,10 +260,13 @@ async def test_a_long_read_is_answered_only_as_fast_as_the_client_reads_the_repl
             break
         conn.resume_writing()
         await asyncio.sleep(0)
-    await asyncio.sleep(0)  # the turn that answered the last of them ends: written
     assert _paths(transport.sent) == [f"X-Path: /{n}".encode() for n in range(count)]
     assert not conn.unparsed
-    assert "resume" in transport.events  # and reading went on once all of it was answered
+    assert not transport.reading  # the last replies are still unread
+    transport.buffered = 0  # the client reads them all
+    conn.resume_writing()
+    await asyncio.sleep(0)
+    assert transport.events[-1] == "resume"  # and reading goes on
 
 
 async def test_a_half_closed_client_gets_every_answer_of_a_long_read_then_the_close() -> None:
@@ -391,7 +376,7 @@ async def test_an_idle_client_that_reads_nothing_is_aborted_not_waited_for() -> 
     conn._check()
     conn._check()  # a whole period without a request answered or a reply read
     assert transport.events[-1] == "abort"  # a close would wait for the replies to drain
-    assert not conn.unparsed and not conn.out
+    assert not conn.unparsed
 
 
 async def test_a_client_reading_what_the_kernel_holds_for_it_is_not_idle() -> None:
