@@ -22,7 +22,7 @@ import stat
 import struct
 import sys
 
-from vaultd.errors import ConfigError
+from vaultd.errors import ConfigError, reason_of
 from vaultd.untrusted import NestedTooDeeply, json_value
 
 # typing and pathlib cost milliseconds to import and are needed only by the type checker:
@@ -325,7 +325,11 @@ class ControlClient:
             raise ControlError(502, {"error": "control_closed", "message": message}) from None
         except (OSError, ValueError) as exc:
             raise ControlError(
-                502, {"error": "control_failed", "message": f"talking to vaultd failed: {exc}"}
+                502,
+                {
+                    "error": "control_failed",
+                    "message": f"talking to vaultd failed: {reason_of(exc)}",
+                },
             ) from None
         bad = "something unexpected"
         data: object

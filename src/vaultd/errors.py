@@ -154,3 +154,22 @@ class SsoLoginRequired(LoginRequired):
     """The IAM Identity Center token is expired and cannot be refreshed: `aws sso login`."""
 
     code = "sso_login_required"
+
+
+def reason_of(exc: BaseException) -> str:
+    """Why a fetch failed, as the system words it, without Python's wrapping.
+
+    urllib wraps a socket's error in URLError, whose text is `<urlopen error [Errno -3]
+    Temporary failure in name resolution>`; a person needs only "Temporary failure in name
+    resolution". The wrapped error (`URLError.reason`) is unwrapped, and an OSError gives its
+    strerror ("Connection refused"); anything else gives its own text, or its type's name
+    when it has none (a bare TimeoutError). Never raises."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException):
+        exc = reason
+    elif isinstance(reason, str) and reason:
+        return reason
+    strerror = getattr(exc, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        return strerror
+    return str(exc) or type(exc).__name__

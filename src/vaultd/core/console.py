@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 
 from vaultd.core.credentials import Credentials, signin_session
-from vaultd.errors import StsError
+from vaultd.errors import StsError, reason_of
 from vaultd.untrusted import json_object
 
 HOSTS = {
@@ -60,7 +60,9 @@ def signin_token(federation_url: str, creds: Credentials, session_duration: int 
     except urllib.error.HTTPError as exc:
         raise StsError(f"the federation endpoint refused the session ({exc.code})") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise StsError(f"cannot reach the federation endpoint {federation_url}: {exc}") from None
+        raise StsError(
+            f"cannot reach the federation endpoint {federation_url}: {reason_of(exc)}"
+        ) from None
     answer = json_object(raw)
     token = answer.get("SigninToken") if answer is not None else None
     if not isinstance(token, str) or not token:

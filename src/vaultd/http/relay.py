@@ -24,7 +24,7 @@ from vaultd.client import ControlClient, ControlError, DaemonNotRunning
 from vaultd.core import resolve
 from vaultd.core.broker import Broker
 from vaultd.core.credentials import Credentials, from_document
-from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError
+from vaultd.errors import ConfigError, NoProfile, StsError, VaultdError, reason_of
 from vaultd.http.imds import RELAY_PATH
 from vaultd.untrusted import json_object
 
@@ -62,7 +62,7 @@ def http_fetch(upstream: str, token: str) -> Fetch:
         except urllib.error.HTTPError as exc:
             raise StsError(f"the host's vaultd answered {exc.code} at {url}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise StsError(f"cannot reach the host's vaultd at {url}: {exc}") from None
+            raise StsError(f"cannot reach the host's vaultd at {url}: {reason_of(exc)}") from None
         answer = json_object(raw)
         if answer is None:
             raise StsError(f"the host's vaultd answered something not a JSON object at {url}")
