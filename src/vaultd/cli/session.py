@@ -138,7 +138,8 @@ def _watch_mfa(client: ControlClient, interval: float) -> int:
                 status = checked(client.status(), STATUS, "status document")
             except (DaemonNotRunning, ControlError, MalformedDocument) as exc:
                 if str(exc) != trouble:  # a restart or a bad answer: look again, say it once
-                    print(f"vaultd: {printable(exc, None, ascii=False)}", file=sys.stderr)
+                    said = printable(exc, None, ascii=False)
+                    print(f"vaultd: {said} (still watching: Ctrl-C stops)", file=sys.stderr)
                 trouble = str(exc)
                 time.sleep(interval)
                 continue
