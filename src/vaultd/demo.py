@@ -67,15 +67,12 @@ SHELL_VARIABLES = (
     "XDG_DATA_HOME",
     "VAULTD_CONTROL_SOCKET",
 )
-# Variables in the user's shell that SDKs would prefer over IMDS (or a missing profile).
-SHELL_UNSET = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+# The pasted shell's own AWS_ variables would decide before IMDS does (keys, a profile, a web
+# identity token, AWS_EC2_METADATA_DISABLED, an AWS_ENDPOINT_URL_STS of its own): drop every
+# one, as the demo's own check (`client_env`) does, before the demo's are exported. A loop,
+# not `unset $(...)`: zsh's `unset` with nothing to unset is an error.
+UNSET_AWS = (
+    "for name in $(env | sed -n 's/^\\(AWS_[A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$name\"; done"
 )
 
 
@@ -350,8 +347,8 @@ class Sandbox:
         bin_dir = scripts_dir()
         if bin_dir is not None:
             lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+        lines.append(UNSET_AWS)
         lines += [f"export {k}={shlex.quote(v)}" for k, v in self.shell_exports().items()]
-        lines.append("unset " + " ".join(SHELL_UNSET))
         lines += ["vaultd status", "vaultd list"]
         if shutil.which("aws", path=str(bin_dir) if bin_dir else None) is None:
             lines.append("# no AWS CLI here: pip install awscli (or use any SDK) for the next line")

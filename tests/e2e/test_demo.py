@@ -138,6 +138,27 @@ def test_the_paste_block_works_verbatim_in_a_new_shell(demo: RunningDemo, tmp_pa
     assert "arn:aws:sts::222233334444:assumed-role/DeveloperRole/" in done.stdout, done.stdout
 
 
+# What a developer's own shell may hold, each of which decides before IMDS does (the SDKs'
+# credential chain) or sends STS calls elsewhere.
+SHELL_OWN_AWS = {
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9/",
+    "AWS_PROFILE": "work",
+    "AWS_ACCESS_KEY_ID": "AKIAREALLOOKINGKEY01",
+    "AWS_SECRET_ACCESS_KEY": "not-the-demo",
+    "AWS_WEB_IDENTITY_TOKEN_FILE": "/nonexistent/token",
+    "AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/Elsewhere",
+}
+
+
+def test_the_paste_block_works_in_a_shell_with_aws_variables_of_its_own(
+    demo: RunningDemo, tmp_path: Path
+) -> None:
+    done = run_in_bash(demo.paste_block(), {**fresh_shell(tmp_path / "home"), **SHELL_OWN_AWS})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "arn:aws:sts::222233334444:assumed-role/DeveloperRole/" in done.stdout, done.stdout
+
+
 def test_plain_status_says_where_it_looked_and_how_to_look_elsewhere(
     demo: RunningDemo, tmp_path: Path
 ) -> None:
