@@ -541,3 +541,16 @@ def test_exit_3_says_how_the_command_itself_takes_a_code(
     assert done.returncode == 3, done.stderr
     again = "then run this command again; or give it the code: --mfa CODE, or --mfa -"
     assert (again in done.stderr) == (words[0] != "switch"), done.stderr
+
+
+def test_refreshing_a_profile_that_is_not_active_names_it_before_what_is_served() -> None:
+    # `vaultd refresh identity` with master active printed only "Serving master ...".
+    answers = {("POST", "/v1/refresh"): (200, SERVING_STATUS)}
+    with FakeControl(settings.load().control_socket, answers):
+        other = run_vaultd("refresh", "identity")
+        active = run_vaultd("refresh", "master")
+        plain = run_vaultd("refresh")
+    serving = "Serving master (arn:aws:iam::222233334444:role/DeveloperRole) until "
+    assert other.stdout.splitlines()[0] == "Refreshed identity.", other.stdout + other.stderr
+    assert other.stdout.splitlines()[1].startswith(serving)
+    assert active.stdout.startswith(serving) and plain.stdout.startswith(serving)

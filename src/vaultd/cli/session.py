@@ -178,7 +178,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     client = client_for(args)
     body = {"profile": args.profile} if args.profile else {}
     # A code it needs is asked for on a terminal, as for switch (refresh takes no --mfa).
-    print_serving(with_mfa(client, lambda _given: client.call("POST", "/v1/refresh", body)))
+    status = with_mfa(client, lambda _given: client.call("POST", "/v1/refresh", body))
+    if args.profile and args.profile != status.get("active"):
+        # The line below is about the active profile: say first that this one was renewed.
+        print(f"Refreshed {printable(args.profile, None, ascii=False)}.")
+    print_serving(status)
     return EXIT_OK
 
 
