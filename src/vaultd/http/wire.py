@@ -50,6 +50,9 @@ TEXT: Final = "text/plain"
 # A request body is never needed here (token PUTs carry none); what one holds is dropped,
 # and a connection whose body has not fully arrived with its headers is closed after the answer.
 READ_LIMIT: Final = 2**16
+# Replies answered in one read are written together up to this much (the transports' own
+# high-water mark, 64 KiB in asyncio and uvloop), then at once, so that flow control acts.
+WRITE_HIGH_WATER: Final = 2**16
 HTTP_11: Final = (1, 1)
 # A read longer than this is parsed this much at a time, so that a client pipelining faster
 # than it reads holds at most about a slice of parsed requests and replies (`_feed`).
@@ -355,9 +358,12 @@ class Connection(BaseProtocol):
         unparsed = self.unparsed
         try:
             messages, upgraded, _tail = parser.feed_data(data)
-            # A body cut by a slice boundary: parse on while the rest of it was read with it,
-            # so that it is whole, as it would have been had the read been parsed at once.
-            while messages and unparsed and not upgraded and not messages[-1][1].is_eof():
+            # A body cut by a slice boundary: parse one slice more when the rest of it was
+            # read with it, so that it is whole, as it would have been had the read been
+            # parsed at once. One only: a body still cut after it (longer than a slice, or
+            # crafted so that every slice ends in one) closes the connection once answered,
+            # where parsing on would answer the whole read past flow control.
+            if messages and unparsed and not upgraded and not messages[-1][1].is_eof():
                 extra, upgraded, _tail = parser.feed_data(self._next_slice())
                 messages = [*messages, *extra]
         except HttpProcessingError as exc:
@@ -437,21 +443,32 @@ class Connection(BaseProtocol):
         return self.task is not None or bool(self.queue)
 
     def _answer(self) -> None:
-        """Answer queued requests in order; a reply that must wait becomes the one task."""
+        """Answer queued requests in order; a reply that must wait becomes the one task.
+        The replies answered here (a read's pipelined requests) are written together, in
+        one call, before this returns."""
         queue, handler = self.queue, self.server.handler
+        out: list[bytes] = []
+        size = 0
         while queue and self.transport is not None:
             request = queue.popleft()
             self.seen += 1
             reply = handler(request)
             if not isinstance(reply, bytes):
+                self._send(*out)
                 self.waiting = reply
                 self.task = self._loop.create_task(self._wait(request, reply))
-                self.transport.pause_reading()  # until it is answered: see _read_if_free
+                if self.transport is not None:
+                    self.transport.pause_reading()  # until it is answered: see _read_if_free
                 return
-            self._send(reply)
+            out.append(reply)
+            size += len(reply)
+            if size > WRITE_HIGH_WATER:  # a client pipelining faster than it reads: write now,
+                self._send(*out)  # so that flow control (`pause_writing`) acts in this read
+                out, size = [], 0
             if request.close:
                 self.closing = True
                 self.queue.clear()
+        self._send(*out)
         if self.closing:
             self.close()
 
@@ -466,10 +483,17 @@ class Connection(BaseProtocol):
         self._answer()
         self._read_if_free()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, *replies: bytes) -> None:
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if not replies or transport is None or transport.is_closing():
+            return
+        if len(replies) == 1:
+            transport.write(replies[0])
+        else:
+            # Not joined: replies are mostly the same cached bytes, and uvloop keeps a
+            # reference to each buffered one where a join would copy them all, so a client
+            # that pipelines and never reads would cost real memory for every reply.
+            transport.writelines(replies)
 
     def _drop(self) -> None:
         """End the connection at once, with whatever it still holds unwritten or unparsed."""
@@ -505,12 +529,15 @@ class Connection(BaseProtocol):
         nothing at all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
-        # Only a paused connection can hold a reader the transport does not see draining;
-        # any other is closed gracefully, the kernel still delivering what it holds.
+        # Only a connection whose transport still holds replies (paused or not: below the
+        # high-water mark no pause comes, and no drain is seen) can hold a reader the
+        # transport does not see reading; any other is closed gracefully, the kernel still
+        # delivering what it holds.
         transport = self.transport
-        unsent = (
-            self.server.unsent(transport) if transport is not None and self.writing_paused else None
+        held = transport is not None and (
+            self.writing_paused or transport.get_write_buffer_size() > 0
         )
+        unsent = self.server.unsent(transport) if transport is not None and held else None
         reading = (
             unsent is not None
             and self.unsent_at_check is not None
@@ -518,7 +545,7 @@ class Connection(BaseProtocol):
         )
         self.unsent_at_check = unsent
         if not self.busy() and progress == self.progress_at_check and not reading:
-            if self.writing_paused:
+            if held:
                 # Its client reads nothing: a close would wait for ever for the replies to
                 # drain, holding the socket and the slot. Drop them instead.
                 self._drop()
