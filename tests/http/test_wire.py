@@ -540,3 +540,35 @@ async def test_bodies_cut_at_every_slice_do_not_get_a_long_read_answered_at_once
     # still cut after that ends the connection (before: 9,000 replies, the whole read).
     assert 0 < len(b"".join(ANSWERED)) < 2 * HIGH_WATER
     assert transport.closed
+
+
+async def test_a_client_reading_steadily_while_the_kernel_queue_stays_full_is_kept() -> None:
+    # The transport refills the kernel's queue as the client reads: that queue stays full,
+    # and only the transport's buffer shows the reading (the second breaker's 2 KB/s client
+    # was cut off at 47,104 of 49,640 bytes when only the kernel's queue was looked at).
+    server = Server(
+        _answer,
+        lambda _t: Peer(("127.0.0.1", 40000)),
+        Limits(request_deadline=10),
+        unsent=lambda _t: 4096,
+    )
+    conn, transport = _connection(server, buffered=30_000)
+    conn.data_received(_get("/x"))
+    conn._check()
+    transport.buffered -= 20_000  # read down in this period, the kernel's queue refilled
+    conn._check()
+    assert not transport.closed
+    conn._check()  # a period with nothing read
+    assert transport.events[-1] == "abort"
+
+
+@pytest.mark.parametrize(("puts", "body"), [(5, 3000), (20, 1000), (1, 9000)])
+async def test_pipelined_requests_with_bodies_longer_than_a_slice_are_all_answered(
+    puts: int, body: int
+) -> None:
+    put = _get("/put", f"Content-Length: {body}").replace(b"GET", b"PUT", 1) + b"b" * body
+    conn, transport = _connection()
+    conn.data_received(put * puts + _get("/last"))
+    await asyncio.sleep(0)
+    assert len(_paths(transport.sent)) == puts + 1
+    assert not transport.closed and b"Connection: close" not in transport.sent

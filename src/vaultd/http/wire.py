@@ -57,6 +57,9 @@ HTTP_11: Final = (1, 1)
 # A read longer than this is parsed this much at a time, so that a client pipelining faster
 # than it reads holds at most about a slice of parsed requests and replies (`_feed`).
 FEED: Final = 4096
+# At most this many requests are parsed at once (about the most one slice can hold: the
+# shortest request, `GET / HTTP/1.0` and its blank line, is 18 bytes).
+PARSED_AT_ONCE: Final = FEED // 16
 
 
 # The connection pools, each with its own cap (`Limits`): the owner's clients on this
@@ -274,7 +277,7 @@ class Connection(BaseProtocol):
         self.seen = 0  # requests answered
         self.drained = 0  # times the client read its replies down after writing paused
         self.progress_at_check = 0  # seen + drained at the last check: one deadline, not two
-        self.unsent_at_check: int | None = None  # what the kernel held for the client then
+        self.pending_at_check: int | None = None  # replies held for the client then (bytes)
         self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks -----------------------------------------------------------------
@@ -358,12 +361,18 @@ class Connection(BaseProtocol):
         unparsed = self.unparsed
         try:
             messages, upgraded, _tail = parser.feed_data(data)
-            # A body cut by a slice boundary: parse one slice more when the rest of it was
-            # read with it, so that it is whole, as it would have been had the read been
-            # parsed at once. One only: a body still cut after it (longer than a slice, or
-            # crafted so that every slice ends in one) closes the connection once answered,
-            # where parsing on would answer the whole read past flow control.
-            if messages and unparsed and not upgraded and not messages[-1][1].is_eof():
+            # A body cut by a slice boundary: parse on while the rest of it was read with it,
+            # so that it is whole, as it would have been had the read been parsed at once;
+            # but not past PARSED_AT_ONCE requests, which only input crafted so that every
+            # slice ends inside a body reaches (parsing on would answer the whole read past
+            # flow control). A body still cut then closes the connection once answered.
+            while (
+                messages
+                and unparsed
+                and not upgraded
+                and not messages[-1][1].is_eof()
+                and len(messages) < PARSED_AT_ONCE
+            ):
                 extra, upgraded, _tail = parser.feed_data(self._next_slice())
                 messages = [*messages, *extra]
         except HttpProcessingError as exc:
@@ -525,27 +534,30 @@ class Connection(BaseProtocol):
     def _check(self) -> None:
         """Close a connection that made no progress since the last check: no request
         answered, and no replies read by a client that reads slowly (its transport drained,
-        or the kernel holds less for it than at the last check). One whose client reads
-        nothing at all is aborted, its unwritten replies dropped."""
+        or less is held for it than at the last check). One whose client reads nothing at
+        all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
         # Only a connection whose transport still holds replies (paused or not: below the
         # high-water mark no pause comes, and no drain is seen) can hold a reader the
         # transport does not see reading; any other is closed gracefully, the kernel still
-        # delivering what it holds.
+        # delivering what it holds. What is held counts the transport's buffer and the
+        # kernel's queue together: the transport refills the kernel's queue as the client
+        # reads, so the queue alone stays full for a client that reads steadily.
         transport = self.transport
-        held = transport is not None and (
-            self.writing_paused or transport.get_write_buffer_size() > 0
-        )
-        unsent = self.server.unsent(transport) if transport is not None and held else None
+        pending: int | None = None
+        if transport is not None:
+            buffered = transport.get_write_buffer_size()
+            if self.writing_paused or buffered > 0:
+                pending = buffered + (self.server.unsent(transport) or 0)
         reading = (
-            unsent is not None
-            and self.unsent_at_check is not None
-            and unsent < self.unsent_at_check
+            pending is not None
+            and self.pending_at_check is not None
+            and pending < self.pending_at_check
         )
-        self.unsent_at_check = unsent
+        self.pending_at_check = pending
         if not self.busy() and progress == self.progress_at_check and not reading:
-            if held:
+            if pending is not None:
                 # Its client reads nothing: a close would wait for ever for the replies to
                 # drain, holding the socket and the slot. Drop them instead.
                 self._drop()
