@@ -91,9 +91,15 @@ def _answer(request: Request) -> bytes:
     return reply
 
 
-def _server(handler: Callable[[Request], Any] = _answer) -> Server:
+def _server(
+    handler: Callable[[Request], Any] = _answer,
+    unsent: Callable[[Any], int | None] = lambda _t: None,
+) -> Server:
+    """A server whose peers are all the owner's; `unsent` stands for the kernel's queue."""
     ANSWERED.clear()
-    return Server(handler, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10))
+    return Server(
+        handler, lambda _t: Peer(("127.0.0.1", 40000)), Limits(request_deadline=10), unsent=unsent
+    )
 
 
 def _connection(server: Server | None = None, buffered: int = 0) -> tuple[Connection, Transport]:
@@ -384,12 +390,7 @@ async def test_a_client_reading_what_the_kernel_holds_for_it_is_not_idle() -> No
     # Megabytes queued in the kernel for a slow reader: the transport does not drain within
     # a deadline, but the kernel's queue for the client shrinks as it reads.
     queued = [3_000_000]
-    server = Server(
-        _answer,
-        lambda _t: Peer(("127.0.0.1", 40000)),
-        Limits(request_deadline=10),
-        unsent=lambda _t: queued[0],
-    )
+    server = _server(unsent=lambda _t: queued[0])
     conn, transport = _connection(server, buffered=2**17)
     conn.data_received(b"".join(_get(f"/{n}") for n in range(3000)))
     await asyncio.sleep(0)
@@ -501,12 +502,7 @@ async def test_an_idle_client_with_unread_replies_below_the_high_water_mark_is_d
 
 async def test_an_idle_client_reading_down_unread_replies_below_the_mark_is_kept() -> None:
     queued = [200_000]
-    server = Server(
-        _answer,
-        lambda _t: Peer(("127.0.0.1", 40000)),
-        Limits(request_deadline=10),
-        unsent=lambda _t: queued[0],
-    )
+    server = _server(unsent=lambda _t: queued[0])
     conn, transport = _connection(server, buffered=30_000)
     conn.data_received(_get("/x"))
     conn._check()
@@ -546,12 +542,7 @@ async def test_a_client_reading_steadily_while_the_kernel_queue_stays_full_is_ke
     # The transport refills the kernel's queue as the client reads: that queue stays full,
     # and only the transport's buffer shows the reading (the second breaker's 2 KB/s client
     # was cut off at 47,104 of 49,640 bytes when only the kernel's queue was looked at).
-    server = Server(
-        _answer,
-        lambda _t: Peer(("127.0.0.1", 40000)),
-        Limits(request_deadline=10),
-        unsent=lambda _t: 4096,
-    )
+    server = _server(unsent=lambda _t: 4096)
     conn, transport = _connection(server, buffered=30_000)
     conn.data_received(_get("/x"))
     conn._check()
