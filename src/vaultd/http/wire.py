@@ -36,7 +36,7 @@ import email.utils
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final, Literal
@@ -286,7 +286,7 @@ class Connection(BaseProtocol):
         server = self.server
         self.peer = peer = server.admit(transport)
         if not server.take(peer.pool):
-            self._send(OVER_CAP)
+            self._send((OVER_CAP,))
             self.close()
             return
         self.counted = peer.pool
@@ -463,27 +463,26 @@ class Connection(BaseProtocol):
             self.seen += 1
             reply = handler(request)
             if not isinstance(reply, bytes):
-                self._send(*out)
+                self._send(out)
                 self.waiting = reply
                 self.task = self._loop.create_task(self._wait(request, reply))
-                if self.transport is not None:
-                    self.transport.pause_reading()  # until it is answered: see _read_if_free
+                self.transport.pause_reading()  # until it is answered: see _read_if_free
                 return
             out.append(reply)
             size += len(reply)
             if size > WRITE_HIGH_WATER:  # a client pipelining faster than it reads: write now,
-                self._send(*out)  # so that flow control (`pause_writing`) acts in this read
+                self._send(out)  # so that flow control (`pause_writing`) acts in this read
                 out, size = [], 0
             if request.close:
                 self.closing = True
                 self.queue.clear()
-        self._send(*out)
+        self._send(out)
         if self.closing:
             self.close()
 
     async def _wait(self, request: Request, reply: Awaitable[Reply]) -> None:
         try:
-            self._send(await reply)
+            self._send((await reply,))
         finally:
             self.task = self.waiting = None
         if request.close:
@@ -492,7 +491,8 @@ class Connection(BaseProtocol):
         self._answer()
         self._read_if_free()
 
-    def _send(self, *replies: bytes) -> None:
+    def _send(self, replies: Sequence[bytes]) -> None:
+        """Write `replies` in order, in one call (nothing once the transport is closing)."""
         transport = self.transport
         if not replies or transport is None or transport.is_closing():
             return
@@ -517,7 +517,7 @@ class Connection(BaseProtocol):
         self.queue.clear()
         self.closing = True
         if self.task is None:
-            self._send(BAD_REQUEST)
+            self._send((BAD_REQUEST,))
             self.close()
 
     def close(self) -> None:
