@@ -115,6 +115,11 @@ def _get(path: str, *headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def _put_head(path: str, framing: str) -> bytes:
+    """A PUT's head, its body (framed by `framing`) to follow."""
+    return _get(path, framing).replace(b"GET", b"PUT", 1)
+
+
 def _paths(sent: bytes) -> list[bytes]:
     return [line for line in sent.split(b"\r\n") if line.startswith(b"X-Path")]
 
@@ -342,7 +347,7 @@ async def test_a_body_cut_by_a_slice_boundary_is_whole_and_the_connection_lives(
 ) -> None:
     framing = "Transfer-Encoding: chunked" if chunked else "Content-Length: 10"
     body = b"a\r\n0123456789\r\n0\r\n\r\n" if chunked else b"0123456789"
-    put = _get("/put", framing).replace(b"GET", b"PUT", 1)
+    put = _put_head("/put", framing)
     for cut in range(1, len(body)):  # the boundary falls inside the body, at each place
         conn, transport = _connection()
         pad = FEED - len(put) - cut - len(_get("/"))
@@ -515,7 +520,7 @@ def _bodies_cut_at_every_slice(size: int = 2**18) -> bytes:
     """`size` bytes of GETs in which every FEED slice ends inside a small PUT's body (the
     breaker's input: the cut-body rule must not parse the whole read past flow control)."""
     carried = 10  # body bytes that fall into the next slice
-    put = _get("/put", "Content-Length: 20").replace(b"GET", b"PUT", 1)
+    put = _put_head("/put", "Content-Length: 20")
     get = _get("/a")
     out = bytearray()
     while len(out) + FEED <= size:
@@ -557,7 +562,7 @@ async def test_a_client_reading_steadily_while_the_kernel_queue_stays_full_is_ke
 async def test_pipelined_requests_with_bodies_longer_than_a_slice_are_all_answered(
     puts: int, body: int
 ) -> None:
-    put = _get("/put", f"Content-Length: {body}").replace(b"GET", b"PUT", 1) + b"b" * body
+    put = _put_head("/put", f"Content-Length: {body}") + b"b" * body
     conn, transport = _connection()
     conn.data_received(put * puts + _get("/last"))
     await asyncio.sleep(0)
