@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.e2e.harness import drive_tty
 
 
-def test_the_watch_says_once_that_it_waits_for_a_daemon(tmp_path: Path) -> None:
+def test_the_watch_says_that_it_waits_for_a_daemon(tmp_path: Path) -> None:
     socket_path = tmp_path / "no-daemon.sock"
     args = ["mfa", "--watch", "--interval", "0.1", "--control-socket", str(socket_path)]
     code, shown = drive_tty(args, [], b"MFA code for", interrupt_after=b"Ctrl-C stops)", timeout=10)

@@ -538,18 +538,19 @@ class Connection(BaseProtocol):
         all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
-        # Only a connection whose transport still holds replies (paused or not: below the
-        # high-water mark no pause comes, and no drain is seen) can hold a reader the
-        # transport does not see reading; any other is closed gracefully, the kernel still
-        # delivering what it holds. What is held counts the transport's buffer and the
-        # kernel's queue together: the transport refills the kernel's queue as the client
-        # reads, so the queue alone stays full for a client that reads steadily.
+        # Only a connection whose transport still holds replies (a paused one always does;
+        # below the high-water mark no pause comes, and no drain is seen) can hold a reader
+        # the transport does not see reading; any other is closed gracefully, the kernel
+        # still delivering what it holds. What is held counts the transport's buffer and
+        # the kernel's queue together: the transport refills the kernel's queue as the
+        # client reads, so the queue alone stays full for a client that reads steadily.
         transport = self.transport
-        pending: int | None = None
-        if transport is not None:
-            buffered = transport.get_write_buffer_size()
-            if self.writing_paused or buffered > 0:
-                pending = buffered + (self.server.unsent(transport) or 0)
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        pending = (
+            buffered + (self.server.unsent(transport) or 0)
+            if transport is not None and buffered > 0
+            else None
+        )
         reading = (
             pending is not None
             and self.pending_at_check is not None
