@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import FakeClock, FakeProvider, RecordingAnnouncer, make_plan, settle
 from vaultd.core import schedule
-from vaultd.core.broker import Broker
+from vaultd.core.broker import LEFT_REQUEST_STANDS, Broker
 from vaultd.core.credentials import Credentials
 from vaultd.core.resolve import Plan
 from vaultd.errors import (
@@ -447,6 +447,70 @@ async def test_answering_another_profiles_request_gives_the_active_its_request_b
         await settle(broker)
         assert len(provider.calls) == calls
         await broker.submit_mfa("654321", broker.mfa.serial)
+        assert broker.current() is not None
+
+
+async def test_a_left_exec_request_gives_way_to_the_active_profiles_early_request(
+    clock: FakeClock,
+) -> None:
+    # An exec whose code nobody typed leaves its request open (its exit says: `vaultd mfa
+    # CODE`, then run it again). Before, that request kept the one place until answered:
+    # master was never asked early, and its session ran out with SDKs refused.
+    announcer = RecordingAnnouncer()
+    provider = DeviceEach(clock)
+    provider.waiting = {"other"}
+    provider.session_ends = clock() + 2 * 3600
+    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
+    await broker.switch("master")
+    ask_at = schedule.mfa_request_due(clock() + 2 * 3600)
+
+    async def run_until(when: float) -> None:  # the daemon's loop, a minute at a time
+        while clock.now < when:
+            clock.now = min(when, clock.now + 60)
+            broker.maintain()
+            await settle(broker)
+
+    await run_until(ask_at - 60)  # the exec asks a minute before master's early request
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    await run_until(ask_at - 60 + LEFT_REQUEST_STANDS - 1)
+    # Still other's: a person at the exec's prompt may be typing its code.
+    assert broker.mfa is not None and broker.mfa.profile == "other"
+    await run_until(ask_at - 60 + LEFT_REQUEST_STANDS)
+    assert broker.mfa is not None and (broker.mfa.profile, broker.mfa.early) == ("master", True)
+    assert announcer.requests[-1] == ("master", True)
+    assert broker.current() is not None  # master still served while asked
+    await broker.submit_mfa("123456", broker.mfa.serial)
+    creds = broker.current()
+    assert creds is not None and creds.source_expiration == clock() + 12 * 3600
+
+
+@pytest.mark.parametrize("other_in_use", [False, True], ids=["exec-ended", "exec-running"])
+async def test_a_left_exec_request_gives_way_to_the_active_profile_waiting_for_a_code(
+    clock: FakeClock, other_in_use: bool
+) -> None:
+    # master waits for its code; an exec on other takes the one request. While the exec's
+    # child holds other's credentials, the request stays other's; once nobody uses other,
+    # it stands LEFT_REQUEST_STANDS seconds, then master is asked again.
+    provider = DeviceEach(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    if other_in_use:
+        broker.hold("other")
+    clock.advance(LEFT_REQUEST_STANDS - 1)
+    broker.maintain()
+    await settle(broker)
+    assert broker.mfa is not None and broker.mfa.profile == "other"
+    clock.advance(1)
+    broker.maintain()
+    await settle(broker)
+    assert broker.mfa is not None
+    assert broker.mfa.profile == ("other" if other_in_use else "master")
+    if not other_in_use:
+        await broker.submit_mfa("123456", broker.mfa.serial)
         assert broker.current() is not None
 
 

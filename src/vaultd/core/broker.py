@@ -51,6 +51,12 @@ MAX_IDLE = 30.0
 # again: a look costs a few stat() calls until the AWS CLI's cache changes, and the person
 # expects to be served within seconds of signing in, without telling vaultd.
 SIGNIN_POLL = 3.0
+# An MFA request for a profile no longer in use (an exec that has ended, whose request stands
+# so that `vaultd mfa CODE` and then the exec again work) keeps its place this long, then
+# gives way to a profile in use that needs a code: time enough for a person at the exec's
+# prompt, or doing what its exit said, to answer it; and well inside the 15 minutes the
+# early request leaves before an MFA session ends (`schedule.MFA_EARLY`).
+LEFT_REQUEST_STANDS = 5 * 60.0
 
 Blocking = Callable[..., Awaitable[Any]]
 # Refresh failures that come before any STS call with the code: the config could not be
@@ -314,6 +320,7 @@ class Broker:
         """Start every refresh that is due; return how long until the next one could be."""
         now = self.clock()
         wake_in = MAX_IDLE
+        self._give_way(now)
         if self.mfa is None:
             self._ask_again()
         for slot in self.in_use():
@@ -322,13 +329,38 @@ class Broker:
             if nxt is not None:
                 wake_in = min(wake_in, max(0.0, nxt - now))
             ask_at = self._early_mfa_due(slot)
-            if ask_at is not None:
+            if ask_at is not None and self.mfa is None:
                 if now >= ask_at:
                     serial = slot.plan.mfa_serial if slot.plan else None
                     self._open_mfa(slot.profile, serial or "", early=True)
                 else:
                     wake_in = min(wake_in, ask_at - now)
         return max(0.05, wake_in)
+
+    def _give_way(self, now: float) -> None:
+        """Close the MFA request of a profile no longer in use once it has stood
+        LEFT_REQUEST_STANDS seconds (`now`: epoch seconds) and a profile in use needs a code:
+        one whose refresh waits for a code, or whose early request is due. Before, such a
+        request kept the one place until answered: the active profile was not asked before
+        its session ended, and SDKs were refused from then until a person looked. The
+        request that takes its place is opened by the usual rules (`_ask_again`, the early
+        request); the exec asks again when it is run again."""
+        request = self.mfa
+        if request is None or now - request.opened < LEFT_REQUEST_STANDS:
+            return
+        in_use = self.in_use()
+        if request.profile in self._switching or any(s.profile == request.profile for s in in_use):
+            return
+        for slot in in_use:
+            ask_at = self._early_mfa_due(slot)
+            if isinstance(slot.error, MfaRequired) or (ask_at is not None and now >= ask_at):
+                log.warning(
+                    "the MFA request for %s, no longer in use, gives way to %s",
+                    request.profile,
+                    slot.profile,
+                )
+                self.asks.close_mfa(self.active)
+                return
 
     def _ask_again(self) -> None:
         """A profile in use that waits for a code gets its request back once none is open.
@@ -355,12 +387,15 @@ class Broker:
         )
 
     def _early_mfa_due(self, slot: Slot) -> float | None:
-        """When to ask for a code so the MFA session is renewed before it runs out."""
+        """When to ask for a code so the MFA session is renewed before it runs out (epoch
+        seconds), whatever request is open now; None when nobody need be asked."""
         creds, plan = slot.creds, slot.plan
         if creds is None or creds.source_expiration is None or plan is None:
             return None
-        if self.mfa is not None or plan.mfa_serial is None or self.provider.has_auto_code(plan):
-            return None  # already asked, no MFA, or a code source renews it without anyone
+        if self.asks.waiting_for(slot.profile):
+            return None  # already asked
+        if plan.mfa_serial is None or self.provider.has_auto_code(plan):
+            return None  # no MFA, or a code source renews it without anyone
         return schedule.mfa_request_due(creds.source_expiration)
 
     def _open_mfa(self, profile: str, serial: str, *, early: bool) -> None:
