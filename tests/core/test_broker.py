@@ -466,9 +466,7 @@ async def test_a_left_exec_request_gives_way_to_the_active_profiles_early_reques
 
     async def run_until(when: float) -> None:  # the daemon's loop, a minute at a time
         while clock.now < when:
-            clock.now = min(when, clock.now + 60)
-            broker.maintain()
-            await settle(broker)
+            await tick(broker, clock, min(60, when - clock.now))
 
     await run_until(ask_at - 60)  # the exec asks a minute before master's early request
     with pytest.raises(MfaRequired):
@@ -485,33 +483,93 @@ async def test_a_left_exec_request_gives_way_to_the_active_profiles_early_reques
     assert creds is not None and creds.source_expiration == clock() + 12 * 3600
 
 
+async def tick(broker: Broker, clock: FakeClock, seconds: float) -> None:
+    """`seconds` of the daemon's time, then one maintenance pass and what it started."""
+    clock.advance(seconds)
+    broker.maintain()
+    await settle(broker)
+
+
 @pytest.mark.parametrize("other_in_use", [False, True], ids=["exec-ended", "exec-running"])
 async def test_a_left_exec_request_gives_way_to_the_active_profile_waiting_for_a_code(
     clock: FakeClock, other_in_use: bool
 ) -> None:
     # master waits for its code; an exec on other takes the one request. While the exec's
     # child holds other's credentials, the request stays other's; once nobody uses other,
-    # it stands LEFT_REQUEST_STANDS seconds, then master is asked again.
+    # it stands LEFT_REQUEST_STANDS seconds, then is handed to master: opened for master's
+    # device, with no refresh tried (nothing changed for master: a retry would only run a
+    # refused automatic code again).
+    announcer = RecordingAnnouncer()
     provider = DeviceEach(clock)
-    broker = Broker(provider, clock, rand=lambda: 0.5)
+    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
     with pytest.raises(MfaRequired):
         await broker.switch("master")
     with pytest.raises(MfaRequired):
         await broker.ensure("other")
     if other_in_use:
         broker.hold("other")
-    clock.advance(LEFT_REQUEST_STANDS - 1)
-    broker.maintain()
-    await settle(broker)
+    calls = len(provider.calls)
+    await tick(broker, clock, LEFT_REQUEST_STANDS - 1)
     assert broker.mfa is not None and broker.mfa.profile == "other"
-    clock.advance(1)
-    broker.maintain()
-    await settle(broker)
+    await tick(broker, clock, 1)
     assert broker.mfa is not None
     assert broker.mfa.profile == ("other" if other_in_use else "master")
+    assert len(provider.calls) == calls
     if not other_in_use:
+        assert broker.mfa.serial.endswith("mfa/master")
+        assert announcer.requests[-1] == ("master", False)
         await broker.submit_mfa("123456", broker.mfa.serial)
         assert broker.current() is not None
+
+
+@pytest.mark.parametrize("use", ["exec-again", "code-typed", "exec-child-ends"])
+async def test_a_left_request_stands_from_when_its_profile_was_last_used(
+    clock: FakeClock, use: str
+) -> None:
+    # Before: the 5 minutes ran from when the request opened, so a person at a second
+    # exec's prompt, retyping a mistyped code, or whose exec child had just ended lost it.
+    provider = DeviceEach(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    if use == "exec-child-ends":  # its session ends while an exec child holds other
+        provider.waiting.discard("other")
+        await broker.ensure("other")
+        broker.hold("other")
+        provider.waiting.add("other")
+        with pytest.raises(MfaRequired):
+            await broker.refresh("other")
+    else:
+        with pytest.raises(MfaRequired):
+            await broker.ensure("other")
+    await tick(broker, clock, LEFT_REQUEST_STANDS - 10)
+    if use == "exec-again":
+        with pytest.raises(MfaRequired):
+            await broker.ensure("other")
+    elif use == "code-typed":
+        with pytest.raises(BadMfaCode):  # not sent; and with it the person is there
+            await broker.submit_mfa("12345", broker.mfa.serial if broker.mfa else None)
+    else:
+        broker.release("other")
+    await tick(broker, clock, 10)
+    assert broker.mfa is not None and broker.mfa.profile == "other"
+    await tick(broker, clock, LEFT_REQUEST_STANDS - 10)
+    assert broker.mfa is not None and broker.mfa.profile == "master"
+
+
+async def test_a_polled_profile_keeps_its_request_rather_than_flipping(clock: FakeClock) -> None:
+    # `credential_process = vaultd export --format json other`, polled once a minute by a
+    # tool with no terminal. With the 5 minutes counted from when the request opened, the
+    # request went to master and back at every poll: 13 announcements in 30 minutes.
+    announcer = RecordingAnnouncer()
+    broker = Broker(DeviceEach(clock), clock, rand=lambda: 0.5, announcer=announcer)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    for _ in range(30):
+        with pytest.raises(MfaRequired):
+            await broker.ensure("other")
+        await tick(broker, clock, 60)
+    assert announcer.requests == [("master", False), ("other", False)]
 
 
 class AutoCodeRefused(FakeProvider):

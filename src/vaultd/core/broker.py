@@ -52,10 +52,11 @@ MAX_IDLE = 30.0
 # expects to be served within seconds of signing in, without telling vaultd.
 SIGNIN_POLL = 3.0
 # An MFA request for a profile no longer in use (an exec that has ended, whose request stands
-# so that `vaultd mfa CODE` and then the exec again work) keeps its place this long, then
-# gives way to a profile in use that needs a code: time enough for a person at the exec's
-# prompt, or doing what its exit said, to answer it; and well inside the 15 minutes the
-# early request leaves before an MFA session ends (`schedule.MFA_EARLY`).
+# so that `vaultd mfa CODE` and then the exec again work) keeps its place this long after the
+# profile was last used, then gives way to a profile in use that needs a code: time enough
+# for a person at the exec's prompt, or doing what its exit said, to answer it; and well
+# inside the 15 minutes the early request leaves before an MFA session ends
+# (`schedule.MFA_EARLY`).
 LEFT_REQUEST_STANDS = 5 * 60.0
 
 Blocking = Callable[..., Awaitable[Any]]
@@ -164,6 +165,7 @@ class Broker:
             self.asks.check_shape(mfa_code)
         slot = self._slot(profile)
         slot.plan = plan
+        slot.touched = self.clock()
         return slot, plan
 
     async def _given(self, slot: Slot, mfa_code: str | None) -> Credentials:
@@ -215,6 +217,7 @@ class Broker:
         slot = self.slots.get(profile)
         if slot is not None and slot.holders > 0:
             slot.holders -= 1
+            slot.touched = self.clock()
 
     def activate(self, profile: str, plan: Plan) -> None:
         """Start serving `profile` in the background (daemon start-up): errors go to status.
@@ -244,8 +247,9 @@ class Broker:
                 f"{request.serial or 'its MFA device'}, and the code was for {serial}; it "
                 "was not sent (`vaultd mfa` asks for the new one)"
             )
-        self.asks.check_code(request.serial, code)
         slot = self._slot(request.profile)
+        slot.touched = self.clock()  # a person is there, even with a code mistyped
+        self.asks.check_code(request.serial, code)
         await self._refresh_now(slot, code)
         # The active profile, if it waits for a code behind this request (an exec's), is
         # tried now, and the answer waits for it, so that it says what is true: served, if
@@ -268,6 +272,7 @@ class Broker:
             return slot  # a backoff retry landed while this request was on its way
         # A person asked for it: a code it needs is asked for, as for an exec.
         slot.requested = True
+        slot.touched = self.clock()
         await self._refresh_now(slot, None)
         return slot
 
@@ -338,29 +343,43 @@ class Broker:
         return max(0.05, wake_in)
 
     def _give_way(self, now: float) -> None:
-        """Close the MFA request of a profile no longer in use once it has stood
-        LEFT_REQUEST_STANDS seconds (`now`: epoch seconds) and a profile in use needs a code:
-        one whose refresh waits for a code, or whose early request is due. Before, such a
-        request kept the one place until answered: the active profile was not asked before
-        its session ended, and SDKs were refused from then until a person looked. The
-        request that takes its place is opened by the usual rules (`_ask_again`, the early
-        request); the exec asks again when it is run again."""
+        """Hand the MFA request of a profile no longer in use to a profile in use that needs
+        a code (its refresh waits for one, or its early request is due), once nobody has
+        touched the first for LEFT_REQUEST_STANDS seconds (`now`: epoch seconds; see
+        `Slot.touched`). Before, such a request kept the one place until answered: the
+        active profile was not asked before its session ended, and SDKs were refused from
+        then until a person looked.
+
+        The request is handed over, not closed to be worked out again: nothing changed for
+        the profile in use, so nothing is retried (a retry would run a refused automatic
+        code again, towards STS's device lock). A profile left and used again (a polling
+        `credential_process`) keeps its request, so the one request never flips between two."""
         request = self.mfa
-        if request is None or now - request.opened < LEFT_REQUEST_STANDS:
+        if request is None:
             return
+        left = self.slots.get(request.profile)
+        touched = left.touched if left is not None and left.touched is not None else 0.0
+        if now - max(request.opened, touched) < LEFT_REQUEST_STANDS:
+            return  # a person may be at its prompt, or doing what its exit said
         in_use = self.in_use()
-        if request.profile in self._switching or any(s.profile == request.profile for s in in_use):
+        if any(s.profile == request.profile for s in in_use):
             return
         for slot in in_use:
             ask_at = self._early_mfa_due(slot)
-            if isinstance(slot.error, MfaRequired) or (ask_at is not None and now >= ask_at):
-                log.warning(
-                    "the MFA request for %s, no longer in use, gives way to %s",
-                    request.profile,
-                    slot.profile,
-                )
-                self.asks.close_mfa(self.active)
-                return
+            waits = slot.error if isinstance(slot.error, MfaRequired) else None
+            if waits is None and (ask_at is None or now < ask_at):
+                continue
+            log.warning(
+                "the MFA request for %s, no longer in use, gives way to %s",
+                request.profile,
+                slot.profile,
+            )
+            if waits is not None:
+                self._open_mfa(slot.profile, waits.serial, early=False)
+            else:
+                serial = slot.plan.mfa_serial if slot.plan else None
+                self._open_mfa(slot.profile, serial or "", early=True)
+            return
 
     def _ask_again(self) -> None:
         """A profile in use that waits for a code gets its request back once none is open.
