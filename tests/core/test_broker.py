@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -522,7 +523,7 @@ async def test_a_left_exec_request_gives_way_to_the_active_profile_waiting_for_a
         assert broker.current() is not None
 
 
-@pytest.mark.parametrize("use", ["exec-again", "code-typed", "exec-child-ends"])
+@pytest.mark.parametrize("use", ["exec-again", "refresh", "code-typed", "exec-child-ends"])
 async def test_a_left_request_stands_from_when_its_profile_was_last_used(
     clock: FakeClock, use: str
 ) -> None:
@@ -546,6 +547,9 @@ async def test_a_left_request_stands_from_when_its_profile_was_last_used(
     if use == "exec-again":
         with pytest.raises(MfaRequired):
             await broker.ensure("other")
+    elif use == "refresh":
+        with pytest.raises(MfaRequired):
+            await broker.refresh("other")
     elif use == "code-typed":
         with pytest.raises(BadMfaCode):  # not sent; and with it the person is there
             await broker.submit_mfa("12345", broker.mfa.serial if broker.mfa else None)
@@ -570,6 +574,101 @@ async def test_a_polled_profile_keeps_its_request_rather_than_flipping(clock: Fa
             await broker.ensure("other")
         await tick(broker, clock, 60)
     assert announcer.requests == [("master", False), ("other", False)]
+
+
+class AutoForMaster(DeviceEach):
+    """master's code comes from mfa_process, and STS refuses it while master waits."""
+
+    def has_auto_code(self, plan: Plan) -> bool:
+        return plan.target == "master"
+
+    def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+        if name == "master" and mfa_code is None and "master" in self.waiting:
+            self.calls.append((name, "auto"))
+            raise MfaRejected("STS rejected the MFA code")
+        return super().credentials(name, mfa_code)
+
+
+async def test_a_refused_code_with_another_profiles_request_open_names_its_own_device(
+    clock: FakeClock,
+) -> None:
+    # Before: master's refused automatic code took the device of the request open then
+    # (an exec's on other), and the request handed to master asked for other's device.
+    provider = AutoForMaster(clock)
+    provider.waiting = {"other"}
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    await broker.switch("master")
+    clock.advance(29 * 60)  # master's refresh is due in a minute
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    provider.waiting.add("master")
+    for _ in range(6):
+        await tick(broker, clock, 60)
+    error = broker.slots["master"].error
+    assert isinstance(error, MfaRequired) and error.serial.endswith("mfa/master")
+    assert broker.mfa is not None and broker.mfa.profile == "master"
+    assert broker.mfa.serial.endswith("mfa/master")
+    assert provider.calls.count(("master", "auto")) == 1  # never run again
+
+
+async def test_the_request_goes_to_the_active_profile_refused_before_an_early_one(
+    clock: FakeClock,
+) -> None:
+    # Before: profiles in use were taken in the order they were first used, so an exec
+    # child's early request (x, still served) went before master, whose SDKs were refused.
+    class EarlyX(DeviceEach):
+        def credentials(self, name: str, mfa_code: str | None = None) -> Credentials:
+            creds = super().credentials(name, mfa_code)
+            return replace(creds, source_expiration=clock() + 600) if name == "x" else creds
+
+    broker = Broker(EarlyX(clock), clock, rand=lambda: 0.5)
+    await broker.ensure("x")
+    broker.hold("x")  # an exec child on x: its session ends in 10 minutes
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    await tick(broker, clock, LEFT_REQUEST_STANDS)
+    assert broker.mfa is not None and (broker.mfa.profile, broker.mfa.early) == ("master", False)
+
+
+async def test_a_code_for_another_profile_serves_the_one_asked_when_the_session_is_shared(
+    clock: FakeClock,
+) -> None:
+    # One device for both: `vaultd exec --mfa CODE other` after other's request was handed
+    # to master makes the session master needs. Before, master kept asking for a code.
+    broker = Broker(FakeProvider(clock, needs_mfa=True), clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    await tick(broker, clock, LEFT_REQUEST_STANDS)
+    assert broker.mfa is not None and broker.mfa.profile == "master"
+    await broker.ensure("other", "123456")
+    await settle(broker)
+    assert broker.current() is not None and broker.mfa is None
+
+
+async def test_a_code_for_another_device_leaves_the_one_asked_asking_once(
+    clock: FakeClock,
+) -> None:
+    # The same, one device each: master is tried once, keeps its request, is not
+    # announced again, and no retry follows.
+    announcer = RecordingAnnouncer()
+    provider = DeviceEach(clock)
+    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    await tick(broker, clock, LEFT_REQUEST_STANDS)
+    asked, calls = list(announcer.requests), len(provider.calls)
+    await broker.ensure("other", "123456")
+    for _ in range(5):
+        await tick(broker, clock, 30)
+    assert provider.calls[calls:] == [("other", "123456"), ("master", None)]
+    assert announcer.requests == asked
+    assert broker.mfa is not None and broker.mfa.profile == "master"
 
 
 class AutoCodeRefused(FakeProvider):

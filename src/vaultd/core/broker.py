@@ -352,8 +352,10 @@ class Broker:
 
         The request is handed over, not closed to be worked out again: nothing changed for
         the profile in use, so nothing is retried (a retry would run a refused automatic
-        code again, towards STS's device lock). A profile left and used again (a polling
-        `credential_process`) keeps its request, so the one request never flips between two."""
+        code again, towards STS's device lock). A profile used again within the 5 minutes (a
+        `credential_process` polled once a minute) keeps its request rather than flipping;
+        one used less often than that (every 6 minutes, say) still takes the request back
+        at each use, and is handed over again 5 minutes later."""
         request = self.mfa
         if request is None:
             return
@@ -364,6 +366,9 @@ class Broker:
         in_use = self.in_use()
         if any(s.profile == request.profile for s in in_use):
             return
+        # Most urgent first: a profile already refused a code before one asked early, the
+        # active profile (what SDKs are served) before an exec's.
+        in_use.sort(key=lambda s: (not isinstance(s.error, MfaRequired), s.profile != self.active))
         for slot in in_use:
             ask_at = self._early_mfa_due(slot)
             waits = slot.error if isinstance(slot.error, MfaRequired) else None
@@ -380,6 +385,18 @@ class Broker:
                 serial = slot.plan.mfa_serial if slot.plan else None
                 self._open_mfa(slot.profile, serial or "", early=True)
             return
+
+    def _try_asked(self) -> None:
+        """A code just made an MFA session for a profile the open request is not for: the
+        profile it is for, if it waits for a code, is tried again at once. It is served if
+        the session is one it can use (one device for both), and otherwise keeps its
+        request, unannounced again (`_refresh` reopens only another profile's). Without
+        this it stayed unserved, asking for a second code, whenever the open request was
+        not the one answered: `exec --mfa CODE` after `_give_way` handed the request on."""
+        request = self.mfa
+        slot = self.slots.get(request.profile) if request is not None else None
+        if slot is not None and slot.task is None and isinstance(slot.error, MfaRequired):
+            self._start(slot, None)
 
     def _ask_again(self) -> None:
         """A profile in use that waits for a code gets its request back once none is open.
@@ -521,6 +538,8 @@ class Broker:
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.asks.waiting_for(slot.profile):
             self.asks.close_mfa(self.active)
+        elif code is not None:
+            self._try_asked()
         log.info(
             "credentials for %s refreshed (key %s, expires %s)",
             slot.profile,
@@ -562,7 +581,9 @@ class Broker:
             # open; with none (the code came from mfa_process or ykman, or with a switch)
             # one opens, or nobody could answer, and no automatic code is tried again.
             own = slot.plan.mfa_serial if slot.plan else None
-            serial = self.mfa.serial if self.mfa else own or ""
+            # A request open for another profile names that profile's device, not this one's.
+            mine = self.mfa is not None and self.mfa.profile == slot.profile
+            serial = self.mfa.serial if self.mfa is not None and mine else own or ""
             slot.error = MfaRequired(
                 f"{exc.message}; run `vaultd mfa CODE` with a new code",
                 profile=slot.profile,
