@@ -632,6 +632,34 @@ async def test_the_request_goes_to_the_active_profile_refused_before_an_early_on
     assert broker.mfa is not None and (broker.mfa.profile, broker.mfa.early) == ("master", False)
 
 
+@pytest.mark.parametrize("master", ["asked-early", "refused"])
+async def test_the_request_goes_to_a_refused_profile_first_then_to_the_active_one(
+    clock: FakeClock, master: str
+) -> None:
+    # y, held by an exec child, waits for a code. Against master asked early (still
+    # served), y's refusal comes first; against master refused too, the active one does,
+    # though y was in use before it.
+    provider = DeviceEach(clock)
+    provider.lifetime = 4 * 3600
+    provider.session_ends = clock() + 3600
+    provider.waiting = {"y", "other"} | ({"master"} if master == "refused" else set())
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRequired):
+        await broker.ensure("y")
+    broker.hold("y")
+    if master == "refused":
+        with pytest.raises(MfaRequired):
+            await broker.switch("master")
+    else:
+        await broker.switch("master")
+        clock.now = schedule.mfa_request_due(clock() + 3600)
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+    await tick(broker, clock, LEFT_REQUEST_STANDS)
+    expected = "master" if master == "refused" else "y"
+    assert broker.mfa is not None and (broker.mfa.profile, broker.mfa.early) == (expected, False)
+
+
 async def test_a_code_for_another_profile_serves_the_one_asked_when_the_session_is_shared(
     clock: FakeClock,
 ) -> None:
@@ -652,8 +680,9 @@ async def test_a_code_for_another_profile_serves_the_one_asked_when_the_session_
 async def test_a_code_for_another_device_leaves_the_one_asked_asking_once(
     clock: FakeClock,
 ) -> None:
-    # The same, one device each: master is tried once, keeps its request, is not
-    # announced again, and no retry follows.
+    # The same, one device each: the code cannot serve master, so master is not tried
+    # (before: one STS call for nothing at every such code), keeps its request, and is
+    # not announced again.
     announcer = RecordingAnnouncer()
     provider = DeviceEach(clock)
     broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
@@ -666,9 +695,47 @@ async def test_a_code_for_another_device_leaves_the_one_asked_asking_once(
     await broker.ensure("other", "123456")
     for _ in range(5):
         await tick(broker, clock, 30)
-    assert provider.calls[calls:] == [("other", "123456"), ("master", None)]
+    assert provider.calls[calls:] == [("other", "123456")]
     assert announcer.requests == asked
     assert broker.mfa is not None and broker.mfa.profile == "master"
+
+
+async def test_a_code_for_another_profile_never_reruns_a_refused_automatic_code(
+    clock: FakeClock,
+) -> None:
+    # master's mfa_process code was refused; codes typed for other (another device) must
+    # not make the broker run master's automatic code at STS again (device lock).
+    provider = AutoForMaster(clock)
+    provider.waiting = {"master"}
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    with pytest.raises(MfaRejected):
+        await broker.switch("master")
+    for code in ("111111", "222222", "333333"):
+        await broker.ensure("other", code)
+        await settle(broker)
+    assert provider.calls.count(("master", "auto")) == 1
+
+
+async def test_a_code_for_another_profile_renews_the_shared_session_asked_for_early(
+    clock: FakeClock,
+) -> None:
+    # master's early request is open; a code given to an exec on other, on the same
+    # session, renews it: master takes the new session and its request closes, rather
+    # than asking for a code nobody needs until its next refresh.
+    provider = FakeProvider(clock, lifetime=4 * 3600, session_ends=clock() + 3600)
+    broker = Broker(provider, clock, rand=lambda: 0.5)
+    await broker.switch("master")
+    clock.now = schedule.mfa_request_due(clock() + 3600)
+    broker.maintain()
+    await settle(broker)
+    assert broker.mfa is not None and broker.mfa.early
+    calls = len(provider.calls)
+    await broker.ensure("other", "123456")
+    await settle(broker)
+    assert provider.calls[calls:] == [("other", "123456"), ("master", None)]
+    assert broker.mfa is None
+    creds = broker.current()
+    assert creds is not None and creds.source_expiration == clock() + 12 * 3600
 
 
 class AutoCodeRefused(FakeProvider):

@@ -386,16 +386,25 @@ class Broker:
                 self._open_mfa(slot.profile, serial or "", early=True)
             return
 
-    def _try_asked(self) -> None:
-        """A code just made an MFA session for a profile the open request is not for: the
-        profile it is for, if it waits for a code, is tried again at once. It is served if
-        the session is one it can use (one device for both), and otherwise keeps its
-        request, unannounced again (`_refresh` reopens only another profile's). Without
-        this it stayed unserved, asking for a second code, whenever the open request was
-        not the one answered: `exec --mfa CODE` after `_give_way` handed the request on."""
+    def _try_asked(self, answered: Slot) -> None:
+        """A code just made the MFA session of `answered`'s root and device, and the open
+        request is another profile's: if that profile uses the same session (same root
+        profile and `mfa_serial`, as `Provider.cached_session` keys it) and waits for a code
+        or is asked early, it is refreshed once at once, from that session, and its request
+        closes. Before, it stayed unserved, asking for a second code (`exec --mfa CODE`
+        after `_give_way` handed the request on). A profile on another session is not
+        tried: nothing changed for it, and a retry would only run a refused automatic
+        code (mfa_process) at STS again."""
         request = self.mfa
         slot = self.slots.get(request.profile) if request is not None else None
-        if slot is not None and slot.task is None and isinstance(slot.error, MfaRequired):
+        if request is None or slot is None or slot.task is not None:
+            return
+        mine, theirs = slot.plan, answered.plan
+        if mine is None or theirs is None or mine.mfa_serial is None:
+            return
+        if (mine.root, mine.mfa_serial) != (theirs.root, theirs.mfa_serial):
+            return  # another device's (or root's) session: it cannot serve this one
+        if isinstance(slot.error, MfaRequired) or request.early:
             self._start(slot, None)
 
     def _ask_again(self) -> None:
@@ -539,7 +548,7 @@ class Broker:
         if self.asks.waiting_for(slot.profile):
             self.asks.close_mfa(self.active)
         elif code is not None:
-            self._try_asked()
+            self._try_asked(slot)
         log.info(
             "credentials for %s refreshed (key %s, expires %s)",
             slot.profile,
