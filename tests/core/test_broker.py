@@ -336,6 +336,24 @@ async def test_early_mfa_request_before_the_session_ends(clock: FakeClock) -> No
     assert announcer.statuses[-1] == "serving master"
 
 
+async def test_an_early_request_stays_open_across_role_refreshes(clock: FakeClock) -> None:
+    # 15-minute role credentials are refreshed at half-life from the same MFA session.
+    # Before, each of those refreshes closed the early request and the next pass opened
+    # and announced it again: three announcements in one early window.
+    announcer = RecordingAnnouncer()
+    provider = FakeProvider(clock, lifetime=900, session_ends=clock() + 2 * 3600)
+    broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
+    await broker.switch("master")
+    ends = clock() + 2 * 3600
+    while clock.now < ends - schedule.MIN_SESSION_LEFT - 60:
+        await tick(broker, clock, 60)
+    assert announcer.requests == [("master", True)]
+    assert broker.mfa is not None and broker.mfa.early
+    assert len(provider.calls) > 8  # role credentials were refreshed meanwhile
+    await broker.submit_mfa("123456")
+    assert broker.mfa is None  # a new session ends the request
+
+
 async def test_no_early_request_when_codes_come_by_themselves(clock: FakeClock) -> None:
     provider = FakeProvider(clock, session_ends=clock() + 3600, auto_code=True)
     broker = Broker(provider, clock)

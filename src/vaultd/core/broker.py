@@ -386,6 +386,20 @@ class Broker:
                 self._open_mfa(slot.profile, serial or "", early=True)
             return
 
+    def _still_asked_early(self, creds: Credentials) -> bool:
+        """Whether the open request, an early one, still stands now that `creds` arrived
+        for its profile: they come from an MFA session that ends inside the early window
+        all the same (`schedule.mfa_request_due`), so only role credentials were renewed.
+        Before, any refresh closed it, and the next maintenance pass opened and announced
+        it again: three announcements in one early window with 15-minute role credentials."""
+        request, ends = self.mfa, creds.source_expiration
+        return (
+            request is not None
+            and request.early
+            and ends is not None
+            and self.clock() >= schedule.mfa_request_due(ends)
+        )
+
     def _try_asked(self, answered: Slot) -> None:
         """A code just made the MFA session of `answered`'s root and device, and the open
         request is another profile's: if that profile uses the same session (same root
@@ -546,7 +560,8 @@ class Broker:
         slot.recovered_at = self.clock() if slot.failures else None
         slot.error, slot.error_at, slot.failures, slot.retry_at = None, None, 0, None
         if self.asks.waiting_for(slot.profile):
-            self.asks.close_mfa(self.active)
+            if not self._still_asked_early(creds):
+                self.asks.close_mfa(self.active)
         elif code is not None:
             self._try_asked(slot)
         log.info(
