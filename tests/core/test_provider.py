@@ -418,6 +418,36 @@ def test_credential_process_feeds_the_chain(
     assert served.access_key_id == "ASIAFROMPROCESS00001"
 
 
+def test_credentials_from_a_process_are_no_mfa_session_to_renew(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    # With mfa_serial beside credential_process, the process's temporary credentials were
+    # taken for the MFA session (source_expiration), so the daemon asked early for a code
+    # that nothing could use: codes were accepted and the request stayed open.
+    document = json.dumps(
+        {
+            "Version": 1,
+            "AccessKeyId": "ASIAFROMPROCESS00001",
+            "SecretAccessKey": "p" * 40,
+            "SessionToken": "q" * 60,
+            "Expiration": "2099-01-01T00:00:00Z",
+        }
+    )
+    write_config(
+        isolated,
+        f"[profile sso]\ncredential_process = echo '{document}'\nmfa_serial = {SERIAL}\n"
+        f"[profile role]\nsource_profile = sso\nrole_arn = {ROLE}\nrole_session_name = ss\n",
+    )
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(13, in_(clock, 3600))},
+        {"RoleArn": ROLE, "RoleSessionName": "ss", "DurationSeconds": 3600},
+    )
+    creds = make_provider(clock, factory).credentials("role")
+    assert factory.sources == ["ASIAFROMPROCESS00001"]
+    assert creds.source_expiration is None
+
+
 def test_broken_credential_process_is_a_clear_error(
     isolated: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:

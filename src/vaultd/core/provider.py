@@ -92,9 +92,12 @@ class Provider:
         cached: str | None = None
         source_expiration: float | None = None
         if plan.session:
+            # Temporary credentials (credential_process, a sign-in) are used as they are: no
+            # MFA session is made from them, so none ends that a code could renew.
+            made = not isinstance(source, Credentials)
             source, hit = self._session(plan, source, mfa_code)
             cached = plan.root if hit else None
-            if plan.mfa_serial is not None:
+            if plan.mfa_serial is not None and made:
                 source_expiration = source.expiration
         for step in plan.roles:
             if step.mfa_serial is not None:
