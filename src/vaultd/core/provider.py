@@ -17,7 +17,7 @@ from typing import Any
 
 from vaultd.core import inventory, mfa, process, resolve, schedule
 from vaultd.core.config import Profile
-from vaultd.core.credentials import Credentials, Source, mask_key_id
+from vaultd.core.credentials import AccessKeys, Credentials, Source, mask_key_id
 from vaultd.core.keystore import CachedSession, Keystore, no_keys
 from vaultd.core.login import AwsLogin
 from vaultd.core.sso import IdentityCenter
@@ -91,13 +91,12 @@ class Provider:
         # The keyring item the current source came from, if it came from the cache.
         cached: str | None = None
         source_expiration: float | None = None
-        if plan.session:
-            # Temporary credentials (credential_process, a sign-in) are used as they are: no
-            # MFA session is made from them, so none ends that a code could renew.
-            made = not isinstance(source, Credentials)
+        # Temporary credentials (credential_process, a sign-in) are already a session: used
+        # as they are, and none ends that a code could renew.
+        if plan.session and not isinstance(source, Credentials):
             source, hit = self._session(plan, source, mfa_code)
             cached = plan.root if hit else None
-            if plan.mfa_serial is not None and made:
+            if plan.mfa_serial is not None:
                 source_expiration = source.expiration
         for step in plan.roles:
             if step.mfa_serial is not None:
@@ -217,10 +216,8 @@ class Provider:
         raise mfa.SourceFailed("the code source kept printing the code already used")
 
     def _session(
-        self, plan: resolve.Plan, keys: Source, code: str | None
+        self, plan: resolve.Plan, keys: AccessKeys, code: str | None
     ) -> tuple[Credentials, bool]:
-        if isinstance(keys, Credentials):
-            return keys, False  # temporary credentials from credential_process: already a session
         cached = self.cached_session(plan) if code is None else None
         if cached is not None:
             return cached.credentials, True
