@@ -410,8 +410,10 @@ class Broker:
         tried: nothing changed for it, and a retry would only run a refused automatic
         code (mfa_process) at STS again."""
         request = self.mfa
-        slot = self.slots.get(request.profile) if request is not None else None
-        if request is None or slot is None or slot.task is not None:
+        if request is None:
+            return
+        slot = self.slots.get(request.profile)
+        if slot is None or slot.task is not None:
             return
         mine, theirs = slot.plan, answered.plan
         if mine is None or theirs is None or mine.mfa_serial is None:
@@ -604,10 +606,10 @@ class Broker:
             # A wrong code: nothing to retry, a person is asked. A request open for it stays
             # open; with none (the code came from mfa_process or ykman, or with a switch)
             # one opens, or nobody could answer, and no automatic code is tried again.
-            own = slot.plan.mfa_serial if slot.plan else None
             # A request open for another profile names that profile's device, not this one's.
-            mine = self.mfa is not None and self.mfa.profile == slot.profile
-            serial = self.mfa.serial if self.mfa is not None and mine else own or ""
+            request = self.mfa if self.asks.waiting_for(slot.profile) else None
+            own = slot.plan.mfa_serial if slot.plan else None
+            serial = request.serial if request is not None else own or ""
             slot.error = MfaRequired(
                 f"{exc.message}; run `vaultd mfa CODE` with a new code",
                 profile=slot.profile,
