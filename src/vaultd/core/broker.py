@@ -336,8 +336,7 @@ class Broker:
             ask_at = self._early_mfa_due(slot)
             if ask_at is not None and self.mfa is None:
                 if now >= ask_at:
-                    serial = slot.plan.mfa_serial if slot.plan else None
-                    self._open_mfa(slot.profile, serial or "", early=True)
+                    self._open_early(slot)
                 else:
                     wake_in = min(wake_in, ask_at - now)
         return max(0.05, wake_in)
@@ -382,8 +381,7 @@ class Broker:
             if waits is not None:
                 self._open_mfa(slot.profile, waits.serial, early=False)
             else:
-                serial = slot.plan.mfa_serial if slot.plan else None
-                self._open_mfa(slot.profile, serial or "", early=True)
+                self._open_early(slot)
             return
 
     def _still_asked_early(self, creds: Credentials) -> bool:
@@ -458,6 +456,11 @@ class Broker:
         if plan.mfa_serial is None or self.provider.has_auto_code(plan):
             return None  # no MFA, or a code source renews it without anyone
         return schedule.mfa_request_due(creds.source_expiration)
+
+    def _open_early(self, slot: Slot) -> None:
+        """Ask for a code ahead of time, for the device of `slot`'s own plan."""
+        serial = slot.plan.mfa_serial if slot.plan else None
+        self._open_mfa(slot.profile, serial or "", early=True)
 
     def _open_mfa(self, profile: str, serial: str, *, early: bool) -> None:
         slot = self.slots.get(profile)
