@@ -359,7 +359,7 @@ class Broker:
         if request is None:
             return
         left = self.slots.get(request.profile)
-        touched = left.touched if left is not None and left.touched is not None else 0.0
+        touched = left.touched if left is not None else 0.0
         if now - max(request.opened, touched) < LEFT_REQUEST_STANDS:
             return  # a person may be at its prompt, or doing what its exit said
         in_use = self.in_use()

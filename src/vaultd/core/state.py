@@ -85,9 +85,9 @@ class Slot:
     # When the last refresh succeeded after failures (a backoff retry), else None.
     recovered_at: float | None = None
     # When a person last used it (switch, exec, export, refresh, a code typed for it) or an
-    # exec child holding it ended, in epoch seconds: an MFA request it leaves open stands
-    # from then (`Broker._give_way`).
-    touched: float | None = None
+    # exec child holding it ended, in epoch seconds (0: never): an MFA request it leaves
+    # open stands from then (`Broker._give_way`).
+    touched: float = 0.0
     task: asyncio.Task[Credentials] | None = field(default=None, repr=False)
 
     def due(self, now: float) -> bool:
