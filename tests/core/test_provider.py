@@ -389,37 +389,9 @@ def test_chain_order_with_two_roles(
     assert creds.source_expiration == clock() + 43200
 
 
+@pytest.mark.parametrize("mfa", ["", f"mfa_serial = {SERIAL}\n"], ids=["plain", "mfa_serial"])
 def test_credential_process_feeds_the_chain(
-    isolated: Path, clock: FakeClock, factory: RecordingFactory
-) -> None:
-    document = json.dumps(
-        {
-            "Version": 1,
-            "AccessKeyId": "ASIAFROMPROCESS00001",
-            "SecretAccessKey": "p" * 40,
-            "SessionToken": "q" * 60,
-            "Expiration": "2099-01-01T00:00:00Z",
-        }
-    )
-    write_config(
-        isolated,
-        f"[profile sso]\ncredential_process = echo '{document}'\n"
-        f"[profile role]\nsource_profile = sso\nrole_arn = {ROLE}\nrole_session_name = ss\n",
-    )
-    factory.stubber.add_response(
-        "assume_role",
-        {"Credentials": sts_credentials(13, in_(clock, 3600))},
-        {"RoleArn": ROLE, "RoleSessionName": "ss", "DurationSeconds": 3600},
-    )
-    provider = make_provider(clock, factory)
-    provider.credentials("role")
-    assert factory.sources == ["ASIAFROMPROCESS00001"]
-    served = provider.credentials("sso")  # temporary already: served as they are
-    assert served.access_key_id == "ASIAFROMPROCESS00001"
-
-
-def test_credentials_from_a_process_are_no_mfa_session_to_renew(
-    isolated: Path, clock: FakeClock, factory: RecordingFactory
+    isolated: Path, clock: FakeClock, factory: RecordingFactory, mfa: str
 ) -> None:
     # With mfa_serial beside credential_process, the process's temporary credentials were
     # taken for the MFA session (source_expiration), so the daemon asked early for a code
@@ -435,7 +407,7 @@ def test_credentials_from_a_process_are_no_mfa_session_to_renew(
     )
     write_config(
         isolated,
-        f"[profile sso]\ncredential_process = echo '{document}'\nmfa_serial = {SERIAL}\n"
+        f"[profile sso]\ncredential_process = echo '{document}'\n{mfa}"
         f"[profile role]\nsource_profile = sso\nrole_arn = {ROLE}\nrole_session_name = ss\n",
     )
     factory.stubber.add_response(
@@ -443,9 +415,12 @@ def test_credentials_from_a_process_are_no_mfa_session_to_renew(
         {"Credentials": sts_credentials(13, in_(clock, 3600))},
         {"RoleArn": ROLE, "RoleSessionName": "ss", "DurationSeconds": 3600},
     )
-    creds = make_provider(clock, factory).credentials("role")
+    provider = make_provider(clock, factory)
+    creds = provider.credentials("role")
     assert factory.sources == ["ASIAFROMPROCESS00001"]
-    assert creds.source_expiration is None
+    assert creds.source_expiration is None  # no MFA session here for a code to renew
+    served = provider.credentials("sso")  # temporary already: served as they are
+    assert served.access_key_id == "ASIAFROMPROCESS00001"
 
 
 def test_broken_credential_process_is_a_clear_error(
