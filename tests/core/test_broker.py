@@ -419,6 +419,15 @@ async def test_the_maintenance_loop_ends_when_cancelled_as_it_is_woken(
     assert maintenance.cancelled()
 
 
+async def master_waits_behind_other(broker: Broker) -> None:
+    """Switch to master, which needs a code; then an exec on other, which needs one too
+    and takes the daemon's one request."""
+    with pytest.raises(MfaRequired):
+        await broker.switch("master")
+    with pytest.raises(MfaRequired):
+        await broker.ensure("other")
+
+
 class DeviceEach(FakeProvider):
     """Each profile with its own MFA device: a code for one makes no session for another."""
 
@@ -447,10 +456,7 @@ async def test_answering_another_profiles_request_gives_the_active_its_request_b
     announcer = RecordingAnnouncer()
     provider = FakeProvider(clock, needs_mfa=True) if shared_session else DeviceEach(clock)
     broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     assert broker.mfa is not None and broker.mfa.profile == "other"
     await broker.submit_mfa("123456")
     broker.maintain()
@@ -521,10 +527,7 @@ async def test_a_left_exec_request_gives_way_to_the_active_profile_waiting_for_a
     announcer = RecordingAnnouncer()
     provider = DeviceEach(clock)
     broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     if other_in_use:
         broker.hold("other")
     calls = len(provider.calls)
@@ -642,10 +645,7 @@ async def test_the_request_goes_to_the_active_profile_refused_before_an_early_on
     broker = Broker(EarlyX(clock), clock, rand=lambda: 0.5)
     await broker.ensure("x")
     broker.hold("x")  # an exec child on x: its session ends in 10 minutes
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     await tick(broker, clock, LEFT_REQUEST_STANDS)
     assert broker.mfa is not None and (broker.mfa.profile, broker.mfa.early) == ("master", False)
 
@@ -684,10 +684,7 @@ async def test_a_code_for_another_profile_serves_the_one_asked_when_the_session_
     # One device for both: `vaultd exec --mfa CODE other` after other's request was handed
     # to master makes the session master needs. Before, master kept asking for a code.
     broker = Broker(FakeProvider(clock, needs_mfa=True), clock, rand=lambda: 0.5)
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     await tick(broker, clock, LEFT_REQUEST_STANDS)
     assert broker.mfa is not None and broker.mfa.profile == "master"
     await broker.ensure("other", "123456")
@@ -704,10 +701,7 @@ async def test_a_code_for_another_device_leaves_the_one_asked_asking_once(
     announcer = RecordingAnnouncer()
     provider = DeviceEach(clock)
     broker = Broker(provider, clock, rand=lambda: 0.5, announcer=announcer)
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     await tick(broker, clock, LEFT_REQUEST_STANDS)
     asked, calls = list(announcer.requests), len(provider.calls)
     await broker.ensure("other", "123456")
@@ -792,10 +786,7 @@ async def test_status_names_the_active_profiles_own_device_while_another_is_aske
 ) -> None:
     # Before: "waiting for an MFA code for master (arn:...:mfa/other)", the exec's device.
     broker = Broker(DeviceEach(clock), clock, rand=lambda: 0.5)
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     assert broker.mfa is not None and broker.mfa.serial.endswith("mfa/other")
     assert broker.status().mfa_serial == "arn:aws:iam::111122223333:mfa/master"
 
@@ -827,10 +818,7 @@ async def test_the_answer_to_another_profiles_code_is_already_true_for_the_activ
     # daemon), the loop, woken by other's refresh, may start master's retry first.
     provider = FakeProvider(clock, needs_mfa=True) if shared_session else DeviceEach(clock)
     broker = Broker(provider, clock, rand=lambda: 0.5)
-    with pytest.raises(MfaRequired):
-        await broker.switch("master")
-    with pytest.raises(MfaRequired):
-        await broker.ensure("other")
+    await master_waits_behind_other(broker)
     loop_task = asyncio.create_task(broker.run()) if maintenance else None
     try:
         answered = await broker.submit_mfa("123456")
