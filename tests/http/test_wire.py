@@ -568,3 +568,57 @@ async def test_pipelined_requests_with_bodies_longer_than_a_slice_are_all_answer
     await asyncio.sleep(0)
     assert len(_paths(transport.sent)) == puts + 1
     assert not transport.closed and b"Connection: close" not in transport.sent
+
+
+async def test_a_client_that_reads_nothing_is_reset_and_the_kernel_keeps_none_of_its_replies() -> (
+    None
+):
+    # Real sockets. A client pipelines requests and reads none of the replies: the transport
+    # pauses, and the deadline drops the connection. Before, abort() only closed the socket,
+    # so the replies already in the kernel's send queue stayed there, the socket orphaned in
+    # FIN-WAIT-1 and retried for minutes against a window that never opens: a client with
+    # many connections could pin kernel memory after the daemon had let go. A reset
+    # (SO_LINGER 0) drops them with the socket; the client sees the reset, not an orderly end.
+    loop = asyncio.get_running_loop()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"x" * 10_000
+    server = _server(lambda _request: reply)
+    made: list[Connection] = []
+
+    def protocol() -> Connection:
+        made.append(server.protocol())
+        return made[-1]
+
+    listener = await loop.create_server(protocol, "127.0.0.1", 0)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setblocking(False)
+    try:
+        await loop.sock_connect(client, listener.sockets[0].getsockname())
+        for _ in range(100):  # accepted in a turn or two
+            if made and made[0].transport is not None:
+                break
+            await asyncio.sleep(0.01)
+        conn = made[0]
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel takes little
+        await loop.sock_sendall(client, _get("/x") * 200)  # 2 MB of replies, none read
+        for _ in range(500):
+            if conn.writing_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.writing_paused
+        conn._check()  # requests were answered in this period
+        conn._check()  # and none since, nor any reply read: dropped
+        assert conn.closing
+        ended_by: type[BaseException] | None = None
+        try:
+            while await asyncio.wait_for(loop.sock_recv(client, 65536), 10):
+                pass  # what reached the client before the drop
+        except ConnectionResetError as exc:
+            ended_by = type(exc)
+        assert ended_by is ConnectionResetError  # not an orderly end after all 2 MB
+    finally:
+        client.close()
+        listener.close()
+        await listener.wait_closed()

@@ -32,8 +32,11 @@ replies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import inspect
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
@@ -60,6 +63,9 @@ FEED: Final = 4096
 # At most this many requests are parsed at once (about the most one slice can hold: the
 # shortest request, `GET / HTTP/1.0` and its blank line, is 18 bytes).
 PARSED_AT_ONCE: Final = FEED // 16
+# struct linger {l_onoff = 1, l_linger = 0}: close(2) then resets the connection and drops
+# what the kernel still holds to send (socket(7)).
+RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)
 
 
 # The connection pools, each with its own cap (`Limits`): the owner's clients on this
@@ -505,11 +511,20 @@ class Connection(BaseProtocol):
             transport.writelines(replies)
 
     def _drop(self) -> None:
-        """End the connection at once, with whatever it still holds unwritten or unparsed."""
+        """End the connection at once, with whatever it still holds unwritten or unparsed,
+        by a reset (SO_LINGER 0), so that the kernel drops the replies it holds for the
+        client as well. abort() alone closes the socket with them still queued: orphaned in
+        FIN-WAIT-1, it is retried for minutes against a client that reads nothing."""
         self.closing = True
         self.unparsed.clear()
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):  # already gone: nothing left to drop
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        transport.abort()
 
     def _bad_request(self, exc: HttpProcessingError) -> None:
         first = (exc.message or type(exc).__name__).splitlines()
