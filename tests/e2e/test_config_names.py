@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.harness import Daemon, boto3_whoami, client_env, run_vaultd
 
 EXTRA = """
@@ -57,3 +59,47 @@ def test_names_sdks_can_request_and_a_broken_file_that_keeps_what_is_held(
     assert boto3_whoami(env)["access_key"] == held["access_key"]
     status = json.loads(run_vaultd("status", "--json").stdout)
     assert status["state"] == "ok" and status["last_error"]["error"] == "config_error"
+
+
+# Files botocore refuses to parse, each as people's own files have been found broken: the
+# daemon must start on them all the same (at login, nobody is watching), say what is wrong
+# in one line, and serve once the file is mended, without a restart.
+BROKEN = {
+    "unclosed section": ("config", "[default\nregion = eu-west-1\n"),
+    "byte-order mark": ("config", "\ufeff[default]\nregion = eu-west-1\n"),
+    "section twice": ("config", "[default]\nregion = eu-west-1\n[default]\noutput = json\n"),
+    "latin-1 comment": ("config", b"# caf\xe9\n[default]\nregion = eu-west-1\n"),
+    "continuation line": ("config", "role_arn =\n  arn:aws:iam::222233334444:role/X\n"),
+    "credentials file": ("credentials", "garbage\n"),
+}
+
+
+@pytest.mark.parametrize("kind", BROKEN)
+def test_the_daemon_starts_on_a_broken_file_and_serves_once_it_is_mended(
+    kind: str,
+    user_keys: tuple[str, str],
+    daemon: Daemon,
+    moto: str,
+    isolated: Path,
+    aws_config: Path,
+) -> None:
+    name, text = BROKEN[kind]
+    broken = aws_config.with_name(name)
+    kept = broken.read_bytes() if broken.exists() else None
+    if kind == "continuation line":
+        broken.write_bytes(kept + text.encode() if kept else text.encode())
+    else:
+        broken.write_bytes(text if isinstance(text, bytes) else text.encode())
+    daemon.start()  # before, botocore's ConfigParseError ended it with a traceback
+    assert "Traceback" not in daemon.log()
+    done = run_vaultd("switch", "master", "--mfa", "123456")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and str(broken) in done.stderr, done.stderr
+    if kept is None:
+        broken.unlink()
+    else:
+        broken.write_bytes(kept)
+    done = run_vaultd("switch", "master", "--mfa", "123456")
+    assert done.returncode == 0, done.stderr
+    env = client_env(daemon.endpoint, moto, isolated / "client")
+    assert ":assumed-role/DeveloperRole/" in boto3_whoami(env)["arn"]

@@ -163,9 +163,18 @@ class FileLoader(botocore.loaders.JSONFileLoader):  # type: ignore[misc]
 def new_session(profile: str | None = None) -> Any:
     """A new botocore session (on `profile`, None for botocore's default) whose data loader
     is botocore's own (`create_loader` with the session's `data_path`, i.e. AWS_DATA_PATH)
-    reading endpoint data with `FileLoader`."""
+    reading endpoint data with `FileLoader`.
+
+    The loader is made when the session first needs it, as botocore's own is: `data_path`
+    may come from the config file, and a file botocore cannot parse must fail the client
+    that needs it (ConfigParseError, then read again the next time), not the session and
+    with it the daemon's start."""
     session = botocore.session.Session(profile=profile)
-    loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
-    loader.file_loader = FileLoader()
-    session.register_component("data_loader", loader)
+
+    def data_loader() -> Any:
+        loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
+        loader.file_loader = FileLoader()
+        return loader
+
+    session.lazy_register_component("data_loader", data_loader)
     return session

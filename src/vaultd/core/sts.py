@@ -15,11 +15,13 @@ import botocore.config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConfigParseError,
     ConnectTimeoutError,
     EndpointConnectionError,
 )
 
 from vaultd.core import endpoints
+from vaultd.core.config import unreadable
 from vaultd.core.credentials import Credentials, Source, from_sts
 from vaultd.errors import MfaRejected, StsError, VaultdError
 
@@ -67,7 +69,8 @@ def failure(exc: Exception, doing: str) -> VaultdError:
 
     `doing` completes "STS refused to ...": e.g. "assume ROLE_ARN for 'master'". STS says a
     code was wrong only in the message text ("MultiFactorAuthentication failed ..."), so
-    that is what marks an MfaRejected.
+    that is what marks an MfaRejected. A config file botocore cannot parse (it reads them
+    again to make a client) is a ConfigError naming the file, as `config.unreadable` says it.
     """
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -79,6 +82,9 @@ def failure(exc: Exception, doing: str) -> VaultdError:
             return StsError(f"STS rejected the credentials used to {doing} ({code})", code)
         detail = f": {message}" if message else ""
         return StsError(f"STS refused to {doing} ({code}){detail}", code)
+    if isinstance(exc, ConfigParseError):
+        # botocore reads the config files again to make the client: the file is at fault.
+        return unreadable(str(exc.kwargs.get("path", "the AWS config file")), exc)
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
         return StsError(f"cannot reach STS to {doing}: {type(exc).__name__}")
     if isinstance(exc, BotoCoreError):
