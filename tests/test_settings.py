@@ -14,6 +14,7 @@ import pytest
 
 from vaultd import daemon, settings, sources
 from vaultd.errors import ConfigError
+from vaultd.settings import Listen
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -239,3 +240,28 @@ def test_the_control_socket_is_a_string_and_a_relative_runtime_dir_is_ignored(
     assert sources.control_socket(None, env) == str(
         tmp_path / ".local" / "state" / "vaultd" / "control.sock"
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["$(id):1", "`id`:1", "(id):1", "a b:1", "it's:1", "h/e:1", "u@h:1", "-a:1", "[::1%$(id)]:1"],
+)
+def test_a_listen_host_is_an_ip_address_or_a_host_name(text: str) -> None:
+    with pytest.raises(ConfigError, match="is not an IP address or a host name"):
+        Listen.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("localhost:9169", "localhost"),
+        ("my-host.local.:80", "my-host.local."),
+        ("127.1:1", "127.1"),
+        ("0x7f000001:1", "0x7f000001"),
+        ("[::1]:9169", "::1"),
+        ("[fe80::1%eth0]:1", "fe80::1%eth0"),
+        ("9169", "127.0.0.1"),
+    ],
+)
+def test_listen_hosts_that_bind(text: str, host: str) -> None:
+    assert Listen.parse(text).host == host

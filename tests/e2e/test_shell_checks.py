@@ -6,9 +6,13 @@ serves, `vaultd export` warns when the shell's own settings would stop its keys,
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.harness import Daemon, run_vaultd, vaultd_env
 
@@ -93,3 +97,58 @@ def test_doctor_fetches_with_this_shells_imds_settings_and_names_them(
         assert done.returncode == 1, name
         fetch = next(line for line in done.stdout.splitlines() if "] fetch: " in line)
         assert fetch.startswith("[FAIL] fetch: ") and fetch.endswith(said), fetch
+
+
+EVAL_ENV = {
+    # bash and zsh as the README says; fish reads `export NAME=VALUE` lines too.
+    "bash": [
+        "bash",
+        "-c",
+        'eval "$({vaultd} env)"; printf %s "$AWS_EC2_METADATA_SERVICE_ENDPOINT"',
+    ],
+    "zsh": ["zsh", "-fc", 'eval "$({vaultd} env)"; printf %s "$AWS_EC2_METADATA_SERVICE_ENDPOINT"'],
+    "fish": [
+        "fish",
+        "-Nc",
+        '{vaultd} env | source; printf %s "$AWS_EC2_METADATA_SERVICE_ENDPOINT"',
+    ],
+}
+
+
+@pytest.mark.parametrize("shell", EVAL_ENV)
+@pytest.mark.parametrize(
+    ("listen", "endpoint"),
+    [("127.0.0.1:9300", "http://127.0.0.1:9300/"), ("[::1]:9300", "http://[::1]:9300/")],
+)
+def test_env_evaluates_to_the_endpoint_in_each_shell(
+    shell: str, listen: str, endpoint: str, isolated: Path
+) -> None:
+    # No daemon: the address is the settings', checked by `Listen.parse`, so what is printed
+    # is plain (an IPv6 address in brackets is not globbed in an assignment, in any of them).
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    env = {**vaultd_env(), "VAULTD_LISTEN": listen, "VAULTD_CONTROL_SOCKET": str(isolated / "no")}
+    argv = [
+        part.format(vaultd=f"{shlex.quote(sys.executable)} -m vaultd") for part in EVAL_ENV[shell]
+    ]
+    done = in_shell(env, *argv)
+    assert (done.returncode, done.stdout, done.stderr) == (0, endpoint, "")
+
+
+@pytest.mark.parametrize(
+    "host", ["$(touch {mark})", "`touch {mark}`", "(touch {mark})", "a b", "it's", "a;touch {mark}"]
+)
+def test_a_listen_host_with_shell_syntax_is_refused_not_printed(host: str, isolated: Path) -> None:
+    # Before, `vaultd env` printed it as it was, and `eval "$(vaultd env)"` in ~/.bashrc ran it.
+    mark = isolated / "ran"
+    env = {
+        **vaultd_env(),
+        "VAULTD_LISTEN": host.format(mark=mark) + ":9300",
+        "VAULTD_CONTROL_SOCKET": str(isolated / "no"),
+    }
+    vaultd = f"{shlex.quote(sys.executable)} -m vaultd"
+    in_shell(env, "bash", "-c", f'eval "$({vaultd} env)"')
+    assert not mark.exists()
+    done = in_shell(env, sys.executable, "-m", "vaultd", "env")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.count("\n") == 1 and "is not an IP address or a host name" in done.stderr
