@@ -1,11 +1,13 @@
 """What a failing credential_process printed on stderr reaches status and the log only as
 one short line with keys and secrets masked (the tester's finding: `boom AKIASECRETLEAK
-wJalrSECRET` was copied verbatim). Real /bin/sh commands, as the daemon runs them."""
+wJalrSECRET` was copied verbatim). Real shell scripts, each named as `sh -c SCRIPT`: the
+daemon runs a credential_process without a shell, as botocore does."""
 
 from __future__ import annotations
 
 import base64
 import re
+import shlex
 import string
 
 import pytest
@@ -19,9 +21,9 @@ from vaultd.core.mfa import SourceFailed
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
-def failure(command: str) -> str:
+def failure(script: str) -> str:
     with pytest.raises(SourceFailed) as info:
-        process.credentials_from_process(command, 0.0)
+        process.credentials_from_process(f"sh -c {shlex.quote(script)}", 0.0)
     return info.value.message
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -431,7 +432,7 @@ def test_broken_credential_process_is_a_clear_error(
     write_config(isolated, "[profile sso]\ncredential_process = echo not-json\n")
     with pytest.raises(SourceFailed, match="Version 1 JSON"):
         make_provider(clock, factory).credentials("sso")
-    write_config(isolated, "[profile sso]\ncredential_process = exit 3\n")
+    write_config(isolated, f"[profile sso]\ncredential_process = {sys.executable} -c 'exit(3)'\n")
     with pytest.raises(SourceFailed, match="status 3"):
         make_provider(clock, factory).credentials("sso")
 

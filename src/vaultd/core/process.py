@@ -1,4 +1,9 @@
-"""`credential_process` (botocore's profile key): a shell command that prints credentials.
+"""`credential_process` (botocore's profile key): a command line that prints credentials.
+
+It is run as botocore's ProcessProvider runs it (so as the AWS CLI and boto3 do): split into
+words as a POSIX shell splits them (`compat_shell_split`, shlex on POSIX) and run without a
+shell, so `$`, `~`, `#` and globs reach the program as written. (The Go and JS SDKs hand it
+to `sh -c`; a command that needs a shell names one: `sh -c '... | jq ...'`.)
 
 The output is the Version 1 JSON document of the AWS CLI's "Sourcing credentials with an
 external process": AccessKeyId and SecretAccessKey, and for temporary credentials
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import subprocess
 
+from botocore.compat import compat_shell_split
+
 from vaultd.core.credentials import AccessKeys, Credentials, parse_time
 from vaultd.core.mfa import COMMAND_TIMEOUT, Runner, SourceFailed, run_command
 from vaultd.secret import Secret
@@ -17,6 +24,18 @@ from vaultd.untrusted import json_object
 
 # A temporary set printed without an Expiration is treated as lasting this long.
 DEFAULT_LIFETIME = 3600
+
+
+def command_argv(command: str) -> list[str]:
+    """The argv botocore's ProcessProvider runs for the `credential_process` `command`.
+    Raises SourceFailed when its quotes do not close, or it names no program."""
+    try:
+        argv: list[str] = compat_shell_split(command)
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise SourceFailed(f"credential_process is not a command line: {exc}") from None
+    if not argv:
+        raise SourceFailed("credential_process names no program")
+    return argv
 
 
 def credentials_from_process(
@@ -28,7 +47,7 @@ def credentials_from_process(
     issued at `issued` (epoch seconds). Raises SourceFailed with a one-line reason when the
     command fails or prints anything else.
     """
-    out = run_command(["/bin/sh", "-c", command], "credential_process", COMMAND_TIMEOUT, runner)
+    out = run_command(command_argv(command), "credential_process", COMMAND_TIMEOUT, runner)
     malformed = SourceFailed(
         "credential_process did not print Version 1 JSON with AccessKeyId and SecretAccessKey"
     )
