@@ -125,6 +125,30 @@ def test_role_chain_order_and_region() -> None:
     assert plan.role_name == "B"
 
 
+SSO_ROOT = (
+    "[profile sso]\nsso_session = corp\nsso_account_id = 111122223333\n"
+    "sso_role_name = Dev\n[sso-session corp]\nsso_start_url = https://x.awsapps.com/start\n"
+    "sso_region = eu-west-1\n"
+)
+
+
+@pytest.mark.parametrize(("root", "refused"), [(SSO_ROOT, True), ("[profile sso]\n", False)])
+def test_a_role_over_iam_identity_center_is_role_chaining(root: str, refused: bool) -> None:
+    # IAM Identity Center's credentials are a role's: the first role assumed from them is
+    # capped at one hour too. Before, 7200 went to STS, which refuses it.
+    text = root + (
+        "[profile a]\nsource_profile = sso\nrole_arn = arn:aws:iam::111111111111:role/A\n"
+        "duration_seconds = 7200\n"
+    )
+    if not refused:  # keys in the keyring: the first role may last 12 hours
+        assert resolve.plan(config.parse_profiles(text), "a").roles[0].duration == 7200
+        return
+    with pytest.raises(ConfigError, match="'a': duration_seconds 7200 is over one hour"):
+        resolve.plan(config.parse_profiles(text), "a")
+    fine = resolve.plan(config.parse_profiles(text.replace("7200", "3600")), "a")
+    assert fine.roles[0].duration == 3600
+
+
 def test_loops_and_missing_sources_are_named() -> None:
     text = (
         "[profile a]\nsource_profile = b\n[profile b]\nsource_profile = c\n"

@@ -390,17 +390,16 @@ def test_chain_order_with_two_roles(
     assert creds.source_expiration == clock() + 43200
 
 
-@pytest.mark.parametrize("mfa", ["", f"mfa_serial = {SERIAL}\n"], ids=["plain", "mfa_serial"])
-def test_credential_process_feeds_the_chain(
-    isolated: Path, clock: FakeClock, factory: RecordingFactory, mfa: str
-) -> None:
-    # With mfa_serial beside credential_process, the process's temporary credentials were
-    # taken for the MFA session (source_expiration), so the daemon asked early for a code
-    # that nothing could use: codes were accepted and the request stayed open.
+PROCESS_KEY = "ASIAFROMPROCESS00001"
+
+
+def process_root(isolated: Path, mfa: str = "") -> None:
+    """Profile `sso`: temporary credentials from a credential_process (`mfa`: more keys for
+    it); profile `role` assumes ROLE from it."""
     document = json.dumps(
         {
             "Version": 1,
-            "AccessKeyId": "ASIAFROMPROCESS00001",
+            "AccessKeyId": PROCESS_KEY,
             "SecretAccessKey": "p" * 40,
             "SessionToken": "q" * 60,
             "Expiration": "2099-01-01T00:00:00Z",
@@ -411,6 +410,12 @@ def test_credential_process_feeds_the_chain(
         f"[profile sso]\ncredential_process = echo '{document}'\n{mfa}"
         f"[profile role]\nsource_profile = sso\nrole_arn = {ROLE}\nrole_session_name = ss\n",
     )
+
+
+def test_credential_process_feeds_the_chain(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    process_root(isolated)
     factory.stubber.add_response(
         "assume_role",
         {"Credentials": sts_credentials(13, in_(clock, 3600))},
@@ -418,10 +423,40 @@ def test_credential_process_feeds_the_chain(
     )
     provider = make_provider(clock, factory)
     creds = provider.credentials("role")
-    assert factory.sources == ["ASIAFROMPROCESS00001"]
+    assert factory.sources == [PROCESS_KEY]
     assert creds.source_expiration is None  # no MFA session here for a code to renew
     served = provider.credentials("sso")  # temporary already: served as they are
-    assert served.access_key_id == "ASIAFROMPROCESS00001"
+    assert served.access_key_id == PROCESS_KEY
+
+
+def test_mfa_over_temporary_root_credentials_goes_with_the_first_assume_role(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    # Temporary credentials cannot make an MFA session (GetSessionToken), so botocore sends
+    # the profile's mfa_serial with AssumeRole. Before, vaultd assumed the role without it;
+    # earlier still, it took the process's credentials for the MFA session and asked early
+    # for a code that nothing could use.
+    process_root(isolated, f"mfa_serial = {SERIAL}\n")
+    provider = make_provider(clock, factory)
+    with pytest.raises(MfaRequired):
+        provider.credentials("role")
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(13, in_(clock, 3600))},
+        {
+            "RoleArn": ROLE,
+            "RoleSessionName": "ss",
+            "DurationSeconds": 3600,
+            "SerialNumber": SERIAL,
+            "TokenCode": "123456",
+        },
+    )
+    creds = provider.credentials("role", "123456")
+    assert factory.sources == [PROCESS_KEY]
+    assert creds.source_expiration == clock() + 3600  # a code renews the role's set
+    again = provider.credentials("role")  # from the keyring, no code, no STS call
+    assert again.access_key_id == creds.access_key_id
+    assert provider.credentials("sso").access_key_id == PROCESS_KEY
 
 
 def test_broken_credential_process_is_a_clear_error(

@@ -91,6 +91,7 @@ class Provider:
         # The keyring item the current source came from, if it came from the cache.
         cached: str | None = None
         source_expiration: float | None = None
+        roles = plan.roles
         # Temporary credentials (credential_process, a sign-in) are already a session: used
         # as they are, and none ends that a code could renew.
         if plan.session and not isinstance(source, Credentials):
@@ -98,7 +99,13 @@ class Provider:
             cached = plan.root if hit else None
             if plan.mfa_serial is not None:
                 source_expiration = source.expiration
-        for step in plan.roles:
+        elif isinstance(source, Credentials) and plan.mfa_serial is not None and roles:
+            # Nor can they make an MFA session (GetSessionToken takes an IAM user's
+            # long-lived keys only), so the code goes with the first AssumeRole, as botocore's
+            # AssumeRoleProvider sends a role profile's mfa_serial. Before, the role was
+            # assumed without it: MFA silently dropped, refused where the trust policy asks.
+            roles = (replace(roles[0], mfa_serial=plan.mfa_serial), *roles[1:])
+        for step in roles:
             if step.mfa_serial is not None:
                 source, hit = self._assume_with_mfa(plan, step, source, mfa_code)
                 cached = step.profile if hit else None
@@ -232,7 +239,9 @@ class Provider:
     def _assume_with_mfa(
         self, plan: resolve.Plan, step: resolve.RoleStep, keys: Source, code: str | None
     ) -> tuple[Credentials, bool]:
-        """A role over one hour, assumed from the long-lived keys with the code itself."""
+        """A role assumed with the code itself: over one hour, from the long-lived keys; or
+        the first role over temporary root credentials. Its credentials are cached in the
+        keyring under the role's profile, as an MFA session is under the root's."""
         cached = self.cached_session(plan, step.profile) if code is None else None
         if cached is not None:
             return cached.credentials, True

@@ -211,11 +211,16 @@ def plan(
     direct_mfa = serial is not None and bool(roles) and roles[0].duration > ROLE_CHAINING_MAX
     if direct_mfa:
         roles[0] = replace(roles[0], mfa_serial=serial)
-    for step in roles[1:]:
+    signin = signin_root(root)
+    # IAM Identity Center hands out a role's credentials, so the first role is assumed from
+    # another role too: role chaining, at most one hour (STS AssumeRole, DurationSeconds).
+    chained = roles if signin is not None and signin.kind == "sso" else roles[1:]
+    for step in chained:
         if step.duration > ROLE_CHAINING_MAX:
             raise ConfigError(
                 f"profile {step.profile!r}: duration_seconds {step.duration} is over one hour, "
                 "which AWS refuses for a role assumed from another role"
+                + (" (IAM Identity Center's credentials are a role's)" if step is roles[0] else "")
             )
     configured = next((p.region for p in chain if p.region), None)
     region = configured or env_region or DEFAULT_REGION
@@ -231,5 +236,5 @@ def plan(
         mfa_process=next((p.mfa_process for p in chain if p.mfa_process), None),
         mfa_ykman=next((p.mfa_ykman for p in chain if p.mfa_ykman is not None), None),
         credential_process=root.credential_process,
-        signin=signin_root(root),
+        signin=signin,
     )
