@@ -67,14 +67,10 @@ def test_a_config_path_that_is_no_file_is_said_instead_of_advice_to_edit_it(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
     found = doctor._region()
     assert found.level == doctor.WARN
-    what = "a directory" if kind == "directory" else "not a regular file"
-    assert found.message == (
-        f"SDKs in this shell find no region: {path} is {what}, not a usable config file: "
-        "point AWS_CONFIG_FILE at a file"
-    )
+    # The daemon's and the command line's rule and words (`config.present`).
+    what = "a directory" if kind == "directory" else "a character device, not a regular file"
+    said = f"cannot read {path}: is {what}: fix it or point AWS_CONFIG_FILE at a file you can read"
+    assert found.message == f"SDKs in this shell find no region: {said}"
     assert "under [default]" not in found.message
     (config_finding,), _ = doctor._config()
-    assert (config_finding.level, config_finding.message) == (
-        doctor.FAIL,
-        f"{path} is {what}, not a usable config file: point AWS_CONFIG_FILE at a file",
-    )
+    assert (config_finding.level, config_finding.message) == (doctor.FAIL, said)

@@ -52,13 +52,16 @@ class Finding:
 
 
 def _unusable(path: Path) -> str | None:
-    """Why `path` (the shared config file SDKs read) cannot be one, or None: a directory,
-    /dev/null or another non-regular file reads as empty, so advice to add lines to it
-    would be wrong."""
-    if path.exists() and not path.is_file():
-        kind = "a directory" if path.is_dir() else "not a regular file"
-        variable = "AWS_CONFIG_FILE" if os.environ.get("AWS_CONFIG_FILE") else "the default path"
-        return f"{path} is {kind}, not a usable config file: point {variable} at a file"
+    """Why `path` (the shared config file SDKs read) cannot be one, with the fix, or None
+    when it is absent or a file that can be read. The rule is the daemon's and the command
+    line's (`config.present`): a directory, an unreadable file, a dangling symlink or a FIFO
+    is an error there, and SDKs read it as empty, so advice to add lines to it is wrong."""
+    try:
+        config.present(path)
+    except VaultdError as exc:
+        if os.environ.get("AWS_CONFIG_FILE"):
+            return f"{exc.message}: fix it or point AWS_CONFIG_FILE at a file you can read"
+        return f"{exc.message}: fix it or set AWS_CONFIG_FILE to a file you can read"
     return None
 
 
@@ -317,7 +320,12 @@ def _chain(env: Mapping[str, str]) -> Iterator[Finding]:
     """What SDKs started from this shell use instead of vaultd: everything in the
     environment and the shared files that answers the credential chain before IMDS, in
     botocore's order (`core.chain`), each with its fix."""
-    ahead = chain.ahead_of(chain.IMDS, env, chain.read_shared_files(env))
+    files = chain.read_shared_files(env)
+    if files.unopened and _unusable(Path(files.config_path)) is None:
+        # The credentials file (`_config` says the config's). Not ahead of vaultd: botocore
+        # reads such a file as empty (`config.present`).
+        yield Finding(WARN, "chain", f"{files.unopened}: SDKs here read it as empty")
+    ahead = chain.ahead_of(chain.IMDS, env, files)
     if not ahead:
         yield Finding(OK, "chain", "nothing in this shell answers the SDKs before IMDS")
     for found in ahead:

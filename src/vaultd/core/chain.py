@@ -24,7 +24,9 @@ from typing import Any
 import botocore.configloader
 import botocore.exceptions
 
+from vaultd.core.config import present
 from vaultd.core.config import unreadable as config_unreadable
+from vaultd.errors import ConfigError
 from vaultd.untrusted import profile_words
 
 CONTAINER = "container-role"
@@ -62,13 +64,16 @@ CONTAINER_VARIABLES = (
 @dataclass(frozen=True)
 class SharedFiles:
     """The shared config and credentials files as botocore reads them: profile -> keys.
-    `unreadable` holds a one-line reason when botocore cannot read one of them."""
+    `unreadable` holds a one-line reason when botocore refuses one of them (every SDK call
+    fails); `unopened` one when a file is there but cannot be read as one (`config.present`),
+    which botocore reads as empty: nothing in it answers, and no profile of it is found."""
 
     config_path: str
     credentials_path: str
     config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     credentials: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     unreadable: str | None = None
+    unopened: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,22 +207,30 @@ def _path(env: Mapping[str, str], variable: str, default: str) -> str:
 
 def read_shared_files(env: Mapping[str, str]) -> SharedFiles:
     """The shared config and credentials files that `env` points an SDK at, read by
-    botocore's loader. Never raises: a file botocore cannot read is noted in `unreadable`."""
+    botocore's loader. Never raises: a file botocore refuses is noted in `unreadable`, and
+    one that is there but cannot be read (the daemon's rule, `config.present`) in
+    `unopened`."""
     config_path = _path(env, "AWS_CONFIG_FILE", ".aws/config")
     credentials_path = _path(env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials")
     config: dict[str, Any] = {}
     credentials: dict[str, Any] = {}
-    unreadable = None
+    unreadable = unopened = None
     try:
-        config = dict(botocore.configloader.load_config(config_path).get("profiles", {}))
+        if present(Path(config_path)):
+            config = dict(botocore.configloader.load_config(config_path).get("profiles", {}))
+    except ConfigError as exc:
+        unopened = exc.message
     except botocore.exceptions.ConfigNotFound:
-        pass
+        pass  # removed since `present` looked
     except botocore.exceptions.ConfigParseError as exc:
         unreadable = config_unreadable(config_path, exc).message
     try:
-        credentials = dict(botocore.configloader.raw_config_parse(credentials_path))
+        if present(Path(credentials_path)):
+            credentials = dict(botocore.configloader.raw_config_parse(credentials_path))
+    except ConfigError as exc:
+        unopened = unopened or exc.message
     except botocore.exceptions.ConfigNotFound:
         pass
     except botocore.exceptions.ConfigParseError as exc:
         unreadable = config_unreadable(credentials_path, exc).message
-    return SharedFiles(config_path, credentials_path, config, credentials, unreadable)
+    return SharedFiles(config_path, credentials_path, config, credentials, unreadable, unopened)

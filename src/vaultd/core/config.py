@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import configparser
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -146,13 +147,84 @@ def unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> Config
     return ConfigError(f"{source} is not valid INI: {detail}")
 
 
+# What a path that is not a regular file is, as `present` names it (os.stat's mode).
+KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_file(source: str, mode: int) -> ConfigError:
+    kind = next((name for test, name in KINDS if test(mode)), "not a regular file")
+    if kind == "a directory":
+        return ConfigError(f"cannot read {source}: is a directory")
+    return ConfigError(f"cannot read {source}: is {kind}, not a regular file")
+
+
+def _dangling(path: Path) -> str:
+    """Why a symlink that names nothing cannot be read, with what it names."""
+    try:
+        return f"is a symlink to a missing file ({os.readlink(path)})"
+    except OSError:
+        return "is a symlink to a missing file"
+
+
+def present(path: Path, source: str | None = None) -> bool:
+    """Whether the shared file at `path` is there to read: False when the path has no
+    directory entry at all (botocore's ConfigNotFound: no profiles), True when it is a
+    regular file this process can open.
+
+    Raises ConfigError `cannot read SOURCE: REASON` (one line) for anything else at the
+    path: a file it may not open (Permission denied), a directory, a symlink to a missing
+    file, a symlink loop (Too many levels of symbolic links), a FIFO, a device or a socket.
+    botocore (`configloader.raw_config_parse`) reads each of these as no file at all
+    (`os.path.isfile`) or, for a file it cannot open, as an empty one (configparser's
+    `read` skips it silently), so a mistake in the path looked like a config with no
+    profiles. This is the one rule for every reader of the shared files: the daemon and
+    the command line (`read_profile_map`) and `vaultd doctor` (`chain.read_shared_files`).
+    """
+    source = source or str(path)
+    try:
+        entry = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # a path component that is a file, or one not searchable
+        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        # stat before open: opening a device can act on it, and a FIFO blocks until a writer.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(source, mode)
+        # O_NONBLOCK: should a FIFO replace the file since the stat, open() does not wait.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if not stat.S_ISLNK(entry.st_mode):
+            return False  # removed since the lstat: now absent
+        raise ConfigError(f"cannot read {source}: {_dangling(path)}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(mode):
+        raise _not_a_file(source, mode)
+    return True
+
+
 def read_profile_map(path: Path, source: str | None = None) -> dict[str, dict[str, Any]]:
     """botocore's view of the file: profile name -> its keys, exactly as botocore reads it.
 
-    Raises ConfigError (one line) when botocore cannot read the file. A missing file has no
-    profiles, as for botocore.
+    Raises ConfigError (one line) when botocore cannot read the file, or when there is
+    something at the path that is not a file this process can read (`present`). Only a
+    path with no directory entry at all has no profiles, as for botocore.
     """
     source = source or str(path)
+    if not present(path, source):
+        return {}
     try:
         loaded = botocore.configloader.load_config(str(path))
     except botocore.exceptions.ConfigNotFound:
@@ -237,8 +309,8 @@ class Profiles(Mapping[str, Profile]):
 def load_profiles(path: Path | None = None, source: str | None = None) -> Profiles:
     """The profiles in the config file (default: `config_path()`), keyed by name.
 
-    Raises ConfigError (one line) only when botocore cannot read the file at all; a wrong
-    value is raised when its profile is looked up (`Profiles`).
+    Raises ConfigError (one line) only when the file cannot be read at all (`present`,
+    `read_profile_map`); a wrong value is raised when its profile is looked up (`Profiles`).
     """
     path = config_path() if path is None else path
     source = source or str(path)
