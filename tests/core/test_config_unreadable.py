@@ -20,8 +20,8 @@ import pytest
 from tests.conftest import README_CONFIG
 from tests.e2e.harness import Daemon, run_vaultd, vaultd_env
 from vaultd import doctor
-from vaultd.core import chain, config
-from vaultd.errors import ConfigError
+from vaultd.core import chain, config, resolve
+from vaultd.errors import ConfigError, UnknownProfile
 
 
 def _directory(path: Path) -> None:
@@ -100,11 +100,41 @@ def test_doctors_chain_reads_the_shared_files_by_the_same_rule(isolated: Path, k
     )
 
 
+def test_an_absent_file_still_has_no_profiles_and_switch_says_it_does_not_exist(
+    isolated: Path,
+) -> None:
+    path = Path(os.environ["AWS_CONFIG_FILE"])
+    assert not os.path.lexists(path)
+    assert config.read_profile_map(path) == {}
+    profiles = config.load_profiles(path)
+    assert (dict(profiles), profiles.absent) == ({}, True)
+    with pytest.raises(UnknownProfile) as info:
+        resolve.plan(profiles, "master")
+    assert info.value.message == f"no profile 'master': {path} does not exist"
+    # A file that is there and has other profiles still lists them.
+    path.write_text("[profile other]\n")
+    with pytest.raises(UnknownProfile) as info:
+        resolve.plan(config.load_profiles(path), "master")
+    assert info.value.message == f"no profile 'master' in {path} (profiles: other)"
+    files = chain.read_shared_files(os.environ)
+    assert (files.unopened, files.unreadable) == (None, None)
+
+
 def test_the_daemon_says_why_on_switch(broken: tuple[Path, str], daemon: Daemon) -> None:
-    _, said = broken
+    path, said = broken
     daemon.start()
     done = run_vaultd("switch", "master", timeout=20)
     assert (done.returncode, done.stderr) == (1, f"vaultd: {said}\n")
+    # Read again on each request: once gone, the file is absent and switch says so.
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    else:
+        path.unlink()
+    done = run_vaultd("switch", "master", timeout=20)
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"vaultd: no profile 'master': {path} does not exist\n",
+    )
 
 
 # -- a file this process may not open: the tests run as root, who opens any file, so the

@@ -269,16 +269,20 @@ class Profiles(Mapping[str, Profile]):
     ConfigError, while every other profile works. This is how botocore and the AWS CLI
     behave: `AWS_PROFILE=master aws ...` never reads the keys of an unrelated profile.
     Listing names (`iter`, `len`, `in`) checks nothing; `problems()` checks every profile.
+    `source` names the file they came from, and `absent` says there was none (`present`).
     """
 
-    def __init__(self, raw: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    def __init__(
+        self, raw: Mapping[str, Mapping[str, Any]], source: str, *, absent: bool = False
+    ) -> None:
         self._raw = dict(raw)
-        self._source = source
+        self.source = source
         self._checked: dict[str, Profile] = {}
+        self.absent = absent
 
     def __getitem__(self, name: str) -> Profile:
         if name not in self._checked:
-            self._checked[name] = to_profile(name, self._raw[name], self._source)
+            self._checked[name] = to_profile(name, self._raw[name], self.source)
         return self._checked[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -314,6 +318,8 @@ def load_profiles(path: Path | None = None, source: str | None = None) -> Profil
     """
     path = config_path() if path is None else path
     source = source or str(path)
+    if not present(path, source):
+        return Profiles({}, source, absent=True)
     return Profiles(read_profile_map(path, source), source)
 
 
@@ -326,9 +332,15 @@ def parse_profiles(text: str, source: str = "config") -> Profiles:
 
 
 def get_profile(profiles: Mapping[str, Profile], name: str, path: Path | None = None) -> Profile:
+    """`profiles[name]`. Raises UnknownProfile naming the file and the profiles it has, or
+    saying the file does not exist: "profiles: none" alone hid a mistyped AWS_CONFIG_FILE.
+    """
     try:
         return profiles[name]
     except KeyError:
-        where = path or config_path()
+        loaded = profiles if isinstance(profiles, Profiles) else None
+        where = path or (loaded.source if loaded else config_path())
+        if loaded is not None and loaded.absent:
+            raise UnknownProfile(f"no profile {name!r}: {where} does not exist") from None
         known = ", ".join(sorted(profiles)) or "none"
         raise UnknownProfile(f"no profile {name!r} in {where} (profiles: {known})") from None
