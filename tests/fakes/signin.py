@@ -60,6 +60,17 @@ class LoginGrant:
     account_id: str
 
 
+@dataclass(frozen=True)
+class Scripted:
+    """One answer a test scripts for an operation: status, body as sent, and the error type
+    header botocore reads an error's code from (None: no header, as from a proxy)."""
+
+    status: int
+    body: str
+    error_type: str | None = None
+    content_type: str = "application/json"
+
+
 @dataclass
 class Fakes:
     """The services' state; every counter and list is there for tests to assert on."""
@@ -81,6 +92,10 @@ class Fakes:
     role_calls: list[tuple[str, str]] = field(default_factory=list)
     issued_keys: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    # Answers sent instead of the service's own, next first, per operation name
+    # ("GetRoleCredentials", "CreateToken", "CreateOAuth2Token"): an outage, throttling or a
+    # garbled body, as a proxy or a failing front end sends them (`script`).
+    scripted: dict[str, list[Scripted]] = field(default_factory=dict)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,11 +107,37 @@ class Fakes:
         app.router.add_post("/v1/token", self.create_oauth2_token)
         return app
 
+    def script(self, operation: str, answer: Scripted, times: int = 1) -> None:
+        """Send `answer` to the next `times` calls of `operation` (botocore retries a 5xx or a
+        throttle once here: signin.CLIENT_CONFIG), instead of the service's own answer."""
+        with self._lock:
+            self.scripted.setdefault(operation, []).extend([answer] * times)
+
+    def _scripted(self, operation: str) -> web.Response | None:
+        """The answer scripted next for `operation`, taken from the queue; None when none is."""
+        with self._lock:
+            queue = self.scripted.get(operation)
+            if not queue:
+                return None
+            answer = queue.pop(0)
+        headers = {"x-amzn-ErrorType": answer.error_type} if answer.error_type else {}
+        return web.Response(
+            status=answer.status,
+            body=answer.body.encode(),
+            content_type=answer.content_type,
+            headers=headers,
+        )
+
     def _refuse(self, why: str) -> None:
         with self._lock:
             self.refusals.append(why)
 
     async def get_role_credentials(self, request: web.Request) -> web.Response:
+        scripted = self._scripted("GetRoleCredentials")
+        if scripted is not None:
+            with self._lock:
+                self.role_calls.append(("scripted", "scripted"))
+            return scripted
         bearer = request.headers.get("x-amz-sso_bearer_token", "")
         expires = self.access_tokens.get(bearer)
         if expires is None or expires <= self.clock():
@@ -141,6 +182,11 @@ class Fakes:
         }
 
     async def create_token(self, request: web.Request) -> web.Response:
+        scripted = self._scripted("CreateToken")
+        if scripted is not None:
+            with self._lock:
+                self.create_token_calls += 1
+            return scripted
         body = await request.json()
         await asyncio.sleep(self.create_token_delay)
         client_id, refresh = body.get("clientId"), body.get("refreshToken")
@@ -168,6 +214,11 @@ class Fakes:
         )
 
     async def create_oauth2_token(self, request: web.Request) -> web.Response:
+        scripted = self._scripted("CreateOAuth2Token")
+        if scripted is not None:
+            with self._lock:
+                self.oauth2_calls += 1
+            return scripted
         body = await request.json()
         with self._lock:
             self.oauth2_calls += 1
