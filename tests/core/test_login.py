@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from botocore.utils import generate_login_cache_key
 
-from tests.fakes.signin import Fakes
+from tests.fakes.signin import Fakes, Scripted
 from vaultd.core import config, login, resolve, schedule
 from vaultd.core.login import AwsLogin
-from vaultd.errors import LoginRequired
+from vaultd.errors import LoginRequired, StsError
 
 SESSION_ARN = "arn:aws:iam::111122223333:user/elmerfudd"
 
@@ -175,3 +175,52 @@ def test_the_daemon_and_doctor_read_an_odd_expiry_alike(
     _corrupt_login(cache_file(isolated), how)
     with pytest.raises(LoginRequired, match="unreadable"):
         login.cached_session(root, cache_dir(isolated))
+
+
+# A 200 whose body botocore cannot use as CreateOAuth2Token's answer.
+GARBLED = {
+    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
+    "not JSON": Scripted(200, "{{{"),
+    "no accessToken": Scripted(200, '{"tokenType":"aws_sigv4","expiresIn":900}'),
+    "no refreshToken": Scripted(
+        200,
+        '{"accessToken":{"accessKeyId":"ASIA","secretAccessKey":"s","sessionToken":"t"},'
+        '"expiresIn":900}',
+    ),
+    "accessKeyId 5": Scripted(
+        200,
+        '{"accessToken":{"accessKeyId":5,"secretAccessKey":"s","sessionToken":"t"},'
+        '"expiresIn":900,"refreshToken":"lor-x"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", GARBLED.values(), ids=GARBLED.keys())
+def test_a_garbled_renewal_is_the_services_fault(
+    aws_login: AwsLogin,
+    root: resolve.SigninRoot,
+    signin_fakes: Fakes,
+    isolated: Path,
+    answer: Scripted,
+) -> None:
+    signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=-30)
+    before = cache_file(isolated).read_bytes()
+    signin_fakes.script("CreateOAuth2Token", answer)
+    with pytest.raises(StsError) as caught:
+        aws_login.credentials(root)
+    assert caught.value.message.startswith(
+        "aws login: malformed answer from signin CreateOAuth2Token ("
+    )
+    assert cache_file(isolated).read_bytes() == before
+    # Not parked behind the gate as a sign-in: the next try renews.
+    assert aws_login.credentials(root).access_key_id == signin_fakes.issued_keys[-1]
+
+
+def test_a_failing_sign_in_service_is_retried(
+    aws_login: AwsLogin, root: resolve.SigninRoot, signin_fakes: Fakes, isolated: Path
+) -> None:
+    signin_fakes.sign_in_login(cache_dir(isolated), SESSION_ARN, expires_in=-30)
+    signin_fakes.script("CreateOAuth2Token", Scripted(500, "{}", "InternalServerException"), 2)
+    with pytest.raises(StsError, match="cannot renew"):
+        aws_login.credentials(root)
+    assert aws_login.credentials(root).access_key_id == signin_fakes.issued_keys[-1]

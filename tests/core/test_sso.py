@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.signin import Fakes, sso_cache_file
+from tests.fakes.signin import Fakes, Scripted, sso_cache_file
 from vaultd.core import config, resolve
 from vaultd.core.sso import IdentityCenter
-from vaultd.errors import ConfigError, SsoLoginRequired
+from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 
 
 def cache_dir(isolated: Path) -> Path:
@@ -218,3 +218,136 @@ def test_a_profile_gone_from_the_config_is_a_config_error(
     with pytest.raises(ConfigError, match=r"^profile 'dev-sso': "):
         center.credentials(root)
     assert signin_fakes.role_calls == []
+
+
+# What the token service and the portal send when they fail rather than refuse: an outage
+# (as JSON, or as a front end's HTML page) and throttling, with the status AWS gives each.
+FAILURES = {
+    "500 InternalServerException": Scripted(
+        500, '{"error":"server_error"}', "InternalServerException"
+    ),
+    "502 from a front end": Scripted(502, "<html>Bad Gateway</html>", content_type="text/html"),
+    "503": Scripted(503, "{}"),
+    "SlowDownException": Scripted(400, '{"error":"slow_down"}', "SlowDownException"),
+    "429 ThrottlingException": Scripted(429, "{}", "ThrottlingException"),
+}
+
+# A 200 whose body botocore cannot use as CreateToken's answer.
+GARBLED_TOKENS = {
+    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
+    "not JSON": Scripted(200, "{{{"),
+    "no expiresIn": Scripted(200, '{"accessToken":"aoa-x","tokenType":"Bearer"}'),
+    "accessToken 5": Scripted(200, '{"accessToken":5,"expiresIn":3600}'),
+    "expiresIn a word": Scripted(200, '{"accessToken":"aoa-x","expiresIn":"soon"}'),
+}
+
+
+@pytest.mark.parametrize("answer", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failing_token_service_is_retried_not_a_sign_in(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
+) -> None:
+    """Token expired, refresh token valid: CreateToken failing is the service's fault, an
+    StsError retried with backoff; nothing waits for a person, and the next try refreshes."""
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)
+    entry = sso_cache_file(cache_dir(isolated), "corp")
+    before = entry.read_bytes()
+    signin_fakes.script("CreateToken", answer, times=2)  # botocore retries once
+    with pytest.raises(StsError) as caught:
+        center.credentials(root_of("dev-sso"))
+    assert caught.value.message.startswith("IAM Identity Center corp: sso-oidc CreateToken failed")
+    assert entry.read_bytes() == before
+    assert signin_fakes.role_calls == []
+    signin_fakes.scripted.clear()
+    creds = center.credentials(root_of("dev-sso"))
+    assert creds.access_key_id == signin_fakes.issued_keys[-1]
+    assert json.loads(entry.read_text())["refreshToken"] in signin_fakes.sso_refresh
+
+
+REFUSALS = {
+    "InvalidGrantException": Scripted(400, '{"error":"invalid_grant"}', "InvalidGrantException"),
+    "InvalidClientException": Scripted(401, '{"error":"invalid_client"}', "InvalidClientException"),
+    "UnauthorizedClientException": Scripted(
+        400, '{"error":"unauthorized_client"}', "UnauthorizedClientException"
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", REFUSALS.values(), ids=REFUSALS.keys())
+def test_a_refused_refresh_needs_a_person(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)
+    signin_fakes.script("CreateToken", answer)
+    with pytest.raises(SsoLoginRequired, match="could not be refreshed"):
+        center.credentials(root_of("dev-sso"))
+    assert signin_fakes.create_token_calls == 1
+
+
+@pytest.mark.parametrize("answer", GARBLED_TOKENS.values(), ids=GARBLED_TOKENS.keys())
+def test_a_garbled_token_answer_is_the_services_fault(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)
+    entry = sso_cache_file(cache_dir(isolated), "corp")
+    before = entry.read_bytes()
+    signin_fakes.script("CreateToken", answer)
+    with pytest.raises(StsError) as caught:
+        center.credentials(root_of("dev-sso"))
+    assert caught.value.message.startswith(
+        "IAM Identity Center corp: malformed answer from sso-oidc CreateToken ("
+    )
+    assert entry.read_bytes() == before  # the refresh token in it is still the valid one
+    assert center.credentials(root_of("dev-sso")).access_key_id == signin_fakes.issued_keys[-1]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [FAILURES["500 InternalServerException"], GARBLED_TOKENS["HTML"]],
+    ids=["500", "garbled"],
+)
+def test_a_token_still_valid_is_used_when_its_refresh_fails(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
+) -> None:
+    """botocore's rule for a failed refresh: a token with minutes left is used as it is."""
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=300)  # in the refresh window
+    entry = sso_cache_file(cache_dir(isolated), "corp")
+    before = entry.read_bytes()
+    signin_fakes.script("CreateToken", answer, times=2)
+    assert center.credentials(root_of("dev-sso")).access_key_id == signin_fakes.issued_keys[-1]
+    assert signin_fakes.create_token_calls >= 1
+    assert entry.read_bytes() == before
+
+
+GARBLED_ROLES = {
+    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
+    "not JSON": Scripted(200, "{{{"),
+    "empty roleCredentials": Scripted(200, '{"roleCredentials":{}}'),
+    "accessKeyId 5": Scripted(
+        200,
+        '{"roleCredentials":{"accessKeyId":5,"secretAccessKey":"s","sessionToken":"t",'
+        '"expiration":1}}',
+    ),
+    "expiration a word": Scripted(
+        200,
+        '{"roleCredentials":{"accessKeyId":"ASIA","secretAccessKey":"s","sessionToken":"t",'
+        '"expiration":"soon"}}',
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", GARBLED_ROLES.values(), ids=GARBLED_ROLES.keys())
+def test_a_garbled_portal_answer_is_the_services_fault(
+    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
+) -> None:
+    signin_fakes.sign_in_sso(cache_dir(isolated))
+    entry = sso_cache_file(cache_dir(isolated), "corp")
+    before = entry.read_bytes()
+    signin_fakes.script("GetRoleCredentials", answer)
+    with pytest.raises(StsError) as caught:
+        center.credentials(root_of("dev-sso"))
+    assert caught.value.message.startswith(
+        "IAM Identity Center corp: malformed answer from sso GetRoleCredentials ("
+    )
+    assert entry.read_bytes() == before
+    # Not parked behind the gate as a sign-in: the next try asks the portal again.
+    assert center.credentials(root_of("dev-sso")).access_key_id == signin_fakes.issued_keys[-1]

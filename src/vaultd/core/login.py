@@ -40,7 +40,9 @@ from botocore.utils import (
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
+    NUMBER,
     CachedSignin,
+    Shape,
     not_refreshed,
     reading_cache,
     unreadable,
@@ -59,6 +61,19 @@ LOGIN_LIFETIME = 15 * 60
 REUSE_ABOVE = 10 * 60
 
 log = logging.getLogger("vaultd.provider")
+
+
+# What botocore reads of CreateOAuth2Token's answer (the signin service model; `tokenOutput`
+# is the payload member, the whole body).
+ANSWERS: dict[tuple[str, str], Shape] = {
+    ("signin", "CreateOAuth2Token"): {
+        "tokenOutput": {
+            "accessToken": {"accessKeyId": str, "secretAccessKey": str, "sessionToken": str},
+            "expiresIn": NUMBER,
+            "refreshToken": str,
+        }
+    }
+}
 
 
 class _HalfLifeFetcher(LoginCredentialFetcher):  # type: ignore[misc]
@@ -114,6 +129,8 @@ def _login_required(root: SigninRoot, why: str) -> LoginRequired:
 class AwsLogin(CachedSignin):
     """Credentials for profiles whose root is an `aws login` session."""
 
+    answers = ANSWERS
+
     @staticmethod
     def default_cache_dir() -> Path:
         """~/.aws/login/cache, where `aws login` writes its session (botocore's own path)."""
@@ -123,8 +140,9 @@ class AwsLogin(CachedSignin):
         """The session's credentials, renewed when under REUSE_ABOVE seconds are left.
 
         Raises LoginRequired when a person must run `aws login` again (nothing cached, the
-        refresh token expired or the user's credentials changed), ConfigError when botocore
-        lacks its CRT extra, StsError when the sign-in service refuses or cannot be reached.
+        refresh token expired or the user's credentials changed, or its entry unreadable),
+        ConfigError when botocore lacks its CRT extra, StsError when the sign-in service
+        refuses, fails, cannot be reached or answers malformed (`signin.ServiceFault`).
         """
         if not HAS_CRT:
             raise ConfigError(

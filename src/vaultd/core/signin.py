@@ -24,11 +24,11 @@ import struct
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar, Union
 
 import botocore.config
 import botocore.exceptions
@@ -37,7 +37,13 @@ from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 from vaultd.core import endpoints
 from vaultd.core.credentials import iso8601
 from vaultd.core.resolve import SigninRoot
-from vaultd.errors import ConfigError, LoginRequired, SigninCacheUnwritable, SsoLoginRequired
+from vaultd.errors import (
+    ConfigError,
+    LoginRequired,
+    SigninCacheUnwritable,
+    SsoLoginRequired,
+    StsError,
+)
 
 T = TypeVar("T")
 Fingerprint = tuple[tuple[str, int, int, int], ...]
@@ -113,6 +119,125 @@ CACHE_FAULTS: tuple[type[Exception], ...] = (
     AttributeError,
     RuntimeError,
 )
+
+
+# What a field of a cache entry or of a service's answer must hold: a type (or types), or
+# the shape of an object. A name ending in "?" may be absent; when present, it is checked.
+Shape = Mapping[str, Union[type, tuple[type, ...], "Shape"]]
+NUMBER: Final = (int, float)
+_KINDS: Final[dict[Any, str]] = {str: "a string", NUMBER: "a number"}
+
+
+def misfit(value: object, shape: Shape, path: str = "") -> str | None:
+    """Where `value` departs from `shape`: the dotted path of the first field missing or of
+    another type (a bool is no number, as JSON has it) and what it should be; None when it
+    fits. Names only fields, never their values, which may be secrets."""
+    if not isinstance(value, dict):
+        return f"{path or 'the whole'} is not an object"
+    for name, kind in shape.items():
+        key = name.removesuffix("?")
+        where = f"{path}.{key}" if path else key
+        if key not in value:
+            if name.endswith("?"):
+                continue
+            return f"{where} is missing"
+        field = value[key]
+        if isinstance(kind, Mapping):
+            why = misfit(field, kind, where)
+            if why is not None:
+                return why
+        elif isinstance(field, bool) or not isinstance(field, kind):
+            return f"{where} is not {_KINDS.get(kind, 'of the right type')}"
+    return None
+
+
+class ServiceFault(Exception):
+    """A call to a sign-in service (sso, sso-oidc, signin) that failed for a reason of the
+    service's, not of the sign-in: unreachable, timed out, a 5xx, throttled, or an answer
+    without the fields botocore reads. A later attempt may succeed, so `reading_cache` makes
+    it an StsError, which the broker retries with backoff; the cache entry is not blamed, and
+    no person is asked to sign in. The message names the service and call, no secret."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Error codes that mean "not now" rather than "no": botocore's throttling codes
+# (botocore.retries.standard) and sso-oidc's SlowDownException. Any other 4xx is the
+# service refusing the call, which a retry would not change.
+THROTTLED: Final = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "SlowDownException",
+    }
+)
+
+
+def passing(exc: Exception, service: str, operation: str) -> ServiceFault | None:
+    """`exc`, raised by a call of `service`'s `operation`, as a ServiceFault when it is a
+    failure a later attempt may not meet: a ServiceFault already (`check_answers`), no
+    connection or no answer in time (botocore's ConnectionError and HTTPClientError:
+    timeouts, resets, proxies, TLS), an HTTP 5xx or 429 or a throttling code (THROTTLED).
+    None for anything else: a refusal (another 4xx, e.g. sso-oidc's InvalidGrantException,
+    InvalidClientException, UnauthorizedClientException), or a fault before anything was
+    sent (ParamValidationError). Only the error code and status are kept, never the text."""
+    if isinstance(exc, ServiceFault):
+        return exc
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return ServiceFault(f"cannot reach {service} {operation}: {type(exc).__name__}")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if (isinstance(status, int) and (status >= 500 or status == 429)) or code in THROTTLED:
+            return ServiceFault(f"{service} {operation} failed ({code or status})", code or None)
+    return None
+
+
+def check_answers(session: Any, answers: Mapping[tuple[str, str], Shape]) -> None:
+    """Have every (service, operation) call in `answers` made by clients of the botocore
+    `session` checked against its shape as soon as it is parsed, before botocore reads or
+    caches it: a successful answer that does not fit (an HTML page from a proxy, a body
+    that is not JSON, fields missing or of another type) raises ServiceFault, and so does
+    one botocore's parser fails on (a ValueError for "x" as a number: anything but
+    botocore's own errors, which are connection faults and timeouts, `passing`). Unchecked,
+    botocore's providers fail on it with the KeyError, TypeError or ValueError that a broken
+    cache entry raises too, and `reading_cache` would blame the cache and ask for a sign-in.
+
+    Registered on the session, so clients made later from it (by vaultd, or by botocore's
+    providers with `create_nested_client`) carry the check."""
+
+    def unparsed(exception: Exception, event_name: str, **_: Any) -> None:
+        if not isinstance(exception, botocore.exceptions.BotoCoreError):
+            service, operation = event_name.split(".", 2)[1:]
+            raise ServiceFault(
+                f"malformed answer from {service} {operation} ({type(exception).__name__})"
+            ) from exception
+
+    for (service, operation), shape in answers.items():
+        session.register(f"after-call-error.{service}.{operation}", unparsed)
+
+        def check(
+            http_response: Any,
+            parsed: Any,
+            _service: str = service,
+            _operation: str = operation,
+            _shape: Shape = shape,
+            **_: Any,
+        ) -> None:
+            if http_response.status_code >= 300:
+                return  # botocore raises its ClientError next
+            why = misfit(parsed, _shape)
+            if why is not None:
+                raise ServiceFault(f"malformed answer from {_service} {_operation} ({why})")
+
+        session.register(f"after-call.{service}.{operation}", check)
 
 
 # The AWS CLI's entries are 1-3 KiB; a directory that takes this much takes the entry.
@@ -303,9 +428,15 @@ def reading_cache(root: SigninRoot) -> Iterator[None]:
     ill-formed entry (CACHE_FAULTS) becomes `unreadable(root)`, and a write that failed
     `unsaved(root, ...)` (botocore's JSONFileCache turns read faults into KeyError, so an
     OSError out of it is a write's), never a traceback. The daemon and `vaultd doctor` both
-    read through here, so they reach the same verdict."""
+    read through here, so they reach the same verdict.
+
+    A ServiceFault (the service failed, or answered what botocore cannot read:
+    `check_answers`) is an StsError naming `root`, retried with backoff: the fault is not the
+    entry's, which is left as it was."""
     try:
         yield
+    except ServiceFault as exc:
+        raise StsError(f"{root.label}: {exc}", exc.code) from None
     except CACHE_FAULTS:
         raise unreadable(root) from None
     except OSError as exc:
@@ -333,7 +464,10 @@ class CachedSignin:
     """What the IAM Identity Center and `aws login` roots share: the clock (epoch seconds,
     UTC), one SigninGate, the AWS CLI's cache directory for that kind of sign-in (subclasses
     name it in `default_cache_dir`) and `new_session(profile)`, a botocore session that reads
-    the config files as they are now."""
+    the config files as they are now. The answers of the calls in `answers` are checked
+    before botocore reads them (`check_answers`)."""
+
+    answers: ClassVar[Mapping[tuple[str, str], Shape]] = {}
 
     def __init__(
         self,
@@ -354,11 +488,13 @@ class CachedSignin:
         raise NotImplementedError
 
     def session(self, root: SigninRoot) -> Any:
-        """`new_session(root.profile)` with its config read; ConfigError when botocore cannot
-        find the profile now (the file changed since, or could not be opened at all)."""
+        """`new_session(root.profile)` with its config read and its answers checked
+        (`answers`); ConfigError when botocore cannot find the profile now (the file changed
+        since, or could not be opened at all)."""
         try:
             session = self.new_session(root.profile)
             session.full_config  # noqa: B018 - read here, where its faults are caught
         except botocore.exceptions.BotoCoreError as exc:
             raise ConfigError(f"profile {root.profile!r}: {exc}") from None
+        check_answers(session, self.answers)
         return session

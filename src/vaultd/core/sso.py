@@ -40,8 +40,12 @@ from botocore.utils import JSONFileCache, SSOTokenLoader
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
+    NUMBER,
     CachedSignin,
+    ServiceFault,
+    Shape,
     not_refreshed,
+    passing,
     reading_cache,
     unrefreshed,
     utc_clock,
@@ -51,6 +55,35 @@ from vaultd.core.signin import (
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 
 log = logging.getLogger("vaultd.provider")
+
+
+class _Refreshing(SSOTokenProvider):  # type: ignore[misc]
+    """botocore's provider, telling a service failure from a refused sign-in.
+
+    botocore's `_refresh_access_token` turns every ClientError of CreateToken into "no
+    refresh" and, the token having expired, into TokenRetrievalError ("Token has expired and
+    refresh failed"), which only a person can fix; a 5xx or a throttle would sign the user
+    out. Here a failure a later attempt may not meet (`signin.passing`, e.g. a 5xx, a
+    throttle, no connection, a malformed answer) is a ServiceFault once the token has
+    expired, retried with backoff; while the token is still valid, botocore's own rule for a
+    failed refresh stands, for these failures too: the token is used as it is. A refusal
+    (InvalidGrantException, InvalidClientException, UnauthorizedClientException, ...) is
+    left to botocore, as are an expired registration and a missing refresh token, which it
+    checks before calling."""
+
+    def _attempt_create_token(self, token: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            answer: dict[str, Any] = super()._attempt_create_token(token)
+        except (ClientError, BotoCoreError, ServiceFault) as exc:
+            fault = passing(exc, "sso-oidc", "CreateToken")
+            if fault is None:
+                raise
+            # The entry's dates were checked (`cached_token`) before botocore was called.
+            if zoned(token["expiresAt"]) > self._now():
+                log.warning("%s; the token is used as it is until it is refreshed", fault)
+                return None
+            raise fault from None
+        return answer
 
 
 class _Unrefreshed(SSOTokenProvider):  # type: ignore[misc]
@@ -74,6 +107,20 @@ def token_entry(cache_dir: Path, start_url: str, session: str | None) -> Path:
 
 # What botocore's SSOTokenProvider needs to refresh a token (its _refresh_access_token).
 REFRESH_KEYS = ("refreshToken", "clientId", "clientSecret", "registrationExpiresAt")
+
+
+# What botocore reads of the answers (botocore's sso and sso-oidc service models).
+ANSWERS: dict[tuple[str, str], Shape] = {
+    ("sso", "GetRoleCredentials"): {
+        "roleCredentials": {
+            "accessKeyId": str,
+            "secretAccessKey": str,
+            "sessionToken": str,
+            "expiration": NUMBER,
+        }
+    },
+    ("sso-oidc", "CreateToken"): {"accessToken": str, "expiresIn": NUMBER, "refreshToken?": str},
+}
 
 
 def cached_token(
@@ -117,6 +164,8 @@ class IdentityCenter(CachedSignin):
     """Role credentials for profiles whose root signs in through IAM Identity Center
     (tests and the daemon pass `signin.botocore_session` as `new_session`)."""
 
+    answers = ANSWERS
+
     @staticmethod
     def default_cache_dir() -> Path:
         """~/.aws/sso/cache, where `aws sso login` writes its tokens."""
@@ -125,9 +174,11 @@ class IdentityCenter(CachedSignin):
     def credentials(self, root: SigninRoot) -> Credentials:
         """Role credentials for `root` (a "sso" root).
 
-        Raises SsoLoginRequired when a person must run `aws sso login` (no token cached, token
-        expired and not refreshable, refresh token or session revoked), ConfigError for a
-        profile botocore cannot use, StsError when the portal refuses or cannot be reached.
+        Raises SsoLoginRequired when a person must run `aws sso login` (no token cached or
+        its entry unreadable, token expired and not refreshable, refresh token or session
+        revoked), ConfigError for a profile botocore cannot use, StsError when the portal
+        refuses, or the portal or the token service fails, cannot be reached or answers
+        malformed (`signin.ServiceFault`).
         """
         key = f"sso:{root.session or root.profile}"
         return self.gate.run(key, self.cache_dir, lambda: self._fetch(root))
@@ -144,7 +195,7 @@ class IdentityCenter(CachedSignin):
         # readings of the clock would let botocore refresh what vaultd did not check.
         now = self.clock()
         left_unrefreshed = self._unrefreshed(root, start_url, cached, now)
-        tokens = (_Unrefreshed if left_unrefreshed else SSOTokenProvider)(
+        tokens = (_Unrefreshed if left_unrefreshed else _Refreshing)(
             session, cache=cache, time_fetcher=utc_clock(lambda: now), profile_name=root.profile
         )
         answers: dict[str, Any] = {}  # the fetcher's cache: GetRoleCredentials' answer lands here
