@@ -123,6 +123,12 @@ def _corrupt_login(path: Path, how: str) -> None:
     token = json.loads(path.read_text())
     if how == "accessToken a string":
         token["accessToken"] = "ASIAEXAMPLE"
+    elif how == "accessKeyId 5":  # botocore would serve it as AccessKeyId "5"
+        token["accessToken"]["accessKeyId"] = 5
+    elif how == "sessionToken null":
+        token["accessToken"]["sessionToken"] = None
+    elif how == "refreshToken 7":
+        token["refreshToken"] = 7
     elif how == "expiresAt garbage":
         token["accessToken"]["expiresAt"] = "garbage"
     elif how == "expiresAt without a zone":  # botocore compares it with an aware clock
@@ -141,6 +147,9 @@ def _corrupt_login(path: Path, how: str) -> None:
     [
         ("truncated", 840),
         ("accessToken a string", 840),
+        ("accessKeyId 5", 840),
+        ("sessionToken null", 840),
+        ("refreshToken 7", 300),  # sent only with a renewal
         ("expiresAt garbage", 840),
         ("expiresAt without a zone", 840),
         ("expiresAt not ISO 8601", 840),

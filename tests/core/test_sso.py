@@ -158,6 +158,9 @@ def _corrupt_sso(path: Path, how: str) -> None:
         "expiresAt null": ("expiresAt", None),
         "expiresAt zone-less": ("expiresAt", "2099-01-01T00:00:00"),
         "registrationExpiresAt garbage": ("registrationExpiresAt", "garbage"),
+        "accessToken 5": ("accessToken", 5),
+        "refreshToken 7": ("refreshToken", 7),
+        "clientSecret null": ("clientSecret", None),
     }[how]
     token = json.loads(path.read_text())
     token[field] = value
@@ -173,6 +176,10 @@ BROKEN_SSO = [
     "expiresAt null",
     "expiresAt zone-less",
     "registrationExpiresAt garbage",
+    # Wrong types botocore would send as they are (a ParamValidationError, not a sign-in).
+    "accessToken 5",
+    "refreshToken 7",
+    "clientSecret null",
 ]
 
 

@@ -43,6 +43,7 @@ from vaultd.core.signin import (
     NUMBER,
     CachedSignin,
     Shape,
+    misfit,
     not_refreshed,
     reading_cache,
     unreadable,
@@ -62,6 +63,22 @@ REUSE_ABOVE = 10 * 60
 
 log = logging.getLogger("vaultd.provider")
 
+# The fields of an `aws login` cache entry that botocore reads (LoginCredentialFetcher), all
+# strings as the AWS CLI writes them. Those its `_REQUIRED_TOKEN_FIELDS` names may be absent
+# here: botocore reports that itself (LoginTokenLoadError).
+SESSION_SHAPE: Shape = {
+    "accessToken": {
+        "accessKeyId": str,
+        "secretAccessKey": str,
+        "sessionToken": str,
+        "accountId": str,
+        "expiresAt": str,
+    },
+    "refreshToken?": str,
+    "clientId?": str,
+    "dpopKey?": str,
+    "signInRegion?": str,
+}
 
 # What botocore reads of CreateOAuth2Token's answer (the signin service model; `tokenOutput`
 # is the payload member, the whole body).
@@ -95,7 +112,8 @@ def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
     key too, when botocore has its CRT extra). The daemon checks this before every use of
     the cache and `vaultd doctor` reports it, so both reach one verdict.
 
-    Raises LoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed.
+    Raises LoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed
+    (a field of SESSION_SHAPE missing or of another type too).
     """
     fetcher = LoginCredentialFetcher(
         session_name=root.session,
@@ -107,9 +125,12 @@ def cached_session(root: SigninRoot, cache_dir: Path) -> float | None:
             cached = fetcher.load_cached_credentials()
         except LoginTokenLoadError:
             return None
+        token = fetcher._token_loader.load_token(root.session)
+        if misfit(token, SESSION_SHAPE) is not None:
+            raise unreadable(root)
         if HAS_CRT:
             try:
-                fetcher._load_private_key(fetcher._token_loader.load_token(root.session))
+                fetcher._load_private_key(token)
             except LoginTokenLoadError:
                 raise unreadable(root) from None
         # Two rules, both the daemon's: botocore's (a zone-less date fails there), then the

@@ -44,9 +44,11 @@ from vaultd.core.signin import (
     CachedSignin,
     ServiceFault,
     Shape,
+    misfit,
     not_refreshed,
     passing,
     reading_cache,
+    unreadable,
     unrefreshed,
     utc_clock,
     write_refusal,
@@ -108,6 +110,15 @@ def token_entry(cache_dir: Path, start_url: str, session: str | None) -> Path:
 # What botocore's SSOTokenProvider needs to refresh a token (its _refresh_access_token).
 REFRESH_KEYS = ("refreshToken", "clientId", "clientSecret", "registrationExpiresAt")
 
+# The fields of a cached token that botocore reads (SSOTokenLoader, SSOTokenProvider and
+# SSOCredentialFetcher), all strings in the AWS CLI's format; those for a refresh may be
+# absent (the legacy form, an older CLI), but when present they are used as they are, and
+# a wrong type would reach the service as a ParamValidationError, not as a sign-in fault.
+TOKEN_SHAPE: Shape = {
+    "accessToken": str,
+    "expiresAt": str,
+    **{f"{key}?": str for key in REFRESH_KEYS},
+}
 
 # What botocore reads of the answers (botocore's sso and sso-oidc service models).
 ANSWERS: dict[tuple[str, str], Shape] = {
@@ -133,7 +144,8 @@ def cached_token(
     The daemon checks this before every use of the cache and `vaultd doctor` reports it, so
     both reach one verdict. Dates are read as botocore's SSOTokenProvider reads them
     (`signin.zoned`).
-    Raises SsoLoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed.
+    Raises SsoLoginRequired (`signin.unreadable`) when the entry is unreadable or ill-formed
+    (a field of TOKEN_SHAPE of another type too).
     """
     with reading_cache(root):
         try:
@@ -142,6 +154,8 @@ def cached_token(
             )
         except SSOTokenLoadError:
             return None
+        if misfit(token, TOKEN_SHAPE) is not None:
+            raise unreadable(root)
         dates = [zoned(token["expiresAt"])]
         if "registrationExpiresAt" in token:
             dates.append(zoned(token["registrationExpiresAt"]))
