@@ -32,13 +32,36 @@ def test_many_peers_write_at_most_max_lines_a_minute(
     for n in range(500):  # e.g. remote IPv6 sources, each its own key
         log.refused(f"peer 2001:db8::{n:x}", "GET", "/", "not allowed")
     assert len(lines(caplog, "test.refusals")) == MAX_LINES
-    # A local user's refusal is not crowded out by them: a uid cannot be multiplied.
-    log.refused("uid 1002", "GET", "/", "not allowed", capped=False)
+    # A local user's refusal is not crowded out by them.
+    log.refused("uid 1002", "GET", "/", "not allowed", local=True)
     assert "from uid 1002" in lines(caplog, "test.refusals")[-1]
     clock.advance(61)
     log.refused("peer 2001:db8::ffff", "GET", "/", "not allowed")
     last = lines(caplog, "test.refusals")[-1]
     assert f"({500 - MAX_LINES} refusals from other peers were not logged" in last
+
+
+def test_many_uids_write_at_most_max_lines_a_minute_and_crowd_out_no_remote_peer(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The breaker's flood: a user's subordinate uids (/etc/subuid, mapped in a user
+    # namespace on the host's network), 1,100 of them, twice in one minute. Before, a uid's
+    # lines were never capped, and the table of 1,024 keys, once full, was emptied: 2,200
+    # lines.
+    caplog.set_level(logging.WARNING, logger="test.refusals")
+    log = RefusalLog(logging.getLogger("test.refusals"), clock)
+    for _round in range(2):
+        for uid in range(170_000, 171_100):
+            log.refused(f"uid {uid}", "GET", "/", "not allowed", local=True)
+    assert len(lines(caplog, "test.refusals")) == MAX_LINES
+    log.refused("peer 2001:db8::1", "GET", "/", "not allowed")  # a remote peer still is
+    assert "from peer 2001:db8::1" in lines(caplog, "test.refusals")[-1]
+    clock.advance(61)
+    log.refused("uid 1002", "GET", "/", "not allowed", local=True)
+    assert (
+        f"({2 * (1100 - MAX_LINES)} refusals from other peers were not logged"
+        in (lines(caplog, "test.refusals")[-1])
+    )
 
 
 class Unknown:

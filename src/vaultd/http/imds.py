@@ -278,7 +278,7 @@ class ImdsApp:
             # Counted as one: any local user can send from any 127.x address.
             who = f"peer {host}"
             key = "a local peer of unknown owner" if local else who
-        self.refusals.refused(who, request.method, request.target, reason, key, capped=not local)
+        self.refusals.refused(who, request.method, request.target, reason, key, local=local)
         request.close = True
         return self._reply(request, 403, f"Forbidden: {reason}".encode())
 

@@ -7,10 +7,12 @@ newline cannot forge a line, NUL and CR never reach the log) and the length is b
 Refusals are rate-limited: one line per peer per interval, carrying the count of refusals
 it stood for, so a flood of refused requests adds a line a minute. A peer is its uid when
 known; every local peer whose owner is unknown is one peer (any user can pick any of
-127.0.0.0/8 as a source, and a connection closed at once has no owner left to find); and
-the keys nobody can multiply at will (addresses of other hosts or containers, say) share
-at most MAX_LINES lines per interval in all, the rest counted on the first line of the
-next. A local user's lines (their uid, or the one unknown-owner key) are never crowded out.
+127.0.0.0/8 as a source, and a connection closed at once has no owner left to find).
+Keys can still be multiplied: remote addresses, and uids too (a user with a subordinate
+uid range, /etc/subuid, maps 65,536 of them in a user namespace that keeps the host's
+network). So local peers (uids, the unknown-owner key) and remote ones each share at most
+MAX_LINES lines per interval, the rest counted on the first line of the next: neither kind
+crowds the other out, and no flood adds more than twice MAX_LINES lines a minute.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from vaultd.untrusted import printable
 
 INTERVAL: Final = 60.0
 MAX_PEERS: Final = 1024
-# Lines per interval in all: what many distinct keys (remote addresses) can add at most.
+# Lines per interval for each kind of peer, local and remote: what many keys add at most.
 MAX_LINES: Final = 20
 
 
@@ -46,8 +48,8 @@ class RefusalLog:
         self.clock = clock
         self.interval = interval
         self._windows: dict[str, _Window] = {}
-        self._all = _Window(float("-inf"))  # lines written, all peers, this interval
-        self._lines = 0
+        self._all = _Window(float("-inf"))  # this interval, and what it left unlogged
+        self._lines = {True: 0, False: 0}  # lines written this interval: local, remote
 
     def refused(
         self,
@@ -57,12 +59,12 @@ class RefusalLog:
         reason: str,
         key: str | None = None,
         *,
-        capped: bool = True,
+        local: bool = False,
     ) -> None:
         """Note one refusal of `method target` from `peer` (shown: e.g. "uid 65534") for
-        `reason`; `key` is whom it is counted against (default: `peer`). `capped`: the key
-        is one of many a sender can choose (an address), so its lines count towards
-        MAX_LINES; a uid's do not, so addresses cannot crowd a local user's lines out."""
+        `reason`; `key` is whom it is counted against (default: `peer`). `local`: a peer on
+        this machine (a uid, or the unknown-owner key), whose lines count towards the local
+        MAX_LINES, apart from remote addresses', so that neither crowds the other out."""
         now = self.clock()
         key = peer if key is None else key
         window = self._windows.get(key)
@@ -71,14 +73,13 @@ class RefusalLog:
             return
         if now - self._all.start >= self.interval:
             unlogged = self._all.suppressed
-            self._all, self._lines = _Window(now), 0
+            self._all, self._lines = _Window(now), {True: 0, False: 0}
         else:
             unlogged = 0
-        if capped and self._lines >= MAX_LINES:
+        if self._lines[local] >= MAX_LINES:
             self._all.suppressed += 1
             return
-        if capped:
-            self._lines += 1
+        self._lines[local] += 1
         earlier = window.suppressed if window is not None else 0
         if window is None and len(self._windows) >= MAX_PEERS:
             self._forget(now)
