@@ -285,6 +285,11 @@ async def test_mfa_pending_answers_at_once_with_a_reason(
         ({"Host": "evil.example:9169"}, "Host"),
         ({"Origin": "http://evil.example"}, "browser"),
         ({"Sec-Fetch-Mode": "no-cors"}, "browser"),
+        # A proxy the owner runs (cntlm, mitmproxy) would pass the owner check for anyone
+        # who can reach it: before, only the token PUT refused X-Forwarded-For.
+        ({"Via": "1.1 proxy"}, "proxy are refused (via header)"),
+        ({"X-Forwarded-For": "127.0.0.1"}, "proxy are refused (x-forwarded-for header)"),
+        ({"Forwarded": "for=127.0.0.1"}, "proxy are refused (forwarded header)"),
     ],
 )
 async def test_guards_refuse(

@@ -19,6 +19,9 @@ IMDS_ADDRESSES = (
     ipaddress.ip_address("fd00:ec2::254"),
 )
 BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
+# What a proxy adds to a request it forwards (RFC 9110 §7.6.3 Via, RFC 7239 Forwarded, and
+# the de facto X-Forwarded-For): no SDK sends them to IMDS itself.
+PROXY_HEADERS = ("via", "forwarded", "x-forwarded-for")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,6 +97,20 @@ class Guard:
         for name in BROWSER_HEADERS:
             if name in headers:
                 return f"browser requests are refused ({name} header)"
+        return None
+
+    @staticmethod
+    def proxy_refusal(headers: Mapping[str, str]) -> str | None:
+        """A request a proxy forwarded is refused: the owner check sees the proxy's socket,
+        so a proxy the owner runs (cntlm, px, mitmproxy) would hand the owner's credentials
+        to every user who can reach it. (A tunnel, CONNECT or SOCKS, adds no header and
+        cannot be told apart: README, Security.)"""
+        for name in PROXY_HEADERS:
+            if name in headers:
+                return (
+                    f"requests forwarded by a proxy are refused ({name} header): "
+                    "let SDKs reach IMDS directly (NO_PROXY=127.0.0.1,169.254.169.254)"
+                )
         return None
 
 

@@ -3,8 +3,8 @@
 Served by `wire` (llhttp in a plain asyncio protocol), where the resource bounds live. Who
 is at the other end is settled once, when the connection is accepted (`admit`): the peer's
 address, and on Linux the owner of the client socket (`host.peer_owner`); the per-request
-guards (Host, the request-target's authority, browser headers) follow in `_refusal`. Every
-refusal is a 403 that closes the connection and a rate-limited, escaped log line
+guards (Host, the request-target's authority, browser and proxy headers) follow in
+`_refusal`. Every refusal is a 403 that closes the connection and a rate-limited, escaped log line
 (`refusals`). The credentials document is rendered once per credential set; a request is
 answered without a task unless it has to wait for a refresh.
 """
@@ -232,6 +232,7 @@ class ImdsApp:
             guard.host_refusal(request.headers.get("Host"))
             or (guard.host_refusal(request.authority) if request.authority else None)
             or guard.browser_refusal(request.headers)
+            or guard.proxy_refusal(request.headers)
         )
 
     def _reply(
