@@ -398,6 +398,9 @@ def run(run_cmd: Callable[..., Any] = subprocess.run) -> int:
     findings += list(_signins(profiles, time.time()))
     daemon, status = _daemon(conf)
     findings.append(daemon)
+    elsewhere = config.another_file(status.get("config_file")) if status else None
+    if elsewhere is not None:
+        findings.append(Finding(WARN, "config", elsewhere))
     if status is None:
         findings += list(_squatter(conf))
     findings += list(_link_local(run_cmd))

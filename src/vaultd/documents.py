@@ -42,6 +42,7 @@ STATUS: Shape = {
     "exec_tokens?": dict,
     "listeners?": list,
     "cleared_sessions?": int,
+    "config_file?": str,
 }
 
 # What `Serving PROFILE (ROLE) until EXPIRES.` reads from the answer of switch, mfa, refresh:

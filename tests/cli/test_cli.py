@@ -10,6 +10,7 @@ from pathlib import Path
 import keyring
 import pytest
 
+from tests.conftest import shared_config
 from tests.e2e.harness import run_vaultd
 from vaultd.cli import main, split_command
 from vaultd.cli.parser import build_parser, parse
@@ -179,3 +180,11 @@ def test_a_double_dash_where_a_command_takes_none_is_a_usage_error() -> None:
     done = run_vaultd("status", "--", "x")
     assert done.returncode == 2
     assert "unrecognized arguments: -- x" in done.stderr
+
+
+def test_list_columns_stay_apart_with_one_letter_names(isolated: Path) -> None:
+    # Before, the PROFILE column was as wide as the longest name plus two, so with names of
+    # one letter its header ran into the next: "PROFILESOURCE".
+    shared_config(isolated, "[profile a]\nsource_profile = b\n[profile b]\n")
+    header = run_vaultd("list").stdout.splitlines()[0].split()
+    assert header[:2] == ["PROFILE", "SOURCE"]

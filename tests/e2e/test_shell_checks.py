@@ -152,3 +152,31 @@ def test_a_listen_host_with_shell_syntax_is_refused_not_printed(host: str, isola
     done = in_shell(env, sys.executable, "-m", "vaultd", "env")
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.count("\n") == 1 and "is not an IP address or a host name" in done.stderr
+
+
+def test_list_and_doctor_say_when_the_daemon_reads_another_config_file(
+    user_keys: tuple[str, str], daemon: Daemon, aws_config: Path, isolated: Path
+) -> None:
+    # A daemon started by the service manager, a shell with its own AWS_CONFIG_FILE: `list`
+    # showed this shell's profiles, and `switch` then said "no profile" with no hint why.
+    daemon.start()
+    other = isolated / "other-config"
+    other.write_text(aws_config.read_text() + "[profile shellonly]\nsource_profile = identity\n")
+    shell = {**vaultd_env(), "AWS_CONFIG_FILE": str(other)}
+    said = (
+        f"the daemon reads {aws_config}, this shell {other}: switch and exec go by the "
+        "daemon's (set AWS_CONFIG_FILE alike for both)"
+    )
+    listed = in_shell(shell, sys.executable, "-m", "vaultd", "list")
+    assert listed.returncode == 0 and "shellonly" in listed.stdout
+    assert listed.stderr == f"vaultd: note: {said}\n"
+    doctor = in_shell(shell, sys.executable, "-m", "vaultd", "doctor")
+    assert f"[warn] config: {said}" in doctor.stdout, doctor.stdout
+    # The same file by another name (a link) is the same file: nothing to say.
+    other.unlink()
+    other.symlink_to(aws_config)
+    listed = in_shell(shell, sys.executable, "-m", "vaultd", "list")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert (
+        "the daemon reads" not in in_shell(shell, sys.executable, "-m", "vaultd", "doctor").stdout
+    )

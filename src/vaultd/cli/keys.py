@@ -132,6 +132,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     status: dict[str, Any] = {}
     with contextlib.suppress(DaemonNotRunning, ControlError):
         status = checked(client_for(args).status(), STATUS, "status document")
+    elsewhere = config.another_file(status.get("config_file"))
+    if elsewhere is not None:
+        print(f"vaultd: note: {elsewhere}", file=sys.stderr)
     rows = profile_rows(
         profiles,
         Keystore(),
@@ -148,7 +151,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     # Names and roles come from the config file: escaped, so the table cannot drive the terminal.
     names = {r["name"]: printable(r["name"], None, ascii=False) for r in rows}
     sources = {r["name"]: printable(r["source"], None, ascii=False) for r in rows}
-    width = max(len(shown) for shown in names.values()) + 2
+    width = max(len("PROFILE"), *(len(shown) for shown in names.values())) + 2
     # "IAM Identity Center <sso-session>" can be longer than the usual sources.
     src = max(20, *(len(shown) + 2 for shown in sources.values()))
     print(f"  {'PROFILE':<{width}}{'SOURCE':<{src}}{'MFA SESSION':<16}{'EXEC':<6}ROLE")

@@ -215,6 +215,30 @@ def present(path: Path, source: str | None = None) -> bool:
     return True
 
 
+def another_file(daemon_file: str | None, path: Path | None = None) -> str | None:
+    """What to tell a person when the running daemon reads another shared config file
+    (`daemon_file`, the `config_file` of its status) than this process does (`path`, by
+    default `config_path()`): `list` and `doctor` read this one, while `switch` and `exec`
+    go by the daemon's, so a profile listed here may be unknown there (a daemon started by
+    the service manager, a shell with its own AWS_CONFIG_FILE). None when both are the one
+    file (the same path, or links to one file) or the daemon did not say."""
+    if not daemon_file:
+        return None
+    path = config_path() if path is None else path
+    theirs = Path(daemon_file)
+    try:
+        if os.path.samefile(path, theirs):
+            return None
+    except OSError:  # one of them is missing: the same only if named the same
+        if os.path.abspath(path) == os.path.abspath(theirs):
+            return None
+    return (
+        f"the daemon reads {printable(daemon_file, None, ascii=False)}, this shell "
+        f"{printable(str(path), None, ascii=False)}: "
+        "switch and exec go by the daemon's (set AWS_CONFIG_FILE alike for both)"
+    )
+
+
 def read_profile_map(path: Path, source: str | None = None) -> dict[str, dict[str, Any]]:
     """botocore's view of the file: profile name -> its keys, exactly as botocore reads it.
 
