@@ -64,13 +64,18 @@ def test_names_sdks_can_request_and_a_broken_file_that_keeps_what_is_held(
 # Files botocore refuses to parse, each as people's own files have been found broken: the
 # daemon must start on them all the same (at login, nobody is watching), say what is wrong
 # in one line, and serve once the file is mended, without a restart.
-BROKEN = {
-    "unclosed section": ("config", "[default\nregion = eu-west-1\n"),
-    "byte-order mark": ("config", "\ufeff[default]\nregion = eu-west-1\n"),
-    "section twice": ("config", "[default]\nregion = eu-west-1\n[default]\noutput = json\n"),
-    "latin-1 comment": ("config", b"# caf\xe9\n[default]\nregion = eu-west-1\n"),
-    "continuation line": ("config", "role_arn =\n  arn:aws:iam::222233334444:role/X\n"),
-    "credentials file": ("credentials", "garbage\n"),
+# Each: the file, what is written to it, and whether it is added to what the file holds.
+BROKEN: dict[str, tuple[str, bytes, bool]] = {
+    "unclosed section": ("config", b"[default\nregion = eu-west-1\n", False),
+    "byte-order mark": ("config", "\ufeff[default]\nregion = eu-west-1\n".encode(), False),
+    "section twice": (
+        "config",
+        b"[default]\nregion = eu-west-1\n[default]\noutput = json\n",
+        False,
+    ),
+    "latin-1 comment": ("config", b"# caf\xe9\n[default]\nregion = eu-west-1\n", False),
+    "continuation line": ("config", b"role_arn =\n  arn:aws:iam::222233334444:role/X\n", True),
+    "credentials file": ("credentials", b"garbage\n", False),
 }
 
 
@@ -83,13 +88,10 @@ def test_the_daemon_starts_on_a_broken_file_and_serves_once_it_is_mended(
     isolated: Path,
     aws_config: Path,
 ) -> None:
-    name, text = BROKEN[kind]
+    name, text, added = BROKEN[kind]
     broken = aws_config.with_name(name)
     kept = broken.read_bytes() if broken.exists() else None
-    if kind == "continuation line":
-        broken.write_bytes(kept + text.encode() if kept else text.encode())
-    else:
-        broken.write_bytes(text if isinstance(text, bytes) else text.encode())
+    broken.write_bytes((kept or b"") + text if added else text)
     daemon.start()  # before, botocore's ConfigParseError ended it with a traceback
     assert "Traceback" not in daemon.log()
     done = run_vaultd("switch", "master", "--mfa", "123456")
