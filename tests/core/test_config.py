@@ -84,6 +84,32 @@ def test_an_ini_error_names_the_lines_and_shows_them(text: str, said: str) -> No
     assert info.value.message == said
 
 
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        # The breaker's findings: a byte position with no line, and a value on the line
+        # after its key ("not enough values to unpack (expected 2, got 1)"), naming nothing.
+        (
+            b"[default]\nregion = x\n# caf\xe9\n",
+            "line 3 is not UTF-8 text (byte 0xe9)",
+        ),
+        (
+            b"[default]\nregion = x\n[profile a]\nrole_arn =\n  arn:aws:iam::1:role/X\n",
+            "[profile a] role_arn: the value is on the lines after `key =`, which botocore "
+            "reads as a block of `name = value` lines: put it on the key's own line",
+        ),
+    ],
+)
+def test_a_file_botocore_cannot_read_is_named_by_line_or_key(
+    tmp_path: Path, data: bytes, said: str
+) -> None:
+    path = tmp_path / "config"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        config.load_profiles(path)
+    assert info.value.message == f"{path} {said}"
+
+
 def test_missing_file_is_no_profiles(tmp_path: Path) -> None:
     assert config.load_profiles(tmp_path / "none") == {}
 

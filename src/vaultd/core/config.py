@@ -143,8 +143,47 @@ def unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> Config
         )
     if isinstance(cause, configparser.ParsingError):
         return _not_ini(source, cause)
+    path = exc.kwargs.get("path")
+    where = _where(str(path), cause) if path and isinstance(cause, ValueError) else None
+    if where is not None:
+        return ConfigError(f"{source} {where}")
     detail = str(cause).splitlines()[0] if cause is not None else "unreadable"
     return ConfigError(f"{source} is not valid INI: {detail}")
+
+
+def _where(path: str, cause: ValueError) -> str | None:
+    """Where in the file at `path` botocore's ValueError `cause` comes from, said as the
+    rest of a sentence about the file, or None when it cannot be found (the file changed
+    since). Only read when botocore has already refused the file: configparser says
+    neither the line of a byte that is not UTF-8 (a decode error counts within a buffer)
+    nor the key of a nested block botocore cannot split (`_parse_nested`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            return f"line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x})"
+        return None
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(data.decode("utf-8"))
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            lines = [line for line in value.splitlines() if line.strip()]
+            if value.startswith("\n") and any("=" not in line for line in lines):
+                return (
+                    f"[{printable(section, SHOWN_CHARS, ascii=False)}] "
+                    f"{printable(key, SHOWN_CHARS, ascii=False)}: the value is on the lines "
+                    "after `key =`, which botocore reads as a block of `name = value` lines: "
+                    "put it on the key's own line"
+                )
+    return None
 
 
 # What a path that is not a regular file is, as `present` names it (os.stat's mode).
