@@ -52,6 +52,32 @@ def test_list_marks_the_bad_row_and_lists_the_rest() -> None:
     assert "region is not a region" in rows["other"]["problem"]
     assert rows["master"]["problem"] is None and rows["master"]["role_arn"] == ROLE
     assert rows["master"]["active"]
+    # A profile built on it fails as `switch` would find it, its role still shown.
+    assert rows["via-other"]["problem"].startswith("cfg: profile 'other': region is not")
+    assert rows["via-other"]["role_arn"] == ROLE
+
+
+def test_list_names_a_broken_chain_as_switch_would() -> None:
+    # The breaker's finding: a source_profile loop or a missing source was listed as
+    # "via loopb" and "via ghost", with no problem, until `switch` refused it.
+    text = (
+        "[profile loopa]\nsource_profile = loopb\n[profile loopb]\nsource_profile = loopa\n"
+        f"[profile orphan]\nsource_profile = ghost\nrole_arn = {ROLE}\n"
+    )
+    profiles = config.parse_profiles(text, "cfg")
+    rows = {
+        r["name"]: r
+        for r in inventory.profile_rows(profiles, Keystore(), active=None, exec_tokens={}, now=0)
+    }
+    for name in rows:
+        with pytest.raises(ConfigError) as info:
+            resolve.plan(profiles, name)
+        assert (rows[name]["source"], rows[name]["problem"]) == (
+            "config error",
+            info.value.message,
+        )
+    assert "loopa -> loopb -> loopa" in rows["loopa"]["problem"]
+    assert rows["orphan"]["role_arn"] == ROLE
 
 
 def test_every_problem_is_still_there_to_report() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from vaultd.core.config import Profile
 from vaultd.core.credentials import iso8601
 from vaultd.core.keystore import Keystore
-from vaultd.core.resolve import chain_of, signin_root
+from vaultd.core.resolve import chain_of, plan, signin_root
 from vaultd.errors import ConfigError
 
 
@@ -34,6 +34,13 @@ def profile_rows(
             profile = profiles.get(name)
         except ConfigError as exc:
             profile, problem = None, exc.message
+        if profile is not None:
+            try:
+                # Its chain too (a source_profile loop or a missing source, a role that
+                # cannot last as asked), as `switch` would find it, not "via loopb".
+                plan(profiles, name)
+            except ConfigError as exc:
+                problem = exc.message
         cached = keystore.get_session(name) if name in sessions else None
         signin = signin_root(profile) if profile and not profile.source_profile else None
         if problem is not None:
