@@ -51,6 +51,8 @@ log = logging.getLogger("vaultd")
 # its default action killed the daemon with no cleanup (the control socket left behind, exec
 # tokens not ended, no "stopping"). vaultd has nothing to reload on it: it stops, as on SIGTERM.
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Seconds between tries of a start-up profile whose config was refused (`_plan_again`).
+STARTUP_RETRY = 5.0
 
 
 class ServeError(VaultdError):
@@ -236,7 +238,30 @@ class Daemon:
         interval = watchdog_interval()
         if interval is not None:
             loops.append(_watchdog(interval))
+        if self.settings.profile and self.broker.startup_error is not None:
+            loops.append(self._plan_again(self.settings.profile))
         return loops
+
+    async def _plan_again(self, profile: str) -> None:
+        """The start-up `profile`, planned again every STARTUP_RETRY seconds while its
+        config is refused and nobody has switched, then served. A daemon started at login
+        on a file with a mistake in it serves once the file is mended, with no restart
+        (before, the first failure stood until a `switch`). A switch ends this: a person
+        chose, and a late start-up profile must not replace their choice."""
+        while self.broker.active is None:
+            await asyncio.sleep(STARTUP_RETRY)
+            if self.broker.active is not None:
+                return
+            try:
+                plan = await asyncio.to_thread(self.provider.plan, profile)
+            except VaultdError as exc:
+                self.broker.startup_error = exc
+                continue
+            if self.broker.active is None:
+                self.broker.startup_error = None
+                self.broker.activate(profile, plan)
+                log.info("the config can be read now: serving %s", profile)
+            return
 
     async def _start_imds(self, sock: socket.socket | None) -> None:
         listen = self.settings.listen

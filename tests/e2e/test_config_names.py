@@ -4,6 +4,7 @@ as a subprocess, boto3 as a client that finds credentials only through IMDS."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,28 @@ def test_the_daemon_starts_on_a_broken_file_and_serves_once_it_is_mended(
     assert done.returncode == 0, done.stderr
     env = client_env(daemon.endpoint, moto, isolated / "client")
     assert ":assumed-role/DeveloperRole/" in boto3_whoami(env)["arn"]
+
+
+def test_the_start_up_profile_is_served_once_its_file_is_mended(
+    user_keys: tuple[str, str], moto: str, isolated: Path, aws_config: Path
+) -> None:
+    # A daemon started at login with its profile (--profile, VAULTD_PROFILE, config.toml) on
+    # a file with a mistake: before, the first failure stood until a `switch`.
+    kept = aws_config.read_bytes()
+    aws_config.write_bytes(kept + b"\n[broken\nx = y\n")
+    daemon = Daemon(isolated / "daemon.log", args=("--profile", "master"))
+    try:
+        daemon.start()
+        status = json.loads(run_vaultd("status", "--json").stdout)
+        assert (status["state"], status.get("active")) == ("config_error", None)
+        aws_config.write_bytes(kept)
+        deadline = time.monotonic() + 30  # the daemon tries again every 5 s
+        while status.get("active") != "master" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = json.loads(run_vaultd("status", "--json").stdout)
+        assert status.get("active") == "master", status
+        assert run_vaultd("mfa", "123456").returncode == 0
+        env = client_env(daemon.endpoint, moto, isolated / "client")
+        assert ":assumed-role/DeveloperRole/" in boto3_whoami(env)["arn"]
+    finally:
+        daemon.stop()
