@@ -69,9 +69,10 @@ class Listen:
 
 
 # A host name as RFC 1123 §2.1 allows it: labels of letters, digits and '-', neither first
-# nor last, up to 63 characters, parted by '.'. IPv4 in every numeric form getaddrinfo
-# takes (127.1, 0x7f000001) is such a name as well.
-_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+# nor last, up to 63 characters, parted by '.' (and '_', which /etc/hosts names carry and
+# getaddrinfo resolves). IPv4 in every numeric form getaddrinfo takes (127.1, 0x7f000001)
+# is such a name as well. An internationalised name is given in its ASCII form (xn--...).
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 # An IPv6 zone: an interface name or index (RFC 6874 allows more; no interface has more).
 _ZONE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -81,15 +82,15 @@ def _is_host(host: str) -> bool:
     URL SDKs are given and into the shell line `vaultd env` prints, so a listen address
     from a variable or config.toml must not carry shell or URL syntax."""
     if ":" not in host:
-        return len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None
+        return len(host.removesuffix(".")) <= 253 and _HOST_NAME.fullmatch(host) is not None
     import ipaddress  # noqa: PLC0415 - kept off the control commands' start-up path
 
-    address, _, zone = host.partition("%")
+    address, percent, zone = host.partition("%")
     try:
         ipaddress.IPv6Address(address)
     except ValueError:
         return False
-    return not zone or _ZONE.fullmatch(zone) is not None
+    return not percent or _ZONE.fullmatch(zone) is not None
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,8 @@ async def test_mfa_pending_answers_at_once_with_a_reason(
         ({"Via": "1.1 proxy"}, "proxy are refused (via header)"),
         ({"X-Forwarded-For": "127.0.0.1"}, "proxy are refused (x-forwarded-for header)"),
         ({"Forwarded": "for=127.0.0.1"}, "proxy are refused (forwarded header)"),
+        ({"X-Real-IP": "127.0.0.1"}, "proxy are refused (x-real-ip header)"),
+        ({"X-Forwarded-Host": "169.254.169.254"}, "proxy are refused (x-forwarded-host header)"),
     ],
 )
 async def test_guards_refuse(

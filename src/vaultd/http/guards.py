@@ -20,8 +20,9 @@ IMDS_ADDRESSES = (
 )
 BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
 # What a proxy adds to a request it forwards (RFC 9110 §7.6.3 Via, RFC 7239 Forwarded, and
-# the de facto X-Forwarded-For): no SDK sends them to IMDS itself.
-PROXY_HEADERS = ("via", "forwarded", "x-forwarded-for")
+# the de facto X-Forwarded-For, X-Forwarded-Host and nginx's usual X-Real-IP): no SDK sends
+# them to IMDS itself.
+PROXY_HEADERS = ("via", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -101,10 +102,11 @@ class Guard:
 
     @staticmethod
     def proxy_refusal(headers: Mapping[str, str]) -> str | None:
-        """A request a proxy forwarded is refused: the owner check sees the proxy's socket,
-        so a proxy the owner runs (cntlm, px, mitmproxy) would hand the owner's credentials
-        to every user who can reach it. (A tunnel, CONNECT or SOCKS, adds no header and
-        cannot be told apart: README, Security.)"""
+        """A request a proxy says it forwarded is refused: the owner check sees the proxy's
+        socket, so a proxy the owner runs would hand the owner's credentials to every user
+        who can reach it. Only a proxy that adds one of PROXY_HEADERS can be told apart:
+        many add none by default, and a tunnel (CONNECT, SOCKS) never does (README,
+        Security)."""
         for name in PROXY_HEADERS:
             if name in headers:
                 return (
