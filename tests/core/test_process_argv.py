@@ -51,6 +51,8 @@ def test_the_program_gets_the_argv_botocore_gives_it(tmp_path: Path) -> None:
         ("prog 'unclosed", "credential_process is not a command line: No closing quotation"),
         ("   ", "credential_process names no program"),
         ("no-such-program-here --x", "credential_process: no-such-program-here is not installed"),
+        # Before, subprocess's ValueError was an internal error with a traceback in the log.
+        ("echo a\x00b", "credential_process could not run: its command line holds a NUL byte"),
     ],
 )
 def test_a_command_line_that_cannot_run_is_one_clear_line(command: str, said: str) -> None:

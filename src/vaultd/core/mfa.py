@@ -46,6 +46,8 @@ def run_command(argv: list[str], what: str, timeout: float, runner: Runner) -> s
         raise SourceFailed(f"{what} did not finish within {timeout:.0f}s") from None
     except OSError as exc:
         raise SourceFailed(f"{what} could not run: {exc.strerror}") from None
+    except ValueError:  # subprocess refuses argv with a NUL byte (the config file held one)
+        raise SourceFailed(f"{what} could not run: its command line holds a NUL byte") from None
     if done.returncode != 0:
         # stderr is the tool's own complaint (e.g. "no YubiKey found"), but a
         # credential_process may echo keys into it: one masked, bounded line only.
