@@ -459,6 +459,39 @@ def test_mfa_over_temporary_root_credentials_goes_with_the_first_assume_role(
     assert provider.credentials("sso").access_key_id == PROCESS_KEY
 
 
+def test_over_temporary_root_credentials_the_code_goes_with_the_role_that_names_the_device(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory
+) -> None:
+    # root (temporary credentials) -> a -> b, only b naming mfa_serial: botocore assumes a
+    # without MFA and sends the code with b's AssumeRole. The breaker saw vaultd send it
+    # with a's.
+    process_root(isolated)
+    role_b = "arn:aws:iam::222222222222:role/B"
+    with (isolated / "home" / ".aws" / "config").open("a") as fh:
+        fh.write(f"[profile b]\nsource_profile = role\nrole_arn = {role_b}\n")
+        fh.write(f"role_session_name = sb\nmfa_serial = {SERIAL}\n")
+    role_a = sts_credentials(13, in_(clock, 3600))
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": role_a},
+        {"RoleArn": ROLE, "RoleSessionName": "ss", "DurationSeconds": 3600},
+    )
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(14, in_(clock, 3600))},
+        {
+            "RoleArn": role_b,
+            "RoleSessionName": "sb",
+            "DurationSeconds": 3600,
+            "SerialNumber": SERIAL,
+            "TokenCode": "123456",
+        },
+    )
+    creds = make_provider(clock, factory).credentials("b", "123456")
+    assert factory.sources == [PROCESS_KEY, role_a["AccessKeyId"]]
+    assert creds.access_key_id == "ASIASTUB000000000014"
+
+
 def test_broken_credential_process_is_a_clear_error(
     isolated: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:

@@ -101,10 +101,13 @@ class Provider:
                 source_expiration = source.expiration
         elif isinstance(source, Credentials) and plan.mfa_serial is not None and roles:
             # Nor can they make an MFA session (GetSessionToken takes an IAM user's
-            # long-lived keys only), so the code goes with the first AssumeRole, as botocore's
-            # AssumeRoleProvider sends a role profile's mfa_serial. Before, the role was
-            # assumed without it: MFA silently dropped, refused where the trust policy asks.
-            roles = (replace(roles[0], mfa_serial=plan.mfa_serial), *roles[1:])
+            # long-lived keys only), so the code goes with an AssumeRole (`Plan.mfa_role`),
+            # as botocore's AssumeRoleProvider sends a role profile's mfa_serial. Before, the
+            # role was assumed without it: MFA silently dropped, refused where the trust
+            # policy asks for it.
+            at = plan.mfa_role
+            with_code = replace(roles[at], mfa_serial=plan.mfa_serial)
+            roles = (*roles[:at], with_code, *roles[at + 1 :])
         for step in roles:
             if step.mfa_serial is not None:
                 source, hit = self._assume_with_mfa(plan, step, source, mfa_code)

@@ -119,6 +119,11 @@ class Plan:
     config_region: str | None = None
     # The root signs in through the AWS CLI (IAM Identity Center, `aws login`) instead.
     signin: SigninRoot | None = None
+    # The role (index in `roles`) a code goes with when the root's credentials turn out to
+    # be temporary, so that no MFA session can be made: the first whose profile names the
+    # device, as botocore sends a profile's own mfa_serial with its AssumeRole; the first
+    # role when only the root names it.
+    mfa_role: int = 0
 
     @property
     def role_arn(self) -> str | None:
@@ -189,6 +194,7 @@ def plan(
     user: str | None = None,
 ) -> Plan:
     chain = chain_of(profiles, name)
+    named = {p.name: p for p in chain}
     root = chain[-1]
     if root.role_arn and root.source_profile is None:
         raise ConfigError(
@@ -237,4 +243,5 @@ def plan(
         mfa_ykman=next((p.mfa_ykman for p in chain if p.mfa_ykman is not None), None),
         credential_process=root.credential_process,
         signin=signin,
+        mfa_role=next((i for i, s in enumerate(roles) if named[s.profile].mfa_serial), 0),
     )
