@@ -19,7 +19,11 @@ from vaultd.core.keystore import Keystore
 from vaultd.core.mfa import SourceFailed
 from vaultd.core.provider import Provider
 
-MALFORMED = "credential_process did not print Version 1 JSON with AccessKeyId and SecretAccessKey"
+# Naming the profile (`p`) whose command it is, as config errors do (the newcomer's finding).
+MALFORMED = (
+    "profile 'p': credential_process did not print Version 1 JSON with AccessKeyId and "
+    "SecretAccessKey"
+)
 NOT_UTF8 = "printed something that is not UTF-8 text"
 
 # What the program writes, by the word it is given: stdout bytes, then stderr bytes, then
@@ -86,7 +90,7 @@ async def test_output_that_is_not_utf8_is_named(
     isolated: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture, word: str
 ) -> None:
     broker = broker_for(isolated, clock, word)
-    assert await refresh_fails(broker, caplog) == f"credential_process {NOT_UTF8}"
+    assert await refresh_fails(broker, caplog) == f"profile 'p': credential_process {NOT_UTF8}"
 
 
 def test_an_mfa_process_that_is_not_utf8_is_named(isolated: Path) -> None:

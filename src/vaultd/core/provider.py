@@ -134,9 +134,12 @@ class Provider:
                 return self.identity_center.credentials(plan.signin)
             return self.aws_login.credentials(plan.signin)
         if plan.credential_process:
-            return process.credentials_from_process(
-                plan.credential_process, self.clock(), self.runner
-            )
+            try:
+                return process.credentials_from_process(
+                    plan.credential_process, self.clock(), self.runner
+                )
+            except mfa.SourceFailed as exc:  # which profile's command, as config errors name it
+                raise mfa.SourceFailed(f"profile {plan.root!r}: {exc.message}") from None
         keys = self.keystore.get_keys(plan.root)
         if keys is None:
             raise no_keys(plan.root)
