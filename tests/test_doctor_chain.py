@@ -61,3 +61,16 @@ def test_a_value_botocore_keeps_whole_is_reported_by_doctor(aws_config: Path) ->
     assert len(failed) == 1 and "master" not in profiles and "identity" in profiles
     assert failed[0].message.startswith(f"{aws_config}: profile 'master': region is not a region")
     assert "'eu-west-1  # Ireland'" in failed[0].message
+
+
+def test_a_file_botocore_refuses_is_said_once_with_its_own_advice(aws_config: Path) -> None:
+    # The newcomer's finding: "...merge or delete one of them: fix that line".
+    text = aws_config.read_text()
+    second = len(text.splitlines()) + 1  # where configparser found it again
+    aws_config.write_text(text + "[profile master]\nregion = x\n")
+    found, profiles = doctor._config()
+    assert [f.message for f in found] == [
+        f"{aws_config}: section [profile master] appears twice (line {second}); botocore and "
+        "the AWS CLI refuse the file: merge or delete one of them"
+    ]
+    assert profiles == {}

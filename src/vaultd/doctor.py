@@ -77,7 +77,8 @@ def _config() -> tuple[list[Finding], dict[str, config.Profile]]:
     try:
         profiles = config.load_profiles(path)
     except VaultdError as exc:
-        return [Finding(FAIL, "config", f"{exc.message}: fix that line")], {}
+        # The file as a whole: its message names the line or key, and says what to do.
+        return [Finding(FAIL, "config", exc.message)], {}
     found = [Finding(OK, "config", f"{path} has {len(profiles)} profile(s)")]
     for message in profiles.problems().values():
         found.append(Finding(FAIL, "config", f"{message}: fix that line"))
