@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The first run installs about 110 packages: say so, and let pip show each one (plain lines,
 # no progress bars off a terminal, so CI logs stay readable).
 $(VENV)/.installed: pyproject.toml
-	@echo "==> creating $(VENV) and installing vaultd with its demo and test tools (about 110 packages, a minute or so on a fast connection; once)"
+	@echo "==> creating $(VENV) and installing vaultd with its demo and test tools (about 110 packages, one to three minutes; once)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install --progress-bar off -e '.[demo,test]'
