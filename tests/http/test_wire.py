@@ -622,29 +622,3 @@ async def test_a_client_that_reads_nothing_is_reset_and_the_kernel_keeps_none_of
         client.close()
         listener.close()
         await listener.wait_closed()
-
-
-async def test_a_client_reading_none_of_what_the_kernel_holds_is_dropped() -> None:
-    # Its replies all went to the kernel (the transport holds none): before, the deadline
-    # closed it gracefully, and the socket sat in FIN-WAIT-1 with them for minutes.
-    server = _server(unsent=lambda _t: 480_000)
-    conn, transport = _connection(server)
-    conn.data_received(_get("/x"))
-    conn._check()  # a request answered in this period
-    assert not transport.closed
-    conn._check()  # nothing answered, and the kernel holds as much as before
-    assert transport.events[-1] == "abort"
-
-
-async def test_a_client_reading_down_what_the_kernel_holds_is_kept_then_closed() -> None:
-    queued = [480_000]
-    server = _server(unsent=lambda _t: queued[0])
-    conn, transport = _connection(server)
-    conn.data_received(_get("/x"))
-    conn._check()
-    queued[0] = 100_000  # read down in this period
-    conn._check()
-    assert not transport.closed
-    queued[0] = 0  # all read: an idle connection, closed as any other
-    conn._check()
-    assert transport.events[-1] == "close"

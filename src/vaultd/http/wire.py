@@ -553,18 +553,19 @@ class Connection(BaseProtocol):
         all is aborted, its unwritten replies dropped."""
         self.timer = None
         progress = self.seen + self.drained
-        # Only a connection that still holds replies for its client, in the transport (a
-        # paused one always does; below the high-water mark no pause comes, and no drain is
-        # seen) or in the kernel's queue, can hold a reader the transport does not see
-        # reading; any other is closed gracefully. What is held counts both together: the
-        # transport refills the kernel's queue as the client reads, so the queue alone
-        # stays full for a client that reads steadily. A client that reads none of what the
-        # kernel holds is dropped too: closed, the socket would sit orphaned in FIN-WAIT-1
-        # with those replies for minutes (the breaker's 480 KB, still there after 240 s).
+        # Only a connection whose transport still holds replies (a paused one always does;
+        # below the high-water mark no pause comes, and no drain is seen) can hold a reader
+        # the transport does not see reading; any other is closed gracefully, the kernel
+        # still delivering what it holds. What is held counts the transport's buffer and
+        # the kernel's queue together: the transport refills the kernel's queue as the
+        # client reads, so the queue alone stays full for a client that reads steadily.
         transport = self.transport
         buffered = transport.get_write_buffer_size() if transport is not None else 0
-        unsent = (self.server.unsent(transport) or 0) if transport is not None else 0
-        pending = buffered + unsent if buffered > 0 or unsent > 0 else None
+        pending = (
+            buffered + (self.server.unsent(transport) or 0)
+            if transport is not None and buffered > 0
+            else None
+        )
         reading = (
             pending is not None
             and self.pending_at_check is not None
