@@ -492,6 +492,55 @@ def test_over_temporary_root_credentials_the_code_goes_with_the_role_that_names_
     assert creds.access_key_id == "ASIASTUB000000000014"
 
 
+OTHER_SERIAL = "arn:aws:iam::111122223333:mfa/other"
+
+
+@pytest.mark.parametrize("case", ["direct role first", "two devices"])
+def test_over_temporary_root_credentials_one_code_goes_with_one_assume_role(
+    isolated: Path, clock: FakeClock, factory: RecordingFactory, case: str
+) -> None:
+    # The second breaker's findings. "direct role first": the first role lasts 2 hours, so
+    # it takes the code itself, and b (naming the same device) took it again: two
+    # AssumeRoles, one code. "two devices": the first role names one device and b another;
+    # the code asked for (b's device, the one nearest the profile) went with the first role.
+    role_b = "arn:aws:iam::222222222222:role/B"
+    if case == "direct role first":
+        process_root(isolated, f"mfa_serial = {SERIAL}\n")
+        first, device, with_code = "duration_seconds = 7200\n", SERIAL, "role"
+    else:
+        process_root(isolated)
+        first, device, with_code = f"mfa_serial = {SERIAL}\n", OTHER_SERIAL, "b"
+    with (isolated / "home" / ".aws" / "config").open("a") as fh:
+        fh.write(first)  # into [profile role], the file's last section so far
+        fh.write(f"[profile b]\nsource_profile = role\nrole_arn = {role_b}\n")
+        fh.write(f"role_session_name = sb\nmfa_serial = {device}\n")
+    code = {"SerialNumber": device, "TokenCode": "123456"}
+    role_a = sts_credentials(13, in_(clock, 3600))
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": role_a},
+        {
+            "RoleArn": ROLE,
+            "RoleSessionName": "ss",
+            "DurationSeconds": 7200 if case == "direct role first" else 3600,
+            **(code if with_code == "role" else {}),
+        },
+    )
+    factory.stubber.add_response(
+        "assume_role",
+        {"Credentials": sts_credentials(14, in_(clock, 3600))},
+        {
+            "RoleArn": role_b,
+            "RoleSessionName": "sb",
+            "DurationSeconds": 3600,
+            **(code if with_code == "b" else {}),
+        },
+    )
+    creds = make_provider(clock, factory).credentials("b", "123456")
+    assert factory.sources == [PROCESS_KEY, role_a["AccessKeyId"]]
+    assert creds.access_key_id == "ASIASTUB000000000014"
+
+
 def test_broken_credential_process_is_a_clear_error(
     isolated: Path, clock: FakeClock, factory: RecordingFactory
 ) -> None:

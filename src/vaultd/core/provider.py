@@ -99,7 +99,12 @@ class Provider:
             cached = plan.root if hit else None
             if plan.mfa_serial is not None:
                 source_expiration = source.expiration
-        elif isinstance(source, Credentials) and plan.mfa_serial is not None and roles:
+        elif (
+            isinstance(source, Credentials)
+            and plan.mfa_serial is not None
+            and roles
+            and not any(step.mfa_serial for step in roles)  # one code, one AssumeRole
+        ):
             # Nor can they make an MFA session (GetSessionToken takes an IAM user's
             # long-lived keys only), so the code goes with an AssumeRole (`Plan.mfa_role`),
             # as botocore's AssumeRoleProvider sends a role profile's mfa_serial. Before, the

@@ -121,8 +121,8 @@ class Plan:
     signin: SigninRoot | None = None
     # The role (index in `roles`) a code goes with when the root's credentials turn out to
     # be temporary, so that no MFA session can be made: the first whose profile names the
-    # device, as botocore sends a profile's own mfa_serial with its AssumeRole; the first
-    # role when only the root names it.
+    # device (`mfa_serial`), as botocore sends a profile's own mfa_serial with its
+    # AssumeRole; the first role when only the root names it.
     mfa_role: int = 0
 
     @property
@@ -243,5 +243,8 @@ def plan(
         mfa_ykman=next((p.mfa_ykman for p in chain if p.mfa_ykman is not None), None),
         credential_process=root.credential_process,
         signin=signin,
-        mfa_role=next((i for i, s in enumerate(roles) if named[s.profile].mfa_serial), 0),
+        mfa_role=next(
+            (i for i, s in enumerate(roles) if serial and named[s.profile].mfa_serial == serial),
+            0,
+        ),
     )
