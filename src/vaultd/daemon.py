@@ -246,18 +246,19 @@ class Daemon:
         """The start-up `profile`, planned again every STARTUP_RETRY seconds while its
         config is refused and nobody has switched, then served. A daemon started at login
         on a file with a mistake in it serves once the file is mended, with no restart
-        (before, the first failure stood until a `switch`). A switch ends this: a person
-        chose, and a late start-up profile must not replace their choice."""
-        while self.broker.active is None:
+        (before, the first failure stood until a `switch`). A switch ends this, from the
+        moment it begins (`Broker.chosen`): a person chose, and a late start-up profile must
+        not replace their choice."""
+        while not self.broker.chosen:
             await asyncio.sleep(STARTUP_RETRY)
-            if self.broker.active is not None:
+            if self.broker.chosen:
                 return
             try:
                 plan = await asyncio.to_thread(self.provider.plan, profile)
             except VaultdError as exc:
                 self.broker.startup_error = exc
                 continue
-            if self.broker.active is None:
+            if not self.broker.chosen:  # a switch may have begun while the file was read
                 self.broker.startup_error = None
                 self.broker.activate(profile, plan)
                 log.info("the config can be read now: serving %s", profile)

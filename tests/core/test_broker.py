@@ -880,3 +880,21 @@ async def test_a_code_given_with_a_refresh_that_fails_before_sts_was_never_sent(
     await broker.submit_mfa("123456")
     assert broker.current() is not None
     assert ("master", "123456") in provider.calls
+
+
+async def test_a_person_has_chosen_from_the_moment_a_switch_begins(clock: FakeClock) -> None:
+    # The daemon's retry of a refused start-up profile stops once a person chooses one. It
+    # looked only at the active profile, which a switch sets once it succeeds (or needs a
+    # code), so a switch still fetching was overridden and then lost (the breaker's race).
+    broker, provider = make(clock)
+    assert not broker.chosen
+    provider.gate = threading.Event()
+    switching = asyncio.create_task(broker.switch("master"))
+    for _ in range(500):  # until the switch, its plan made, fetches (held at the gate)
+        if provider.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert broker.active is None and broker.chosen
+    provider.gate.set()
+    await switching
+    assert broker.active == "master" and broker.chosen

@@ -141,6 +141,12 @@ class Broker:
         self._make_active(profile)
         return slot
 
+    @property
+    def chosen(self) -> bool:
+        """Whether a person has chosen a profile: one is active, or a switch is under way
+        (it becomes active only once it succeeds or needs a code)."""
+        return self.active is not None or bool(self._switching)
+
     def _serving(self) -> bool:
         slot = self.active_slot()
         return slot is not None and schedule.servable(slot.creds, self.clock())
