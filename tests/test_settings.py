@@ -247,6 +247,7 @@ def test_the_control_socket_is_a_string_and_a_relative_runtime_dir_is_ignored(
     [
         *("$(id):1", "`id`:1", "(id):1", "a b:1", "it's:1", "h/e:1", "u@h:1", "-a:1"),
         *("[::1%$(id)]:1", "[::1%]:1", "bücher.example:1", "a" * 64 + ".example:1"),
+        "my_host:1",  # botocore refuses the endpoint it would make (is_valid_endpoint_url)
     ],
 )
 def test_a_listen_host_is_an_ip_address_or_a_host_name(text: str) -> None:
@@ -263,7 +264,6 @@ def test_a_listen_host_is_an_ip_address_or_a_host_name(text: str) -> None:
         ("0x7f000001:1", "0x7f000001"),
         ("[::1]:9169", "::1"),
         ("[fe80::1%eth0]:1", "fe80::1%eth0"),
-        ("my_host:1", "my_host"),
         ("xn--bcher-kva.example:1", "xn--bcher-kva.example"),
         (("a" * 63 + ".") * 3 + "a" * 61 + ".:1", ("a" * 63 + ".") * 3 + "a" * 61 + "."),
         ("9169", "127.0.0.1"),

@@ -69,10 +69,11 @@ class Listen:
 
 
 # A host name as RFC 1123 §2.1 allows it: labels of letters, digits and '-', neither first
-# nor last, up to 63 characters, parted by '.' (and '_', which /etc/hosts names carry and
-# getaddrinfo resolves). IPv4 in every numeric form getaddrinfo takes (127.1, 0x7f000001)
-# is such a name as well. An internationalised name is given in its ASCII form (xn--...).
-_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+# nor last, up to 63 characters, parted by '.'. Not '_': botocore refuses an IMDS endpoint
+# that has one (`is_valid_endpoint_url`). IPv4 in every numeric form getaddrinfo takes
+# (127.1, 0x7f000001) is such a name as well. An internationalised name is given in its
+# ASCII form (xn--...).
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 # An IPv6 zone: an interface name or index (RFC 6874 allows more; no interface has more).
 _ZONE = re.compile(r"[A-Za-z0-9_.-]+")
 
