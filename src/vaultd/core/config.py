@@ -176,13 +176,19 @@ def _where(path: str, cause: ValueError) -> str | None:
     for section in parser.sections():
         for key, value in parser.items(section):
             lines = [line for line in value.splitlines() if line.strip()]
-            if value.startswith("\n") and any("=" not in line for line in lines):
-                return (
-                    f"[{printable(section, SHOWN_CHARS, ascii=False)}] "
-                    f"{printable(key, SHOWN_CHARS, ascii=False)}: the value is on the lines "
-                    "after `key =`, which botocore reads as a block of `name = value` lines: "
-                    "put it on the key's own line"
-                )
+            stray = [line for line in lines if "=" not in line]
+            if not value.startswith("\n") or not stray:
+                continue
+            where = (
+                f"[{printable(section, SHOWN_CHARS, ascii=False)}] "
+                f"{printable(key, SHOWN_CHARS, ascii=False)}"
+            )
+            if len(stray) < len(lines):  # a block of `name = value` lines, one astray
+                return f"{where}: {_quoted(stray[0])} in its block is not `name = value`"
+            return (
+                f"{where}: the value is on the lines after `key =`, which botocore reads as "
+                "a block of `name = value` lines: put it on the key's own line"
+            )
     return None
 
 
