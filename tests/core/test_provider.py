@@ -459,52 +459,24 @@ def test_mfa_over_temporary_root_credentials_goes_with_the_first_assume_role(
     assert provider.credentials("sso").access_key_id == PROCESS_KEY
 
 
-def test_over_temporary_root_credentials_the_code_goes_with_the_role_that_names_the_device(
-    isolated: Path, clock: FakeClock, factory: RecordingFactory
-) -> None:
-    # root (temporary credentials) -> a -> b, only b naming mfa_serial: botocore assumes a
-    # without MFA and sends the code with b's AssumeRole. The breaker saw vaultd send it
-    # with a's.
-    process_root(isolated)
-    role_b = "arn:aws:iam::222222222222:role/B"
-    with (isolated / "home" / ".aws" / "config").open("a") as fh:
-        fh.write(f"[profile b]\nsource_profile = role\nrole_arn = {role_b}\n")
-        fh.write(f"role_session_name = sb\nmfa_serial = {SERIAL}\n")
-    role_a = sts_credentials(13, in_(clock, 3600))
-    factory.stubber.add_response(
-        "assume_role",
-        {"Credentials": role_a},
-        {"RoleArn": ROLE, "RoleSessionName": "ss", "DurationSeconds": 3600},
-    )
-    factory.stubber.add_response(
-        "assume_role",
-        {"Credentials": sts_credentials(14, in_(clock, 3600))},
-        {
-            "RoleArn": role_b,
-            "RoleSessionName": "sb",
-            "DurationSeconds": 3600,
-            "SerialNumber": SERIAL,
-            "TokenCode": "123456",
-        },
-    )
-    creds = make_provider(clock, factory).credentials("b", "123456")
-    assert factory.sources == [PROCESS_KEY, role_a["AccessKeyId"]]
-    assert creds.access_key_id == "ASIASTUB000000000014"
-
-
 OTHER_SERIAL = "arn:aws:iam::111122223333:mfa/other"
 
 
-@pytest.mark.parametrize("case", ["direct role first", "two devices"])
+@pytest.mark.parametrize("case", ["only the last names it", "direct role first", "two devices"])
 def test_over_temporary_root_credentials_one_code_goes_with_one_assume_role(
     isolated: Path, clock: FakeClock, factory: RecordingFactory, case: str
 ) -> None:
-    # The second breaker's findings. "direct role first": the first role lasts 2 hours, so
-    # it takes the code itself, and b (naming the same device) took it again: two
-    # AssumeRoles, one code. "two devices": the first role names one device and b another;
-    # the code asked for (b's device, the one nearest the profile) went with the first role.
+    # root (temporary credentials) -> role -> b. "only the last names it": botocore assumes
+    # role without MFA and sends the code with b's AssumeRole; vaultd sent it with role's.
+    # The second breaker's: "direct role first": role lasts 2 hours, so it takes the code
+    # itself, and b (naming the same device) took it again: two AssumeRoles, one code.
+    # "two devices": role names one device and b another; the code asked for (b's device,
+    # the one nearest the profile) went with role.
     role_b = "arn:aws:iam::222222222222:role/B"
-    if case == "direct role first":
+    if case == "only the last names it":
+        process_root(isolated)
+        first, device, with_code = "", SERIAL, "b"
+    elif case == "direct role first":
         process_root(isolated, f"mfa_serial = {SERIAL}\n")
         first, device, with_code = "duration_seconds = 7200\n", SERIAL, "role"
     else:

@@ -409,6 +409,25 @@ async def test_a_client_reading_what_the_kernel_holds_for_it_is_not_idle() -> No
     assert transport.closed and transport.events[-1] == "abort"
 
 
+async def _listening(server: Server) -> tuple[asyncio.Server, list[Connection]]:
+    """A real loopback listener for `server`, and the connections it makes, in order."""
+    made: list[Connection] = []
+
+    def protocol() -> Connection:
+        made.append(server.protocol())
+        return made[-1]
+
+    return await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0), made
+
+
+def _reading_little() -> socket.socket:
+    """A non-blocking client socket whose kernel takes little of what is sent to it."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setblocking(False)
+    return client
+
+
 async def test_a_closing_request_answered_as_the_client_catches_up_closes_once() -> None:
     # Real sockets. Two replies over the transport's high-water mark pause writing while the
     # rest of the read (small requests, then a closing one) is still unparsed; once the
@@ -423,17 +442,8 @@ async def test_a_closing_request_answered_as_the_client_catches_up_closes_once()
         body = b"x" * (200_000 if request.path.startswith("/big") else 10)
         return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 
-    server = _server(handler)
-    made: list[Connection] = []
-
-    def protocol() -> Connection:
-        made.append(server.protocol())
-        return made[-1]
-
-    listener = await loop.create_server(protocol, "127.0.0.1", 0)
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client takes little
-    client.setblocking(False)
+    listener, made = await _listening(_server(handler))
+    client = _reading_little()
     try:
         await loop.sock_connect(client, listener.sockets[0].getsockname())
         reader, writer = await asyncio.open_connection(sock=client)
@@ -581,17 +591,8 @@ async def test_a_client_that_reads_nothing_is_reset_and_the_kernel_keeps_none_of
     # (SO_LINGER 0) drops them with the socket; the client sees the reset, not an orderly end.
     loop = asyncio.get_running_loop()
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"x" * 10_000
-    server = _server(lambda _request: reply)
-    made: list[Connection] = []
-
-    def protocol() -> Connection:
-        made.append(server.protocol())
-        return made[-1]
-
-    listener = await loop.create_server(protocol, "127.0.0.1", 0)
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    client.setblocking(False)
+    listener, made = await _listening(_server(lambda _request: reply))
+    client = _reading_little()
     try:
         await loop.sock_connect(client, listener.sockets[0].getsockname())
         for _ in range(100):  # accepted in a turn or two
