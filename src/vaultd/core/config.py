@@ -292,16 +292,18 @@ def read_profile_map(path: Path, source: str | None = None) -> dict[str, dict[st
     path with no directory entry at all has no profiles, as for botocore.
     """
     source = source or str(path)
-    if not present(path, source):
-        return {}
+    return _profile_map(path, source) if present(path, source) else {}
+
+
+def _profile_map(path: Path, source: str) -> dict[str, dict[str, Any]]:
+    """`read_profile_map` once `present` has found a file to read. (configparser skips a
+    file it cannot open rather than raise: `present` has said why already.)"""
     try:
         loaded = botocore.configloader.load_config(str(path))
     except botocore.exceptions.ConfigNotFound:
-        return {}
+        return {}  # removed since `present` looked
     except botocore.exceptions.ConfigParseError as exc:
         raise unreadable(source, exc) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
     return dict(loaded.get("profiles", {}))
 
 
@@ -389,7 +391,7 @@ def load_profiles(path: Path | None = None, source: str | None = None) -> Profil
     source = source or str(path)
     if not present(path, source):
         return Profiles({}, source, absent=True)
-    return Profiles(read_profile_map(path, source), source)
+    return Profiles(_profile_map(path, source), source)
 
 
 def parse_profiles(text: str, source: str = "config") -> Profiles:
