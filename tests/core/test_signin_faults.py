@@ -13,7 +13,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from vaultd.core.signin import NUMBER, ServiceFault, Shape, misfit, passing
+from vaultd.core.signin import ServiceFault, Shape, misfit, passing
+from vaultd.documents import NUMBER
 
 ROLE: Shape = {"role": {"key": str, "expiration": NUMBER}, "note?": str}
 

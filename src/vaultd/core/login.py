@@ -40,7 +40,6 @@ from botocore.utils import (
 from vaultd.core.credentials import Credentials, parse_time
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
-    NUMBER,
     CachedSignin,
     Shape,
     misfit,
@@ -52,6 +51,7 @@ from vaultd.core.signin import (
     write_refusal,
     zoned,
 )
+from vaultd.documents import NUMBER
 from vaultd.errors import ConfigError, LoginRequired, StsError
 from vaultd.secret import Secret
 

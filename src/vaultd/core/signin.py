@@ -37,6 +37,7 @@ from dateutil.parser import parse as parse_iso  # type: ignore[import-untyped]
 from vaultd.core import endpoints
 from vaultd.core.credentials import iso8601
 from vaultd.core.resolve import SigninRoot
+from vaultd.documents import NUMBER
 from vaultd.errors import (
     ConfigError,
     LoginRequired,
@@ -124,7 +125,6 @@ CACHE_FAULTS: tuple[type[Exception], ...] = (
 # What a field of a cache entry or of a service's answer must hold: a type (or types), or
 # the shape of an object. A name ending in "?" may be absent; when present, it is checked.
 Shape = Mapping[str, Union[type, tuple[type, ...], "Shape"]]
-NUMBER: Final = (int, float)
 _KINDS: Final[dict[Any, str]] = {str: "a string", NUMBER: "a number"}
 
 

@@ -40,7 +40,6 @@ from botocore.utils import JSONFileCache, SSOTokenLoader
 from vaultd.core.credentials import Credentials, from_sts
 from vaultd.core.resolve import SigninRoot
 from vaultd.core.signin import (
-    NUMBER,
     CachedSignin,
     ServiceFault,
     Shape,
@@ -54,6 +53,7 @@ from vaultd.core.signin import (
     write_refusal,
     zoned,
 )
+from vaultd.documents import NUMBER
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
 
 log = logging.getLogger("vaultd.provider")
