@@ -313,8 +313,6 @@ class ImdsApp:
             return self._error(request, 405, "Method Not Allowed", Allow="OPTIONS, PUT")
         if version != "latest":
             return self._error(request, 403, "Forbidden")
-        if "X-Forwarded-For" in request.headers:
-            return self._error(request, 403, "Forbidden")
         ttl = parse_ttl(request.headers.get(TTL_HEADER))
         if ttl is None:
             return self._error(request, 400, "Missing or Invalid Parameters")
