@@ -251,8 +251,6 @@ class Daemon:
         not replace their choice."""
         while not self.broker.chosen:
             await asyncio.sleep(STARTUP_RETRY)
-            if self.broker.chosen:
-                return
             try:
                 plan = await asyncio.to_thread(self.provider.plan, profile)
             except VaultdError as exc:
