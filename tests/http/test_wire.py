@@ -420,6 +420,21 @@ async def _listening(server: Server) -> tuple[asyncio.Server, list[Connection]]:
     return await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0), made
 
 
+async def _accepted_sending_little(made: list[Connection]) -> tuple[Connection, Any]:
+    """The first connection `_listening` made, once accepted (a turn or two), and its
+    socket, whose send buffer is made small so that the kernel takes little of what it
+    writes."""
+    for _ in range(100):
+        if made and made[0].transport is not None:
+            break
+        await asyncio.sleep(0.01)
+    conn = made[0]
+    assert conn.transport is not None
+    sock = conn.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return conn, sock
+
+
 def _reading_little() -> socket.socket:
     """A non-blocking client socket whose kernel takes little of what is sent to it."""
     client = socket.socket()
@@ -447,14 +462,7 @@ async def test_a_closing_request_answered_as_the_client_catches_up_closes_once()
     try:
         await loop.sock_connect(client, listener.sockets[0].getsockname())
         reader, writer = await asyncio.open_connection(sock=client)
-        for _ in range(100):  # accepted in a turn or two
-            if made and made[0].transport is not None:
-                break
-            await asyncio.sleep(0.01)
-        conn = made[0]
-        assert conn.transport is not None
-        sock = conn.transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel takes little
+        conn, sock = await _accepted_sending_little(made)
         big = _get("/big") + _get("/big" + "b" * (FEED - 2 * len(_get("/big"))))
         assert len(big) == FEED  # the first slice: both replies, then writing pauses
         writer.write(big + _get("/small") * 50 + _get("/last", "Connection: close"))
@@ -595,14 +603,7 @@ async def test_a_client_that_reads_nothing_is_reset_and_the_kernel_keeps_none_of
     client = _reading_little()
     try:
         await loop.sock_connect(client, listener.sockets[0].getsockname())
-        for _ in range(100):  # accepted in a turn or two
-            if made and made[0].transport is not None:
-                break
-            await asyncio.sleep(0.01)
-        conn = made[0]
-        assert conn.transport is not None
-        sock = conn.transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel takes little
+        conn, _sock = await _accepted_sending_little(made)
         await loop.sock_sendall(client, _get("/x") * 200)  # 2 MB of replies, none read
         for _ in range(500):
             if conn.writing_paused:
