@@ -290,23 +290,6 @@ def test_a_refused_refresh_needs_a_person(
     assert signin_fakes.create_token_calls == 1
 
 
-@pytest.mark.parametrize("answer", GARBLED_TOKENS.values(), ids=GARBLED_TOKENS.keys())
-def test_a_garbled_token_answer_is_the_services_fault(
-    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
-) -> None:
-    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=-60)
-    entry = sso_cache_file(cache_dir(isolated), "corp")
-    before = entry.read_bytes()
-    signin_fakes.script("CreateToken", answer)
-    with pytest.raises(StsError) as caught:
-        center.credentials(root_of("dev-sso"))
-    assert caught.value.message.startswith(
-        "IAM Identity Center corp: malformed answer from sso-oidc CreateToken ("
-    )
-    assert entry.read_bytes() == before  # the refresh token in it is still the valid one
-    assert center.credentials(root_of("dev-sso")).access_key_id == signin_fakes.issued_keys[-1]
-
-
 @pytest.mark.parametrize(
     "answer",
     [FAILURES["500 InternalServerException"], GARBLED_TOKENS["HTML"]],
@@ -342,19 +325,35 @@ GARBLED_ROLES = {
 }
 
 
-@pytest.mark.parametrize("answer", GARBLED_ROLES.values(), ids=GARBLED_ROLES.keys())
-def test_a_garbled_portal_answer_is_the_services_fault(
-    center: IdentityCenter, signin_fakes: Fakes, isolated: Path, answer: Scripted
+# Each garbled answer: the call it answers, and a token made to need that call (expired, so
+# CreateToken is asked; valid, so GetRoleCredentials is).
+GARBLED = {
+    **{f"CreateToken {k}": ("CreateToken", -60, v) for k, v in GARBLED_TOKENS.items()},
+    **{
+        f"GetRoleCredentials {k}": ("GetRoleCredentials", 3600, v) for k, v in GARBLED_ROLES.items()
+    },
+}
+SERVICE = {"CreateToken": "sso-oidc CreateToken", "GetRoleCredentials": "sso GetRoleCredentials"}
+
+
+@pytest.mark.parametrize(("call", "expires_in", "answer"), GARBLED.values(), ids=GARBLED.keys())
+def test_a_garbled_answer_is_the_services_fault(
+    center: IdentityCenter,
+    signin_fakes: Fakes,
+    isolated: Path,
+    call: str,
+    expires_in: int,
+    answer: Scripted,
 ) -> None:
-    signin_fakes.sign_in_sso(cache_dir(isolated))
+    signin_fakes.sign_in_sso(cache_dir(isolated), expires_in=expires_in)
     entry = sso_cache_file(cache_dir(isolated), "corp")
     before = entry.read_bytes()
-    signin_fakes.script("GetRoleCredentials", answer)
+    signin_fakes.script(call, answer)
     with pytest.raises(StsError) as caught:
         center.credentials(root_of("dev-sso"))
     assert caught.value.message.startswith(
-        "IAM Identity Center corp: malformed answer from sso GetRoleCredentials ("
+        f"IAM Identity Center corp: malformed answer from {SERVICE[call]} ("
     )
-    assert entry.read_bytes() == before
-    # Not parked behind the gate as a sign-in: the next try asks the portal again.
+    assert entry.read_bytes() == before  # the refresh token in it is still the valid one
+    # Not parked behind the gate as a sign-in: the next try asks the service again.
     assert center.credentials(root_of("dev-sso")).access_key_id == signin_fakes.issued_keys[-1]
