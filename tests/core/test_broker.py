@@ -890,6 +890,10 @@ async def test_a_person_has_chosen_from_the_moment_a_switch_begins(clock: FakeCl
     assert not broker.chosen
     provider.gate = threading.Event()
     switching = asyncio.create_task(broker.switch("master"))
+    await asyncio.sleep(0)  # the switch has begun: its plan is being read
+    # The second breaker's race: chosen only once the plan was read, so the start-up
+    # profile could be activated meanwhile and stand if the switch then failed.
+    assert broker.chosen
     for _ in range(500):  # until the switch, its plan made, fetches (held at the gate)
         if provider.calls:
             break

@@ -128,14 +128,15 @@ class Broker:
         then completes, a sign-in or an unlocked keyring: `state.waits_for_person`), or
         when nothing was being served (it is then retried with backoff, as at start-up).
         """
-        slot, _ = await self._planned(profile, mfa_code)
-        self._switching.add(profile)
+        self._switching.add(profile)  # chosen from now on (`chosen`), while its plan is read
         try:
-            await self._given(slot, mfa_code)
-        except Exception:
-            if waits_for_person(slot.error) or not self._serving():
-                self._make_active(profile)
-            raise
+            slot, _ = await self._planned(profile, mfa_code)  # a config error: nothing stands
+            try:
+                await self._given(slot, mfa_code)
+            except Exception:
+                if waits_for_person(slot.error) or not self._serving():
+                    self._make_active(profile)
+                raise
         finally:
             self._switching.discard(profile)
         self._make_active(profile)
