@@ -118,6 +118,13 @@ def test_missing_file_is_no_profiles(tmp_path: Path) -> None:
     assert config.load_profiles(tmp_path / "none") == {}
 
 
+def test_unknown_profile_names_the_file_it_was_looked_up_in_even_an_empty_one() -> None:
+    # The third breaker's: Profiles with none is falsy, and the default path was named.
+    with pytest.raises(UnknownProfile) as info:
+        config.get_profile(config.Profiles({}, "/x/y"), "a")
+    assert info.value.message == "no profile 'a' in /x/y (profiles: none)"
+
+
 def test_unknown_profile_lists_known_ones() -> None:
     profiles = config.parse_profiles(README_CONFIG)
     with pytest.raises(UnknownProfile, match="identity, master"):

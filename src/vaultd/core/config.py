@@ -410,7 +410,7 @@ def get_profile(profiles: Mapping[str, Profile], name: str, path: Path | None = 
         return profiles[name]
     except KeyError:
         loaded = profiles if isinstance(profiles, Profiles) else None
-        where = path or (loaded.source if loaded else config_path())
+        where = path or (loaded.source if loaded is not None else config_path())
         if loaded is not None and loaded.absent:
             raise UnknownProfile(f"no profile {name!r}: {where} does not exist") from None
         known = ", ".join(sorted(profiles)) or "none"
