@@ -438,6 +438,9 @@ async def test_docker_desktop_relay_endpoint(make_imds: Callable[..., Awaitable[
     # The token is not a pass past the other guards: a browser's request, another uid's.
     sent = {**desktop, "Authorization": token, "Origin": "http://evil.example"}
     assert (await imds.client.get(RELAY_PATH, headers=sent)).status == 403
+    # Nor past the proxy guard, as on every other path (the third breaker's finding).
+    sent = {**desktop, "Authorization": token, "X-Forwarded-For": "127.0.0.1"}
+    assert (await imds.client.get(RELAY_PATH, headers=sent)).status == 403
     if sys.platform.startswith("linux"):
         others = ImdsOptions(relay_token=token, allow_uids=frozenset({os.getuid() + 4242}))
         theirs = await make_imds(options=others)

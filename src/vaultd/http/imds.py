@@ -289,9 +289,14 @@ class ImdsApp:
     async def _relay(self, request: Request) -> Reply:
         """Credentials for a relay in Docker Desktop's VM, which reaches this listener as
         host.docker.internal: no Host check (that name is not the metadata address), but
-        the peer and owner rules and the browser check hold as for any request, and the
-        token must match."""
-        refusal = request.peer.refusal or self.guard.browser_refusal(request.headers)
+        the peer and owner rules and the browser and proxy checks hold as for any request,
+        and the token must match."""
+        guard = self.guard
+        refusal = (
+            request.peer.refusal
+            or guard.browser_refusal(request.headers)
+            or guard.proxy_refusal(request.headers)
+        )
         given = request.headers.get("Authorization")
         expected = self.options.relay_token or ""
         if refusal or not same_secret(given, expected):
