@@ -98,6 +98,10 @@ def test_an_ini_error_names_the_lines_and_shows_them(text: str, said: str) -> No
             "[profile a] role_arn: the value is on the lines after `key =`, which botocore "
             "reads as a block of `name = value` lines: put it on the key's own line",
         ),
+        (  # the newcomer's: the keys after an unclosed header became duplicates
+            b"[default]\nregion = x\n[profile a\nregion = y\n",
+            "line 3 is not valid INI: '[profile a'",
+        ),
         (  # the second breaker's: a real block, one line of it astray
             b"[profile a]\ns3 =\n  max_concurrent_requests = 10\n  junk\n",
             "[profile a] s3: 'junk' in its block is not `name = value`",

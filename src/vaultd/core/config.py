@@ -131,6 +131,14 @@ def unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> Config
     where configparser says, the section and the line(s). The daemon, the command line and
     `vaultd doctor` (`chain.read_shared_files`) all say it this way."""
     cause = exc.kwargs.get("error")
+    path = exc.kwargs.get("path")
+    if isinstance(cause, configparser.DuplicateSectionError | configparser.DuplicateOptionError):
+        # configparser stops at the first duplicate, before it reports the lines it could
+        # not read; an unclosed `[profile x` is such a line, and it makes the keys after it
+        # duplicates of the section before. The unreadable line is the one to fix.
+        hidden = _unread_lines(str(path)) if path else None
+        if hidden is not None:
+            return _not_ini(source, hidden)
     if isinstance(cause, configparser.DuplicateSectionError):
         return ConfigError(
             f"{source}: section [{cause.section}] appears twice (line {cause.lineno}); "
@@ -143,12 +151,25 @@ def unreadable(source: str, exc: botocore.exceptions.ConfigParseError) -> Config
         )
     if isinstance(cause, configparser.ParsingError):
         return _not_ini(source, cause)
-    path = exc.kwargs.get("path")
     where = _where(str(path), cause) if path and isinstance(cause, ValueError) else None
     if where is not None:
         return ConfigError(f"{source} {where}")
     detail = str(cause).splitlines()[0] if cause is not None else "unreadable"
     return ConfigError(f"{source} is not valid INI: {detail}")
+
+
+def _unread_lines(path: str) -> configparser.ParsingError | None:
+    """The lines of the file at `path` that configparser cannot read, found by reading it
+    past duplicates (strict=False), or None when there are none (or it cannot be read)."""
+    try:
+        configparser.RawConfigParser(strict=False).read_string(
+            Path(path).read_text(encoding="utf-8")
+        )
+    except configparser.ParsingError as exc:
+        return exc
+    except (OSError, ValueError, configparser.Error):
+        return None
+    return None
 
 
 def _where(path: str, cause: ValueError) -> str | None:
