@@ -3,7 +3,10 @@
 aiohttp's C parser (llhttp, the parser Node.js uses) reads requests; responses are prepared
 bytes. A handler answers synchronously when it can — the credentials path does — and only
 a request that must wait (a refresh under way, the ECS and relay paths) costs a task, so a
-keep-alive GET is one parse and one write. Pipelined requests are answered in order.
+keep-alive GET is one parse and one write. A keep-alive client sends the same bytes again
+and again; those reads are parsed once (`ParsedReads`), which halves the daemon's Python
+time per GET (`make bench`: 16.7 to 9.7 us, against the reference server's 7.1).
+Pipelined requests are answered in order.
 
 Each reply is written as soon as it is ready. Holding a turn's replies back to write them
 together (as an earlier version did) made fewer, larger wake-ups, but under load it put the
@@ -63,6 +66,15 @@ FEED: Final = 4096
 # At most this many requests are parsed at once (about the most one slice can hold: the
 # shortest request, `GET / HTTP/1.0` and its blank line, is 18 bytes).
 PARSED_AT_ONCE: Final = FEED // 16
+# Reads of at most this many bytes are remembered parsed (`ParsedReads`): an SDK's GET with
+# its IMDSv2 token is 150-300 bytes. Less than a slice (`FEED`), so a slice parsed on into the
+# next (a body cut by it) is never remembered as if it held all it gave. At most
+# `PARSED_KEPT` reads are remembered at once.
+PARSED_READ_MAX: Final = FEED // 4
+PARSED_KEPT: Final = 64
+# How every header section ends (RFC 9112 §2.1): a read that ends so leaves the parser
+# between requests (`Connection.between`).
+END_OF_HEAD: Final = b"\r\n\r\n"
 # struct linger {l_onoff = 1, l_linger = 0}: close(2) then resets the connection and drops
 # what the kernel still holds to send (socket(7)).
 RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)
@@ -107,6 +119,44 @@ class Request:
     peer: Peer
     http10: bool
     close: bool = False  # set by a handler whose reply ends the connection
+
+
+# One request as the parser read it, whatever connection it came on: `Request`'s fields
+# less the peer (method, path, target, authority, headers, http10, close).
+Parsed = tuple[str, str, str, str, CIMultiDictProxy[str], bool, bool]
+
+
+class ParsedReads:
+    """Reads already parsed, by their bytes: a keep-alive client sends the same request
+    again and again (the same path, Host and token), and llhttp with the headers' and
+    URL's objects costs more than the rest of the answer.
+
+    A read is remembered only when it was parsed from between requests and left the
+    parser between requests again (`Connection.between`); parsing it again from there
+    gives the same requests, since llhttp keeps nothing from one request to the next (its
+    callbacks start each request afresh). The limits are the server's, the same for every
+    connection. Reads longer than PARSED_READ_MAX bytes are not kept, and the table is
+    emptied when it holds PARSED_KEPT, so varied requests cannot make it grow."""
+
+    def __init__(self, limit: int = PARSED_KEPT) -> None:
+        self.limit = limit
+        self._reads: dict[bytes, tuple[Parsed, ...]] = {}
+
+    def get(self, data: bytes) -> tuple[Parsed, ...] | None:
+        """The requests `data` holds, when it was parsed before; else None."""
+        return self._reads.get(data)
+
+    def put(self, data: bytes, requests: tuple[Parsed, ...]) -> None:
+        """Remember that `data`, read between requests, holds `requests` (and ends
+        between requests)."""
+        if len(data) > PARSED_READ_MAX:
+            return
+        if len(self._reads) >= self.limit:
+            self._reads.clear()
+        self._reads[data] = requests
+
+    def __len__(self) -> int:
+        return len(self._reads)
 
 
 Reply = bytes
@@ -234,6 +284,7 @@ class Server:
         self.on_bad_request = on_bad_request
         self.unsent = unsent
         self.clock = Clock()
+        self.parsed = ParsedReads()
         self.connections: set[Connection] = set()
         self.open: dict[Pool, int] = {"owner": 0, "network": 0, "refused": 0}
         self.over_cap = 0
@@ -276,6 +327,9 @@ class Connection(BaseProtocol):
         self.parser: HttpRequestParser | None = None
         self.queue: deque[Request] = deque()
         self.unparsed = bytearray()  # read and not yet parsed (see _feed)
+        # The parser holds nothing of a request begun: what it was given ended between
+        # requests (see `_parse`), so a read it parsed before may be taken from `ParsedReads`.
+        self.between = True
         self.eof = False  # the client half-closed
         self.task: asyncio.Task[None] | None = None
         self.waiting: Awaitable[Reply] | None = None  # the reply the task waits for
@@ -364,7 +418,13 @@ class Connection(BaseProtocol):
         parser = self.parser
         if parser is None:  # the connection is gone
             return False
+        known = self.server.parsed.get(data) if self.between else None
+        if known is not None:
+            self._queue(known)
+            return True
         unparsed = self.unparsed
+        between = self.between
+        last = data
         try:
             messages, upgraded, _tail = parser.feed_data(data)
             # A body cut by a slice boundary: parse on while the rest of it was read with it,
@@ -379,33 +439,46 @@ class Connection(BaseProtocol):
                 and not messages[-1][1].is_eof()
                 and len(messages) < PARSED_AT_ONCE
             ):
-                extra, upgraded, _tail = parser.feed_data(self._next_slice())
+                last = self._next_slice()
+                extra, upgraded, _tail = parser.feed_data(last)
                 messages = [*messages, *extra]
         except HttpProcessingError as exc:
+            self.between = False
             self._bad_request(exc)
             return False
-        queue, peer = self.queue, self.peer
-        for message, payload in messages:
-            url = message.url
-            # A request to switch protocols ends the connection once answered: vaultd speaks
-            # only HTTP/1.1, and the parser drops what follows such a request in its read.
-            close = message.should_close or message.upgrade or not payload.is_eof()
-            queue.append(
-                Request(
-                    message.method,
-                    url.path,
-                    message.path,
-                    url.raw_authority or "",
-                    message.headers,
-                    peer,
-                    message.version < HTTP_11,
-                    close,
-                )
+        requests = tuple(
+            (
+                message.method,
+                message.url.path,
+                message.path,
+                message.url.raw_authority or "",
+                message.headers,
+                message.version < HTTP_11,
+                # A request to switch protocols ends the connection once answered: vaultd
+                # speaks only HTTP/1.1, and the parser drops what follows it in its read.
+                message.should_close or message.upgrade or not payload.is_eof(),
             )
+            for message, payload in messages
+        )
+        # Between requests again when what was given ended with a blank line: the end of a
+        # head, which after a request with no body is its end. Bytes after the last request
+        # that end with a blank line make a request of their own, or an error. (A request
+        # whose body is not whole, or that upgrades, ends the connection: nothing after it
+        # is parsed.)
+        self.between = last.endswith(END_OF_HEAD)
+        if between and self.between:
+            self.server.parsed.put(data, requests)
+        self._queue(requests)
+        return True
+
+    def _queue(self, requests: Iterable[Parsed]) -> None:
+        """Queue `requests` from this peer, up to the first that ends the connection."""
+        queue, peer = self.queue, self.peer
+        for method, path, target, authority, headers, http10, close in requests:
+            queue.append(Request(method, path, target, authority, headers, peer, http10, close))
             if close:
                 self.closing = True
                 break
-        return True
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close (keep the write side)."""
