@@ -42,6 +42,11 @@ WHOLE = [
     TOKEN_PUT,
     b"PUT /p HTTP/1.1\r\n" + HOST + b"Content-Length: 4\r\n\r\n\r\n\r\n",
     b"PUT /q HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n4\r\n\r\n\r\n\r\n0\r\n\r\n",
+    # Trailers: aiohttp's parser gives the next request on the connection the last trailer
+    # field, and a `Connection: close` one makes it refuse the next request.
+    b"PUT /t HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n",
+    b"PUT /u HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n0\r\n"
+    b"Connection: close\r\n\r\n",
     b"GET /d HTTP/1.1\r\nX-Pad: ",  # a head the next request's lines complete
     b"\r\n",
     b"GET /e HTTP/1.0\r\n\r\n",
@@ -128,6 +133,35 @@ async def test_a_read_ending_inside_a_body_ends_the_connection_so_nothing_is_tak
     fed, plain = _warmed(), Fed(NothingKept())
     for each in (fed, plain):
         each.feed(b"PUT /p HTTP/1.1\r\n" + HOST + b"Content-Length: 8\r\n\r\n\r\n\r\n", GET_A)
+    assert fed.requests == plain.requests
+    assert [r[1] for r in fed.requests] == ["/p"]
+    assert fed.conn.closing
+
+
+async def test_what_a_chunked_bodys_trailer_leaves_in_the_parser_is_never_shared() -> None:
+    # Another connection's trailer must not reach the owner's identical read: the parser
+    # gives the request after a trailer that trailer's last field (here a token), and a
+    # read parsed after it must not be remembered as what those bytes hold.
+    fed = Fed()
+    fed.feed(
+        b"GET /a HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"0\r\nX-aws-ec2-metadata-token: planted\r\n\r\n",
+        b"GET /b HTTP/1.1\r\n" + HOST + b"\r\n",
+    )
+    fed.requests.clear()
+    fed.conn = fed.connection()
+    fed.feed(b"GET /b HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert fed.requests == [("GET", "/b", "/b", "", (("Host", "169.254.169.254"),), False, False)]
+
+
+async def test_a_read_after_a_trailer_closing_the_connection_is_refused_not_taken() -> None:
+    fed, plain = _warmed(), Fed(NothingKept())
+    for each in (fed, plain):
+        each.feed(
+            b"POST /p HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+            b"0\r\nConnection: close\r\n\r\n",
+            GET_A,
+        )
     assert fed.requests == plain.requests
     assert [r[1] for r in fed.requests] == ["/p"]
     assert fed.conn.closing

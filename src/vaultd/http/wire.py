@@ -50,6 +50,7 @@ from typing import Final, Literal
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser
+from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
 
 TEXT: Final = "text/plain"
@@ -72,8 +73,8 @@ PARSED_AT_ONCE: Final = FEED // 16
 # `PARSED_KEPT` reads are remembered at once.
 PARSED_READ_MAX: Final = FEED // 4
 PARSED_KEPT: Final = 64
-# How every header section ends (RFC 9112 §2.1): a read that ends so leaves the parser
-# between requests (`Connection.between`).
+# How every header section ends (RFC 9112 §2.1): a read that ends so, after a request with
+# no body, leaves the parser between requests (`Connection.between`).
 END_OF_HEAD: Final = b"\r\n\r\n"
 # struct linger {l_onoff = 1, l_linger = 0}: close(2) then resets the connection and drops
 # what the kernel still holds to send (socket(7)).
@@ -460,12 +461,15 @@ class Connection(BaseProtocol):
             )
             for message, payload in messages
         )
-        # Between requests again when what was given ended with a blank line: the end of a
-        # head, which after a request with no body is its end. Bytes after the last request
-        # that end with a blank line make a request of their own, or an error. (A request
-        # whose body is not whole, or that upgrades, ends the connection: nothing after it
-        # is parsed.)
-        self.between = last.endswith(END_OF_HEAD)
+        # Between requests again when the last request has no body and what was given
+        # ended with a blank line: the end of that request's head, and so of the request.
+        # Bytes after it that end with a blank line make a request of their own, or an
+        # error. After a body the parser may keep state: aiohttp's gives a chunked body's
+        # last trailer field to the next request, and after a `Connection: close` trailer
+        # it refuses the next request; so only the parser may read what follows a body.
+        self.between = (
+            bool(messages) and messages[-1][1] is EMPTY_PAYLOAD and last.endswith(END_OF_HEAD)
+        )
         if between and self.between:
             self.server.parsed.put(data, requests)
         self._queue(requests)
