@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -19,7 +20,6 @@ from vaultd.http.wire import (
     PARSED_READ_MAX,
     Connection,
     Limits,
-    Parsed,
     ParsedReads,
     Peer,
     Request,
@@ -53,11 +53,9 @@ WHOLE = [
 ]
 
 
-class NothingKept(ParsedReads):
+def nothing_kept() -> ParsedReads:
     """A table that remembers nothing: every read goes to the parser."""
-
-    def get(self, data: bytes) -> tuple[Parsed, ...] | None:
-        return None
+    return ParsedReads(0)
 
 
 def _fields(request: Request) -> tuple[Any, ...]:
@@ -75,13 +73,15 @@ def _fields(request: Request) -> tuple[Any, ...]:
 class Fed:
     """A connection on its own server, recording the requests it is asked to answer."""
 
-    def __init__(self, parsed: ParsedReads | None = None) -> None:
+    def __init__(self, new_table: Callable[[], ParsedReads] = ParsedReads) -> None:
         self.requests: list[tuple[Any, ...]] = []
         self.peers: list[Peer] = []
-        self.server = Server(self._answer, lambda _t: Peer(("127.0.0.1", 40000)), Limits())
-        if parsed is not None:
-            self.server.parsed = parsed
+        self.server = Server(self._answer, lambda _t: self.peer, Limits(), new_table=new_table)
+        self.peer = Peer(("127.0.0.1", 40000), 1000)
         self.conn = self.connection()
+
+    def table(self) -> ParsedReads:
+        return self.server.parsed_for(self.peer)
 
     def _answer(self, request: Request) -> bytes:
         self.requests.append(_fields(request))
@@ -113,16 +113,33 @@ def _warmed() -> Fed:
 
 async def test_a_read_parsed_before_is_taken_from_the_table_with_this_connections_peer() -> None:
     fed = _warmed()
-    assert fed.server.parsed.get(GET_A) is not None
-    fed.conn.peer = Peer(("127.0.0.2", 1234))
+    assert fed.table().get(GET_A) is not None
+    fed.peer = Peer(("127.0.0.2", 1234), 1000)  # the same user, from another address
+    fed.conn = fed.connection()
     fed.feed(GET_A)
     assert [r[1] for r in fed.requests] == ["/a"]
-    assert fed.peers == [Peer(("127.0.0.2", 1234))]
+    assert fed.peers == [Peer(("127.0.0.2", 1234), 1000)]
+
+
+async def test_each_user_has_a_table_of_their_own() -> None:
+    fed = _warmed()
+    others = [
+        Peer(("127.0.0.1", 40001), 1001),
+        Peer(("10.0.0.2", 40000), None, None, "network"),
+        Peer(("127.0.0.1", 40002), 1001, "refused", "refused"),
+    ]
+    for peer in others:
+        fed.peer = peer
+        assert fed.table().get(GET_A) is None  # what uid 1000's connections left is theirs
+        fed.conn = fed.connection()
+        fed.feed(GET_A)
+        assert fed.table().get(GET_A) is not None
+    assert len(fed.server.parsed) == 4
 
 
 async def test_a_remembered_read_completing_a_head_begun_is_parsed_not_taken() -> None:
     # "X-Pad: " takes the next line as its value: the request is /d, with GET_A's Host.
-    fed, plain = _warmed(), Fed(NothingKept())
+    fed, plain = _warmed(), Fed(nothing_kept)
     for each in (fed, plain):
         each.feed(b"GET /d HTTP/1.1\r\nX-Pad: ", GET_A)
     assert fed.requests == plain.requests
@@ -130,7 +147,7 @@ async def test_a_remembered_read_completing_a_head_begun_is_parsed_not_taken() -
 
 
 async def test_a_read_ending_inside_a_body_ends_the_connection_so_nothing_is_taken() -> None:
-    fed, plain = _warmed(), Fed(NothingKept())
+    fed, plain = _warmed(), Fed(nothing_kept)
     for each in (fed, plain):
         each.feed(b"PUT /p HTTP/1.1\r\n" + HOST + b"Content-Length: 8\r\n\r\n\r\n\r\n", GET_A)
     assert fed.requests == plain.requests
@@ -155,7 +172,7 @@ async def test_what_a_chunked_bodys_trailer_leaves_in_the_parser_is_never_shared
 
 
 async def test_a_read_after_a_trailer_closing_the_connection_is_refused_not_taken() -> None:
-    fed, plain = _warmed(), Fed(NothingKept())
+    fed, plain = _warmed(), Fed(nothing_kept)
     for each in (fed, plain):
         each.feed(
             b"POST /p HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
@@ -180,12 +197,12 @@ def test_after_any_request_and_the_start_of_any_other_a_remembered_read_is_parse
     # Every read that leaves the parser inside a request (a whole request and the start of
     # another), then a read the table holds: only the parser may answer the second.
     async def run() -> None:
-        table = _warmed().server.parsed
+        table = _warmed().table()
         for first in WHOLE:
             for second in WHOLE:
                 for cut in range(len(second) + 1):
                     for third in (GET_A, TOKEN_PUT):
-                        fed, plain = Fed(table), Fed(NothingKept())
+                        fed, plain = Fed(lambda: table), Fed(nothing_kept)
                         for each in (fed, plain):
                             each.feed(first + second[:cut], third)
                         assert fed.requests == plain.requests, (first, second[:cut], third)
@@ -226,7 +243,7 @@ def test_any_cut_of_any_requests_gives_what_the_parser_gives(
     reads = [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
     async def run() -> None:
-        fed, plain = _warmed(), Fed(NothingKept())
+        fed, plain = _warmed(), Fed(nothing_kept)
         for each in (fed, plain):
             each.feed(*reads)
         assert fed.requests == plain.requests

@@ -133,11 +133,13 @@ class ParsedReads:
     URL's objects costs more than the rest of the answer.
 
     A read is remembered only when it was parsed from between requests and left the
-    parser between requests again (`Connection.between`); parsing it again from there
-    gives the same requests, since llhttp keeps nothing from one request to the next (its
-    callbacks start each request afresh). The limits are the server's, the same for every
-    connection. Reads longer than PARSED_READ_MAX bytes are not kept, and the table is
-    emptied when it holds PARSED_KEPT, so varied requests cannot make it grow."""
+    parser between requests again (`Connection.between`: its last request has no body);
+    parsing it again from there gives the same requests, since after a request with no
+    body the parser keeps nothing of it (after a body it may: see `Connection._parse`).
+    The parser's limits are the server's, the same for every connection, and each user
+    has a table of their own (`Server.parsed_for`). Reads longer than PARSED_READ_MAX bytes
+    are not kept, and the table is emptied when it holds `limit` (PARSED_KEPT), so varied
+    requests cannot make it grow; a table whose limit is 0 keeps nothing."""
 
     def __init__(self, limit: int = PARSED_KEPT) -> None:
         self.limit = limit
@@ -150,7 +152,7 @@ class ParsedReads:
     def put(self, data: bytes, requests: tuple[Parsed, ...]) -> None:
         """Remember that `data`, read between requests, holds `requests` (and ends
         between requests)."""
-        if len(data) > PARSED_READ_MAX:
+        if len(data) > PARSED_READ_MAX or not self.limit:
             return
         if len(self._reads) >= self.limit:
             self._reads.clear()
@@ -278,6 +280,8 @@ class Server:
         limits: Limits,
         on_bad_request: Callable[[str], None] = lambda _: None,
         unsent: Unsent = lambda _: None,
+        *,
+        new_table: Callable[[], ParsedReads] = ParsedReads,
     ) -> None:
         self.handler = handler
         self.admit = admit
@@ -285,7 +289,8 @@ class Server:
         self.on_bad_request = on_bad_request
         self.unsent = unsent
         self.clock = Clock()
-        self.parsed = ParsedReads()
+        self.new_table = new_table
+        self.parsed: dict[tuple[Pool, int | None], ParsedReads] = {}  # see parsed_for
         self.connections: set[Connection] = set()
         self.open: dict[Pool, int] = {"owner": 0, "network": 0, "refused": 0}
         self.over_cap = 0
@@ -300,6 +305,18 @@ class Server:
 
     def protocol(self) -> Connection:
         return Connection(self)
+
+    def parsed_for(self, peer: Peer) -> ParsedReads:
+        """The reads `peer`'s connections may share (`ParsedReads`): one table for each uid
+        admitted (a client socket's owner), one for peers from an allowed network, one for
+        refused peers. What one user's connection left in the table is never given to
+        another's, whatever a parser might carry over from one request to the next. There
+        are at most as many tables as uids admitted, plus two."""
+        key = (peer.pool, peer.uid)
+        table = self.parsed.get(key)
+        if table is None:
+            table = self.parsed[key] = self.new_table()
+        return table
 
     def close_all(self) -> None:
         for conn in list(self.connections):
@@ -328,6 +345,7 @@ class Connection(BaseProtocol):
         self.parser: HttpRequestParser | None = None
         self.queue: deque[Request] = deque()
         self.unparsed = bytearray()  # read and not yet parsed (see _feed)
+        self.parsed = ParsedReads(0)  # this peer's (`Server.parsed_for`), once admitted
         # The parser holds nothing of a request begun: what it was given ended between
         # requests (see `_parse`), so a read it parsed before may be taken from `ParsedReads`.
         self.between = True
@@ -351,6 +369,7 @@ class Connection(BaseProtocol):
             self.close()
             return
         self.counted = peer.pool
+        self.parsed = server.parsed_for(peer)
         server.connections.add(self)
         limits = server.limits
         self.parser = HttpRequestParser(
@@ -419,7 +438,7 @@ class Connection(BaseProtocol):
         parser = self.parser
         if parser is None:  # the connection is gone
             return False
-        known = self.server.parsed.get(data) if self.between else None
+        known = self.parsed.get(data) if self.between else None
         if known is not None:
             self._queue(known)
             return True
@@ -471,7 +490,7 @@ class Connection(BaseProtocol):
             bool(messages) and messages[-1][1] is EMPTY_PAYLOAD and last.endswith(END_OF_HEAD)
         )
         if between and self.between:
-            self.server.parsed.put(data, requests)
+            self.parsed.put(data, requests)
         self._queue(requests)
         return True
 
