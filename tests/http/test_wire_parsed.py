@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from tests.http.test_wire import Transport
 from vaultd.http.wire import (
@@ -20,6 +21,7 @@ from vaultd.http.wire import (
     PARSED_READ_MAX,
     Connection,
     Limits,
+    Parsed,
     ParsedReads,
     Peer,
     Request,
@@ -47,6 +49,8 @@ WHOLE = [
     b"PUT /t HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n",
     b"PUT /u HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n0\r\n"
     b"Connection: close\r\n\r\n",
+    # llhttp reads this Content-Length as a body that never ends; aiohttp sees no body.
+    b"GET /v HTTP/1.1\r\n" + HOST + b"Content-Length: 18446744073709551615\r\n\r\n",
     b"GET /d HTTP/1.1\r\nX-Pad: ",  # a head the next request's lines complete
     b"\r\n",
     b"GET /e HTTP/1.0\r\n\r\n",
@@ -121,20 +125,42 @@ async def test_a_read_parsed_before_is_taken_from_the_table_with_this_connection
     assert fed.peers == [Peer(("127.0.0.2", 1234), 1000)]
 
 
-async def test_each_user_has_a_table_of_their_own() -> None:
+async def test_each_user_has_a_table_of_their_own_and_refused_peers_none() -> None:
     fed = _warmed()
-    others = [
+    for peer in (
         Peer(("127.0.0.1", 40001), 1001),
         Peer(("10.0.0.2", 40000), None, None, "network"),
-        Peer(("127.0.0.1", 40002), 1001, "refused", "refused"),
-    ]
-    for peer in others:
+    ):
         fed.peer = peer
         assert fed.table().get(GET_A) is None  # what uid 1000's connections left is theirs
         fed.conn = fed.connection()
         fed.feed(GET_A)
         assert fed.table().get(GET_A) is not None
-    assert len(fed.server.parsed) == 4
+    for uid in range(2000, 2010):  # however many users are refused, nothing is kept
+        fed.peer = Peer(("127.0.0.1", 40002), uid, "refused", "refused")
+        fed.conn = fed.connection()
+        fed.feed(GET_A)
+        assert len(fed.table()) == 0
+    assert len(fed.server.parsed) == 3
+
+
+def test_a_read_of_several_requests_is_not_kept() -> None:
+    async def run() -> None:
+        fed = Fed()
+        fed.feed(GET_A + GET_A)
+        assert [r[1] for r in fed.requests] == ["/a", "/a"]
+        assert len(fed.table()) == 0
+
+    asyncio.run(run())
+
+
+async def test_a_body_that_never_ends_for_llhttp_is_not_read_past() -> None:
+    fed, plain = _warmed(), Fed(nothing_kept)
+    endless = b"GET /v HTTP/1.1\r\n" + HOST + b"Content-Length: 18446744073709551615\r\n\r\n"
+    for each in (fed, plain):
+        each.feed(endless, GET_A, GET_A)
+    assert fed.requests == plain.requests
+    assert [r[1] for r in fed.requests] == ["/v"]
 
 
 async def test_a_remembered_read_completing_a_head_begun_is_parsed_not_taken() -> None:
@@ -212,12 +238,15 @@ def test_after_any_request_and_the_start_of_any_other_a_remembered_read_is_parse
 
 def test_the_table_keeps_short_reads_only_and_is_emptied_when_full() -> None:
     table = ParsedReads()
-    table.put(b"x" * (PARSED_READ_MAX + 1), ())
+    request: Parsed = ("GET", "/", "/", "", CIMultiDictProxy(CIMultiDict()), False, False)
+    table.put(b"x" * (PARSED_READ_MAX + 1), request)
     assert len(table) == 0
-    for n in range(PARSED_KEPT):
-        table.put(b"%d" % n, ())
+    table.put(b"x" * PARSED_READ_MAX, request)
+    assert len(table) == 1
+    for n in range(PARSED_KEPT - 1):
+        table.put(b"%d" % n, request)
     assert len(table) == PARSED_KEPT
-    table.put(b"one more", ())
+    table.put(b"one more", request)
     assert len(table) == 1
 
 

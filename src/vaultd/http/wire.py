@@ -50,7 +50,6 @@ from typing import Final, Literal
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser
-from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
 
 TEXT: Final = "text/plain"
@@ -73,9 +72,12 @@ PARSED_AT_ONCE: Final = FEED // 16
 # `PARSED_KEPT` reads are remembered at once.
 PARSED_READ_MAX: Final = FEED // 4
 PARSED_KEPT: Final = 64
-# How every header section ends (RFC 9112 §2.1): a read that ends so, after a request with
-# no body, leaves the parser between requests (`Connection.between`).
+# How every header section ends (RFC 9112 §2.1): a read that ends so, after a request that
+# frames no body, leaves the parser between requests (`Connection.between`).
 END_OF_HEAD: Final = b"\r\n\r\n"
+# The fields that frame a request's body (RFC 9112 §6.1-6.3): a request with neither has
+# no body.
+BODY_FRAMING: Final = ("Content-Length", "Transfer-Encoding")
 # struct linger {l_onoff = 1, l_linger = 0}: close(2) then resets the connection and drops
 # what the kernel still holds to send (socket(7)).
 RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)
@@ -132,31 +134,32 @@ class ParsedReads:
     again and again (the same path, Host and token), and llhttp with the headers' and
     URL's objects costs more than the rest of the answer.
 
-    A read is remembered only when it was parsed from between requests and left the
-    parser between requests again (`Connection.between`: its last request has no body);
-    parsing it again from there gives the same requests, since after a request with no
-    body the parser keeps nothing of it (after a body it may: see `Connection._parse`).
-    The parser's limits are the server's, the same for every connection, and each user
-    has a table of their own (`Server.parsed_for`). Reads longer than PARSED_READ_MAX bytes
-    are not kept, and the table is emptied when it holds `limit` (PARSED_KEPT), so varied
-    requests cannot make it grow; a table whose limit is 0 keeps nothing."""
+    A read is remembered only when it holds one request, was parsed from between requests
+    and left the parser between requests again (`Connection.between`: the request frames
+    no body); parsing it again from there gives the same request, since after a request
+    with no body the parser keeps nothing of it (after a body it may: see
+    `Connection._parse`). The parser's limits are the server's, the same for every
+    connection, and each user has a table of their own (`Server.parsed_for`). Reads longer
+    than PARSED_READ_MAX bytes are not kept, and the table is emptied when it holds `limit`
+    (PARSED_KEPT), so varied requests cannot make it grow; a table whose limit is 0 keeps
+    nothing."""
 
     def __init__(self, limit: int = PARSED_KEPT) -> None:
         self.limit = limit
-        self._reads: dict[bytes, tuple[Parsed, ...]] = {}
+        self._reads: dict[bytes, Parsed] = {}
 
-    def get(self, data: bytes) -> tuple[Parsed, ...] | None:
-        """The requests `data` holds, when it was parsed before; else None."""
+    def get(self, data: bytes) -> Parsed | None:
+        """The request `data` holds, when it was parsed before; else None."""
         return self._reads.get(data)
 
-    def put(self, data: bytes, requests: tuple[Parsed, ...]) -> None:
-        """Remember that `data`, read between requests, holds `requests` (and ends
-        between requests)."""
+    def put(self, data: bytes, request: Parsed) -> None:
+        """Remember that `data`, read between requests, holds `request` and nothing more
+        (and ends between requests)."""
         if len(data) > PARSED_READ_MAX or not self.limit:
             return
         if len(self._reads) >= self.limit:
             self._reads.clear()
-        self._reads[data] = requests
+        self._reads[data] = request
 
     def __len__(self) -> int:
         return len(self._reads)
@@ -290,6 +293,7 @@ class Server:
         self.unsent = unsent
         self.clock = Clock()
         self.new_table = new_table
+        self.unkept = ParsedReads(0)
         self.parsed: dict[tuple[Pool, int | None], ParsedReads] = {}  # see parsed_for
         self.connections: set[Connection] = set()
         self.open: dict[Pool, int] = {"owner": 0, "network": 0, "refused": 0}
@@ -308,10 +312,13 @@ class Server:
 
     def parsed_for(self, peer: Peer) -> ParsedReads:
         """The reads `peer`'s connections may share (`ParsedReads`): one table for each uid
-        admitted (a client socket's owner), one for peers from an allowed network, one for
-        refused peers. What one user's connection left in the table is never given to
-        another's, whatever a parser might carry over from one request to the next. There
-        are at most as many tables as uids admitted, plus two."""
+        admitted (a client socket's owner: the daemon's own and each allowed uid), one for
+        peers from an allowed network; refused peers, who get one answer, keep none. What
+        one user's connection left in a table is never given to another's, whatever a
+        parser might carry over from one request to the next, and there are at most as
+        many tables as uids admitted, plus one."""
+        if peer.refusal is not None:
+            return self.unkept
         key = (peer.pool, peer.uid)
         table = self.parsed.get(key)
         if table is None:
@@ -440,7 +447,7 @@ class Connection(BaseProtocol):
             return False
         known = self.parsed.get(data) if self.between else None
         if known is not None:
-            self._queue(known)
+            self._queue((known,))
             return True
         unparsed = self.unparsed
         between = self.between
@@ -480,17 +487,21 @@ class Connection(BaseProtocol):
             )
             for message, payload in messages
         )
-        # Between requests again when the last request has no body and what was given
+        # Between requests again when the last request frames no body and what was given
         # ended with a blank line: the end of that request's head, and so of the request.
         # Bytes after it that end with a blank line make a request of their own, or an
         # error. After a body the parser may keep state: aiohttp's gives a chunked body's
         # last trailer field to the next request, and after a `Connection: close` trailer
-        # it refuses the next request; so only the parser may read what follows a body.
+        # it refuses the next request; llhttp reads a Content-Length of 2**64 - 1 as a
+        # body that never ends, where aiohttp sees none. So only the parser reads what
+        # follows a request that names a body at all.
         self.between = (
-            bool(messages) and messages[-1][1] is EMPTY_PAYLOAD and last.endswith(END_OF_HEAD)
+            bool(messages)
+            and not any(name in messages[-1][0].headers for name in BODY_FRAMING)
+            and last.endswith(END_OF_HEAD)
         )
-        if between and self.between:
-            self.parsed.put(data, requests)
+        if between and self.between and len(requests) == 1:
+            self.parsed.put(data, requests[0])
         self._queue(requests)
         return True
 
