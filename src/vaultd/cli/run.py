@@ -283,7 +283,13 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     profile_arg(p)
-    p.add_argument("--format", choices=("env", "export", "json", "ini"), default="env")
+    p.add_argument(
+        "--format",
+        choices=("env", "export", "json", "ini"),
+        default="env",
+        help="env (default): KEY=value lines; export: the same with 'export '; json: the "
+        "credential_process format; ini: a credentials-file section",
+    )
     socket_arg(p)
 
 
