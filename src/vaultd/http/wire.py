@@ -293,7 +293,7 @@ class Server:
         self.unsent = unsent
         self.clock = Clock()
         self.new_table = new_table
-        self.unkept = ParsedReads(0)
+        self.unkept = ParsedReads(0)  # refused peers', and a connection's until admitted
         self.parsed: dict[tuple[Pool, int | None], ParsedReads] = {}  # see parsed_for
         self.connections: set[Connection] = set()
         self.open: dict[Pool, int] = {"owner": 0, "network": 0, "refused": 0}
@@ -352,7 +352,7 @@ class Connection(BaseProtocol):
         self.parser: HttpRequestParser | None = None
         self.queue: deque[Request] = deque()
         self.unparsed = bytearray()  # read and not yet parsed (see _feed)
-        self.parsed = ParsedReads(0)  # this peer's (`Server.parsed_for`), once admitted
+        self.parsed = server.unkept  # this peer's table (`Server.parsed_for`), once admitted
         # The parser holds nothing of a request begun: what it was given ended between
         # requests (see `_parse`), so a read it parsed before may be taken from `ParsedReads`.
         self.between = True
