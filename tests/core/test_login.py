@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from botocore.utils import generate_login_cache_key
 
-from tests.fakes.signin import Fakes, Scripted
+from tests.fakes.signin import NOT_JSON, Fakes, Scripted
 from vaultd.core import config, login, resolve, schedule
 from vaultd.core.login import AwsLogin
 from vaultd.errors import LoginRequired, StsError
@@ -188,8 +188,7 @@ def test_the_daemon_and_doctor_read_an_odd_expiry_alike(
 
 # A 200 whose body botocore cannot use as CreateOAuth2Token's answer.
 GARBLED = {
-    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
-    "not JSON": Scripted(200, "{{{"),
+    **NOT_JSON,
     "no accessToken": Scripted(200, '{"tokenType":"aws_sigv4","expiresIn":900}'),
     "no refreshToken": Scripted(
         200,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.signin import Fakes, Scripted, sso_cache_file
+from tests.fakes.signin import NOT_JSON, Fakes, Scripted, sso_cache_file
 from vaultd.core import config, resolve
 from vaultd.core.sso import IdentityCenter
 from vaultd.errors import ConfigError, SsoLoginRequired, StsError
@@ -241,8 +241,7 @@ FAILURES = {
 
 # A 200 whose body botocore cannot use as CreateToken's answer.
 GARBLED_TOKENS = {
-    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
-    "not JSON": Scripted(200, "{{{"),
+    **NOT_JSON,
     "no expiresIn": Scripted(200, '{"accessToken":"aoa-x","tokenType":"Bearer"}'),
     "accessToken 5": Scripted(200, '{"accessToken":5,"expiresIn":3600}'),
     "expiresIn a word": Scripted(200, '{"accessToken":"aoa-x","expiresIn":"soon"}'),
@@ -309,8 +308,7 @@ def test_a_token_still_valid_is_used_when_its_refresh_fails(
 
 
 GARBLED_ROLES = {
-    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
-    "not JSON": Scripted(200, "{{{"),
+    **NOT_JSON,
     "empty roleCredentials": Scripted(200, '{"roleCredentials":{}}'),
     "accessKeyId 5": Scripted(
         200,

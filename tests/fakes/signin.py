@@ -71,6 +71,14 @@ class Scripted:
     content_type: str = "application/json"
 
 
+# 200s that are no JSON service's answer at all: what a proxy or a captive portal sends.
+# Each service's table of garbled answers starts with these.
+NOT_JSON: dict[str, Scripted] = {
+    "HTML": Scripted(200, "<html>Sign in</html>", content_type="text/html"),
+    "not JSON": Scripted(200, "{{{"),
+}
+
+
 @dataclass
 class Fakes:
     """The services' state; every counter and list is there for tests to assert on."""
