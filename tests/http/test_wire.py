@@ -325,6 +325,17 @@ async def test_a_half_closed_client_waiting_for_an_awaited_reply_is_closed_after
     ]
 
 
+@pytest.mark.parametrize(
+    "request_line", [b"CONNECT ", b"CONNECT \r\nHost: a", b"GET /a HTTP/1.1\r\n\r\nCONNECT "]
+)
+async def test_a_request_the_parser_gives_no_target_is_a_bad_request(request_line: bytes) -> None:
+    # aiohttp's C parser gives a CONNECT with an empty target no URL at all.
+    conn, transport = _connection()
+    conn.data_received(request_line + b"\r\n\r\n")
+    assert transport.sent.startswith(b"HTTP/1.1 400 Bad Request")
+    assert transport.closed and ANSWERED == []
+
+
 async def test_what_follows_a_closing_request_in_a_long_read_is_not_parsed() -> None:
     conn, transport = _connection()
     last = _get("/last", "Connection: close")

@@ -48,7 +48,7 @@ from http import HTTPStatus
 from typing import Final, Literal
 
 from aiohttp.base_protocol import BaseProtocol
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser
 from multidict import CIMultiDictProxy
 
@@ -469,6 +469,9 @@ class Connection(BaseProtocol):
                 last = self._next_slice()
                 extra, upgraded, _tail = parser.feed_data(last)
                 messages = [*messages, *extra]
+            if any(message.url is None for message, _ in messages):
+                # aiohttp's C parser gives a CONNECT with an empty target no URL at all.
+                raise BadHttpMessage("no request-target")
         except HttpProcessingError as exc:
             self.between = False
             self._bad_request(exc)
